@@ -1,0 +1,117 @@
+"""Configuration: one frozen dataclass read from the environment, in one place.
+
+Every variable name here is part of the deployment contract (README, "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REAL_PROVIDER_URLS: dict[str, str] = {
+    "waha_url": "http://localhost:3000",
+    "meta_graph_url": "https://graph.facebook.com",
+    "meta_oauth_url": "https://www.facebook.com",
+    "instagram_graph_url": "https://graph.instagram.com",
+    "instagram_api_url": "https://api.instagram.com",
+    "instagram_oauth_url": "https://www.instagram.com",
+    "google_oauth_url": "https://accounts.google.com",
+    "google_token_url": "https://oauth2.googleapis.com",
+    "google_api_url": "https://www.googleapis.com",
+}
+
+# Environment variable -> Settings attribute, for the provider base URLs.
+PROVIDER_URL_ENV: dict[str, str] = {
+    "CONEXOES_WAHA_URL": "waha_url",
+    "CONEXOES_META_GRAPH_URL": "meta_graph_url",
+    "CONEXOES_META_OAUTH_URL": "meta_oauth_url",
+    "CONEXOES_INSTAGRAM_GRAPH_URL": "instagram_graph_url",
+    "CONEXOES_INSTAGRAM_API_URL": "instagram_api_url",
+    "CONEXOES_INSTAGRAM_OAUTH_URL": "instagram_oauth_url",
+    "CONEXOES_GOOGLE_OAUTH_URL": "google_oauth_url",
+    "CONEXOES_GOOGLE_TOKEN_URL": "google_token_url",
+    "CONEXOES_GOOGLE_API_URL": "google_api_url",
+}
+
+# Environment variable -> platform credential key, used when no super-admin value is stored.
+PLATFORM_CREDENTIAL_ENV: dict[str, str] = {
+    "CONEXOES_WAHA_API_KEY": "waha.api_key",
+    "CONEXOES_WAHA_WEBHOOK_HMAC_KEY": "waha.webhook_hmac_key",
+    "CONEXOES_META_APP_ID": "meta.app_id",
+    "CONEXOES_META_APP_SECRET": "meta.app_secret",
+    "CONEXOES_META_VERIFY_TOKEN": "meta.verify_token",
+    "CONEXOES_GOOGLE_CLIENT_ID": "google.client_id",
+    "CONEXOES_GOOGLE_CLIENT_SECRET": "google.client_secret",
+    "CONEXOES_INSTAGRAM_APP_ID": "instagram.app_id",
+    "CONEXOES_INSTAGRAM_APP_SECRET": "instagram.app_secret",
+}
+
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    database_url: str | None = None
+    data_dir: Path = Path(".data")
+    grpc_addr: str = "127.0.0.1:50051"
+    http_addr: str = "127.0.0.1:8080"
+    public_url: str = "http://127.0.0.1:8080"
+    frontend_url: str = "http://127.0.0.1:3000"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    encryption_keys: str | None = None
+    waha_url: str = REAL_PROVIDER_URLS["waha_url"]
+    meta_graph_url: str = REAL_PROVIDER_URLS["meta_graph_url"]
+    meta_oauth_url: str = REAL_PROVIDER_URLS["meta_oauth_url"]
+    meta_graph_version: str = "v21.0"
+    instagram_graph_url: str = REAL_PROVIDER_URLS["instagram_graph_url"]
+    instagram_api_url: str = REAL_PROVIDER_URLS["instagram_api_url"]
+    instagram_oauth_url: str = REAL_PROVIDER_URLS["instagram_oauth_url"]
+    google_oauth_url: str = REAL_PROVIDER_URLS["google_oauth_url"]
+    google_token_url: str = REAL_PROVIDER_URLS["google_token_url"]
+    google_api_url: str = REAL_PROVIDER_URLS["google_api_url"]
+    platform_defaults: Mapping[str, str] = field(default_factory=dict)
+    worker_concurrency: int = 4
+    cors_origins: tuple[str, ...] = ()
+    max_webhook_bytes: int = 1_048_576
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        urls = {attr: env[name] for name, attr in PROVIDER_URL_ENV.items() if env.get(name)}
+        defaults = {key: env[name] for name, key in PLATFORM_CREDENTIAL_ENV.items() if env.get(name)}
+        origins = tuple(o.strip() for o in env.get("CONEXOES_CORS_ORIGINS", "").split(",") if o.strip())
+        http_addr = env.get("CONEXOES_HTTP_ADDR", cls.http_addr)
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(env.get("CONEXOES_DATA_DIR", ".data")),
+            grpc_addr=env.get("CONEXOES_GRPC_ADDR", cls.grpc_addr),
+            http_addr=http_addr,
+            public_url=env.get("CONEXOES_PUBLIC_URL", f"http://{http_addr}").rstrip("/"),
+            frontend_url=env.get("CONEXOES_FRONTEND_URL", cls.frontend_url).rstrip("/"),
+            jwt_secret=env.get("CONEXOES_JWT_SECRET") or None,
+            jwt_public_key=env.get("CONEXOES_JWT_PUBLIC_KEY") or None,
+            encryption_keys=env.get("CONEXOES_ENCRYPTION_KEYS") or None,
+            meta_graph_version=env.get("CONEXOES_META_GRAPH_VERSION", cls.meta_graph_version),
+            platform_defaults=defaults,
+            worker_concurrency=int(env.get("CONEXOES_WORKER_CONCURRENCY", cls.worker_concurrency)),
+            cors_origins=origins,
+            max_webhook_bytes=int(env.get("CONEXOES_MAX_BODY_BYTES", cls.max_webhook_bytes)),
+            log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),
+            **urls,
+        )
+
+    @property
+    def effective_jwt_secret(self) -> str | None:
+        """The HS256 secret; the development secret only when no key of any kind is configured."""
+        if self.jwt_secret or self.jwt_public_key:
+            return self.jwt_secret
+        return DEV_JWT_SECRET
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
