@@ -84,8 +84,12 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         urls = {attr: env[name] for name, attr in PROVIDER_URL_ENV.items() if env.get(name)}
-        defaults = {key: env[name] for name, key in PLATFORM_CREDENTIAL_ENV.items() if env.get(name)}
-        origins = tuple(o.strip() for o in env.get("CONEXOES_CORS_ORIGINS", "").split(",") if o.strip())
+        defaults = {
+            key: env[name] for name, key in PLATFORM_CREDENTIAL_ENV.items() if env.get(name)
+        }
+        origins = tuple(
+            o.strip() for o in env.get("CONEXOES_CORS_ORIGINS", "").split(",") if o.strip()
+        )
         http_addr = env.get("CONEXOES_HTTP_ADDR", cls.http_addr)
         return cls(
             database_url=env.get("DATABASE_URL") or None,

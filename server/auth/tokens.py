@@ -1,0 +1,82 @@
+"""Verifies caller JWTs (HS256 secret or RS256 public key) and mints development tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from server.auth.caller import Caller, Role
+from server.errors import Unauthenticated
+
+_REQUIRED = ["exp", "role"]
+
+
+class TokenVerifier:
+    def __init__(self, *, hs256_secret: str | None, rs256_public_key: str | None) -> None:
+        if not hs256_secret and not rs256_public_key:
+            raise ValueError("configure CONEXOES_JWT_SECRET or CONEXOES_JWT_PUBLIC_KEY")
+        self._keys: list[tuple[str, str]] = []
+        if rs256_public_key:
+            self._keys.append(("RS256", rs256_public_key))
+        if hs256_secret:
+            self._keys.append(("HS256", hs256_secret))
+
+    def verify(self, token: str) -> Caller:
+        claims = self._decode(token)
+        try:
+            role = Role(claims["role"])
+        except ValueError as exc:
+            raise Unauthenticated(f"unknown role {claims['role']!r}") from exc
+        tenant = _optional_uuid(claims, "org")
+        user = _optional_uuid(claims, "sub")
+        if role in (Role.ADMIN, Role.MEMBER) and (tenant is None or user is None):
+            raise Unauthenticated("admin and member tokens must name 'org' and 'sub'")
+        return Caller(role=role, tenant_id=tenant, user_id=user)
+
+    def _decode(self, token: str) -> dict[str, object]:
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("malformed token") from exc
+        for alg, key in self._keys:
+            if alg == algorithm:
+                try:
+                    return jwt.decode(
+                        token, key, algorithms=[alg], options={"require": _REQUIRED}, leeway=30
+                    )
+                except jwt.ExpiredSignatureError as exc:
+                    raise Unauthenticated("token expired") from exc
+                except jwt.PyJWTError as exc:
+                    raise Unauthenticated(f"invalid token: {exc}") from exc
+        raise Unauthenticated(f"tokens signed with {algorithm!r} are not accepted")
+
+
+def _optional_uuid(claims: dict[str, object], name: str) -> uuid.UUID | None:
+    value = claims.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise Unauthenticated(f"claim {name!r} is not a UUID") from exc
+
+
+def mint_token(
+    secret: str,
+    *,
+    role: Role,
+    tenant_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    ttl: timedelta = timedelta(hours=12),
+    now: datetime | None = None,
+) -> str:
+    """An HS256 token for development, tests and the sidecar's service identity."""
+    issued = now or datetime.now(UTC)
+    claims: dict[str, object] = {"role": role.value, "iat": issued, "exp": issued + ttl}
+    if tenant_id is not None:
+        claims["org"] = str(tenant_id)
+    if user_id is not None:
+        claims["sub"] = str(user_id)
+    return jwt.encode(claims, secret, algorithm="HS256")

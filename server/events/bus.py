@@ -1,0 +1,201 @@
+"""The event bus: PostgreSQL NOTIFY out, one LISTEN connection in, fan-out to local streams.
+
+Events are published with ``pg_notify`` inside the unit of work that made the change, so a
+subscriber never hears of a change that was rolled back, and every server replica hears of it.
+One process keeps a single LISTEN connection and fans each event out to its in-process
+subscribers through bounded queues; a subscriber that cannot keep up is cut off (it
+re-subscribes and gets a fresh snapshot) instead of slowing everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_log = logging.getLogger(__name__)
+CHANNEL = "conexoes_events"
+# NOTIFY payloads are capped at 8000 bytes; events carry ids and small facts, not documents.
+MAX_PAYLOAD = 7900
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    tenant_id: uuid.UUID | None
+    user_id: uuid.UUID | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def encode(self) -> str:
+        body = json.dumps(
+            {
+                "id": self.id,
+                "kind": self.kind,
+                "tenant": str(self.tenant_id) if self.tenant_id else None,
+                "user": str(self.user_id) if self.user_id else None,
+                "at": self.occurred_at.isoformat(),
+                "data": self.data,
+            },
+            separators=(",", ":"),
+            default=str,
+        )
+        if len(body.encode()) > MAX_PAYLOAD:
+            raise ValueError(f"event {self.kind} too large for NOTIFY ({len(body)} bytes)")
+        return body
+
+    @classmethod
+    def decode(cls, payload: str) -> Event:
+        raw = json.loads(payload)
+        return cls(
+            id=raw["id"],
+            kind=raw["kind"],
+            tenant_id=uuid.UUID(raw["tenant"]) if raw.get("tenant") else None,
+            user_id=uuid.UUID(raw["user"]) if raw.get("user") else None,
+            occurred_at=datetime.fromisoformat(raw["at"]),
+            data=raw.get("data") or {},
+        )
+
+
+async def publish(session: AsyncSession, event: Event) -> None:
+    """Queues ``event`` for delivery when the session's transaction commits."""
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANNEL, "payload": event.encode()},
+    )
+
+
+Predicate = Callable[[Event], bool]
+
+
+class SubscriberLagged(Exception):
+    """The subscriber fell too far behind and was cut off; re-subscribe for a fresh snapshot."""
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    accepts: Predicate
+    queue: asyncio.Queue[Event | None]
+    lagged: bool = False
+
+
+class EventBus:
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        *,
+        queue_size: int = 256,
+        reconnect_delay: float = 1.0,
+    ) -> None:
+        self._connect = connect
+        self._queue_size = queue_size
+        self._reconnect_delay = reconnect_delay
+        self._subscribers: set[_Subscriber] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen_forever(), name="event-bus-listen")
+        await asyncio.wait_for(self._ready.wait(), timeout=30)
+
+    async def stop(self) -> None:
+        for sub in list(self._subscribers):
+            sub.queue.put_nowait(None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, accepts: Predicate) -> AsyncIterator[AsyncIterator[Event]]:
+        """Registers a subscriber; iterate the yielded stream to receive matching events.
+
+        Subscribe *before* reading the snapshot so no change falls between the two.
+        """
+        sub = _Subscriber(accepts, asyncio.Queue(self._queue_size))
+        self._subscribers.add(sub)
+        try:
+            yield self._drain(sub)
+        finally:
+            self._subscribers.discard(sub)
+
+    async def _drain(self, sub: _Subscriber) -> AsyncIterator[Event]:
+        while True:
+            event = await sub.queue.get()
+            if event is None:
+                if sub.lagged:
+                    raise SubscriberLagged("event stream fell behind; re-subscribe")
+                return
+            yield event
+
+    def deliver_local(self, event: Event) -> None:
+        for sub in list(self._subscribers):
+            if sub.lagged or not sub.accepts(event):
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.lagged = True
+                # Make room for the sentinel: the subscriber ends on its next read.
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    sub.queue.get_nowait()
+                sub.queue.put_nowait(None)
+
+    def _cut_off_all(self) -> None:
+        for sub in list(self._subscribers):
+            if not sub.lagged:
+                sub.lagged = True
+                with contextlib.suppress(asyncio.QueueFull):
+                    sub.queue.put_nowait(None)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            event = Event.decode(payload)
+        except (ValueError, KeyError) as exc:
+            _log.warning("dropping malformed event payload: %s", exc)
+            return
+        self.deliver_local(event)
+
+    async def _listen_forever(self) -> None:
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await self._connect()
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self._ready.set()
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                while not lost.is_set():
+                    # A cheap probe notices a dead connection the termination hook misses.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=15)
+                    if not lost.is_set():
+                        await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("event bus connection lost (%s); reconnecting", exc)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            # Events may have been missed while disconnected: every stream must resync.
+            self._cut_off_all()
+            await asyncio.sleep(self._reconnect_delay)

@@ -1,0 +1,64 @@
+"""Wraps a grpc.aio method handler's behaviour.
+
+grpc.aio interceptors only see the handler, not the call, so anything that must run per call
+(authentication, permission checks, error mapping) wraps the returned handler's behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Streaming = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+# (method name, request, context) -> None; raises to refuse the call.
+Check = Callable[[str, Any, grpc.aio.ServicerContext], Awaitable[None]]
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler | None,
+    *,
+    unary: Callable[[Unary], Unary],
+    streaming: Callable[[Streaming], Streaming],
+) -> grpc.RpcMethodHandler | None:
+    if handler is None:
+        return None
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            streaming(handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    # The contract has no client-streaming RPCs; anything else passes through untouched.
+    return handler
+
+
+def checking(
+    check: Check, method: str
+) -> tuple[Callable[[Unary], Unary], Callable[[Streaming], Streaming]]:
+    """Wrappers that run ``check`` before the behaviour, for unary and server-streaming calls."""
+
+    def unary(behavior: Unary) -> Unary:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await check(method, request, context)
+            return await behavior(request, context)
+
+        return call
+
+    def streaming(behavior: Streaming) -> Streaming:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await check(method, request, context)
+            async for item in behavior(request, context):
+                yield item
+
+        return call
+
+    return unary, streaming

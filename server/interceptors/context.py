@@ -1,0 +1,21 @@
+"""The authenticated caller of the current RPC, set by the auth interceptor."""
+
+from __future__ import annotations
+
+import contextvars
+
+from server.auth.caller import Caller
+from server.errors import Unauthenticated
+
+_current: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
+
+
+def set_caller(caller: Caller) -> contextvars.Token[Caller | None]:
+    return _current.set(caller)
+
+
+def current_caller() -> Caller:
+    caller = _current.get()
+    if caller is None:
+        raise Unauthenticated("no authenticated caller")
+    return caller
