@@ -1,0 +1,1 @@
+"""The pieces of revision 0001 (initial schema), split to keep each module small."""

@@ -1,0 +1,95 @@
+"""SQLAlchemy models for every table of the service, and the table groups RLS is built on."""
+
+from __future__ import annotations
+
+from db.models.base import Base
+from db.models.crm import (
+    Contact,
+    Meeting,
+    Message,
+    Opportunity,
+    Organization,
+    Pipeline,
+    PipelineStage,
+    TenantSettings,
+    User,
+)
+from db.models.meta import (
+    ConversionsApiConfig,
+    ConversionsApiLog,
+    CustomAudience,
+    CustomAudienceMember,
+    LeadAdsForm,
+    MetaConnection,
+    MetaPage,
+)
+from db.models.personal import (
+    EmailConnection,
+    GoogleConnection,
+    InstagramConnection,
+    WhatsAppSession,
+)
+from db.models.platform import (
+    Alert,
+    AuditEntry,
+    CircuitBreakerState,
+    IdempotencyRecord,
+    OAuthState,
+    PendingEvent,
+    PlatformCredential,
+    WebhookInbox,
+)
+
+metadata = Base.metadata
+
+# Tables with no tenant: no RLS, reachable only by the application role.
+GLOBAL_TABLES: frozenset[str] = frozenset(
+    {"platform_credentials", "circuit_breakers", "oauth_states"}
+)
+# Tables whose rows with organizacao_id NULL are platform-level (visible to super_admin only).
+PLATFORM_ROW_TABLES: frozenset[str] = frozenset({"audit_log", "alerts", "idempotency_records"})
+# Personal connections: members see only their own row (spec's user_own_connection).
+PERSONAL_TABLES: frozenset[str] = frozenset(
+    {"sessoes_whatsapp", "conexoes_google", "conexoes_email", "conexoes_instagram"}
+)
+# Every table isolated by organizacao_id.
+TENANT_TABLES: frozenset[str] = frozenset(
+    name for name, table in metadata.tables.items() if "organizacao_id" in table.c
+)
+
+__all__ = [
+    "GLOBAL_TABLES",
+    "PERSONAL_TABLES",
+    "PLATFORM_ROW_TABLES",
+    "TENANT_TABLES",
+    "Alert",
+    "AuditEntry",
+    "Base",
+    "CircuitBreakerState",
+    "Contact",
+    "ConversionsApiConfig",
+    "ConversionsApiLog",
+    "CustomAudience",
+    "CustomAudienceMember",
+    "EmailConnection",
+    "GoogleConnection",
+    "IdempotencyRecord",
+    "InstagramConnection",
+    "LeadAdsForm",
+    "Meeting",
+    "Message",
+    "MetaConnection",
+    "MetaPage",
+    "OAuthState",
+    "Opportunity",
+    "Organization",
+    "PendingEvent",
+    "Pipeline",
+    "PipelineStage",
+    "PlatformCredential",
+    "TenantSettings",
+    "User",
+    "WebhookInbox",
+    "WhatsAppSession",
+    "metadata",
+]

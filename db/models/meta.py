@@ -1,0 +1,217 @@
+"""Meta Ads: the tenant's OAuth connection, pages, Lead Ads forms, CAPI and Custom Audiences."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.models.base import (
+    EMPTY_JSON,
+    Base,
+    Json,
+    created_at,
+    in_check,
+    org_fk,
+    updated_at,
+    user_fk,
+    uuid_pk,
+)
+
+LIVE = text("deletado_em IS NULL")
+META_STATUSES = ("active", "expired", "revoked", "error")
+CRM_EVENTS = ("lead", "mql", "schedule", "won", "lost")
+DEFAULT_CAPI_EVENTS = text(
+    """'{"lead": true, "schedule": true, "mql": true, "won": true, "lost": true}'::jsonb"""
+)
+DEFAULT_CAPI_EVENT_CONFIG = text("""'{"won": {"enviar_valor": true}}'::jsonb""")
+
+
+class MetaConnection(Base):
+    __tablename__ = "conexoes_meta"
+    __table_args__ = (
+        UniqueConstraint("organizacao_id"),
+        CheckConstraint(in_check("status", META_STATUSES), name="status"),
+        Index("idx_conexoes_meta_org", "organizacao_id", postgresql_where=LIVE),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID] = org_fk()
+    access_token_encrypted: Mapped[str]
+    refresh_token_encrypted: Mapped[str | None]
+    token_expires_at: Mapped[dt.datetime | None]
+    meta_user_id: Mapped[str | None] = mapped_column(String(50))
+    meta_user_name: Mapped[str | None] = mapped_column(String(255))
+    meta_user_email: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20), server_default="active")
+    ultimo_sync: Mapped[dt.datetime | None]
+    ultimo_erro: Mapped[str | None]
+    refresh_falhas: Mapped[int] = mapped_column(Integer, server_default="0")
+    refresh_bloqueado_ate: Mapped[dt.datetime | None]
+    criado_em: Mapped[dt.datetime] = created_at()
+    atualizado_em: Mapped[dt.datetime] = updated_at()
+    deletado_em: Mapped[dt.datetime | None]
+
+
+class MetaPage(Base):
+    __tablename__ = "paginas_meta"
+    __table_args__ = (
+        UniqueConstraint("organizacao_id", "page_id"),
+        Index("idx_paginas_meta_org", "organizacao_id"),
+        # Lead webhooks name only the page: the tenant is resolved through this index.
+        Index("idx_paginas_meta_page", "page_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    conexao_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conexoes_meta.id", ondelete="CASCADE")
+    )
+    organizacao_id: Mapped[uuid.UUID]  # the spec declares no foreign key here
+    page_id: Mapped[str] = mapped_column(String(50))
+    page_name: Mapped[str | None] = mapped_column(String(255))
+    page_access_token_encrypted: Mapped[str | None]
+    leads_retrieval: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
+    pages_manage_ads: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
+    ativo: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    criado_em: Mapped[dt.datetime] = created_at()
+    atualizado_em: Mapped[dt.datetime] = updated_at()
+
+
+class LeadAdsForm(Base):
+    __tablename__ = "formularios_lead_ads"
+    __table_args__ = (
+        UniqueConstraint("organizacao_id", "form_id"),
+        Index("idx_form_lead_ads_org", "organizacao_id", postgresql_where=LIVE),
+        Index("idx_form_lead_ads_form", "form_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID] = org_fk()
+    pagina_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("paginas_meta.id", ondelete="CASCADE"))
+    form_id: Mapped[str] = mapped_column(String(50))
+    form_name: Mapped[str | None] = mapped_column(String(255))
+    funil_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("funis.id"))
+    etapa_destino_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("etapas_funil.id"))
+    owner_id: Mapped[uuid.UUID | None] = user_fk(nullable=True)  # NULL = automatic distribution
+    mapeamento_campos: Mapped[Json] = mapped_column(server_default=EMPTY_JSON)
+    criar_oportunidade: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    tags_automaticas: Mapped[list[str] | None] = mapped_column(server_default=text("'{}'::text[]"))
+    notificar_owner: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    total_leads_recebidos: Mapped[int | None] = mapped_column(Integer, server_default="0")
+    ultimo_lead_recebido: Mapped[dt.datetime | None]
+    ativo: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    criado_em: Mapped[dt.datetime] = created_at()
+    atualizado_em: Mapped[dt.datetime] = updated_at()
+    deletado_em: Mapped[dt.datetime | None]
+
+
+class ConversionsApiConfig(Base):
+    __tablename__ = "config_conversions_api"
+    __table_args__ = (UniqueConstraint("organizacao_id"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID] = org_fk()
+    pixel_id: Mapped[str] = mapped_column(String(50))
+    access_token_encrypted: Mapped[str]
+    eventos_habilitados: Mapped[Json] = mapped_column(server_default=DEFAULT_CAPI_EVENTS)
+    config_eventos: Mapped[Json | None] = mapped_column(server_default=DEFAULT_CAPI_EVENT_CONFIG)
+    ativo: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
+    ultimo_teste: Mapped[dt.datetime | None]
+    ultimo_teste_sucesso: Mapped[bool | None] = mapped_column(Boolean)
+    total_eventos_enviados: Mapped[int | None] = mapped_column(Integer, server_default="0")
+    total_eventos_sucesso: Mapped[int | None] = mapped_column(Integer, server_default="0")
+    ultimo_evento_enviado: Mapped[dt.datetime | None]
+    criado_em: Mapped[dt.datetime] = created_at()
+    atualizado_em: Mapped[dt.datetime] = updated_at()
+
+
+class ConversionsApiLog(Base):
+    __tablename__ = "log_conversions_api"
+    __table_args__ = (
+        CheckConstraint(in_check("status", ("sent", "failed", "pending")), name="status"),
+        Index("idx_log_capi_org", "organizacao_id", text("criado_em DESC")),
+        Index("idx_log_capi_status", "organizacao_id", "status"),
+        Index("idx_log_capi_event", "organizacao_id", "event_name"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID]  # the spec declares no foreign key here
+    config_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("config_conversions_api.id"))
+    event_name: Mapped[str] = mapped_column(String(50))
+    event_time: Mapped[dt.datetime]
+    entidade_tipo: Mapped[str | None] = mapped_column(String(50))
+    entidade_id: Mapped[uuid.UUID | None]
+    payload_resumo: Mapped[Json | None]
+    status: Mapped[str] = mapped_column(String(20))
+    response_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None]
+    # Holds Meta's fbtrace_id (DESIGN: "Meta response id in logs").
+    fbrq_event_id: Mapped[str | None] = mapped_column(String(100))
+    criado_em: Mapped[dt.datetime] = created_at()
+
+
+class CustomAudience(Base):
+    __tablename__ = "custom_audiences_meta"
+    __table_args__ = (
+        UniqueConstraint("organizacao_id", "audience_id"),
+        CheckConstraint(
+            in_check("tipo_sincronizacao", ("evento", "manual")), name="tipo_sincronizacao"
+        ),
+        CheckConstraint(
+            in_check("evento_gatilho", CRM_EVENTS, nullable=True), name="evento_gatilho"
+        ),
+        Index("idx_audiences_meta_org", "organizacao_id", postgresql_where=LIVE),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID] = org_fk()
+    conexao_meta_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("conexoes_meta.id"))
+    audience_id: Mapped[str] = mapped_column(String(50))
+    audience_name: Mapped[str] = mapped_column(String(255))
+    ad_account_id: Mapped[str] = mapped_column(String(50))  # act_123456789
+    tipo_sincronizacao: Mapped[str] = mapped_column(String(20), server_default="evento")
+    evento_gatilho: Mapped[str | None] = mapped_column(String(50))
+    total_usuarios: Mapped[int | None] = mapped_column(Integer, server_default="0")
+    ultimo_sync: Mapped[dt.datetime | None]
+    ultimo_sync_sucesso: Mapped[bool | None] = mapped_column(Boolean)
+    ativo: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    criado_em: Mapped[dt.datetime] = created_at()
+    atualizado_em: Mapped[dt.datetime] = updated_at()
+    deletado_em: Mapped[dt.datetime | None]
+
+
+class CustomAudienceMember(Base):
+    """`custom_audience_membros`, plus `organizacao_id` (absent in the spec) for RLS."""
+
+    __tablename__ = "custom_audience_membros"
+    __table_args__ = (
+        UniqueConstraint("audience_id", "contato_id"),
+        Index("idx_audience_membros_audience", "audience_id"),
+        Index("idx_audience_membros_contato", "contato_id"),
+        Index("idx_audience_membros_sync", "audience_id", "sincronizado"),
+        Index("idx_audience_membros_org", "organizacao_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID] = org_fk()
+    audience_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("custom_audiences_meta.id", ondelete="CASCADE")
+    )
+    contato_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contatos.id"))
+    email_hash: Mapped[str | None] = mapped_column(String(64))
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
+    sincronizado: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
+    sincronizado_em: Mapped[dt.datetime | None]
+    erro_sincronizacao: Mapped[str | None]
+    criado_em: Mapped[dt.datetime] = created_at()

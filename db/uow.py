@@ -1,0 +1,93 @@
+"""The unit of work: one transaction, run as one verified caller, under row-level security."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from db.engine import APPLICATION_NAME, asyncpg_dsn, make_engine
+from server.auth.caller import Caller
+
+# Transaction-local (is_local = true): the settings vanish at COMMIT/ROLLBACK, so a pooled
+# connection never carries one caller's tenant into the next transaction.
+SET_CONTEXT = text(
+    "SELECT set_config('app.current_tenant', :tenant, true),"
+    " set_config('app.current_user', :user, true),"
+    " set_config('app.current_role', :role, true)"
+)
+
+
+def caller_settings(caller: Caller | None) -> dict[str, str]:
+    """The three RLS settings for a caller; empty strings where there is nothing to set."""
+    if caller is None:
+        return {"tenant": "", "user": "", "role": ""}
+    return {
+        "tenant": str(caller.tenant_id) if caller.tenant_id else "",
+        "user": str(caller.user_id) if caller.user_id else "",
+        "role": str(caller.role.value),
+    }
+
+
+class Database:
+    """The application's database: the app-role engine, its sessions and raw connections."""
+
+    def __init__(self, url: str, *, engine: AsyncEngine | None = None, **engine_kw: Any) -> None:
+        """Args:
+        url: the app role's URL (what db.bootstrap.prepare_database returns).
+        engine: an engine to use instead of creating one from `url`.
+        engine_kw: passed to db.engine.make_engine (pool_size, max_overflow, ...).
+        """
+        self.url = url
+        self._engine = engine if engine is not None else make_engine(url, **engine_kw)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @asynccontextmanager
+    async def unit_of_work(self, caller: Caller) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction, with the caller's tenant, user and role set.
+
+        Commits when the block exits cleanly, rolls back when it raises. The settings come
+        from the authenticated caller only, never from request fields.
+        """
+        async with self._sessions() as session, session.begin():
+            await session.execute(SET_CONTEXT, caller_settings(caller))
+            yield session
+
+    @asynccontextmanager
+    async def system(self) -> AsyncIterator[AsyncSession]:
+        """A transaction with no tenant: only the app_* SECURITY DEFINER functions and the
+        global tables (platform_credentials, circuit_breakers, oauth_states) are usable.
+        """
+        async with self._sessions() as session, session.begin():
+            await session.execute(SET_CONTEXT, caller_settings(None))
+            yield session
+
+    async def ensure_identity(self, caller: Caller) -> None:
+        """Create the caller's organization and user on first sight (just-in-time)."""
+        if caller.tenant_id is None:
+            return
+        async with self.system() as session:
+            await session.execute(
+                text("SELECT app_ensure_identity(:org, :user, :role)"),
+                {"org": caller.tenant_id, "user": caller.user_id, "role": caller.role.value},
+            )
+
+    async def raw_connection(self, **kw: Any) -> asyncpg.Connection:
+        """A dedicated asyncpg connection as the app role (for LISTEN). The caller closes it."""
+        server_settings = {"application_name": f"{APPLICATION_NAME}-raw"}
+        server_settings.update(kw.pop("server_settings", {}))
+        conn: asyncpg.Connection = await asyncpg.connect(
+            asyncpg_dsn(self.url), server_settings=server_settings, **kw
+        )
+        return conn
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
