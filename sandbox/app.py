@@ -1,0 +1,60 @@
+"""The provider sandbox: every provider fake mounted under its own prefix in one ASGI app.
+
+Adding a provider is one line in `_fakes`: build it from `SandboxSettings`, give it a prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from sandbox.settings import SandboxSettings
+from sandbox.waha import build_waha_fake
+
+
+class ProviderFake(Protocol):
+    """What the composition needs from a fake: an app to mount and a way to stop it."""
+
+    @property
+    def app(self) -> ASGIApp: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _fakes(settings: SandboxSettings) -> dict[str, ProviderFake]:
+    # prefix -> fake; later: "/graph", "/instagram", "/google".
+    return {"/waha": build_waha_fake(settings.waha)}
+
+
+def build_sandbox_app(settings: SandboxSettings) -> Starlette:
+    """Build the sandbox. Each call has its own state; `app.state.fakes` exposes the fakes."""
+    fakes = _fakes(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Mounted apps get no lifespan of their own, so the root closes them.
+        try:
+            yield
+        finally:
+            for fake in fakes.values():
+                await fake.aclose()
+
+    async def index(_: Request) -> Response:
+        return JSONResponse({"providers": sorted(fakes)})
+
+    app = Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            *(Mount(prefix, app=fake.app) for prefix, fake in fakes.items()),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.fakes = fakes
+    return app
