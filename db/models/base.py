@@ -51,8 +51,12 @@ class Base(DeclarativeBase):
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:
-    """`id uuid PRIMARY KEY DEFAULT gen_random_uuid()`."""
-    return mapped_column(primary_key=True, server_default=GEN_UUID)
+    """`id uuid PRIMARY KEY DEFAULT gen_random_uuid()`.
+
+    The ORM also makes the id client-side, so an INSERT needs no RETURNING to learn it
+    (RETURNING must pass the SELECT policy, which a write-only insert may not).
+    """
+    return mapped_column(primary_key=True, server_default=GEN_UUID, default=uuid.uuid4)
 
 
 def org_fk(*, nullable: bool = False) -> Mapped[Any]:

@@ -120,6 +120,8 @@ class AuditEntry(Base):
     """`audit_log`: `organizacao_id` NULL marks a platform-level entry (super admin only)."""
 
     __tablename__ = "audit_log"
+    # Platform-level rows may be written by callers that cannot read them back.
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
     __table_args__ = (Index("idx_audit_log_org", "organizacao_id", text("criado_em DESC")),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -135,6 +137,7 @@ class AuditEntry(Base):
 
 class Alert(Base):
     __tablename__ = "alerts"
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
     __table_args__ = (
         CheckConstraint(
             in_check("audience", ("super_admin", "tenant_admin", "user")), name="audience"

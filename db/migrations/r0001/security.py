@@ -141,7 +141,7 @@ def enable_rls(
         _policy(table, "definer_access", "true", extra=f"TO {DEFINER_ROLE}")
 
 
-HEALTH_VIEW = f"""
+HEALTH_VIEW = """
 CREATE VIEW integracao_health WITH (security_invoker = true) AS
 SELECT
   organizacao_id,
