@@ -1,0 +1,414 @@
+"""The spec's retry table, backoff with jitter, tenant overrides, run_with_retry over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from sandbox.faults import FaultServer, Reply, run_fault_server
+from server.errors import CircuitOpen
+from server.providers import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderNetworkError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderServerError,
+    ProviderTimeout,
+    raise_for_provider_response,
+    translate_errors,
+)
+from server.resilience import (
+    POLICIES,
+    BreakerRegistry,
+    BreakerState,
+    FakeClock,
+    RetryPolicy,
+    Strategy,
+    delay_bounds,
+    next_delay,
+    policy_for,
+    run_with_retry,
+)
+
+EXP, LIN = Strategy.EXPONENTIAL, Strategy.LINEAR
+
+# The spec's table, and the waits it implies (jitter 0) between its attempts.
+# max_retries is the total number of attempts (the spec's withRetry loop), so N attempts
+# have N-1 waits: after failed attempt n, base*2^(n-1) (exponential) or base*n (linear).
+SPEC = {
+    "oauth_refresh": (3, 1.0, EXP, 10.0, [1, 2]),
+    "capi_event": (5, 2.0, EXP, 30.0, [2, 4, 8, 16]),
+    "audience_sync": (3, 5.0, EXP, 60.0, [5, 10]),
+    "lead_processing": (3, 1.0, LIN, 10.0, [1, 2]),
+    "whatsapp_send": (3, 2.0, EXP, 15.0, [2, 4]),
+    "instagram_send": (3, 2.0, EXP, 15.0, [2, 4]),
+    "calendar_create": (3, 1.0, EXP, 10.0, [1, 2]),
+    "email_send": (3, 3.0, EXP, 30.0, [3, 6]),
+    "outbound_webhook": (5, 5.0, EXP, 30.0, [5, 10, 20, 40]),
+}
+
+
+class Fixed:
+    """An rng that always returns the same number: jitter at its minimum or maximum."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+NO_JITTER, MAX_JITTER = Fixed(0.0), Fixed(1.0)
+
+
+def _always(
+    exc_factory: Callable[[], BaseException],
+) -> tuple[Callable[[], Awaitable[Any]], list[int]]:
+    calls: list[int] = []
+
+    async def fn() -> Any:
+        calls.append(1)
+        raise exc_factory()
+
+    return fn, calls
+
+
+def _outage() -> ProviderServerError:
+    return ProviderServerError("HTTP 503", provider="p", status_code=503)
+
+
+# --- the table ------------------------------------------------------------------------
+
+
+def test_table_is_the_spec() -> None:
+    assert {
+        op: (p.max_retries, p.base_delay_s, p.strategy, p.timeout_s) for op, p in POLICIES.items()
+    } == {op: row[:4] for op, row in SPEC.items()}
+    for op, policy in POLICIES.items():
+        assert policy.operation == op
+        assert (policy.max_delay_s, policy.jitter) == (60.0, 0.30)
+        assert policy.max_attempts == policy.max_retries
+
+
+@pytest.mark.parametrize("operation", list(SPEC))
+async def test_each_policy_gives_up_after_its_attempts_with_its_waits(operation: str) -> None:
+    retries, _base, _strategy, _timeout, waits = SPEC[operation]
+    policy = POLICIES[operation]
+
+    for rng, factor in ((NO_JITTER, 1.0), (MAX_JITTER, 1.3)):
+        clock = FakeClock(auto_advance=True)
+        fn, calls = _always(_outage)
+        with pytest.raises(ProviderServerError) as info:
+            await run_with_retry(policy, fn, clock, rng)
+        assert len(calls) == retries
+        assert clock.slept == pytest.approx([w * factor for w in waits])
+        assert f"gave up after {retries} attempts" in "".join(info.value.__notes__)
+
+    # With real randomness every wait stays within [base, base * 1.3].
+    clock = FakeClock(auto_advance=True)
+    fn, calls = _always(_outage)
+    with pytest.raises(ProviderServerError):
+        await run_with_retry(policy, fn, clock, random.Random(8))
+    for n, (slept, wait) in enumerate(zip(clock.slept, waits, strict=True), start=1):
+        low, high = delay_bounds(policy, n)
+        assert (low, high) == pytest.approx((wait, wait * 1.3))
+        assert low <= slept <= high
+
+
+def test_linear_grows_by_base_exponential_doubles() -> None:
+    linear, exponential = POLICIES["lead_processing"], POLICIES["calendar_create"]
+    assert [next_delay(linear, n, NO_JITTER) for n in range(1, 6)] == [1, 2, 3, 4, 5]
+    assert [next_delay(exponential, n, NO_JITTER) for n in range(1, 6)] == [1, 2, 4, 8, 16]
+
+
+def test_backoff_is_capped_at_60s_before_jitter() -> None:
+    policy = POLICIES["outbound_webhook"]  # 5, 10, 20, 40, 80 -> 60
+    assert next_delay(policy, 5, NO_JITTER) == 60.0
+    assert next_delay(policy, 5, MAX_JITTER) == pytest.approx(78.0)
+    assert next_delay(policy, 500, NO_JITTER) == 60.0  # no overflow on absurd attempt numbers
+    slow_linear = replace(POLICIES["lead_processing"], base_delay_s=25.0)
+    assert next_delay(slow_linear, 3, NO_JITTER) == 60.0
+
+
+def test_retry_after_is_a_floor_never_a_ceiling() -> None:
+    policy = POLICIES["capi_event"]
+    assert next_delay(policy, 1, NO_JITTER, retry_after=30) == 30.0
+    assert next_delay(policy, 1, MAX_JITTER, retry_after=30) == pytest.approx(39.0)
+    # the backoff is longer than what the provider asked: backoff wins
+    assert next_delay(policy, 4, NO_JITTER, retry_after=3) == 16.0
+    # Retry-After may exceed the 60 s backoff cap (Google quota: hours), up to an hour
+    assert next_delay(policy, 1, NO_JITTER, retry_after=1800) == 1800.0
+    assert next_delay(policy, 1, NO_JITTER, retry_after=10**7) == 3600.0
+    assert next_delay(policy, 1, NO_JITTER, retry_after=0) == 2.0
+
+
+# --- tenant overrides (configuracoes_extra.retry_config) ------------------------------
+
+
+def test_no_config_means_the_table() -> None:
+    for op in POLICIES:
+        assert policy_for(op, None) is POLICIES[op]
+        assert policy_for(op, {}) is POLICIES[op]
+
+
+@pytest.mark.parametrize(
+    ("config", "capi", "webhook"),
+    [
+        ({"capi_max_retries": 7}, 7, 5),
+        ({"webhook_max_retries": 3}, 5, 3),
+        ({"capi_max_retries": 2, "webhook_max_retries": 8}, 2, 8),
+        ({"capi_max_retries": 0}, 1, 5),  # at least the first attempt
+        ({"capi_max_retries": -3}, 1, 5),
+        ({"capi_max_retries": 1000}, 10, 5),  # bounded
+        ({"capi_max_retries": "7"}, 5, 5),  # wrong type: default stands
+        ({"capi_max_retries": True}, 5, 5),
+        ({"capi_max_retries": 3.5}, 5, 5),
+        ({"desativar_retry_capi": True}, 1, 5),
+        ({"desativar_retry_capi": True, "capi_max_retries": 7}, 1, 5),
+        ({"desativar_retry_capi": False, "capi_max_retries": 4}, 4, 5),
+        ({"desativar_retry_capi": "yes"}, 5, 5),
+        ({"capi_max_retries": 5, "webhook_max_retries": 3, "desativar_retry_capi": False}, 5, 3),
+    ],
+)
+def test_tenant_overrides(config: dict[str, Any], capi: int, webhook: int) -> None:
+    assert policy_for("capi_event", config).max_retries == capi
+    assert policy_for("outbound_webhook", config).max_retries == webhook
+    for op in set(POLICIES) - {"capi_event", "outbound_webhook"}:
+        assert policy_for(op, config) == POLICIES[op]
+    # only the count changes, never the delays or timeout
+    assert replace(policy_for("capi_event", config), max_retries=5) == POLICIES["capi_event"]
+
+
+async def test_disabled_capi_retry_means_one_attempt() -> None:
+    policy = policy_for("capi_event", {"desativar_retry_capi": True})
+    fn, calls = _always(_outage)
+    clock = FakeClock(auto_advance=True)
+    with pytest.raises(ProviderServerError):
+        await run_with_retry(policy, fn, clock, NO_JITTER)
+    assert (len(calls), clock.slept) == (1, [])
+
+
+def test_unknown_operation_is_an_error() -> None:
+    with pytest.raises(KeyError):
+        policy_for("capi", None)
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy("x", 0, 1.0, EXP, 10.0)
+    with pytest.raises(ValueError):
+        RetryPolicy("x", 3, 1.0, EXP, 0.0)
+
+
+# --- the clock ------------------------------------------------------------------------
+
+
+async def test_fake_clock_wakes_sleepers_in_order_only_when_advanced() -> None:
+    clock = FakeClock(datetime(2025, 3, 1, tzinfo=UTC))
+    woke: list[str] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append(name)
+
+    tasks = [asyncio.create_task(sleeper("b", 5)), asyncio.create_task(sleeper("a", 2))]
+    await asyncio.sleep(0)
+    assert clock.sleeping == 2
+    clock.advance(1.9)
+    await asyncio.sleep(0)
+    assert woke == []
+    clock.advance(0.1)
+    await asyncio.sleep(0)
+    assert woke == ["a"]
+    clock.advance(10)
+    await asyncio.gather(*tasks)
+    assert woke == ["a", "b"]
+    assert clock.monotonic() == 12.0
+    assert clock.now() == datetime(2025, 3, 1, 0, 0, 12, tzinfo=UTC)
+
+
+# --- run_with_retry against the fault server ------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def faults() -> AsyncIterator[FaultServer]:
+    async with run_fault_server() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh(request: pytest.FixtureRequest) -> None:
+    if "faults" in request.fixturenames:
+        request.getfixturevalue("faults").reset()
+
+
+def _sender(
+    server: FaultServer, path: str = "/api/sendText", timeout: float = 0.2
+) -> Callable[[], Awaitable[Any]]:
+    """One WhatsApp send as a provider client would make it."""
+
+    async def send() -> Any:
+        client = httpx.AsyncClient(base_url=server.url, timeout=timeout)
+        async with client, translate_errors("waha"):
+            response = await client.post(path, json={"chatId": "5511@c.us", "text": "oi"})
+            return raise_for_provider_response("waha", response).json()
+
+    return send
+
+
+WHATSAPP = POLICIES["whatsapp_send"]
+
+
+async def test_500_500_200_succeeds_on_the_third(faults: FaultServer) -> None:
+    faults.script(
+        [Reply.error(500), Reply.error(500), Reply.json({"id": "m1"})], path="/api/sendText"
+    )
+    clock = FakeClock(auto_advance=True)
+    result = await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER)
+    assert result == {"id": "m1"}
+    assert len(faults.requests_to("/api/sendText")) == 3
+    assert clock.slept == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply.error(400), ProviderRejected),
+        (Reply.error(404), ProviderRejected),
+        (Reply.error(422), ProviderRejected),
+        (Reply.unauthorized(), ProviderAuthError),
+        (Reply.graph_error(190, subcode=460), ProviderAuthError),
+    ],
+    ids=["400", "404", "422", "401", "graph-190"],
+)
+async def test_final_errors_are_not_retried(
+    faults: FaultServer, reply: Reply, error: type[ProviderError]
+) -> None:
+    faults.script([reply, Reply.json({"id": "never"})], path="/api/sendText")
+    clock = FakeClock(auto_advance=True)
+    with pytest.raises(error):
+        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER)
+    assert len(faults.requests_to("/api/sendText")) == 1
+    assert clock.slept == []
+
+
+async def test_429_retry_after_is_waited_for(faults: FaultServer) -> None:
+    faults.script([Reply.rate_limited(3), Reply.json({"id": "m2"})], path="/api/sendText")
+    clock = FakeClock(auto_advance=True)
+    retried: list[tuple[type[BaseException], int, float]] = []
+    result = await run_with_retry(
+        WHATSAPP,
+        _sender(faults),
+        clock,
+        random.Random(1),
+        on_retry=lambda exc, n, delay: retried.append((type(exc), n, delay)),
+    )
+    assert result == {"id": "m2"}
+    assert 3.0 <= clock.slept[0] <= 3.9  # never sooner than asked; jitter on top
+    assert retried == [(ProviderRateLimited, 1, clock.slept[0])]
+
+
+async def test_retry_after_longer_than_the_request_can_wait_is_surfaced(
+    faults: FaultServer,
+) -> None:
+    faults.script([Reply.rate_limited(600), Reply.json({})], path="/api/sendText")
+    clock = FakeClock(auto_advance=True)
+    with pytest.raises(ProviderRateLimited) as info:
+        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER)
+    assert info.value.retry_after == 600.0  # -> RetryInfo for the caller
+    assert len(faults.requests_to("/api/sendText")) == 1
+    assert clock.slept == []
+
+
+async def test_slow_answer_times_out_and_counts_as_retryable(faults: FaultServer) -> None:
+    faults.script([Reply.slow(0.5), Reply.json({"id": "m3"})], path="/api/sendText")
+    clock = FakeClock(auto_advance=True)
+    failures: list[BaseException] = []
+    result = await run_with_retry(
+        WHATSAPP, _sender(faults, timeout=0.2), clock, NO_JITTER,
+        on_retry=lambda exc, n, delay: failures.append(exc),
+    )  # fmt: skip
+    assert result == {"id": "m3"}
+    assert [type(f) for f in failures] == [ProviderTimeout]
+
+
+async def test_policy_timeout_bounds_each_attempt(faults: FaultServer) -> None:
+    # The HTTP client would wait 5 s; the policy's per-attempt limit cuts it at 0.15 s.
+    faults.script([Reply.slow(0.5)] * 3, path="/api/sendText")
+    policy = replace(WHATSAPP, timeout_s=0.15)
+    clock = FakeClock(auto_advance=True)
+    with pytest.raises(ProviderTimeout) as info:
+        await run_with_retry(policy, _sender(faults, timeout=5), clock, NO_JITTER, provider="waha")
+    assert isinstance(info.value.__cause__, TimeoutError)
+    assert info.value.provider == "waha"
+    assert len(faults.requests_to("/api/sendText")) == 3
+    assert clock.slept == [2.0, 4.0]
+
+
+async def test_connection_reset_is_retried(faults: FaultServer) -> None:
+    faults.script([Reply.connection_reset(), Reply.json({"id": "m4"})], path="/api/sendText")
+    clock = FakeClock(auto_advance=True)
+    failures: list[BaseException] = []
+    result = await run_with_retry(
+        WHATSAPP, _sender(faults), clock, NO_JITTER,
+        on_retry=lambda exc, n, delay: failures.append(exc),
+    )  # fmt: skip
+    assert result == {"id": "m4"}
+    assert [type(f) for f in failures] == [ProviderNetworkError]
+
+
+async def test_persistent_outage_gives_up_and_opens_the_breaker(faults: FaultServer) -> None:
+    faults.script([Reply.error(503)] * 3, path="/api/sendText")
+    clock = FakeClock(auto_advance=True)
+    breakers = BreakerRegistry(clock)
+    waha = breakers.get("waha")
+
+    with pytest.raises(ProviderServerError):
+        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER, breaker=waha)
+    assert len(faults.requests_to("/api/sendText")) == 3
+    assert waha.state is BreakerState.OPEN
+
+    # The next request fails fast: nothing reaches the provider.
+    with pytest.raises(CircuitOpen) as info:
+        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER, breaker=waha)
+    assert len(faults.requests_to("/api/sendText")) == 3
+    assert info.value.retry_after == pytest.approx(30.0)
+
+
+async def test_breaker_opening_mid_retry_stops_the_loop() -> None:
+    clock = FakeClock(auto_advance=True)
+    waha = BreakerRegistry(clock).get("waha")  # opens after 3 outages
+    fn, calls = _always(_outage)
+    policy = replace(WHATSAPP, max_retries=5)
+    with pytest.raises(CircuitOpen) as info:
+        await run_with_retry(policy, fn, clock, NO_JITTER, breaker=waha)
+    assert len(calls) == 3
+    assert isinstance(info.value.__cause__, ProviderServerError)
+
+
+async def test_our_bugs_are_not_retried() -> None:
+    fn, calls = _always(lambda: KeyError("missing field"))
+    with pytest.raises(KeyError):
+        await run_with_retry(WHATSAPP, fn, FakeClock(auto_advance=True), NO_JITTER)
+    assert len(calls) == 1
+
+
+async def test_cancellation_while_waiting_propagates() -> None:
+    clock = FakeClock()  # manual: the retry loop will sit in its wait
+    fn, calls = _always(_outage)
+    task = asyncio.create_task(run_with_retry(WHATSAPP, fn, clock, NO_JITTER))
+    await asyncio.sleep(0)  # one turn: the attempt fails at once, then the wait begins
+    assert clock.sleeping == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(calls) == 1
