@@ -1,0 +1,29 @@
+"""HTTP/JSON gateway: serves the contract's `google.api.http` rules over a grpc.aio channel.
+
+`build_gateway` is the entry point; the rest is exported for tests and tools (OpenAPI export).
+"""
+
+from __future__ import annotations
+
+from .app import build_gateway
+from .errors import HTTP_STATUS_BY_CODE, status_from_rpc_error, status_to_json
+from .openapi import build_openapi
+from .rules import HttpRule, Router, collect_rules
+from .template import PathTemplate, parse_template
+from .transcode import TranscodeError, build_request, message_to_json
+
+__all__ = [
+    "HTTP_STATUS_BY_CODE",
+    "HttpRule",
+    "PathTemplate",
+    "Router",
+    "TranscodeError",
+    "build_gateway",
+    "build_openapi",
+    "build_request",
+    "collect_rules",
+    "message_to_json",
+    "parse_template",
+    "status_from_rpc_error",
+    "status_to_json",
+]
