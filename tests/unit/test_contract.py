@@ -378,6 +378,21 @@ def test_update_rpcs_with_a_resource_body_take_a_field_mask() -> None:
             assert mask.message_type.full_name == "google.protobuf.FieldMask", name
 
 
+_RPC_WITH_COMMENT = re.compile(r"((?:^[ \t]*//.*\n)*)^[ \t]*rpc (\w+)\(", re.MULTILINE)
+
+
+def test_every_rpc_comment_names_its_errors() -> None:
+    protos = sorted((ROOT / "protos" / "renove").rglob("*.proto"))
+    found = {
+        rpc: comment
+        for path in protos
+        for comment, rpc in _RPC_WITH_COMMENT.findall(path.read_text(encoding="utf-8"))
+    }
+    assert set(found) == {name.split(".")[1] for name, _ in _methods()}
+    undocumented = [rpc for rpc, comment in found.items() if "Errors:" not in comment]
+    assert not undocumented, f"RPC comments without an `Errors:` line: {undocumented}"
+
+
 def test_generated_code_is_up_to_date() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--check"],

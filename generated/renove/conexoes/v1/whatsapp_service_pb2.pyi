@@ -391,12 +391,19 @@ class GetWhatsAppQrCodeRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    GERAR_NOVO_FIELD_NUMBER: _builtins.int
+    gerar_novo: _builtins.bool
+    """Ask WAHA for a fresh QR code even if the current one has not expired
+    ("Gerar Novo QR Code"); restarts the session when WAHA stopped it after QR timeouts.
+    """
     def __init__(
         self,
+        *,
+        gerar_novo: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gerar_novo", b"gerar_novo"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,16 +555,20 @@ class WatchWhatsAppStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALL_SESSIONS_FIELD_NUMBER: _builtins.int
+    USUARIO_ID_FIELD_NUMBER: _builtins.int
     all_sessions: _builtins.bool
     """Admin only: watch every session of the tenant instead of only the caller's."""
+    usuario_id: _builtins.str
+    """Admin only: watch this user's session instead of the caller's (ignored with all_sessions)."""
     def __init__(
         self,
         *,
         all_sessions: _builtins.bool = ...,
+        usuario_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_sessions", b"all_sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_sessions", b"all_sessions", "usuario_id", b"usuario_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
