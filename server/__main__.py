@@ -1,0 +1,96 @@
+"""`python -m server serve|seed|token|migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from datetime import timedelta
+
+from server.auth.caller import Role
+from server.auth.tokens import mint_token
+from server.settings import Settings
+
+
+async def _serve(settings: Settings) -> None:
+    from server.app import GrpcApp, serve_until_signal
+    from server.bootstrap import build_deps
+
+    deps = await build_deps(settings)
+    await serve_until_signal(GrpcApp(deps), settings.grpc_addr)
+
+
+async def _seed(settings: Settings) -> None:
+    from db.bootstrap import prepare_database
+    from db.uow import Database
+    from server.bootstrap import database_urls
+    from server.seed import seed_demo
+
+    owner_url, embedded = await database_urls(settings)
+    db = Database(await prepare_database(owner_url, data_dir=settings.data_dir))
+    try:
+        demo = await seed_demo(db)
+    finally:
+        await db.dispose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+    print(json.dumps(demo.as_dict(), indent=2))
+
+
+async def _migrate(settings: Settings) -> None:
+    from db.bootstrap import prepare_database
+    from server.bootstrap import database_urls
+
+    owner_url, embedded = await database_urls(settings)
+    await prepare_database(owner_url, data_dir=settings.data_dir)
+    if embedded is not None:
+        await asyncio.to_thread(embedded.stop)
+    print("database is at the latest migration")
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> None:
+    secret = settings.effective_jwt_secret
+    if secret is None:
+        sys.exit("tokens can only be minted with an HS256 secret (CONEXOES_JWT_SECRET)")
+    print(
+        mint_token(
+            secret,
+            role=Role(args.role),
+            tenant_id=uuid.UUID(args.org) if args.org else None,
+            user_id=uuid.UUID(args.sub) if args.sub else None,
+            ttl=timedelta(hours=args.hours),
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gRPC server (and its workers)")
+    sub.add_parser("seed", help="create the demo tenant and print its ids as JSON")
+    sub.add_parser("migrate", help="create and migrate the database")
+    token = sub.add_parser("token", help="mint a development token")
+    token.add_argument("--role", choices=[r.value for r in Role], default="admin")
+    token.add_argument("--org", help="organizacao_id (UUID)")
+    token.add_argument("--sub", help="usuario_id (UUID)")
+    token.add_argument("--hours", type=float, default=12)
+    args = parser.parse_args(argv)
+
+    from server.security.redaction import install
+
+    settings = Settings.from_env()
+    install(settings.log_level)
+    if args.command == "serve":
+        asyncio.run(_serve(settings))
+    elif args.command == "seed":
+        asyncio.run(_seed(settings))
+    elif args.command == "migrate":
+        asyncio.run(_migrate(settings))
+    elif args.command == "token":
+        _token(settings, args)
+
+
+if __name__ == "__main__":
+    main()

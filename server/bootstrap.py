@@ -1,0 +1,74 @@
+"""Composition root: Settings -> Deps. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from db.bootstrap import prepare_database
+from db.embedded import EmbeddedPostgres, start_embedded
+from db.uow import Database
+from server.auth.tokens import TokenVerifier
+from server.connections.platform_credentials import PlatformCredentials
+from server.events import EventBus
+from server.identity import Identities
+from server.resilience.clock import Clock, SystemClock
+from server.security.cipher import Keyring
+from server.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    keyring: Keyring
+    db: Database
+    bus: EventBus
+    verifier: TokenVerifier
+    identities: Identities
+    platform: PlatformCredentials
+    clock: Clock
+    embedded: EmbeddedPostgres | None = None
+    _closers: list[object] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.bus.stop()
+        await self.db.dispose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+async def database_urls(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The owner URL (DATABASE_URL, or an embedded server under the data folder)."""
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
+    _log.info("using embedded PostgreSQL under %s", embedded.pgdata)
+    return embedded.owner_url, embedded
+
+
+async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
+    owner_url, embedded = await database_urls(settings)
+    app_url = await prepare_database(owner_url, data_dir=settings.data_dir)
+    db = Database(app_url)
+    keyring = Keyring.from_config(settings.encryption_keys, settings.data_dir)
+    if not (settings.jwt_secret or settings.jwt_public_key):
+        _log.warning("no CONEXOES_JWT_SECRET or CONEXOES_JWT_PUBLIC_KEY: using the dev secret")
+    verifier = TokenVerifier(
+        hs256_secret=settings.effective_jwt_secret, rs256_public_key=settings.jwt_public_key
+    )
+    bus = EventBus(db.raw_connection)
+    await bus.start()
+    return Deps(
+        settings=settings,
+        keyring=keyring,
+        db=db,
+        bus=bus,
+        verifier=verifier,
+        identities=Identities(db),
+        platform=PlatformCredentials(settings, keyring),
+        clock=clock or SystemClock(),
+        embedded=embedded,
+    )

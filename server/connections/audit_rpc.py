@@ -1,0 +1,88 @@
+"""Reading the audit log: a tenant admin reads the tenant's, a super admin the platform's."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import grpc
+from renove.conexoes.v1 import connections_service_pb2 as pb
+from renove.conexoes.v1 import resources_pb2
+from sqlalchemy import literal, select, tuple_
+
+from db.models import AuditEntry
+from server.errors import InvalidArgument
+from server.interceptors.context import current_caller
+from server.paging import decode_token, encode_token, page_size
+from server.protoconv import parse_uuid, struct, timestamp
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+
+def entry_proto(row: AuditEntry) -> pb.AuditLogEntry:
+    details = dict(row.details or {})
+    return pb.AuditLogEntry(
+        id=str(row.id),
+        organizacao_id=str(row.organizacao_id) if row.organizacao_id else "",
+        ator=resources_pb2.UserRef(usuario_id=str(row.usuario_id) if row.usuario_id else ""),
+        acao=row.action,
+        entidade_tipo=row.entity_type or "",
+        entidade_id=row.entity_id or "",
+        detalhes=struct(details),
+        request_id=str(details.get("request_id", "")),
+        criado_em=timestamp(row.criado_em),
+    )
+
+
+class AuditRpcs:
+    deps: Deps
+
+    async def ListAuditLog(
+        self, request: pb.ListAuditLogRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAuditLogResponse:
+        caller = current_caller()
+        size = page_size(request.page_size)
+        query = select(AuditEntry).order_by(AuditEntry.criado_em.desc(), AuditEntry.id.desc())
+        # RLS already hides other tenants; this keeps a tenant admin's view to the tenant and a
+        # platform super admin's view to platform entries.
+        query = query.where(AuditEntry.organizacao_id.is_not_distinct_from(caller.tenant_id))
+        start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+        end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
+        if start and end and start > end:
+            raise InvalidArgument.field("start_time", "must not be after end_time")
+        if start:
+            query = query.where(AuditEntry.criado_em >= start)
+        if end:
+            query = query.where(AuditEntry.criado_em < end)
+        if request.acao:
+            query = query.where(AuditEntry.action == request.acao)
+        if request.entidade_tipo:
+            query = query.where(AuditEntry.entity_type == request.entidade_tipo)
+        if request.entidade_id:
+            query = query.where(AuditEntry.entity_id == request.entidade_id)
+        if request.usuario_id:
+            query = query.where(
+                AuditEntry.usuario_id == parse_uuid(request.usuario_id, "usuario_id")
+            )
+        cursor = decode_token(request.page_token)
+        if cursor:
+            try:
+                at = dt.datetime.fromisoformat(cursor["at"])
+            except (KeyError, ValueError) as exc:
+                raise InvalidArgument.field("page_token", "not a token this API issued") from exc
+            query = query.where(
+                tuple_(AuditEntry.criado_em, AuditEntry.id)
+                < tuple_(literal(at), literal(parse_uuid(str(cursor.get("id")), "page_token")))
+            )
+        async with self.deps.db.unit_of_work(caller) as session:
+            rows = list(await session.scalars(query.limit(size + 1)))
+        page, more = rows[:size], len(rows) > size
+        token = (
+            encode_token({"at": page[-1].criado_em.isoformat(), "id": str(page[-1].id)})
+            if more
+            else ""
+        )
+        return pb.ListAuditLogResponse(
+            entries=[entry_proto(r) for r in page], next_page_token=token
+        )

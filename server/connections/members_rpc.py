@@ -1,0 +1,108 @@
+"""Admin-granted member permissions (usuarios.permissoes_conexoes)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import grpc
+from renove.conexoes.v1 import connections_service_pb2 as pb
+from renove.conexoes.v1 import resources_pb2
+from sqlalchemy import literal, select, tuple_
+
+from db.models import User
+from server import idempotency
+from server.audit import record_audit
+from server.auth.caller import GRANTABLE
+from server.errors import InvalidArgument, NotFound
+from server.interceptors.context import current_caller
+from server.paging import decode_token, encode_token, page_size
+from server.protoconv import parse_uuid
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+ROLES = {
+    "super_admin": resources_pb2.USER_ROLE_SUPER_ADMIN,
+    "admin": resources_pb2.USER_ROLE_ADMIN,
+    "member": resources_pb2.USER_ROLE_MEMBER,
+}
+_RPC = "ConnectionsService/UpdateMemberPermissions"
+
+
+def member_proto(user: User) -> pb.MemberPermissions:
+    grants = user.permissoes_conexoes or {}
+    is_admin = user.role in ("admin", "super_admin")
+    return pb.MemberPermissions(
+        usuario_id=str(user.id),
+        nome=user.nome,
+        email=user.email or "",
+        role=ROLES.get(user.role, resources_pb2.USER_ROLE_UNSPECIFIED),
+        # Admins hold every connection permission by role.
+        meta_lead_ads=is_admin or grants.get("meta_lead_ads") is True,
+        instagram_direct=is_admin or grants.get("instagram_direct") is True,
+    )
+
+
+def _cursor_id(cursor: dict[str, object]) -> uuid.UUID:
+    return parse_uuid(str(cursor.get("id")), "page_token")
+
+
+class MemberRpcs:
+    deps: Deps
+
+    async def ListMemberPermissions(
+        self, request: pb.ListMemberPermissionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMemberPermissionsResponse:
+        size = page_size(request.page_size)
+        cursor = decode_token(request.page_token)
+        query = select(User).where(User.ativo.is_(True)).order_by(User.nome, User.id)
+        if not request.incluir_admins:
+            query = query.where(User.role == "member")
+        if cursor:
+            query = query.where(
+                tuple_(User.nome, User.id)
+                > tuple_(literal(str(cursor.get("nome", ""))), literal(_cursor_id(cursor)))
+            )
+        async with self.deps.db.unit_of_work(current_caller()) as session:
+            users = list(await session.scalars(query.limit(size + 1)))
+        page, more = users[:size], len(users) > size
+        token = encode_token({"nome": page[-1].nome, "id": str(page[-1].id)}) if more else ""
+        return pb.ListMemberPermissionsResponse(
+            members=[member_proto(u) for u in page], next_page_token=token
+        )
+
+    async def UpdateMemberPermissions(
+        self, request: pb.UpdateMemberPermissionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateMemberPermissionsResponse:
+        caller = current_caller()
+        user_id = parse_uuid(request.usuario_id, "usuario_id")
+        changes = {
+            name: getattr(request, name) for name in sorted(GRANTABLE) if request.HasField(name)
+        }
+        if not changes:
+            raise InvalidArgument.field("meta_lead_ads", "set meta_lead_ads or instagram_direct")
+        async with self.deps.db.unit_of_work(caller) as session:
+            prior = await idempotency.claim(
+                session, caller.tenant_id, _RPC, request, pb.UpdateMemberPermissionsResponse
+            )
+            if prior is not None:
+                return prior
+            user = await session.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise NotFound("user not found", metadata={"usuario_id": str(user_id)})
+            if user.role != "member":
+                raise InvalidArgument.field("usuario_id", "admins hold every permission by role")
+            before = dict(user.permissoes_conexoes or {})
+            user.permissoes_conexoes = {**before, **changes}
+            await record_audit(
+                session,
+                caller,
+                "member_permissions.updated",
+                entity_type="usuario",
+                entity_id=user.id,
+                details={"before": {k: before.get(k, False) for k in changes}, "after": changes},
+            )
+            await session.flush()
+            response = pb.UpdateMemberPermissionsResponse(member=member_proto(user))
+            return await idempotency.remember(session, caller.tenant_id, _RPC, request, response)

@@ -1,0 +1,21 @@
+"""ConnectionsService: composed from one mixin per concern, each in its own module."""
+
+from __future__ import annotations
+
+import grpc
+from renove.conexoes.v1 import connections_service_pb2_grpc as pb_grpc
+
+from server.bootstrap import Deps
+from server.connections.audit_rpc import AuditRpcs
+from server.connections.members_rpc import MemberRpcs
+from server.connections.platform_rpc import PlatformRpcs
+
+
+class ConnectionsServicer(PlatformRpcs, MemberRpcs, AuditRpcs, pb_grpc.ConnectionsServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+
+def register(server: grpc.aio.Server, deps: Deps) -> str:
+    pb_grpc.add_ConnectionsServiceServicer_to_server(ConnectionsServicer(deps), server)
+    return "renove.conexoes.v1.ConnectionsService"

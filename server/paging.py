@@ -1,0 +1,36 @@
+"""Opaque page tokens (AIP-158) and page-size limits shared by every List RPC."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from server.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument.field("page_size", "must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_token(cursor: dict[str, Any]) -> str:
+    raw = json.dumps(cursor, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any] | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        cursor = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument.field("page_token", "not a token this API issued") from exc
+    if not isinstance(cursor, dict):
+        raise InvalidArgument.field("page_token", "not a token this API issued")
+    return cursor

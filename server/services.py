@@ -1,0 +1,46 @@
+"""Registers every service of the contract on the gRPC server.
+
+A room (server/<connection>/) that is built exposes ``register(server, deps) -> service name``;
+a service whose room is not built yet is served by its generated base class, which answers
+UNIMPLEMENTED, while authentication and permissions already apply to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+
+import grpc
+
+from server.bootstrap import Deps
+
+Register = Callable[[grpc.aio.Server, Deps], str]
+
+# Service -> (generated module, room module providing `register`, or None).
+SERVICES: dict[str, tuple[str, str | None]] = {
+    "WhatsAppService": ("whatsapp_service", None),
+    "MetaLeadsService": ("meta_leads_service", None),
+    "ConversionsService": ("conversions_service", None),
+    "AudiencesService": ("audiences_service", None),
+    "GoogleCalendarService": ("google_calendar_service", None),
+    "EmailService": ("email_service", None),
+    "InstagramService": ("instagram_service", None),
+    "ConnectionsService": ("connections_service", "server.connections.service"),
+    "WebhookIngressService": ("webhook_ingress_service", None),
+    "CrmEventsService": ("crm_events_service", None),
+}
+PACKAGE = "renove.conexoes.v1"
+
+
+def register_services(server: grpc.aio.Server, deps: Deps) -> list[str]:
+    names = []
+    for service, (generated, room) in SERVICES.items():
+        if room is not None:
+            register: Register = import_module(room).register
+            names.append(register(server, deps))
+            continue
+        grpc_module = import_module(f"{PACKAGE}.{generated}_pb2_grpc")
+        base = getattr(grpc_module, f"{service}Servicer")
+        getattr(grpc_module, f"add_{service}Servicer_to_server")(base(), server)
+        names.append(f"{PACKAGE}.{service}")
+    return names
