@@ -153,15 +153,25 @@ def test_log_filter_redacts_messages_and_tracebacks() -> None:
 
 
 def test_tokens_verify_and_reject() -> None:
-    verifier = TokenVerifier(hs256_secret="s3cret-s3cret-s3cret-s3cret-32byte", rs256_public_key=None)
+    verifier = TokenVerifier(
+        hs256_secret="s3cret-s3cret-s3cret-s3cret-32byte", rs256_public_key=None
+    )
     user = uuid.uuid4()
-    token = mint_token("s3cret-s3cret-s3cret-s3cret-32byte", role=Role.MEMBER, tenant_id=TENANT_A, user_id=user)
+    token = mint_token(
+        "s3cret-s3cret-s3cret-s3cret-32byte", role=Role.MEMBER, tenant_id=TENANT_A, user_id=user
+    )
     caller = verifier.verify(token)
     assert (caller.role, caller.tenant_id, caller.user_id) == (Role.MEMBER, TENANT_A, user)
     for bad in (
-        mint_token("other-other-other-other-other-32b", role=Role.ADMIN, tenant_id=TENANT_A, user_id=user),
         mint_token(
-            "s3cret-s3cret-s3cret-s3cret-32byte", role=Role.ADMIN, tenant_id=TENANT_A, user_id=user, ttl=timedelta(hours=-1)
+            "other-other-other-other-other-32b", role=Role.ADMIN, tenant_id=TENANT_A, user_id=user
+        ),
+        mint_token(
+            "s3cret-s3cret-s3cret-s3cret-32byte",
+            role=Role.ADMIN,
+            tenant_id=TENANT_A,
+            user_id=user,
+            ttl=timedelta(hours=-1),
         ),
         mint_token("s3cret-s3cret-s3cret-s3cret-32byte", role=Role.MEMBER),
         "not-a-jwt",
