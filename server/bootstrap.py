@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import httpx
 
 from db.bootstrap import prepare_database
 from db.embedded import EmbeddedPostgres, start_embedded
@@ -13,7 +15,9 @@ from server.auth.tokens import TokenVerifier
 from server.connections.platform_credentials import PlatformCredentials
 from server.events import EventBus
 from server.identity import Identities
+from server.resilience.breaker import BreakerRegistry
 from server.resilience.clock import Clock, SystemClock
+from server.resilience.jobs import JobRegistry
 from server.security.cipher import Keyring
 from server.settings import Settings
 
@@ -30,11 +34,15 @@ class Deps:
     identities: Identities
     platform: PlatformCredentials
     clock: Clock
+    # One pooled client for every provider call; provider clients set their own base URLs.
+    http: httpx.AsyncClient
+    breakers: BreakerRegistry
+    jobs: JobRegistry
     embedded: EmbeddedPostgres | None = None
-    _closers: list[object] = field(default_factory=list)
 
     async def close(self) -> None:
         await self.bus.stop()
+        await self.http.aclose()
         await self.db.dispose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
@@ -61,6 +69,7 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     )
     bus = EventBus(db.raw_connection)
     await bus.start()
+    clock = clock or SystemClock()
     return Deps(
         settings=settings,
         keyring=keyring,
@@ -69,6 +78,13 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
         verifier=verifier,
         identities=Identities(db),
         platform=PlatformCredentials(settings, keyring),
-        clock=clock or SystemClock(),
+        clock=clock,
+        http=httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            headers={"user-agent": "renove-conexoes/0.1"},
+        ),
+        breakers=BreakerRegistry(clock),
+        jobs=JobRegistry(),
         embedded=embedded,
     )

@@ -78,6 +78,9 @@ POLICIES: Mapping[str, RetryPolicy] = MappingProxyType(
             _p("calendar_create", 3, 1.0, _EXP, 10.0),  # Google Calendar Create
             _p("email_send", 3, 3.0, _EXP, 30.0),  # Email Send (SMTP/Gmail)
             _p("outbound_webhook", 5, 5.0, _EXP, 30.0),  # Webhook Saida (outbound)
+            # Not in the spec's table: processing any other inbound provider event (WAHA,
+            # Instagram, Calendar) takes the spec's inbound-webhook row.
+            _p("inbound_event", 3, 1.0, _LIN, 10.0),
         )
     }
 )

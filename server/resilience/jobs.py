@@ -1,0 +1,103 @@
+"""Jobs on the durable queue (eventos_pendentes): what a handler sees and how work is enqueued.
+
+Enqueue happens inside the caller's own unit of work, so the job exists exactly when the change
+that caused it commits. The idempotency key is unique per tenant: enqueueing the same key twice
+is a no-op, which is what makes webhook redelivery and RPC retries safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import PendingEvent
+from server.resilience.policies import POLICIES
+
+
+@dataclass(frozen=True)
+class Job:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    operation: str
+    tipo: str
+    destino: str
+    payload: Mapping[str, Any]
+    idempotency_key: str
+    attempt: int  # 1-based number of the attempt now running
+    max_attempts: int
+
+
+# A handler does the job's work. It raises a ProviderError (retryable or final) or any
+# DomainError to fail; returning normally completes the job.
+JobHandler = Callable[[Job], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    operation: str
+    handler: JobHandler
+    policy: str  # a key of server.resilience.policies.POLICIES
+    breaker: str | None = None  # a key of BREAKER_CONFIGS, or None for no breaker
+
+
+@dataclass
+class JobRegistry:
+    """Operation name -> handler. Rooms register their handlers at start-up."""
+
+    _specs: dict[str, HandlerSpec] = field(default_factory=dict)
+
+    def register(
+        self, operation: str, handler: JobHandler, *, policy: str, breaker: str | None = None
+    ) -> None:
+        if policy not in POLICIES:
+            raise KeyError(f"unknown retry policy {policy!r}")
+        if operation in self._specs:
+            raise ValueError(f"operation {operation!r} already has a handler")
+        self._specs[operation] = HandlerSpec(operation, handler, policy, breaker)
+
+    def get(self, operation: str) -> HandlerSpec | None:
+        return self._specs.get(operation)
+
+    @property
+    def operations(self) -> list[str]:
+        return sorted(self._specs)
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    operation: str,
+    payload: Mapping[str, Any],
+    idempotency_key: str,
+    tipo: str | None = None,
+    destino: str = "",
+    max_attempts: int | None = None,
+    run_at: dt.datetime | None = None,
+) -> uuid.UUID | None:
+    """Adds a job in the session's transaction. Returns its id, or None if the key exists."""
+    policy = POLICIES.get(operation)
+    attempts = max_attempts or (policy.max_attempts if policy else 3)
+    values: dict[str, Any] = {
+        "organizacao_id": tenant_id,
+        "tipo": tipo or operation,
+        "operacao": operation,
+        "destino": destino,
+        "payload": dict(payload),
+        "idempotency_key": idempotency_key,
+        "max_tentativas": attempts,
+        "proxima_tentativa": run_at if run_at is not None else func.now(),
+    }
+    return await session.scalar(
+        insert(PendingEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["organizacao_id", "idempotency_key"])
+        .returning(PendingEvent.id)
+    )
