@@ -173,3 +173,13 @@ def make_caller() -> MakeCaller:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+async def server(database: MigratedDatabase, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real gRPC server (interceptors, services, bus) on a loopback port, for the session."""
+    from tests.support.grpc_server import running_server, test_settings
+
+    settings = test_settings(database.owner_url, str(tmp_path_factory.mktemp("server-data")))
+    async with running_server(settings) as running:
+        yield running

@@ -1,0 +1,67 @@
+"""An in-process server on a loopback port, built exactly as `python -m server serve` builds it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+
+import grpc
+
+from server.app import GrpcApp
+from server.auth.caller import Caller, Role
+from server.auth.tokens import mint_token
+from server.bootstrap import Deps, build_deps
+from server.resilience.clock import Clock
+from server.security.cipher import Keyring
+from server.settings import Settings
+
+TEST_JWT_SECRET = "test-jwt-secret-test-jwt-secret-0123456789"
+
+
+def test_settings(owner_url: str, data_dir: str, **overrides: object) -> Settings:
+    base = Settings(
+        database_url=owner_url,
+        jwt_secret=TEST_JWT_SECRET,
+        encryption_keys=Keyring.generate_key_spec("test1"),
+    )
+    return replace(base, data_dir=__import__("pathlib").Path(data_dir), **overrides)  # type: ignore[arg-type]
+
+
+@dataclass
+class RunningServer:
+    app: GrpcApp
+    deps: Deps
+    address: str
+    channel: grpc.aio.Channel
+
+    def token(self, caller: Caller) -> str:
+        return mint_token(
+            TEST_JWT_SECRET, role=caller.role, tenant_id=caller.tenant_id, user_id=caller.user_id
+        )
+
+    def metadata(self, caller: Caller | None) -> tuple[tuple[str, str], ...]:
+        return () if caller is None else (("authorization", f"Bearer {self.token(caller)}"),)
+
+    def service_caller(self) -> Caller:
+        return Caller(role=Role.SERVICE)
+
+    def super_admin(self) -> Caller:
+        return Caller(role=Role.SUPER_ADMIN, user_id=uuid.uuid4())
+
+
+@asynccontextmanager
+async def running_server(
+    settings: Settings, *, clock: Clock | None = None
+) -> AsyncIterator[RunningServer]:
+    deps = await build_deps(settings, clock=clock)
+    app = GrpcApp(deps)
+    port = await app.start("127.0.0.1:0")
+    address = f"127.0.0.1:{port}"
+    channel = grpc.aio.insecure_channel(address)
+    try:
+        yield RunningServer(app=app, deps=deps, address=address, channel=channel)
+    finally:
+        await channel.close()
+        await app.stop(grace=1.0)
