@@ -5,24 +5,25 @@
 
 from __future__ import annotations
 
-from .app import build_gateway
+from .app import CatchAll, build_gateway
 from .errors import HTTP_STATUS_BY_CODE, status_from_rpc_error, status_to_json
 from .openapi import build_openapi
 from .rules import HttpRule, Router, collect_rules
 from .template import PathTemplate, parse_template
-from .transcode import TranscodeError, build_request, message_to_json
+from .transcode import ResponseEncoder, TranscodeError, build_request
 
 __all__ = [
     "HTTP_STATUS_BY_CODE",
+    "CatchAll",
     "HttpRule",
     "PathTemplate",
+    "ResponseEncoder",
     "Router",
     "TranscodeError",
     "build_gateway",
     "build_openapi",
     "build_request",
     "collect_rules",
-    "message_to_json",
     "parse_template",
     "status_from_rpc_error",
     "status_to_json",

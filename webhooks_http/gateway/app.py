@@ -8,6 +8,7 @@ method path, so an RPC that gains a `google.api.http` annotation is served with 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,14 +19,15 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
-from google.rpc import status_pb2
+from google.rpc import code_pb2, status_pb2
 from starlette.applications import Starlette
+from starlette.datastructures import URLPath
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import (
     error_headers,
@@ -37,9 +39,12 @@ from .errors import (
 from .openapi import build_openapi
 from .rules import HttpRule, Router, collect_rules
 from .sse import StreamResponse, wants_ndjson
-from .transcode import TranscodeError, build_request, message_to_json
+from .transcode import ResponseEncoder, TranscodeError, build_request
+
+_log = logging.getLogger(__name__)
 
 FORWARDED_HEADERS = ("authorization", "x-request-id")
+_METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -67,8 +72,9 @@ def build_gateway(
 ) -> Starlette:
     """The HTTP/JSON gateway for every `google.api.http` rule in `files`.
 
-    Mount it last, so it sees what no other route took: `Mount("", app=gateway)`. It matches
-    full request paths (those of the contract), whatever the mount point.
+    Add it as the sidecar's last route, so it sees what no other route took:
+    `Starlette(routes=[*own_routes, CatchAll(gateway)])`. It matches full request paths (those
+    of the contract), whatever the mount point.
 
     Args:
         files: the contract's file descriptors (e.g. `whatsapp_service_pb2.DESCRIPTOR`).
@@ -130,11 +136,38 @@ def build_gateway(
                 max_age=600,
             )
         )
-    return Starlette(routes=[Mount("", app=endpoint)], middleware=middleware)
+    return Starlette(routes=[CatchAll(endpoint)], middleware=middleware)
+
+
+class CatchAll(BaseRoute):
+    """A route that takes every HTTP request: how the sidecar adds the gateway after its own.
+
+    Starlette's `Mount("")` would do, except that its path regex skips paths holding an
+    encoded newline, which then get a text/plain 404 instead of the gateway's Status JSON.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return (Match.FULL, {}) if scope["type"] == "http" else (Match.NONE, {})
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _Rejected(Exception):
+    def __init__(self, status: status_pb2.Status, http: int) -> None:
+        super().__init__(status.message)
+        self.status = status
+        self.http = http
 
 
 class _Endpoint:
@@ -155,12 +188,17 @@ class _Endpoint:
         self._max_body = max_body_bytes
         self._deadline = default_deadline_s
         self._keepalive = keepalive_s
+        self._encoder = ResponseEncoder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
-        response = await self._handle(request)
+        try:
+            response = await self._handle(request)
+        except Exception:  # a gateway bug must still answer in the one error shape
+            _log.exception("gateway failure on %s %s", request.method, scope.get("path"))
+            response = _error(gateway_status(500, "internal gateway error"), 500)
         await response(scope, receive, send)
 
     async def _handle(self, request: Request) -> Any:
@@ -188,10 +226,12 @@ class _Endpoint:
                 match.rule, method.request_class, match.path_params, query, body
             )
             timeout = self._timeout(request, streaming=method.stream is not None)
+            metadata = _metadata(request)
         except TranscodeError as exc:
             status = gateway_status(400, exc.message, violations=exc.violations)
             return _error(status, 400)
-        metadata = _metadata(request)
+        except _Rejected as exc:
+            return _error(exc.status, exc.http)
         echo = (
             {"x-request-id": request.headers["x-request-id"]}
             if "x-request-id" in request.headers
@@ -201,7 +241,7 @@ class _Endpoint:
             call = method.stream(message, metadata=metadata, timeout=timeout)
             return StreamResponse(
                 call,
-                lambda m: message_to_json(m, match.rule.response_body),
+                lambda m: self._encoder.encode(m, match.rule.response_body),
                 ndjson=wants_ndjson(request.headers.get("accept", "")),
                 keepalive_s=self._keepalive,
                 headers=echo,
@@ -211,7 +251,7 @@ class _Endpoint:
         except grpc.aio.AioRpcError as error:
             status = status_from_rpc_error(error)
             return _error(status, http_status_of(status), echo)
-        payload = message_to_json(reply, match.rule.response_body)
+        payload = self._encoder.encode(reply, match.rule.response_body)
         return Response(_dumps(payload), media_type="application/json", headers=echo)
 
     async def _read_body(self, request: Request) -> bytes:
@@ -260,9 +300,25 @@ def _header_timeout(request: Request) -> float | None:
 
 
 def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
-    )
+    """Forwarded headers as gRPC metadata; gRPC accepts only printable ASCII values."""
+    metadata: list[tuple[str, str]] = []
+    for name in FORWARDED_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if not _METADATA_VALUE.fullmatch(value):
+            if name == "authorization":  # a credential we cannot even pass on: not signed in
+                raise _Rejected(
+                    status_pb2.Status(
+                        code=code_pb2.UNAUTHENTICATED, message="malformed credentials"
+                    ),
+                    401,
+                )
+            raise TranscodeError(
+                f"header {name} must be printable ASCII", [(name, "not printable ASCII")]
+            )
+        metadata.append((name, value))
+    return tuple(metadata)
 
 
 def _raw_path(scope: Scope) -> str:

@@ -44,6 +44,7 @@ _CODE_BY_HTTP_STATUS: Mapping[int, int] = {
     406: code_pb2.INVALID_ARGUMENT,
     413: code_pb2.RESOURCE_EXHAUSTED,
     415: code_pb2.INVALID_ARGUMENT,
+    500: code_pb2.INTERNAL,
 }
 
 

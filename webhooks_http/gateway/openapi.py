@@ -1,4 +1,4 @@
-"""OpenAPI 3.0.3 document for the gateway, derived from the same rules and descriptors.
+"""OpenAPI 3.1 document for the gateway, derived from the same rules and descriptors.
 
 Schemas describe the JSON the gateway actually speaks (see transcode.py): proto field names,
 int64 as strings, enums as their names, well-known types in their proto3 JSON form. Each message
@@ -11,20 +11,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from google.api import field_behavior_pb2
-from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from .rules import HttpRule, is_repeated, resolve_field_path
+from .rules import HttpRule, field_behaviors, is_repeated, resolve_field_path
 from .sse import EVENT_STREAM, NDJSON
 
-OPENAPI_VERSION = "3.0.3"
+OPENAPI_VERSION = "3.1.0"
 _STATUS = "google.rpc.Status"
 _MAX_QUERY_DEPTH = 3
 _T = FieldDescriptor
 _INT32 = {"type": "integer", "format": "int32"}
 _UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295}
-_INT64 = {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"}
-_UINT64 = {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"}
+_INT64 = {"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,18}$"}
+_UINT64 = {"type": "string", "format": "uint64", "pattern": "^[0-9]{1,19}$"}
 _FLOAT = {
     "anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
 }
@@ -79,7 +78,7 @@ def build_openapi(rules: Sequence[HttpRule], *, title: str, version: str) -> dic
     """The OpenAPI document: one operation per rule, operationId = RPC name."""
     components = _Components()
     paths: dict[str, dict[str, Any]] = {}
-    used_ids: set[str] = set()
+    used_ids: dict[str, str] = {}
     for rule in rules:
         operation = _operation(rule, components, _operation_id(rule, used_ids))
         paths.setdefault(rule.template.openapi_path, {})[rule.method.lower()] = operation
@@ -99,14 +98,16 @@ def build_openapi(rules: Sequence[HttpRule], *, title: str, version: str) -> dic
     }
 
 
-def _operation_id(rule: HttpRule, used: set[str]) -> str:
-    name = rule.method_descriptor.name
-    if name in used:
+def _operation_id(rule: HttpRule, used: dict[str, str]) -> str:
+    """The RPC name; `Name_1`, `Name_2` for additional bindings; `Service_Name` on a clash."""
+    rpc = rule.method_descriptor
+    name = rpc.name
+    if used.get(name, rpc.full_name) != rpc.full_name:
         name = f"{rule.service.rsplit('.', 1)[-1]}_{name}"
     base, counter = name, 1
-    while name in used:  # additional bindings of one RPC
+    while name in used:
         name, counter = f"{base}_{counter}", counter + 1
-    used.add(name)
+    used[name] = rpc.full_name
     return name
 
 
@@ -119,10 +120,15 @@ def _operation(rule: HttpRule, components: _Components, operation_id: str) -> di
         field = resolve_field_path(request, var.field_path)
         assert field is not None  # checked when the rule was collected
         schema = {**components.field_schema(field), "minLength": 1}
-        if var.end - var.start > 1 or rule.template.segments[var.start].kind == 0:
-            schema["description"] = "several path segments: " + rule.path_template
         parameters.append(
-            {"name": ".".join(var.field_path), "in": "path", "required": True, "schema": schema}
+            {
+                "name": rule.template.parameter_names[var.field_path],
+                "in": "path",
+                "required": True,
+                "description": f"request field `{'.'.join(var.field_path)}` "
+                f"(template `{rule.path_template}`)",
+                "schema": schema,
+            }
         )
     if rule.body != "*":
         skip = rule.body
@@ -172,14 +178,35 @@ def _success(rule: HttpRule, components: _Components) -> dict[str, Any]:
     )
     if rule.server_streaming:
         return {
-            "description": "A stream: SSE events `data: <message>`, or NDJSON lines "
-            '`{"result": <message>}` with `Accept: application/x-ndjson`',
+            "description": "A stream: one SSE event per message (`data: <message>`), a final "
+            "`event: error` with a google.rpc.Status if it fails; or, with "
+            '`Accept: application/x-ndjson`, lines `{"result": <message>}` / '
+            '`{"error": <status>}`',
             "content": {
-                EVENT_STREAM: {"schema": {"type": "string"}},
+                EVENT_STREAM: {"schema": _sse_event(schema)},
                 NDJSON: {"schema": {"type": "string"}},
             },
         }
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+
+
+def _sse_event(message: dict[str, Any]) -> dict[str, Any]:
+    """One SSE event: a message, or the error that ended the stream."""
+
+    def event(name: str, payload: dict[str, Any], required: list[str]) -> dict[str, Any]:
+        data = {"type": "string", "contentMediaType": "application/json", "contentSchema": payload}
+        return {
+            "type": "object",
+            "properties": {"event": {"const": name}, "data": data},
+            "required": required,
+        }
+
+    return {
+        "anyOf": [
+            event("message", message, ["data"]),
+            event("error", _ref(_STATUS), ["event", "data"]),
+        ]
+    }
 
 
 def _query_fields(
@@ -218,7 +245,7 @@ class _Components:
         if message.full_name in _WELL_KNOWN:
             return dict(_WELL_KNOWN[message.full_name])
         if message.full_name in _WRAPPERS:
-            return {**_SCALARS[message.fields_by_name["value"].type], "nullable": True}
+            return {"anyOf": [_SCALARS[message.fields_by_name["value"].type], {"type": "null"}]}
         if message.full_name not in self.schemas:
             self.schemas[message.full_name] = {}  # placeholder first: messages may recurse
             self.schemas[message.full_name] = self._message_schema(message)
@@ -245,7 +272,7 @@ class _Components:
         properties: dict[str, Any] = {}
         for field in message.fields:
             schema = self.field_schema(field)
-            behaviors = _behaviors(field)
+            behaviors = field_behaviors(field)
             extra: dict[str, Any] = {}
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:
                 extra["readOnly"] = True
@@ -254,22 +281,26 @@ class _Components:
             oneof = field.containing_oneof
             if oneof is not None and not _is_synthetic(oneof):
                 extra["description"] = f"one of `{oneof.name}`: set at most one"
-            if extra and "$ref" in schema:
-                schema = {"allOf": [schema], **extra}  # $ref siblings are ignored in 3.0
-            elif extra:
+            if extra:
                 schema = {**schema, **extra}
             properties[field.name] = schema
-        return {
+        schema: dict[str, Any] = {
             "type": "object",
             "title": message.full_name,
             "properties": properties,
             "additionalProperties": False,
         }
-
-
-def _behaviors(field: FieldDescriptor) -> list[int]:
-    options = descriptor_pb2.FieldOptions.FromString(field.GetOptions().SerializeToString())
-    return list(options.Extensions[field_behavior_pb2.field_behavior])
+        # "Set at most one" of each real oneof: no two of its members together.
+        pairs = [
+            {"required": [a.name, b.name]}
+            for oneof in message.oneofs
+            if not _is_synthetic(oneof)
+            for index, a in enumerate(oneof.fields)
+            for b in list(oneof.fields)[index + 1 :]
+        ]
+        if pairs:
+            schema["not"] = {"anyOf": pairs}
+        return schema
 
 
 def _is_synthetic(oneof: Any) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from google.api import annotations_pb2, http_pb2
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor, MethodDescriptor
 
@@ -130,6 +130,12 @@ def find_field(message: Descriptor, name: str) -> FieldDescriptor | None:
     if field is not None:
         return field
     return next((f for f in message.fields if f.json_name == name), None)
+
+
+def field_behaviors(field: FieldDescriptor) -> list[int]:
+    """The field's `google.api.field_behavior` values (re-parsed, as for the http option)."""
+    options = descriptor_pb2.FieldOptions.FromString(field.GetOptions().SerializeToString())
+    return list(options.Extensions[field_behavior_pb2.field_behavior])
 
 
 def is_repeated(field: FieldDescriptor) -> bool:

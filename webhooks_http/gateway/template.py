@@ -87,15 +87,29 @@ class PathTemplate:
         return bound
 
     @property
+    def parameter_names(self) -> dict[tuple[str, ...], str]:
+        """OpenAPI names of the variables: the leaf field name, or the path joined by '_'.
+
+        Dotted names (`{thing.thing_id}`) are legal OpenAPI but break tools that format paths
+        with Python's str.format or generate code, so they are flattened.
+        """
+        leaves = [v.field_path[-1] for v in self.variables]
+        return {
+            v.field_path: leaf if leaves.count(leaf) == 1 else "_".join(v.field_path)
+            for v, leaf in zip(self.variables, leaves, strict=True)
+        }
+
+    @property
     def openapi_path(self) -> str:
         """The template in OpenAPI form: `/things/{thing_id}:retry`, `/{name}`."""
+        names = self.parameter_names
         parts: list[str] = []
         index = 0
         by_start = {v.start: v for v in self.variables}
         while index < len(self.segments):
             var = by_start.get(index)
             if var is not None:
-                parts.append("{" + ".".join(var.field_path) + "}")
+                parts.append("{" + names[var.field_path] + "}")
                 index = max(var.end, index + 1)
                 continue
             seg = self.segments[index]

@@ -6,6 +6,7 @@ names (`preserving_proto_field_name=True`), because the contract's fields are th
 snake_case names, and print every field without presence (`always_print_fields_with_no_presence`)
 so the frontend finds `""`, `0`, `false` and `[]` instead of a missing key. Everything else is
 proto3 JSON: int64/uint64 as strings, enums by name, Timestamp as RFC 3339, bytes as base64.
+INPUT_ONLY fields never appear in responses.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from google.api import field_behavior_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from .rules import HttpRule, find_field, is_repeated, resolve_field_path
+from .rules import HttpRule, field_behaviors, find_field, is_repeated, resolve_field_path
 
 _FIELD_MASK = "google.protobuf.FieldMask"
 # Well-known message types whose JSON form is a single string: settable from a query parameter.
@@ -72,11 +74,11 @@ def build_request(
         if parsed is not None:
             data[descriptor.fields_by_name[rule.body].name] = parsed
     _apply_query(data, descriptor, rule, path_params, query)
+    _default_update_mask(data, descriptor, rule)  # before path variables: body fields only
     for field_path, value in path_params.items():
         field = resolve_field_path(descriptor, field_path)
         assert field is not None  # checked when the rule was collected
         _assign(data, descriptor, field_path, _scalar_from_text(field, value, ".".join(field_path)))
-    _default_update_mask(data, descriptor, rule)
     _normalize_field_masks(data, descriptor)
     message = message_class()
     try:
@@ -86,15 +88,62 @@ def build_request(
     return message
 
 
-def message_to_json(message: Message, response_body: str = "") -> Any:
-    """The response as a JSON-ready value (see the module docstring for the naming choice)."""
-    data = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    if not response_body:
-        return data
-    field = message.DESCRIPTOR.fields_by_name[response_body]
-    return data.get(response_body, {} if field.message_type is not None else None)
+class ResponseEncoder:
+    """Response message -> JSON-ready value (see the module docstring for the naming choice).
+
+    INPUT_ONLY fields (secrets) are removed even when the server left them empty: printing
+    every field would otherwise show `"secret": ""` and tell clients the field can be read.
+    Which fields to drop is worked out once per message type and kept on the instance.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[str, list[tuple[str, Descriptor | None, str]]] = {}
+
+    def encode(self, message: Message, response_body: str = "") -> Any:
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        self._strip(data, message.DESCRIPTOR)
+        if not response_body:
+            return data
+        field = message.DESCRIPTOR.fields_by_name[response_body]
+        return data.get(response_body, {} if field.message_type is not None else None)
+
+    def _strip(self, data: Any, descriptor: Descriptor) -> None:
+        if not isinstance(data, dict):
+            return
+        for name, nested, kind in self._plan(descriptor):
+            if nested is None:
+                data.pop(name, None)
+                continue
+            value = data.get(name)
+            items = (
+                value if kind == "list" else (value or {}).values() if kind == "map" else [value]
+            )
+            for item in items:
+                self._strip(item, nested)
+
+    def _plan(self, descriptor: Descriptor) -> list[tuple[str, Descriptor | None, str]]:
+        """(field, None, "") to drop it, or (field, message type, shape) to look inside."""
+        plan = self._plans.get(descriptor.full_name)
+        if plan is not None:
+            return plan
+        self._plans[descriptor.full_name] = plan = []  # placeholder: types may recurse
+        for field in descriptor.fields:
+            if field_behavior_pb2.INPUT_ONLY in field_behaviors(field):
+                plan.append((field.name, None, ""))
+                continue
+            nested = field.message_type
+            if nested is None or nested.full_name.startswith("google.protobuf."):
+                continue
+            kind = "list" if is_repeated(field) else "one"
+            if nested.GetOptions().map_entry:
+                nested, kind = nested.fields_by_name["value"].message_type, "map"
+                if nested is None:
+                    continue
+            if self._plan(nested):
+                plan.append((field.name, nested, kind))
+        return plan
 
 
 def _parse_json(body: bytes) -> Any:

@@ -22,9 +22,9 @@ from google.api import annotations_pb2
 from grpc_tools import protoc
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
-from webhooks_http.gateway import build_gateway
+from webhooks_http.gateway import CatchAll, build_gateway
 
 from .servicer import Recorder, ThingService
 
@@ -91,7 +91,7 @@ def app(things_pb2: ModuleType, grpc_channel: Any) -> Starlette:
         return PlainTextResponse("webhook")
 
     # The sidecar's own routes come first; the gateway takes whatever is left.
-    return Starlette(routes=[Route("/webhooks/waha", webhook), Mount("", app=gateway)])
+    return Starlette(routes=[Route("/webhooks/waha", webhook), CatchAll(gateway)])
 
 
 @pytest_asyncio.fixture(scope="session")

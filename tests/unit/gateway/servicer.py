@@ -129,7 +129,7 @@ class ThingService:
         return self._pb.Thing(thing_id=request.thing_id, display_name=request.reason)
 
     async def fail(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        code = request.code if request.code != code_pb2.OK else code_pb2.UNKNOWN
+        code = request.code if 0 < request.code <= code_pb2.UNAUTHENTICATED else code_pb2.UNKNOWN
         status = rich_status(
             code, request.message, retry=request.retry_info, bad_request=request.bad_request
         )
@@ -163,4 +163,4 @@ class ThingService:
 
 
 def _code(value: int) -> grpc.StatusCode:
-    return next(c for c in grpc.StatusCode if c.value[0] == value)
+    return next((c for c in grpc.StatusCode if c.value[0] == value), grpc.StatusCode.UNKNOWN)
