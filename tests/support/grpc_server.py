@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import grpc
 
@@ -15,18 +16,25 @@ from server.auth.tokens import mint_token
 from server.bootstrap import Deps, build_deps
 from server.resilience.clock import Clock
 from server.security.cipher import Keyring
-from server.settings import Settings
+from server.settings import REAL_PROVIDER_URLS, Settings
 
 TEST_JWT_SECRET = "test-jwt-secret-test-jwt-secret-0123456789"
+
+
+# Nothing listens on port 1: a provider a test did not point at its sandbox fails fast and
+# locally, never reaching the real internet.
+UNREACHABLE = "http://127.0.0.1:1"
 
 
 def test_settings(owner_url: str, data_dir: str, **overrides: object) -> Settings:
     base = Settings(
         database_url=owner_url,
+        data_dir=Path(data_dir),
         jwt_secret=TEST_JWT_SECRET,
         encryption_keys=Keyring.generate_key_spec("test1"),
+        **{attr: UNREACHABLE for attr in REAL_PROVIDER_URLS},  # type: ignore[arg-type]
     )
-    return replace(base, data_dir=__import__("pathlib").Path(data_dir), **overrides)  # type: ignore[arg-type]
+    return replace(base, **overrides)  # type: ignore[arg-type]
 
 
 @dataclass
