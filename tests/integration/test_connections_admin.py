@@ -69,6 +69,15 @@ async def test_platform_secrets_are_write_only_and_never_logged(
         stored = (await conn.execute(text("SELECT * FROM platform_credentials"))).all()
     assert stored and all(secret not in str(row) for row in stored)
     assert any(e.acao == "platform_credentials.updated" for e in audit.entries)
+    # Platform credentials are global: leave none behind for tests that use defaults.
+    await _stub(server).UpdatePlatformCredentials(
+        pb.UpdatePlatformCredentialsRequest(
+            provider=META,
+            meta_app=pb.MetaAppCredentialsUpdate(),
+            update_mask=field_mask_pb2.FieldMask(paths=["app_id", "app_secret", "verify_token"]),
+        ),
+        metadata=su,
+    )
 
 
 async def test_platform_credentials_validation_changes_nothing(server: RunningServer) -> None:
