@@ -260,7 +260,7 @@ class _Components:
             }
         if nested is not None:
             single = self.message_ref(nested)
-        elif field.type == _T.TYPE_ENUM:
+        elif field.enum_type is not None:
             single = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
         else:
             single = dict(_SCALARS[field.type])
@@ -271,7 +271,7 @@ class _Components:
     def _message_schema(self, message: Descriptor) -> dict[str, Any]:
         properties: dict[str, Any] = {}
         for field in message.fields:
-            schema = self.field_schema(field)
+            property_schema = self.field_schema(field)
             behaviors = field_behaviors(field)
             extra: dict[str, Any] = {}
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:
@@ -281,9 +281,7 @@ class _Components:
             oneof = field.containing_oneof
             if oneof is not None and not _is_synthetic(oneof):
                 extra["description"] = f"one of `{oneof.name}`: set at most one"
-            if extra:
-                schema = {**schema, **extra}
-            properties[field.name] = schema
+            properties[field.name] = {**property_schema, **extra}
         schema: dict[str, Any] = {
             "type": "object",
             "title": message.full_name,

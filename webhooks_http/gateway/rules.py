@@ -52,7 +52,8 @@ def collect_rules(files: Iterable[FileDescriptor], *, prefix: str | None = None)
         prefix: keep only rules whose path template starts with it (None keeps all).
 
     Raises:
-        ValueError: a rule names a field that does not exist or cannot be bound.
+        ValueError: a rule names a field that does not exist or cannot be bound, or annotates
+            a client-streaming RPC.
     """
     rules: list[HttpRule] = []
     for file in files:
@@ -90,6 +91,8 @@ def _to_rule(http: http_pb2.HttpRule, service: str, method: MethodDescriptor) ->
         verb, path = pattern.upper(), getattr(http, pattern)
     template = parse_template(path)
     where = f"{method.full_name} ({verb} {path})"
+    if method.client_streaming:
+        raise ValueError(f"{where}: client-streaming RPCs cannot be served over HTTP/JSON here")
     for var in template.variables:
         field = resolve_field_path(method.input_type, var.field_path)
         if field is None or is_repeated(field) or field.type == FieldDescriptor.TYPE_MESSAGE:
@@ -143,7 +146,7 @@ def is_repeated(field: FieldDescriptor) -> bool:
     flag = getattr(field, "is_repeated", None)
     if flag is not None:
         return bool(flag)
-    return bool(field.label == FieldDescriptor.LABEL_REPEATED)
+    return bool(getattr(field, "label", None) == FieldDescriptor.LABEL_REPEATED)
 
 
 class Router:

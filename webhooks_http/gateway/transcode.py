@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from google.api import field_behavior_pb2
 from google.protobuf import json_format
@@ -57,7 +57,7 @@ def build_request(
     Raises:
         TranscodeError: bad JSON, an unknown field, a value of the wrong type.
     """
-    descriptor = message_class.DESCRIPTOR
+    descriptor = cast(Descriptor, message_class.DESCRIPTOR)
     data: dict[str, Any] = {}
     if rule.body == "*":
         parsed = _parse_json(body)
@@ -103,7 +103,7 @@ class ResponseEncoder:
         data = json_format.MessageToDict(
             message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
-        self._strip(data, message.DESCRIPTOR)
+        self._strip(data, cast(Descriptor, message.DESCRIPTOR))
         if not response_body:
             return data
         field = message.DESCRIPTOR.fields_by_name[response_body]
@@ -117,9 +117,13 @@ class ResponseEncoder:
                 data.pop(name, None)
                 continue
             value = data.get(name)
-            items = (
-                value if kind == "list" else (value or {}).values() if kind == "map" else [value]
-            )
+            items: list[Any]
+            if kind == "list":
+                items = list(value or [])
+            elif kind == "map":
+                items = list((value or {}).values())
+            else:
+                items = [value]
             for item in items:
                 self._strip(item, nested)
 

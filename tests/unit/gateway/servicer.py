@@ -137,7 +137,7 @@ class ThingService:
 
     async def slow(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         remaining = context.time_remaining()
-        await asyncio.sleep(request.sleep_ms / 1000)
+        await asyncio.sleep(min(request.sleep_ms, 300) / 1000)  # capped: fuzzers ask for minutes
         return self._pb.SlowResponse(deadline_s=remaining or 0.0)
 
     async def get_book(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -147,10 +147,14 @@ class ThingService:
         self._record("WatchThing", request, context)
         if request.fail_first:
             await context.abort(_code(request.fail_first), "not yours")
+        # Bounded in time: fuzzers ask for millions of messages with long pauses.
+        give_up = asyncio.get_running_loop().time() + 3.0
         try:
             for index in range(request.count):
+                if asyncio.get_running_loop().time() > give_up:
+                    break
                 if index and request.idle_ms:
-                    await asyncio.sleep(request.idle_ms / 1000)
+                    await asyncio.sleep(min(request.idle_ms, 1000) / 1000)
                 yield self._pb.Thing(thing_id=request.thing_id, display_name=str(index))
         except asyncio.CancelledError:
             self._rec.cancelled.set()
