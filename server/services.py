@@ -26,7 +26,7 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "EmailService": ("email_service", None),
     "InstagramService": ("instagram_service", None),
     "ConnectionsService": ("connections_service", "server.connections.service"),
-    "WebhookIngressService": ("webhook_ingress_service", None),
+    "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),
     "CrmEventsService": ("crm_events_service", None),
 }
 PACKAGE = "renove.conexoes.v1"

@@ -1,0 +1,231 @@
+"""The webhook inbox: resolve the recipient from our records, store each verified event and
+enqueue its processing job in one transaction per tenant, audit what is turned away.
+
+The inbox row and the job commit together: a crash between them is impossible, and a provider's
+retry of an event already stored finds the row (ON CONFLICT DO NOTHING) and enqueues nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from renove.conexoes.v1 import webhook_ingress_service_pb2 as pb
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import WebhookInbox
+from db.uow import Database
+from server.audit import record_audit
+from server.auth.caller import Caller, Role
+from server.ingress.routes import InboundEvent, ProviderRoute
+from server.resilience.jobs import enqueue
+from server.resilience.policies import POLICIES
+
+# Not kept with the stored delivery: credentials a proxy or provider may attach. The MAC
+# headers stay (they are not secrets and show what was verified).
+_DROPPED_HEADERS = frozenset(
+    {"authorization", "cookie", "proxy-authorization", "x-api-key", "x-goog-channel-token"}
+)
+_SERVICE = Caller(role=Role.SERVICE)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Whose event it is, per our records (a resolver row)."""
+
+    tenant_id: uuid.UUID
+    ids: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Stored:
+    event: InboundEvent
+    inbox_id: uuid.UUID | None  # None: a duplicate, already stored earlier
+    tenant_id: uuid.UUID | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.inbox_id is None
+
+
+def stored_headers(request: pb.RawHttpRequest) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for h in request.headers:
+        name = h.name.lower()
+        if name in _DROPPED_HEADERS:
+            continue
+        headers[name] = f"{headers[name]}, {h.value}" if name in headers else h.value
+    return headers
+
+
+def stored_query(request: pb.RawHttpRequest) -> dict[str, list[str]]:
+    query: dict[str, list[str]] = {}
+    for q in request.query:
+        query.setdefault(q.name, []).append(q.value)
+    return query
+
+
+class Inbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def resolve(self, route: ProviderRoute, lookup: str) -> list[Recipient]:
+        """Every tenant whose records name `lookup` (a session, page, account or channel)."""
+        columns = ", ".join(("organizacao_id", *route.resolver_ids))
+        # route.resolver is one of our constants (routes.py), never request input.
+        query = text(f"SELECT {columns} FROM {route.resolver}(:lookup)")
+        async with self._db.unit_of_work(_SERVICE) as session:
+            rows = (await session.execute(query, {"lookup": lookup})).all()
+        return [
+            Recipient(
+                tenant_id=row[0],
+                ids={name: str(v) for name, v in zip(route.resolver_ids, row[1:], strict=True)},
+            )
+            for row in rows
+        ]
+
+    async def accept(
+        self,
+        route: ProviderRoute,
+        tenant_id: uuid.UUID,
+        events: Sequence[tuple[InboundEvent, Recipient]],
+        request: pb.RawHttpRequest,
+        *,
+        per_tenant_ids: bool = False,
+    ) -> list[Stored]:
+        """Stores and enqueues `events` of one tenant in one transaction.
+
+        Args:
+            per_tenant_ids: the recipient is shared by several tenants (one Facebook page
+                serving two organizations): each keeps its own row, keyed `<id>@<tenant>`.
+        """
+        caller = Caller(role=Role.SERVICE, tenant_id=tenant_id)
+        policy = POLICIES[route.policy]
+        results: list[Stored] = []
+        async with self._db.unit_of_work(caller) as session:
+            for event, recipient in events:
+                event_id = f"{event.event_id}@{tenant_id}" if per_tenant_ids else event.event_id
+                inbox_id = await _insert(session, route, tenant_id, event_id, request, "accepted")
+                if inbox_id is not None:
+                    payload: dict[str, Any] = {
+                        "inbox_id": str(inbox_id),
+                        "provider": route.provider,
+                        "event_id": event.event_id,
+                        **event.facts,
+                        **recipient.ids,
+                    }
+                    await enqueue(
+                        session,
+                        tenant_id=tenant_id,
+                        operation=route.operation,
+                        payload=payload,
+                        idempotency_key=f"{route.provider}:{event.event_id}",
+                        max_attempts=policy.max_attempts,
+                    )
+                results.append(Stored(event, inbox_id, tenant_id))
+        return results
+
+    async def reject_unknown(
+        self,
+        route: ProviderRoute,
+        events: Iterable[InboundEvent],
+        request: pb.RawHttpRequest,
+    ) -> list[Stored]:
+        """Keeps deliveries for recipients we do not know (verdict rejected, no tenant, no job)
+        with one platform-level audit entry, so an operator can see what was turned away.
+        """
+        events = list(events)
+        results: list[Stored] = []
+        async with self._db.unit_of_work(_SERVICE) as session:
+            for event in events:
+                inbox_id = await _insert(session, route, None, event.event_id, request, "rejected")
+                results.append(Stored(event, inbox_id, None))
+            await _audit(
+                session,
+                route.unknown_action,
+                route.provider,
+                request,
+                {"lookups": sorted({e.lookup for e in events}), "events": len(events)},
+            )
+        return results
+
+    async def audit(
+        self,
+        action: str,
+        provider: str,
+        request: pb.RawHttpRequest,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A platform-level audit entry for a delivery turned away (never its body or secrets)."""
+        async with self._db.unit_of_work(_SERVICE) as session:
+            await _audit(session, action, provider, request, details or {})
+
+    async def channel_token(self, recipient: Recipient) -> str | None:
+        """The stored (encrypted) token of a Google Calendar push channel, as stored."""
+        caller = Caller(
+            role=Role.SERVICE,
+            tenant_id=recipient.tenant_id,
+            user_id=uuid.UUID(recipient.ids["usuario_id"]),
+        )
+        async with self._db.unit_of_work(caller) as session:
+            value: str | None = await session.scalar(
+                text("SELECT channel_token_encrypted FROM conexoes_google WHERE id = :id"),
+                {"id": uuid.UUID(recipient.ids["conexao_id"])},
+            )
+        return value
+
+
+async def _insert(
+    session: AsyncSession,
+    route: ProviderRoute,
+    tenant_id: uuid.UUID | None,
+    event_id: str,
+    request: pb.RawHttpRequest,
+    verdict: str,
+) -> uuid.UUID | None:
+    values: dict[str, Any] = {
+        "organizacao_id": tenant_id,
+        "provider": route.provider,
+        "provider_event_id": event_id,
+        "headers": stored_headers(request),
+        "query": stored_query(request),
+        "body": request.body,
+        "verdict": verdict,
+    }
+    if request.HasField("received_at"):
+        values["received_at"] = request.received_at.ToDatetime(tzinfo=dt.UTC)
+    inserted: uuid.UUID | None = await session.scalar(
+        insert(WebhookInbox)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+        .returning(WebhookInbox.id)
+    )
+    return inserted
+
+
+async def _audit(
+    session: AsyncSession,
+    action: str,
+    provider: str,
+    request: pb.RawHttpRequest,
+    details: Mapping[str, Any],
+) -> None:
+    await record_audit(
+        session,
+        _SERVICE,
+        action,
+        entity_type="webhook",
+        entity_id=provider,
+        details={
+            "provider": provider,
+            "path": request.path,
+            "remote_addr": request.remote_addr,
+            **details,
+        },
+        tenant_id=None,
+    )

@@ -1,0 +1,45 @@
+"""`python -m webhooks_http`: the sidecar on CONEXOES_HTTP_ADDR, calling CONEXOES_GRPC_ADDR."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import uvicorn
+import uvloop
+
+from server.settings import Settings
+from webhooks_http.app import build_sidecar_app
+from webhooks_http.runner import split_address, uvicorn_config
+
+_log = logging.getLogger("webhooks_http")
+
+# Keep the channel to the server warm and notice a dead server within seconds.
+CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+)
+
+
+async def serve(settings: Settings) -> None:
+    # The channel is created on the loop that serves requests (grpc.aio binds to it).
+    channel = grpc.aio.insecure_channel(settings.grpc_addr, options=list(CHANNEL_OPTIONS))
+    try:
+        app = build_sidecar_app(settings, channel)
+        host, port = split_address(settings.http_addr)
+        _log.info("sidecar on %s -> gRPC %s", settings.http_addr, settings.grpc_addr)
+        await uvicorn.Server(uvicorn_config(app, host, port, log_level="info")).serve()
+    finally:
+        await channel.close()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
