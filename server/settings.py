@@ -79,6 +79,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_webhook_bytes: int = 1_048_576
     log_level: str = "INFO"
+    # WhatsApp (WAHA): QR rotations without a scan before the session is stopped as
+    # "qr_expired", the QR lifetime told to clients, health-check period, stream heartbeats.
+    whatsapp_max_qr_rotations: int = 6
+    whatsapp_qr_ttl_seconds: int = 60
+    whatsapp_health_interval_seconds: float = 300.0
+    stream_heartbeat_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +113,21 @@ class Settings:
             cors_origins=origins,
             max_webhook_bytes=int(env.get("CONEXOES_MAX_BODY_BYTES", cls.max_webhook_bytes)),
             log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),
+            whatsapp_max_qr_rotations=int(
+                env.get("CONEXOES_WHATSAPP_MAX_QR_ROTATIONS", cls.whatsapp_max_qr_rotations)
+            ),
+            whatsapp_qr_ttl_seconds=int(
+                env.get("CONEXOES_WHATSAPP_QR_TTL_SECONDS", cls.whatsapp_qr_ttl_seconds)
+            ),
+            whatsapp_health_interval_seconds=float(
+                env.get(
+                    "CONEXOES_WHATSAPP_HEALTH_INTERVAL_SECONDS",
+                    cls.whatsapp_health_interval_seconds,
+                )
+            ),
+            stream_heartbeat_seconds=float(
+                env.get("CONEXOES_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds)
+            ),
             **urls,
         )
 

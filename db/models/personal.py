@@ -46,6 +46,13 @@ class WhatsAppSession(Base):
     )
     total_mensagens_enviadas: Mapped[int | None] = mapped_column(Integer, server_default="0")
     total_mensagens_recebidas: Mapped[int | None] = mapped_column(Integer, server_default="0")
+    # Revision 0003: why it last disconnected, the last error, QR rotations without a scan,
+    # and the last WAHA status applied with its time (webhooks arrive out of order).
+    motivo_desconexao: Mapped[str | None] = mapped_column(String(40))
+    ultimo_erro: Mapped[str | None]
+    qr_rotacoes: Mapped[int] = mapped_column(Integer, server_default="0")
+    waha_status: Mapped[str | None] = mapped_column(String(40))
+    waha_status_em: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
     deletado_em: Mapped[dt.datetime | None]

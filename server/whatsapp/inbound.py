@@ -1,0 +1,167 @@
+"""WAHA message events into `conversas`: inbound messages, phone-sent mirrors, delivery acks.
+
+providers.md 1.6: `message` carries incoming messages only; `message.any` every message,
+ours included (`source` "api" for those we sent, already stored; "app" for the phone's).
+Both fire for an incoming message, so rows are deduplicated on the WAHA message id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import json_format
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Message, WhatsAppSession
+from server.errors import Unavailable
+from server.events import Event, publish
+from server.whatsapp import status as st
+from server.whatsapp.messages import CANAL, contact_for_phone
+from server.whatsapp.views import message_proto, phone_of_chat
+
+# NOTIFY payloads are capped at 8 kB: events carry a preview, the full text is in the row.
+_PREVIEW = 1000
+
+
+class AckBeforeSend(Unavailable):
+    """An ack for one of our messages arrived before its send result was stored: retry."""
+
+    reason = "ACK_BEFORE_SEND"
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def message_event_data(message: Message) -> dict[str, Any]:
+    proto = message_proto(message)
+    if len(proto.body) > _PREVIEW:
+        proto.body = proto.body[:_PREVIEW]
+    return {
+        "canal": CANAL,
+        "contato_id": str(message.contato_id) if message.contato_id else "",
+        "message": json_format.MessageToDict(proto, preserving_proto_field_name=True),
+    }
+
+
+async def store_message(
+    tx: AsyncSession, row: WhatsAppSession, payload: Mapping[str, Any], *, via_any: bool
+) -> Message | None:
+    """Stores one WAMessage; returns the new row, or None (duplicate, ours, not a person)."""
+    from_me = payload.get("fromMe") is True
+    if from_me and (not via_any or payload.get("source") == "api"):
+        return None  # sent through our API: the send job already stored it
+    external_id = _text(payload.get("id"))
+    peer = _text(payload.get("to") if from_me else payload.get("from"))
+    phone = phone_of_chat(peer)
+    if not external_id or phone is None:
+        return None  # groups, broadcasts and hidden (@lid) senders are not CRM contacts
+    data = payload.get("_data")
+    notify_name = data.get("notifyName") if isinstance(data, Mapping) else None
+    contato_id = await contact_for_phone(
+        tx,
+        row.organizacao_id,
+        phone,
+        name=notify_name if isinstance(notify_name, str) and not from_me else None,
+        owner=row.usuario_id,
+    )
+    seconds = payload.get("timestamp")
+    # The message timestamp is in seconds (the envelope's is in ms).
+    sent_at = (
+        dt.datetime.fromtimestamp(seconds, dt.UTC)
+        if isinstance(seconds, int | float)
+        else dt.datetime.now(dt.UTC)
+    )
+    ack = payload.get("ack")
+    inserted = await tx.scalar(
+        insert(Message)
+        .values(
+            organizacao_id=row.organizacao_id,
+            canal=CANAL,
+            contato_id=contato_id,
+            usuario_id=row.usuario_id,
+            direcao="outbound" if from_me else "inbound",
+            external_id=external_id,
+            conteudo=_text(payload.get("body")),
+            tipo="text" if not payload.get("hasMedia") else "media",
+            status="sent" if from_me else "received",
+            ack=ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
+            enviado_em=sent_at,
+            metadata_={
+                "chat_id": peer,
+                "from": _text(payload.get("from")),
+                "to": _text(payload.get("to")),
+                "type": "chat" if not payload.get("hasMedia") else "media",
+                "source": _text(payload.get("source")) or ("app" if from_me else ""),
+                "reply_to": payload.get("replyTo"),
+            },
+        )
+        .on_conflict_do_nothing(
+            index_elements=["organizacao_id", "canal", "external_id"],
+            index_where=Message.external_id.is_not(None),
+        )
+        .returning(Message.id)
+    )
+    if inserted is None:
+        return None
+    message = await tx.get(Message, inserted)
+    assert message is not None
+    if from_me:
+        row.total_mensagens_enviadas = (row.total_mensagens_enviadas or 0) + 1
+    else:
+        row.total_mensagens_recebidas = (row.total_mensagens_recebidas or 0) + 1
+    if row.ultima_mensagem_em is None or sent_at > row.ultima_mensagem_em:
+        row.ultima_mensagem_em = sent_at
+    kind = "MESSAGE_STATUS" if from_me else "MESSAGE_RECEIVED"
+    await publish(tx, Event(kind, row.organizacao_id, row.usuario_id, message_event_data(message)))
+    return message
+
+
+async def apply_ack(tx: AsyncSession, row: WhatsAppSession, payload: Mapping[str, Any]) -> bool:
+    """Moves a message's delivery state forward only (acks repeat and arrive out of order)."""
+    external_id = _text(payload.get("id"))
+    level = payload.get("ack")
+    if not external_id or not isinstance(level, int) or isinstance(level, bool):
+        return False
+    message = await tx.scalar(
+        select(Message)
+        .where(Message.canal == CANAL, Message.external_id == external_id)
+        .with_for_update()
+    )
+    if message is None:
+        if payload.get("fromMe") is True and await _has_pending_send(tx, row):
+            raise AckBeforeSend("ack for a message whose send is not recorded yet")
+        return False
+    if message.ack is not None and level <= message.ack:
+        return False
+    message.ack = level
+    if message.direcao == "outbound":
+        message.status = st.ACK_STATUS.get(level, message.status or "sent")
+        await publish(
+            tx,
+            Event(
+                "MESSAGE_STATUS",
+                row.organizacao_id,
+                row.usuario_id,
+                {"canal": CANAL, "id": str(message.id), "status": message.status, "ack": level},
+            ),
+        )
+    return True
+
+
+async def _has_pending_send(tx: AsyncSession, row: WhatsAppSession) -> bool:
+    pending = await tx.scalar(
+        select(Message.id)
+        .where(
+            Message.canal == CANAL,
+            Message.usuario_id == row.usuario_id,
+            Message.direcao == "outbound",
+            Message.status == "pending",
+        )
+        .limit(1)
+    )
+    return pending is not None

@@ -1,0 +1,260 @@
+"""WhatsApp messages the caller sends and reads: the send RPC (a queued job) and the lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import TYPE_CHECKING
+
+from renove.conexoes.v1 import whatsapp_service_pb2 as pb
+from sqlalchemy import and_, desc, func, literal, select, tuple_
+from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Contact, Message
+from server import idempotency
+from server.auth.caller import Caller
+from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.paging import decode_token, encode_token, page_size
+from server.protoconv import parse_uuid, timestamp
+from server.resilience.jobs import enqueue
+from server.whatsapp import status as st
+from server.whatsapp.sessions import own_row
+from server.whatsapp.views import chat_id_of, chat_of_phone, message_proto, phone_of_chat
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+CANAL = "whatsapp"
+SEND_OPERATION = "whatsapp_send"
+MAX_TEXT = 65_536  # WhatsApp's own limit on a text message
+
+
+class SessionNotConnected(FailedPrecondition):
+    reason = "SESSION_NOT_CONNECTED"
+
+
+class ContactNotFound(NotFound):
+    reason = "CONTACT_NOT_FOUND"
+
+
+async def contact_for_phone(
+    tx: AsyncSession,
+    tenant: uuid.UUID,
+    phone: str,
+    *,
+    name: str | None,
+    owner: uuid.UUID | None,
+) -> uuid.UUID:
+    """The live contact with this E.164 phone, created (origem whatsapp) when there is none."""
+    created = await tx.scalar(
+        insert(Contact)
+        .values(
+            organizacao_id=tenant,
+            telefone=phone,
+            nome=name or phone,
+            origem="whatsapp",
+            owner_id=owner,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["organizacao_id", "telefone"],
+            index_where=Contact.telefone.is_not(None) & Contact.deletado_em.is_(None),
+        )
+        .returning(Contact.id)
+    )
+    if created is not None:
+        return created
+    found = await tx.scalar(
+        select(Contact.id).where(Contact.telefone == phone, Contact.deletado_em.is_(None))
+    )
+    assert found is not None  # the conflict says it exists
+    return found
+
+
+async def _recipient(
+    tx: AsyncSession, tenant: uuid.UUID, user: uuid.UUID, request: pb.SendWhatsAppMessageRequest
+) -> tuple[uuid.UUID, str]:
+    chat = chat_id_of(request.to, "to") if request.to else None
+    if request.contato_id:
+        contact = await tx.get(Contact, parse_uuid(request.contato_id, "contato_id"))
+        if contact is None or contact.deletado_em is not None:
+            raise ContactNotFound("contact not found", metadata={"contato_id": request.contato_id})
+        if not contact.telefone:
+            raise InvalidArgument.field("contato_id", "the contact has no phone number")
+        contact_chat = chat_of_phone(contact.telefone)
+        if chat is not None and chat != contact_chat:
+            raise InvalidArgument.field("to", "does not match the contact's phone number")
+        return contact.id, contact_chat
+    if chat is None:
+        raise InvalidArgument.field("to", "give a recipient: contato_id or to")
+    phone = phone_of_chat(chat)
+    assert phone is not None  # chat_id_of accepts only a person's chat id
+    return await contact_for_phone(tx, tenant, phone, name=None, owner=user), chat
+
+
+async def send(
+    deps: Deps, caller: Caller, request: pb.SendWhatsAppMessageRequest
+) -> pb.SendWhatsAppMessageResponse:
+    """Stores the outbound message (pending) and enqueues its send, in one transaction."""
+    tenant, user = caller.require_tenant(), caller.require_user()
+    text = request.text
+    if not text.strip():
+        raise InvalidArgument.field("text", "must not be empty")
+    if len(text) > MAX_TEXT:
+        raise InvalidArgument.field("text", f"at most {MAX_TEXT} characters")
+    rpc = "WhatsAppService/SendWhatsAppMessage"
+    async with deps.db.unit_of_work(caller) as tx:
+        prior = await idempotency.claim(tx, tenant, rpc, request, pb.SendWhatsAppMessageResponse)
+        if prior is not None:
+            return prior
+        session = await own_row(tx, caller)
+        if session is None or session.status != st.CONNECTED:
+            raise SessionNotConnected("connect WhatsApp before sending messages")
+        contato_id, chat = await _recipient(tx, tenant, user, request)
+        message = Message(
+            organizacao_id=tenant,
+            canal=CANAL,
+            contato_id=contato_id,
+            usuario_id=user,
+            direcao="outbound",
+            conteudo=text,
+            tipo="text",
+            status="pending",
+            metadata_={
+                "chat_id": chat,
+                "to": chat,
+                "from": chat_of_phone(session.phone_number) if session.phone_number else "",
+                "type": "chat",
+                "reply_to": request.reply_to or None,
+                "source": "api",
+            },
+        )
+        tx.add(message)
+        await tx.flush()
+        await tx.refresh(message)
+        job_id = await enqueue(
+            tx,
+            tenant_id=tenant,
+            operation=SEND_OPERATION,
+            payload={"message_id": str(message.id)},
+            idempotency_key=f"{SEND_OPERATION}:{request.request_id or message.id}",
+            destino=chat,
+        )
+        response = pb.SendWhatsAppMessageResponse(
+            message=message_proto(message), job_id=str(job_id or "")
+        )
+        return await idempotency.remember(tx, tenant, rpc, request, response)
+
+
+def _mine(user: uuid.UUID) -> list[object]:
+    return [Message.canal == CANAL, Message.usuario_id == user, Message.contato_id.is_not(None)]
+
+
+async def list_conversations(
+    deps: Deps, caller: Caller, request: pb.ListWhatsAppConversationsRequest
+) -> pb.ListWhatsAppConversationsResponse:
+    user = caller.require_user()
+    size = min(page_size(request.page_size), 200)
+    cursor = decode_token(request.page_token)
+    unread = func.count().filter(and_(Message.direcao == "inbound", Message.status == "received"))
+    summary = (
+        select(
+            Message.contato_id.label("contato_id"),
+            func.max(Message.criado_em).label("ultima"),
+            unread.label("nao_lidas"),
+        )
+        .where(*_mine(user))
+        .group_by(Message.contato_id)
+        .subquery()
+    )
+    query = select(summary).order_by(desc(summary.c.ultima), desc(summary.c.contato_id))
+    if request.somente_nao_lidas:
+        query = query.where(summary.c.nao_lidas > 0)
+    if cursor:
+        query = query.where(
+            tuple_(summary.c.ultima, summary.c.contato_id)
+            < tuple_(
+                literal(_parse_time(cursor.get("t"))),
+                literal(parse_uuid(str(cursor.get("id")), "page_token")),
+            )
+        )
+    async with deps.db.unit_of_work(caller) as tx:
+        rows = (await tx.execute(query.limit(size + 1))).all()
+        page = rows[:size]
+        ids = [r.contato_id for r in page]
+        contacts = {c.id: c for c in await tx.scalars(select(Contact).where(Contact.id.in_(ids)))}
+        latest = {
+            m.contato_id: m
+            for m in await tx.scalars(
+                select(Message)
+                .where(*_mine(user), Message.contato_id.in_(ids))
+                .order_by(Message.contato_id, desc(Message.criado_em), desc(Message.id))
+                .ext(distinct_on(Message.contato_id))
+            )
+        }
+    conversations = []
+    for r in page:
+        contact, last = contacts.get(r.contato_id), latest.get(r.contato_id)
+        phone = contact.telefone if contact and contact.telefone else ""
+        item = pb.WhatsAppConversation(
+            contato_id=str(r.contato_id),
+            contato_nome=(contact.nome or "") if contact else "",
+            phone_number=phone,
+            chat_id=chat_of_phone(phone) if phone else "",
+            nao_lidas=r.nao_lidas,
+        )
+        if last is not None:
+            item.ultima_mensagem.CopyFrom(message_proto(last))
+        ts = timestamp(r.ultima)
+        if ts is not None:
+            item.ultima_mensagem_em.CopyFrom(ts)
+        conversations.append(item)
+    more = len(rows) > size
+    token = (
+        encode_token({"t": page[-1].ultima.isoformat(), "id": str(page[-1].contato_id)})
+        if more
+        else ""
+    )
+    return pb.ListWhatsAppConversationsResponse(conversations=conversations, next_page_token=token)
+
+
+async def list_messages(
+    deps: Deps, caller: Caller, request: pb.ListWhatsAppMessagesRequest
+) -> pb.ListWhatsAppMessagesResponse:
+    user = caller.require_user()
+    contato_id = parse_uuid(request.contato_id, "contato_id")
+    size = page_size(request.page_size)
+    cursor = decode_token(request.page_token)
+    query = (
+        select(Message)
+        .where(*_mine(user), Message.contato_id == contato_id)
+        .order_by(desc(Message.criado_em), desc(Message.id))
+    )
+    if cursor:
+        query = query.where(
+            tuple_(Message.criado_em, Message.id)
+            < tuple_(
+                literal(_parse_time(cursor.get("t"))),
+                literal(parse_uuid(str(cursor.get("id")), "page_token")),
+            )
+        )
+    async with deps.db.unit_of_work(caller) as tx:
+        rows = list(await tx.scalars(query.limit(size + 1)))
+    if not rows and not cursor:
+        raise ContactNotFound(
+            "no WhatsApp conversation with this contact", metadata={"contato_id": str(contato_id)}
+        )
+    page, more = rows[:size], len(rows) > size
+    token = (
+        encode_token({"t": page[-1].criado_em.isoformat(), "id": str(page[-1].id)}) if more else ""
+    )
+    return pb.ListWhatsAppMessagesResponse(
+        messages=[message_proto(m) for m in page], next_page_token=token
+    )
+
+
+def _parse_time(value: object) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise InvalidArgument.field("page_token", "not a token this API issued") from exc

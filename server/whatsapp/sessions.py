@@ -1,0 +1,352 @@
+"""The caller's WhatsApp session: start, QR, pairing code, status, disconnect, admin list.
+
+WAHA is called outside the database transaction where the row must exist first (webhooks
+for a brand-new session resolve the tenant through it), and inside a breaker guard, so an
+outage is reported as UNAVAILABLE/CIRCUIT_OPEN rather than a hang.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from typing import TYPE_CHECKING
+
+from renove.conexoes.v1 import whatsapp_service_pb2 as pb
+from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import User, WhatsAppSession
+from server import idempotency
+from server.audit import record_audit
+from server.auth.caller import Caller
+from server.errors import ConnectionNotFound, FailedPrecondition, PermissionNotGranted
+from server.paging import decode_token, encode_token, page_size
+from server.protoconv import parse_uuid
+from server.providers.errors import ProviderError
+from server.providers.waha import (
+    WEBHOOK_EVENTS,
+    WahaClient,
+    WahaCredentials,
+    config_matches,
+    is_not_found,
+    session_config,
+)
+from server.whatsapp import status as st
+from server.whatsapp.lifecycle import announce
+from server.whatsapp.views import e164, session_proto
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+START_MESSAGE = "Sessao criada. Solicite o QR Code para continuar."
+CONNECTED_MESSAGE = "Sessao ja conectada."
+
+
+class SessionNotPending(FailedPrecondition):
+    reason = "SESSION_NOT_PENDING"
+
+
+def session_name(org: uuid.UUID, user: uuid.UUID) -> str:
+    """`wpp-{org}-{hash}`: deterministic, 33 chars (WAHA caps names at 54), collision-resistant.
+
+    The spec's `wpp-{org_id}-{user_id}` is 77 characters with full UUIDs. The org prefix keeps
+    it readable for operators; 100 bits of SHA-256 over both ids keep it unique. The full ids
+    travel in the session's metadata.
+    """
+    digest = hashlib.sha256(org.bytes + user.bytes).digest()
+    return f"wpp-{org.hex[:8]}-{base64.b32encode(digest).decode()[:20].lower()}"
+
+
+async def waha(deps: Deps) -> WahaClient:
+    """A client for the platform's WAHA (super-admin credentials over env defaults)."""
+    async with deps.db.system() as tx:
+        values = await deps.platform.resolve(tx, "waha")
+    return WahaClient(deps.http, WahaCredentials.from_platform(values))
+
+
+def webhook_url(deps: Deps, tenant_id: uuid.UUID) -> str:
+    return f"{deps.settings.public_url}/webhooks/waha/{tenant_id}"
+
+
+async def own_row(
+    tx: AsyncSession, caller: Caller, usuario_id: str = "", *, lock: bool = False
+) -> WhatsAppSession | None:
+    """The session of `usuario_id` (default: the caller). Members may name only themselves."""
+    user = caller.require_user()
+    if usuario_id:
+        target = parse_uuid(usuario_id, "usuario_id")
+        if target != user and not caller.is_admin:
+            raise PermissionNotGranted("members manage only their own WhatsApp session")
+        user = target
+    query = select(WhatsAppSession).where(
+        WhatsAppSession.usuario_id == user, WhatsAppSession.deletado_em.is_(None)
+    )
+    if lock:
+        query = query.with_for_update()
+    return await tx.scalar(query)
+
+
+async def start(
+    deps: Deps, caller: Caller, request: pb.StartWhatsAppSessionRequest
+) -> pb.StartWhatsAppSessionResponse:
+    tenant, user = caller.require_tenant(), caller.require_user()
+    client = await waha(deps)
+    name = session_name(tenant, user)
+    url = webhook_url(deps, tenant)
+    async with deps.db.unit_of_work(caller) as tx:
+        prior = await idempotency.claim(
+            tx,
+            tenant,
+            "WhatsAppService/StartWhatsAppSession",
+            request,
+            pb.StartWhatsAppSessionResponse,
+        )
+        if prior is not None:
+            return prior
+        # The row exists before WAHA does, so the first webhooks find their tenant.
+        await tx.execute(
+            insert(WhatsAppSession)
+            .values(organizacao_id=tenant, usuario_id=user, session_name=name, status=st.QR_PENDING)
+            .on_conflict_do_update(
+                index_elements=["organizacao_id", "usuario_id"],
+                set_={"session_name": name, "deletado_em": None},
+            )
+        )
+    config = session_config(
+        metadata={"organizacao_id": str(tenant), "usuario_id": str(user)},
+        webhook_url=url,
+        hmac_key=client.credentials.webhook_hmac_key,
+    )
+    async with deps.breakers.guard("waha"):
+        try:
+            current = await client.get_session(name)
+        except ProviderError as exc:
+            if not is_not_found(exc):
+                raise
+            current = await client.create_session(name, config, start=True)
+        else:
+            if not config_matches(current, config):
+                current = await client.update_session(name, config)
+            if current.status in ("STOPPED", "FAILED"):
+                # providers.md 1.2: a FAILED session is restarted.
+                current = await client.restart(name)
+    connected = current.status == "WORKING"
+    async with deps.db.unit_of_work(caller) as tx:
+        row = await own_row(tx, caller, lock=True)
+        assert row is not None  # inserted above; RLS lets the owner see it
+        row.webhook_url = url
+        row.webhook_events = list(WEBHOOK_EVENTS)
+        if not connected:
+            row.status = st.QR_PENDING
+            row.qr_rotacoes = 0
+            row.motivo_desconexao = None
+            row.ultimo_erro = None
+        else:
+            row.status = st.CONNECTED
+        row.waha_status = current.status
+        await announce(tx, row, "status")
+        await record_audit(
+            tx,
+            caller,
+            "whatsapp.session_started",
+            entity_type="sessoes_whatsapp",
+            entity_id=row.id,
+            details={"session_name": name, "waha_status": current.status},
+        )
+        response = pb.StartWhatsAppSessionResponse(
+            id=str(row.id),
+            session_name=name,
+            status=st.STATUS_PROTO[row.status],
+            message=CONNECTED_MESSAGE if connected else START_MESSAGE,
+        )
+        return await idempotency.remember(
+            tx, tenant, "WhatsAppService/StartWhatsAppSession", request, response
+        )
+
+
+async def _pending_row(deps: Deps, caller: Caller) -> WhatsAppSession:
+    async with deps.db.unit_of_work(caller) as tx:
+        row = await own_row(tx, caller)
+    if row is None:
+        raise ConnectionNotFound("no WhatsApp session: start one first")
+    if row.status == st.CONNECTED:
+        raise SessionNotPending("the session is already connected")
+    if row.status == st.DISCONNECTED and row.motivo_desconexao in st.DELIBERATE:
+        raise SessionNotPending("the session was disconnected: start it again")
+    return row
+
+
+async def qr_code(
+    deps: Deps, caller: Caller, request: pb.GetWhatsAppQrCodeRequest
+) -> pb.GetWhatsAppQrCodeResponse:
+    row = await _pending_row(deps, caller)
+    client = await waha(deps)
+    restart = request.gerar_novo or row.status == st.FAILED
+    async with deps.breakers.guard("waha"):
+        if restart:
+            await client.restart(row.session_name)
+        qr = await client.qr(row.session_name)
+    now = deps.clock.now()
+    async with deps.db.unit_of_work(caller) as tx:
+        fresh = await own_row(tx, caller, lock=True)
+        if fresh is None:
+            raise ConnectionNotFound("the WhatsApp session was removed")
+        if restart:
+            # A new round of QR codes: the rotation budget starts over.
+            fresh.qr_rotacoes, fresh.motivo_desconexao, fresh.ultimo_erro = 0, None, None
+            fresh.ultimo_qr_gerado = now
+        fresh.ultimo_qr_gerado = fresh.ultimo_qr_gerado or now
+        if restart or fresh.status != st.QR_PENDING:
+            fresh.status = st.QR_PENDING  # WAHA just handed out a QR: it is waiting for a scan
+            await announce(tx, fresh, "qr")
+        generated = fresh.ultimo_qr_gerado or now
+    ttl = deps.settings.whatsapp_qr_ttl_seconds
+    age = max(0.0, (now - generated).total_seconds())
+    response = pb.GetWhatsAppQrCodeResponse(
+        qr_code=f"data:{qr.mimetype};base64,{base64.b64encode(qr.png).decode()}",
+        expires_in=max(1, int(ttl - age)) if age < ttl else ttl,
+        status=pb.WAHA_SESSION_STATUS_QR_PENDING,
+        qr_value=qr.value,
+    )
+    response.gerado_em.FromDatetime(generated)
+    return response
+
+
+async def pairing_code(
+    deps: Deps, caller: Caller, request: pb.RequestWhatsAppPairingCodeRequest
+) -> pb.RequestWhatsAppPairingCodeResponse:
+    phone = e164(request.phone_number, "phone_number") if request.phone_number else ""
+    if not phone:
+        from server.errors import InvalidArgument
+
+        raise InvalidArgument.field("phone_number", "required, E.164 (+5511999999999)")
+    row = await _pending_row(deps, caller)
+    client = await waha(deps)
+    async with deps.breakers.guard("waha"):
+        code = await client.request_code(row.session_name, phone.lstrip("+"))
+    async with deps.db.unit_of_work(caller) as tx:
+        await record_audit(
+            tx,
+            caller,
+            "whatsapp.pairing_code_requested",
+            entity_type="sessoes_whatsapp",
+            entity_id=row.id,
+            details={"phone_number": phone},
+        )
+    return pb.RequestWhatsAppPairingCodeResponse(
+        code=code,
+        expires_in=deps.settings.whatsapp_qr_ttl_seconds,
+        status=pb.WAHA_SESSION_STATUS_QR_PENDING,
+    )
+
+
+async def get_status(deps: Deps, caller: Caller) -> pb.GetWhatsAppStatusResponse:
+    async with deps.db.unit_of_work(caller) as tx:
+        row = await own_row(tx, caller)
+        owner = await tx.scalar(select(User.nome).where(User.id == caller.user_id))
+    if row is None:
+        return pb.GetWhatsAppStatusResponse(
+            session=pb.WhatsAppSession(
+                usuario_id=str(caller.user_id), status=pb.WAHA_SESSION_STATUS_DISCONNECTED
+            )
+        )
+    return pb.GetWhatsAppStatusResponse(session=session_proto(row, owner or ""))
+
+
+async def disconnect(
+    deps: Deps, caller: Caller, request: pb.DisconnectWhatsAppRequest
+) -> pb.DisconnectWhatsAppResponse:
+    from server.whatsapp.jobs import enqueue_cleanup
+
+    tenant = caller.require_tenant()
+    rpc = "WhatsAppService/DisconnectWhatsApp"
+    async with deps.db.unit_of_work(caller) as tx:
+        row = await own_row(tx, caller, request.usuario_id)
+        if row is None:
+            raise ConnectionNotFound("no WhatsApp session for this user")
+        prior = await idempotency.claim(tx, tenant, rpc, request, pb.DisconnectWhatsAppResponse)
+        if prior is not None:
+            return prior
+    cleanup_error: str | None = None
+    if not (row.status == st.DISCONNECTED and row.motivo_desconexao in st.DELIBERATE):
+        try:
+            client = await waha(deps)
+            async with deps.breakers.guard("waha"):
+                await _logout_and_delete(client, row.session_name)
+        except (ProviderError, FailedPrecondition) as exc:
+            # spec: a WAHA outage does not fail the call; the cleanup becomes a job.
+            cleanup_error = type(exc).__name__
+    by_admin = row.usuario_id != caller.user_id
+    async with deps.db.unit_of_work(caller) as tx:
+        fresh = await tx.get(WhatsAppSession, row.id, with_for_update=True)
+        if fresh is None:
+            raise ConnectionNotFound("the WhatsApp session was removed")
+        if fresh.status != st.DISCONNECTED or fresh.motivo_desconexao not in st.DELIBERATE:
+            fresh.status = st.DISCONNECTED
+            fresh.motivo_desconexao = st.ADMIN_LOGOUT if by_admin else st.USER_LOGOUT
+            fresh.desconectado_em = deps.clock.now()
+            fresh.qr_rotacoes = 0
+            await announce(tx, fresh, "status")
+            await record_audit(
+                tx,
+                caller,
+                "whatsapp.session_disconnected",
+                entity_type="sessoes_whatsapp",
+                entity_id=fresh.id,
+                details={
+                    "usuario_id": str(fresh.usuario_id),
+                    "reason": fresh.motivo_desconexao,
+                    "waha_cleanup": "queued" if cleanup_error else "done",
+                },
+            )
+            if cleanup_error:
+                await enqueue_cleanup(tx, fresh, ("logout", "delete"))
+        owner = await tx.scalar(select(User.nome).where(User.id == fresh.usuario_id))
+        response = pb.DisconnectWhatsAppResponse(session=session_proto(fresh, owner or ""))
+        return await idempotency.remember(tx, tenant, rpc, request, response)
+
+
+async def _logout_and_delete(client: WahaClient, name: str) -> None:
+    """Spec 1.2 step 5: logout, then delete. Either may find the session already gone."""
+    for call in (client.logout, client.delete):
+        try:
+            await call(name)
+        except ProviderError as exc:
+            if not is_not_found(exc):
+                raise
+
+
+async def list_sessions(
+    deps: Deps, caller: Caller, request: pb.ListWhatsAppSessionsRequest
+) -> pb.ListWhatsAppSessionsResponse:
+    size = min(page_size(request.page_size), 200)
+    cursor = decode_token(request.page_token)
+    base = (
+        select(WhatsAppSession, User.nome)
+        .join(User, User.id == WhatsAppSession.usuario_id)
+        .where(WhatsAppSession.deletado_em.is_(None))
+    )
+    if request.status:
+        wanted = st.PROTO_STATUS.get(request.status)
+        base = base.where(WhatsAppSession.status == (wanted or "-"))
+    query = base.order_by(User.nome, WhatsAppSession.id)
+    if cursor:
+        query = query.where(
+            tuple_(User.nome, WhatsAppSession.id)
+            > tuple_(
+                literal(str(cursor.get("nome", ""))),
+                literal(parse_uuid(str(cursor.get("id")), "page_token")),
+            )
+        )
+    async with deps.db.unit_of_work(caller) as tx:
+        rows = (await tx.execute(query.limit(size + 1))).all()
+        total = await tx.scalar(select(func.count()).select_from(base.subquery()))
+    page, more = rows[:size], len(rows) > size
+    token = encode_token({"nome": page[-1][1], "id": str(page[-1][0].id)}) if more else ""
+    return pb.ListWhatsAppSessionsResponse(
+        sessions=[session_proto(r, nome) for r, nome in page],
+        next_page_token=token,
+        total_size=total or 0,
+    )

@@ -1,0 +1,208 @@
+"""The "waha_event" job: one verified WAHA webhook (stored by the ingress) processed.
+
+The ingress verified the HMAC, resolved the tenant from the session name and stored the raw
+request in `webhook_inbox`; this reads it back in the tenant's unit of work, checks the
+envelope's metadata against our record, and applies it. The inbox row is marked processed
+in the same transaction, so a job run twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import WebhookInbox, WhatsAppSession
+from server.audit import record_audit
+from server.auth.caller import Caller, Role
+from server.providers.waha import WahaMe
+from server.resilience.alerts import raise_alert, resolve_alerts
+from server.resilience.jobs import Job
+from server.whatsapp import status as st
+from server.whatsapp.inbound import apply_ack, store_message
+from server.whatsapp.lifecycle import Outcome, announce, apply_status
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+_log = logging.getLogger(__name__)
+OPERATION = "waha_event"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The WAHA webhook envelope (providers.md 1.6)."""
+
+    event: str
+    session: str
+    id: str | None = None
+    timestamp_ms: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    me: WahaMe | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, body: bytes) -> Envelope | None:
+        try:
+            raw = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
+            return None
+        meta, payload, ts = raw.get("metadata"), raw.get("payload"), raw.get("timestamp")
+        return cls(
+            event=raw["event"],
+            session=str(raw.get("session") or ""),
+            id=raw.get("id") if isinstance(raw.get("id"), str) else None,
+            timestamp_ms=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
+            metadata=meta if isinstance(meta, dict) else {},
+            me=WahaMe.parse(raw.get("me")),
+            payload=payload if isinstance(payload, dict) else {},
+        )
+
+    def at(self, fallback: dt.datetime) -> dt.datetime:
+        if self.timestamp_ms is None:
+            return fallback
+        return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, dt.UTC)
+
+
+def metadata_mismatch(envelope: Envelope, row: WhatsAppSession) -> str | None:
+    """Which routing id in the envelope's metadata contradicts our record, if any."""
+    for key, ours in (("organizacao_id", row.organizacao_id), ("usuario_id", row.usuario_id)):
+        theirs = envelope.metadata.get(key)
+        if theirs is not None and str(theirs) != str(ours):
+            return key
+    return None
+
+
+async def handle(deps: Deps, job: Job) -> None:
+    caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
+    inbox_id = uuid.UUID(str(job.payload["inbox_id"]))
+    async with deps.db.unit_of_work(caller) as tx:
+        inbox = await tx.get(WebhookInbox, inbox_id, with_for_update=True)
+        if inbox is None or inbox.processed_at is not None:
+            return
+        inbox.processed_at = deps.clock.now()
+        envelope = Envelope.parse(bytes(inbox.body))
+        if envelope is None:
+            await _reject(tx, caller, inbox_id, "unparsable", None)
+            return
+        row = await tx.scalar(
+            select(WhatsAppSession)
+            .where(
+                WhatsAppSession.session_name == envelope.session,
+                WhatsAppSession.deletado_em.is_(None),
+            )
+            .with_for_update()
+        )
+        if row is None:
+            await _reject(tx, caller, inbox_id, "unknown_session", envelope)
+            return
+        mismatch = metadata_mismatch(envelope, row)
+        if mismatch is not None:
+            await _reject(tx, caller, inbox_id, f"metadata_{mismatch}_mismatch", envelope)
+            return
+        await _apply(deps, tx, row, envelope)
+
+
+async def _apply(deps: Deps, tx: AsyncSession, row: WhatsAppSession, envelope: Envelope) -> None:
+    event, payload = envelope.event, envelope.payload
+    if event == "session.status":
+        await apply_session_status(
+            deps,
+            tx,
+            row,
+            str(payload.get("status") or ""),
+            me=envelope.me,
+            at=envelope.at(deps.clock.now()),
+        )
+    elif event in ("message", "message.any"):
+        await store_message(tx, row, payload, via_any=event == "message.any")
+    elif event == "message.ack":
+        await apply_ack(tx, row, payload)
+    else:
+        _log.info("ignoring WAHA event %s", event)  # we subscribe to four; others are noise
+
+
+async def apply_session_status(
+    deps: Deps,
+    tx: AsyncSession,
+    row: WhatsAppSession,
+    waha_status: str,
+    *,
+    me: WahaMe | None,
+    at: dt.datetime,
+) -> Outcome:
+    """Apply a WAHA status (webhook or health check) to a locked row, with its consequences."""
+    from server.whatsapp.jobs import enqueue_cleanup
+
+    if not waha_status or (row.waha_status_em is not None and at < row.waha_status_em):
+        return Outcome(None)  # WAHA does not guarantee order: an older status is stale
+    row.waha_status_em = at
+    outcome = apply_status(
+        row,
+        waha_status,
+        me=me,
+        now=deps.clock.now(),
+        max_qr_rotations=deps.settings.whatsapp_max_qr_rotations,
+    )
+    if outcome.change is None:
+        return outcome
+    await announce(tx, row, outcome.change, waha_status=waha_status)
+    if outcome.stop_session:
+        await enqueue_cleanup(tx, row, ("stop",))
+    if outcome.dropped:
+        await raise_alert(
+            tx,
+            tenant_id=row.organizacao_id,
+            audience="tenant_admin",
+            usuario_id=row.usuario_id,
+            kind="connection_lost",
+            severity="warning",
+            message=f"WhatsApp desconectado ({row.motivo_desconexao or waha_status}): "
+            "conecte novamente",
+            details={
+                "titulo": "WhatsApp desconectado",
+                "entidade_tipo": "sessoes_whatsapp",
+                "entidade_id": str(row.id),
+                "connection_type": "WHATSAPP",
+            },
+            dedupe=True,
+        )
+    elif row.status == st.CONNECTED:
+        await resolve_alerts(
+            tx,
+            tenant_id=row.organizacao_id,
+            kind="connection_lost",
+            at=deps.clock.now(),
+            entidade_id=str(row.id),
+        )
+    return outcome
+
+
+async def _reject(
+    tx: AsyncSession,
+    caller: Caller,
+    inbox_id: uuid.UUID,
+    why: str,
+    envelope: Envelope | None,
+) -> None:
+    await record_audit(
+        tx,
+        caller,
+        "whatsapp.webhook_rejected",
+        entity_type="webhook_inbox",
+        entity_id=inbox_id,
+        details={
+            "reason": why,
+            "session": envelope.session if envelope else None,
+            "event": envelope.event if envelope else None,
+        },
+    )

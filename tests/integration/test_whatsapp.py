@@ -1,0 +1,279 @@
+"""WhatsApp through the real gRPC server, with WAHA's sandbox sending real webhooks through
+the real sidecar: sessions, QR, stream, messages, permissions, QR expiry, health check."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from renove.conexoes.v1 import resources_pb2
+from renove.conexoes.v1 import whatsapp_service_pb2 as pb
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.auth.caller import Role
+from server.whatsapp.health import check_sessions
+from server.whatsapp.sessions import session_name
+from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase
+from tests.support.whatsapp_stack import Stack, poll, wait_waha_status, whatsapp_stack
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    database: MigratedDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    data = str(tmp_path_factory.mktemp("wa-int"))
+    async with whatsapp_stack(database.owner_url, data, whatsapp_max_qr_rotations=2) as running:
+        yield running
+
+
+async def _conversations(stack: Stack, caller) -> list[pb.WhatsAppConversation]:  # type: ignore[no-untyped-def]
+    response = await stack.stub().ListWhatsAppConversations(
+        pb.ListWhatsAppConversationsRequest(), metadata=stack.md(caller)
+    )
+    return list(response.conversations)
+
+
+def test_session_name_is_short_deterministic_and_distinct() -> None:
+    org, a, b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    name = session_name(org, a)
+    assert name == session_name(org, a) and name != session_name(org, b)
+    assert name.startswith("wpp-") and len(name) <= 54
+
+
+async def test_connect_via_qr_streams_every_step(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    stream = stack.stub().WatchWhatsAppStatus(
+        pb.WatchWhatsAppStatusRequest(), metadata=stack.md(member)
+    )
+    first = await stream.read()
+    assert first.WhichOneof("kind") == "snapshot"
+    assert first.snapshot.sessions[0].status == pb.WAHA_SESSION_STATUS_DISCONNECTED
+
+    started = await stack.start(member)
+    assert started.status == pb.WAHA_SESSION_STATUS_QR_PENDING
+    assert started.session_name == session_name(tenant.id, tenant.member_id)
+    await wait_waha_status(stack, started.session_name, "SCAN_QR_CODE")
+    qr = await stack.stub().GetWhatsAppQrCode(
+        pb.GetWhatsAppQrCodeRequest(), metadata=stack.md(member)
+    )
+    prefix = "data:image/png;base64,"
+    assert qr.qr_code.startswith(prefix)
+    assert base64.b64decode(qr.qr_code[len(prefix) :]).startswith(PNG_MAGIC)
+    assert 0 < qr.expires_in <= 60 and qr.qr_value.startswith("2@")
+
+    await stack.control(
+        f"sessions/{started.session_name}/scan", {"phone": "5511988880001", "pushName": "Ana"}
+    )
+    seen: list[int] = []
+    async with asyncio.timeout(10):
+        while True:
+            message = await stream.read()
+            if message.WhichOneof("kind") != "session":
+                continue
+            seen.append(message.session.status)
+            if message.session.status == pb.WAHA_SESSION_STATUS_CONNECTED:
+                break
+    stream.cancel()
+    assert pb.WAHA_SESSION_STATUS_QR_PENDING in seen
+    assert message.session.phone_number == "+5511988880001"
+    assert message.session.phone_name == "Ana"
+    status = await stack.status(member)
+    assert status.status == pb.WAHA_SESSION_STATUS_CONNECTED and status.HasField("conectado_em")
+
+    # Start again while connected: idempotent, nothing restarted.
+    again = await stack.start(member)
+    assert again.status == pb.WAHA_SESSION_STATUS_CONNECTED
+
+
+async def test_inbound_phone_sent_reply_and_acks(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880002")
+
+    await stack.control(
+        f"sessions/{name}/inbound",
+        {"from": "5511977770002", "body": "Quero saber o preco", "pushName": "Cliente"},
+    )
+
+    async def inbound() -> list[pb.WhatsAppConversation] | None:
+        found = await _conversations(stack, member)
+        return found or None
+
+    (conversation,) = await poll(inbound)
+    assert conversation.phone_number == "+5511977770002"
+    assert conversation.contato_nome == "Cliente"
+    assert conversation.ultima_mensagem.body == "Quero saber o preco"
+    assert conversation.nao_lidas == 1
+
+    await stack.control(f"sessions/{name}/phone-send", {"to": "5511977770002", "body": "Oi!"})
+
+    async def two_messages() -> pb.ListWhatsAppMessagesResponse | None:
+        response = await stack.stub().ListWhatsAppMessages(
+            pb.ListWhatsAppMessagesRequest(contato_id=conversation.contato_id),
+            metadata=stack.md(member),
+        )
+        return response if len(response.messages) == 2 else None
+
+    messages = (await poll(two_messages)).messages
+    assert messages[0].direcao == resources_pb2.MESSAGE_DIRECTION_OUTBOUND
+    assert messages[0].body == "Oi!"
+
+    sent = await stack.stub().SendWhatsAppMessage(
+        pb.SendWhatsAppMessageRequest(
+            contato_id=conversation.contato_id, text="Custa 10", request_id=str(uuid.uuid4())
+        ),
+        metadata=stack.md(member),
+    )
+    assert sent.message.status == resources_pb2.MESSAGE_STATUS_QUEUED and sent.job_id
+
+    async def delivered_to_waha() -> list[dict[str, object]] | None:
+        rows = await stack.control_get("messages", session=name, source="api")
+        return rows or None
+
+    (row,) = await poll(delivered_to_waha)
+    assert row["message"]["body"] == "Custa 10"
+    wa_id = row["message"]["id"]
+
+    async def sent_status() -> pb.WhatsAppMessage | None:
+        response = await stack.stub().ListWhatsAppMessages(
+            pb.ListWhatsAppMessagesRequest(contato_id=conversation.contato_id),
+            metadata=stack.md(member),
+        )
+        mine = [m for m in response.messages if m.id == sent.message.id]
+        return mine[0] if mine and mine[0].provider_message_id else None
+
+    stored = await poll(sent_status)
+    assert stored.provider_message_id == wa_id
+    assert stored.status == resources_pb2.MESSAGE_STATUS_SENT
+
+    # Acks only move forward: READ then a late DEVICE leaves READ.
+    await stack.control(f"sessions/{name}/ack", {"id": wa_id, "ack": 3})
+    await stack.control(f"sessions/{name}/ack", {"id": wa_id, "ack": 2})
+
+    async def read() -> pb.WhatsAppMessage | None:
+        message = await sent_status()
+        return message if message and message.status == resources_pb2.MESSAGE_STATUS_READ else None
+
+    await poll(read)
+    await asyncio.sleep(0.5)
+    assert (await sent_status()).status == resources_pb2.MESSAGE_STATUS_READ  # type: ignore[union-attr]
+    status = await stack.status(member)
+    assert status.total_mensagens_recebidas == 1 and status.total_mensagens_enviadas == 2
+
+
+async def test_member_cannot_touch_another_members_session(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=2)
+    first = make_caller(tenant, Role.MEMBER, user=tenant.members[0])
+    second = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    await stack.start(first)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stack.stub().DisconnectWhatsApp(
+            pb.DisconnectWhatsAppRequest(usuario_id=str(tenant.members[0])),
+            metadata=stack.md(second),
+        )
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    watch = stack.stub().WatchWhatsAppStatus(
+        pb.WatchWhatsAppStatusRequest(usuario_id=str(tenant.members[0])), metadata=stack.md(second)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await watch.read()
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stack.stub().ListWhatsAppSessions(
+            pb.ListWhatsAppSessionsRequest(), metadata=stack.md(second)
+        )
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # The second member sees only their own (never started) session.
+    assert (await stack.status(second)).id == ""
+
+    admin = make_caller(tenant, Role.ADMIN)
+    listed = await stack.stub().ListWhatsAppSessions(
+        pb.ListWhatsAppSessionsRequest(), metadata=stack.md(admin)
+    )
+    assert [s.usuario_id for s in listed.sessions] == [str(tenant.members[0])]
+    done = await stack.stub().DisconnectWhatsApp(
+        pb.DisconnectWhatsAppRequest(usuario_id=str(tenant.members[0])), metadata=stack.md(admin)
+    )
+    assert done.session.status == pb.WAHA_SESSION_STATUS_DISCONNECTED
+    assert done.session.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_ADMIN_LOGOUT
+
+
+async def test_qr_rotations_without_scan_stop_the_session(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    started = await stack.start(member)
+    name = started.session_name
+    await wait_waha_status(stack, name, "SCAN_QR_CODE")
+    for _ in range(2):  # the stack allows 2 QR codes: the first plus these rotations
+        await stack.control(f"sessions/{name}/rotate-qr")
+    failed = await stack.wait_status(member, pb.WAHA_SESSION_STATUS_FAILED)
+    assert failed.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_QR_TIMEOUT
+    assert "qr_expired" in failed.ultimo_erro
+    await wait_waha_status(stack, name, "STOPPED")  # the cleanup job stopped it in WAHA
+    # "Gerar novo QR" starts a new round.
+    qr = await stack.stub().GetWhatsAppQrCode(
+        pb.GetWhatsAppQrCodeRequest(gerar_novo=True), metadata=stack.md(member)
+    )
+    assert qr.qr_code.startswith("data:image/png;base64,")
+    assert (await stack.status(member)).status == pb.WAHA_SESSION_STATUS_QR_PENDING
+
+
+async def test_disconnect_logs_out_deletes_and_audits(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880003")
+    done = await stack.stub().DisconnectWhatsApp(
+        pb.DisconnectWhatsAppRequest(request_id=str(uuid.uuid4())), metadata=stack.md(member)
+    )
+    assert done.session.status == pb.WAHA_SESSION_STATUS_DISCONNECTED
+    assert done.session.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_USER_LOGOUT
+    assert done.session.HasField("desconectado_em")
+    assert not [s for s in await stack.control_get("sessions") if s["name"] == name]
+    await asyncio.sleep(0.5)  # late webhooks (logout restarts before delete) change nothing
+    assert (await stack.status(member)).status == pb.WAHA_SESSION_STATUS_DISCONNECTED
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        actions = (
+            await conn.execute(
+                text("SELECT action FROM audit_log WHERE organizacao_id = :t"), {"t": tenant.id}
+            )
+        ).scalars()
+        assert "whatsapp.session_disconnected" in set(actions)
+
+
+async def test_health_check_finds_a_session_gone_from_waha(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880004")
+    # Gone without a webhook (WAHA's delete is silent): only the health check can tell.
+    response = await stack.http.delete(
+        f"{stack.waha_url}/api/sessions/{name}", headers={"X-Api-Key": "stack-waha-api-key"}
+    )
+    assert response.status_code == 200
+    report = await check_sessions(stack.server.deps)
+    assert report.missing >= 1 and not report.waha_unreachable
+    status = await stack.status(member)
+    assert status.status == pb.WAHA_SESSION_STATUS_DISCONNECTED
+    assert status.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_SESSION_MISSING
