@@ -90,10 +90,7 @@ def callback_request(request_class: type[Message], query: Any) -> Message:
     """
     message = request_class()
     for field in request_class.DESCRIPTOR.fields:
-        if (
-            field.type != FieldDescriptor.TYPE_STRING
-            or field.label == FieldDescriptor.LABEL_REPEATED
-        ):
+        if field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
             continue
         value = query.get(field.name)
         if value:

@@ -35,7 +35,8 @@ class ServiceIdentity:
         self._margin = refresh_margin
         self._now = now
         self._token = ""
-        self._expires_at = datetime.min.replace(tzinfo=UTC)
+        self._expires_at = self._now()
+        self._mint(self._expires_at)  # at start: a bad secret shows before the first webhook
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceIdentity:
@@ -48,6 +49,9 @@ class ServiceIdentity:
     def metadata(self) -> Metadata:
         now = self._now()
         if now >= self._expires_at - self._margin:
-            self._token = mint_token(self._secret, role=Role.SERVICE, ttl=self._ttl, now=now)
-            self._expires_at = now + self._ttl
+            self._mint(now)
         return (("authorization", f"Bearer {self._token}"),)
+
+    def _mint(self, now: datetime) -> None:
+        self._token = mint_token(self._secret, role=Role.SERVICE, ttl=self._ttl, now=now)
+        self._expires_at = now + self._ttl

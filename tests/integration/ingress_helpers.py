@@ -58,12 +58,14 @@ def waha_envelope(session: str, *, event_id: str | None = None, **extra: Any) ->
 
 def leadgen_body(*changes: tuple[str, str]) -> bytes:
     """A Page notification; ids as big JSON numbers, the way Meta sends them."""
+    # Written by hand, not json.dumps: the ids must be bare numbers beyond 2^53.
     items = ",".join(
-        '{"field":"leadgen","value":{"leadgen_id":%s,"page_id":%s,"form_id":12312312312,'
-        '"created_time":1440120384}}' % (leadgen, page)
+        f'{{"field":"leadgen","value":{{"leadgen_id":{leadgen},"page_id":{page},'
+        f'"form_id":12312312312,"created_time":1440120384}}}}'
         for leadgen, page in changes
     )
-    return ('{"object":"page","entry":[{"id":0,"time":1438292065,"changes":[%s]}]}' % items).encode()
+    entry = f'{{"id":0,"time":1438292065,"changes":[{items}]}}'
+    return f'{{"object":"page","entry":[{entry}]}}'.encode()
 
 
 async def set_platform_secrets(server: RunningServer) -> None:
@@ -158,8 +160,7 @@ async def jobs_for(engine: AsyncEngine, tenant_id: uuid.UUID, key: str) -> list[
         )
         rows = await conn.execute(
             text(
-                "SELECT operacao, payload, status FROM eventos_pendentes "
-                "WHERE idempotency_key = :k"
+                "SELECT operacao, payload, status FROM eventos_pendentes WHERE idempotency_key = :k"
             ),
             {"k": key},
         )
