@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="run the gRPC server (and its workers)")
     sub.add_parser("seed", help="create the demo tenant and print its ids as JSON")
     sub.add_parser("migrate", help="create and migrate the database")
+    sub.add_parser("dev", help="make run: database, server, sidecar and sandbox, wired together")
     token = sub.add_parser("token", help="mint a development token")
     token.add_argument("--role", choices=[r.value for r in Role], default="admin")
     token.add_argument("--org", help="organizacao_id (UUID)")
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_migrate(settings))
     elif args.command == "token":
         _token(settings, args)
+    elif args.command == "dev":
+        from server.dev import main as dev_main
+
+        sys.exit(dev_main())
 
 
 if __name__ == "__main__":
