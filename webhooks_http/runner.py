@@ -34,6 +34,8 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, **overrides: object) -> u
         "http": "httptools",
         "loop": "uvloop",
         "proxy_headers": False,
+        # uvicorn's access log prints query strings: hub.verify_token, OAuth code and state.
+        "access_log": False,
         "server_header": False,
         "lifespan": "off",
         "log_level": "info",

@@ -134,9 +134,10 @@ def waha_events(body: Any, raw: bytes) -> list[InboundEvent]:
     facts = {"event": event, "session": session}
     metadata = envelope.get("metadata")
     if isinstance(metadata, dict):
-        tenant = _id(metadata.get("tenant_id") or metadata.get("organizacao_id"))
-        if tenant:
-            facts["metadata_tenant_id"] = tenant
+        # The WhatsApp room writes organizacao_id; providers.md's example uses tenant_id.
+        echoed = {_id(metadata.get(k)) for k in ("organizacao_id", "tenant_id")} - {""}
+        if echoed:
+            facts["metadata_tenant_id"] = ",".join(sorted(echoed))
     return [InboundEvent(_bounded(event_id), session, facts)]
 
 

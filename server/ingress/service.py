@@ -152,8 +152,8 @@ class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
             return None, WAHA.unknown_action
         tenant = _uuid(url_tenant)
         match = next((r for r in recipients if r.tenant_id == tenant), None)
-        echoed = event.facts.get("metadata_tenant_id")
-        if match is None or (echoed and echoed != str(match.tenant_id)):
+        echoed = [t for t in event.facts.get("metadata_tenant_id", "").split(",") if t]
+        if match is None or any(t != str(match.tenant_id) for t in echoed):
             return None, "webhook.tenant_mismatch"
         return match, ""
 

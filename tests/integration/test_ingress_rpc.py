@@ -75,7 +75,7 @@ async def test_valid_waha_webhook_is_stored_once_and_enqueued_once(
     session = f"s{uuid.uuid4().hex[:10]}"
     sessao = await seed_waha_session(owner_engine, tenant.id, tenant.member_id, session)
     event_id = f"evt_{uuid.uuid4().hex}"
-    body = waha_envelope(session, event_id=event_id, metadata={"tenant_id": str(tenant.id)})
+    body = waha_envelope(session, event_id=event_id, metadata={"organizacao_id": str(tenant.id)})
 
     first = await _waha(server, str(tenant.id), body, waha_headers(body))
     again = await _waha(server, str(tenant.id), body, waha_headers(body))
