@@ -18,7 +18,7 @@ Register = Callable[[grpc.aio.Server, Deps], str]
 
 # Service -> (generated module, room module providing `register`, or None).
 SERVICES: dict[str, tuple[str, str | None]] = {
-    "WhatsAppService": ("whatsapp_service", None),
+    "WhatsAppService": ("whatsapp_service", "server.whatsapp.service"),
     "MetaLeadsService": ("meta_leads_service", None),
     "ConversionsService": ("conversions_service", None),
     "AudiencesService": ("audiences_service", None),

@@ -23,7 +23,6 @@ from db.models import WebhookInbox, WhatsAppSession
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.providers.waha import WahaMe
-from server.resilience.alerts import raise_alert, resolve_alerts
 from server.resilience.jobs import Job
 from server.whatsapp import status as st
 from server.whatsapp.inbound import apply_ack, store_message
@@ -141,6 +140,8 @@ async def apply_session_status(
     at: dt.datetime,
 ) -> Outcome:
     """Apply a WAHA status (webhook or health check) to a locked row, with its consequences."""
+    # Imported here: jobs imports this module, and alerts is only needed when a status moves.
+    from server.resilience.alerts import raise_alert, resolve_alerts
     from server.whatsapp.jobs import enqueue_cleanup
 
     if not waha_status or (row.waha_status_em is not None and at < row.waha_status_em):

@@ -22,7 +22,7 @@ from renove.conexoes.v1 import whatsapp_service_pb2_grpc as pb_grpc
 
 from sandbox.app import build_sandbox_app
 from sandbox.settings import SandboxSettings, WahaSettings
-from server.auth.caller import Caller
+from server.auth.caller import Caller, Role
 from server.settings import Settings
 from tests.support.grpc_server import RunningServer, running_server, test_settings
 from webhooks_http.app import SidecarOptions, build_sidecar_app
@@ -131,8 +131,8 @@ async def whatsapp_stack(
     waha: WahaSettings | None = None,
     **settings_overrides: Any,
 ) -> AsyncIterator[Stack]:
-    """Sandbox + sidecar + `servers` gRPC servers on one database (the first one behind the
-    sidecar). Every server runs the worker, so any of them may process a webhook's job."""
+    """Sandbox + sidecar + `servers` gRPC servers on one database; the first one sits behind
+    the sidecar and is the only one running the worker."""
     waha_settings = waha or WahaSettings(
         api_key=WAHA_API_KEY,
         start_delay_seconds=0.05,
@@ -160,12 +160,13 @@ async def whatsapp_stack(
             "worker_poll_seconds": 0.2,
             **settings_overrides,
         }
-        running = [
-            await stack.enter_async_context(
-                running_server(stack_settings(owner_url, f"{data_dir}/s{i}", **overrides))
-            )
-            for i in range(servers)
-        ]
+        running = []
+        for i in range(servers):
+            # Only the first server (behind the sidecar) runs jobs: a change the others
+            # stream can then only have reached them through PostgreSQL NOTIFY.
+            extra = {} if i == 0 else {"worker_concurrency": 0}
+            settings = stack_settings(owner_url, f"{data_dir}/s{i}", **{**overrides, **extra})
+            running.append(await stack.enter_async_context(running_server(settings)))
         options = SidecarOptions(
             rate_limit=RateLimitOptions(rate_per_second=1000.0, burst=10_000),
             webhook_deadline_s=10.0,
@@ -175,7 +176,21 @@ async def whatsapp_stack(
         )
         await stack.enter_async_context(serve_in_background(sidecar_app, port=sidecar_port))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        yield Stack(waha_url=waha_url, sidecar_url=sidecar_url, servers=running, http=http)
+        # Stored (not only env defaults): any worker of the test session that claims one of
+        # these jobs, whichever server fixture it belongs to, then calls this same sandbox.
+        await _store_waha_credentials(running[0], overrides["platform_defaults"])
+        try:
+            yield Stack(waha_url=waha_url, sidecar_url=sidecar_url, servers=running, http=http)
+        finally:
+            await _store_waha_credentials(running[0], {})
+
+
+async def _store_waha_credentials(server: RunningServer, values: dict[str, str]) -> None:
+    """Stores (or, with no values, clears) the platform's WAHA credentials."""
+    admin = Caller(role=Role.SUPER_ADMIN, user_id=uuid.uuid4())
+    changes = {key: values.get(f"waha.{key}", "") for key in ("base_url", "api_key")}
+    async with server.deps.db.unit_of_work(admin) as session:
+        await server.deps.platform.update(session, "waha", changes, updated_by=admin.user_id)
 
 
 def code_of(exc: BaseException) -> grpc.StatusCode | None:
