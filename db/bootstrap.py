@@ -13,6 +13,7 @@ import hmac
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import asyncpg
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 ALEMBIC_INI = Path(__file__).resolve().parent / "alembic.ini"
 PASSWORD_FILE = "db-app-password"
 MAINTENANCE_DB = "postgres"
+# Alembic keeps its running context in module globals: one command at a time per process.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def alembic_config(owner_url: str) -> Config:
@@ -38,12 +41,14 @@ def alembic_config(owner_url: str) -> Config:
 
 def run_migrations(owner_url: str, revision: str = "head") -> None:
     """`alembic upgrade <revision>` as the owner. Blocking: use asyncio.to_thread."""
-    command.upgrade(alembic_config(owner_url), revision)
+    with _ALEMBIC_LOCK:
+        command.upgrade(alembic_config(owner_url), revision)
 
 
 def downgrade_migrations(owner_url: str, revision: str = "base") -> None:
     """`alembic downgrade <revision>` as the owner. Blocking: use asyncio.to_thread."""
-    command.downgrade(alembic_config(owner_url), revision)
+    with _ALEMBIC_LOCK:
+        command.downgrade(alembic_config(owner_url), revision)
 
 
 async def create_database_if_missing(owner_url: str) -> bool:

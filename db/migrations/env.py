@@ -1,18 +1,21 @@
 """Alembic environment: async (asyncpg), URL given programmatically, one upgrade at a time.
 
-Callers set `config.attributes["url"]` (an owner-role postgresql+asyncpg URL) or pass a
-ready sync connection in `config.attributes["connection"]`.
+Callers set `config.attributes["url"]` (an owner-role URL) or pass a ready sync connection
+in `config.attributes["connection"]`; the alembic CLI (`alembic -c db/alembic.ini upgrade
+head`) uses DATABASE_URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from db.engine import sqlalchemy_url
 from db.models import metadata
 
 # Any fixed number: concurrent replicas starting together migrate one after the other.
@@ -22,10 +25,15 @@ config = context.config
 
 
 def _url() -> str:
-    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    # Programmatic callers set attributes["url"]; the alembic CLI falls back to DATABASE_URL.
+    url = (
+        config.attributes.get("url")
+        or config.get_main_option("sqlalchemy.url")
+        or os.environ.get("DATABASE_URL")
+    )
     if not url:
-        raise RuntimeError("no database URL: set config.attributes['url']")
-    return str(url)
+        raise RuntimeError("no database URL: set config.attributes['url'] or DATABASE_URL")
+    return sqlalchemy_url(str(url))
 
 
 def _run(connection: Connection) -> None:
