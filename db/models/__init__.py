@@ -21,6 +21,7 @@ from db.models.meta import (
     CustomAudienceMember,
     LeadAdsForm,
     MetaConnection,
+    MetaLeadReceived,
     MetaPage,
 )
 from db.models.personal import (
@@ -79,6 +80,7 @@ __all__ = [
     "Meeting",
     "Message",
     "MetaConnection",
+    "MetaLeadReceived",
     "MetaPage",
     "OAuthState",
     "Opportunity",

@@ -59,6 +59,9 @@ class MetaConnection(Base):
     ultimo_erro: Mapped[str | None]
     refresh_falhas: Mapped[int] = mapped_column(Integer, server_default="0")
     refresh_bloqueado_ate: Mapped[dt.datetime | None]
+    # Migration 0004: what debug_token said was granted, and who connected.
+    scopes_concedidos: Mapped[list[str] | None]
+    conectado_por: Mapped[uuid.UUID | None] = user_fk(nullable=True)
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
     deletado_em: Mapped[dt.datetime | None]
@@ -214,4 +217,39 @@ class CustomAudienceMember(Base):
     sincronizado: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
     sincronizado_em: Mapped[dt.datetime | None]
     erro_sincronizacao: Mapped[str | None]
+    criado_em: Mapped[dt.datetime] = created_at()
+
+
+LEAD_STATUSES = ("processado", "sem_mapeamento", "inativo")
+
+
+class MetaLeadReceived(Base):
+    """`leads_meta_recebidos` (migration 0004): every Lead Ads lead this tenant took in, once.
+
+    Unique per tenant on Meta's leadgen id, so a webhook redelivery, a backfill and a job run
+    twice after a lost lease all land on the same row. Unmapped or inactive forms' leads are
+    counted here without a contact; mapped ones link the contact and opportunity they made.
+    """
+
+    __tablename__ = "leads_meta_recebidos"
+    __table_args__ = (
+        UniqueConstraint("organizacao_id", "leadgen_id"),
+        CheckConstraint(in_check("status", LEAD_STATUSES), name="status"),
+        Index("idx_leads_meta_form", "organizacao_id", "form_id", text("criado_em DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID] = org_fk()
+    leadgen_id: Mapped[str] = mapped_column(String(50))
+    page_id: Mapped[str] = mapped_column(String(50))
+    form_id: Mapped[str] = mapped_column(String(50))
+    formulario_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("formularios_lead_ads.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(20))
+    contato_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contatos.id"))
+    oportunidade_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("oportunidades.id"))
+    owner_id: Mapped[uuid.UUID | None] = user_fk(nullable=True)
+    origem: Mapped[str] = mapped_column(String(20), server_default="webhook")
+    lead_criado_em: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()

@@ -1,0 +1,290 @@
+"""A lead becomes a contact and an opportunity (spec 2.2 step 4).
+
+The job `meta_leadgen` (enqueued by the webhook ingress, or by the backfill) carries only ids:
+the lead's answers are fetched from Graph with the page token (webhooks carry no PII), mapped
+to CRM fields, and written in one transaction with the ledger row that makes the lead
+idempotent (`leads_meta_recebidos`, unique per leadgen id): a webhook redelivery, a backfill
+and a second run after a lost lease all find it and stop.
+
+A dead token (Graph 190) is no reason to lose a lead: the connection is marked, the admins
+alerted, and the job is *parked*: a copy waits in the queue at a far-future date, and the
+OAuth callback makes every parked lead due again when Meta is reconnected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    LeadAdsForm,
+    MetaConnection,
+    MetaLeadReceived,
+    MetaPage,
+    Opportunity,
+    User,
+)
+from server.bootstrap import Deps
+from server.events import Event, publish
+from server.meta_leads.connection import graph, mark_broken, page_token, tenant_service
+from server.meta_leads.contacts import ORIGIN, map_fields, upsert_contact
+from server.meta_leads.oauth import PARKED_UNTIL
+from server.providers.errors import ProviderAuthError
+from server.providers.meta_graph import LeadData
+from server.resilience.jobs import Job, enqueue
+
+_log = logging.getLogger(__name__)
+OPERATION = "meta_leadgen"
+
+
+async def handle_leadgen(deps: Deps, job: Job) -> None:
+    """The `meta_leadgen` job handler."""
+    payload = job.payload
+    leadgen_id, page_id = str(payload["leadgen_id"]), str(payload["page_id"])
+    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+        if await _seen(session, leadgen_id):
+            await _inbox_done(session, payload)
+            return
+        page = await session.scalar(select(MetaPage).where(MetaPage.page_id == page_id))
+        conn = await session.scalar(
+            select(MetaConnection).where(MetaConnection.deletado_em.is_(None))
+        )
+        form_id = str(payload.get("form_id") or "")
+        mapping = await _mapping(session, form_id) if form_id else None
+        if page is None or not page.ativo or conn is None:
+            # Not (or no longer) ours to process: counted, no contact.
+            await _record(session, job.tenant_id, payload, None, "inativo")
+            return
+        if conn.status != "active":
+            await _park(session, job)
+            return
+        if form_id and (mapping is None or not mapping.ativo):
+            await _record(
+                session,
+                job.tenant_id,
+                payload,
+                mapping,
+                "sem_mapeamento" if not mapping else "inativo",
+            )
+            return
+        token = page_token(deps, page)
+    try:
+        lead = await graph(deps).get_lead(leadgen_id, token)
+    except ProviderAuthError as exc:
+        async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+            await mark_broken(session, job.tenant_id, exc)
+            await _park(session, job)
+        return
+    try:
+        async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+            form_id = form_id or lead.form_id
+            mapping = await _mapping(session, form_id)
+            payload = {**payload, "form_id": form_id}
+            if mapping is None or not mapping.ativo:
+                status = "sem_mapeamento" if not mapping else "inativo"
+                await _record(session, job.tenant_id, payload, mapping, status)
+                return
+            await _create(deps, session, job.tenant_id, payload, mapping, lead)
+    except _AlreadyTaken:
+        _log.info("lead %s was taken in by another run", leadgen_id)
+
+
+async def _seen(session: AsyncSession, leadgen_id: str) -> bool:
+    found = await session.scalar(
+        select(MetaLeadReceived.id).where(MetaLeadReceived.leadgen_id == leadgen_id)
+    )
+    return found is not None
+
+
+async def _mapping(session: AsyncSession, form_id: str) -> LeadAdsForm | None:
+    row: LeadAdsForm | None = await session.scalar(
+        select(LeadAdsForm)
+        .where(LeadAdsForm.form_id == form_id, LeadAdsForm.deletado_em.is_(None))
+        .with_for_update()  # serialises stats and the round-robin per form
+    )
+    return row
+
+
+async def _inbox_done(session: AsyncSession, payload: Mapping[str, Any]) -> None:
+    if payload.get("inbox_id"):
+        await session.execute(
+            text("UPDATE webhook_inbox SET processed_at = now() WHERE id = :id"),
+            {"id": uuid.UUID(str(payload["inbox_id"]))},
+        )
+
+
+async def _record(
+    session: AsyncSession,
+    tenant: uuid.UUID,
+    payload: Mapping[str, Any],
+    mapping: LeadAdsForm | None,
+    status: str,
+    **links: Any,
+) -> bool:
+    """The ledger row; False when the lead was already taken in (a concurrent run)."""
+    created = payload.get("created_time")
+    inserted = await session.scalar(
+        insert(MetaLeadReceived)
+        .values(
+            organizacao_id=tenant,
+            leadgen_id=str(payload["leadgen_id"]),
+            page_id=str(payload["page_id"]),
+            form_id=str(payload.get("form_id") or ""),
+            formulario_id=mapping.id if mapping else None,
+            status=status,
+            origem=str(payload.get("origem") or "webhook"),
+            lead_criado_em=_when(created),
+            **links,
+        )
+        .on_conflict_do_nothing()
+        .returning(MetaLeadReceived.id)
+    )
+    if inserted is None:
+        return False
+    if mapping is not None:
+        await _count(session, mapping, _when(created))
+    await _inbox_done(session, payload)
+    return True
+
+
+def _when(value: object) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value
+    if value in (None, ""):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(int(str(value)), dt.UTC)
+    except ValueError:
+        return None
+
+
+async def _count(session: AsyncSession, mapping: LeadAdsForm, when: dt.datetime | None) -> None:
+    await session.execute(
+        update(LeadAdsForm)
+        .where(LeadAdsForm.id == mapping.id)
+        .values(
+            total_leads_recebidos=func.coalesce(LeadAdsForm.total_leads_recebidos, 0) + 1,
+            ultimo_lead_recebido=func.greatest(
+                LeadAdsForm.ultimo_lead_recebido, when or func.now()
+            ),
+        )
+    )
+
+
+async def _park(session: AsyncSession, job: Job) -> None:
+    """Keeps the lead for after reconnection (see the module docstring)."""
+    await enqueue(
+        session,
+        tenant_id=job.tenant_id,
+        operation=OPERATION,
+        payload={**job.payload, "parked": True},
+        idempotency_key=f"{job.idempotency_key}:parked:{job.id}",
+        run_at=PARKED_UNTIL,
+    )
+    _log.info("lead %s parked until Meta is reconnected", job.payload.get("leadgen_id"))
+
+
+async def next_owner(session: AsyncSession, mapping: LeadAdsForm) -> uuid.UUID | None:
+    """The mapping's owner, or the next active user after the last one this form assigned."""
+    if mapping.owner_id is not None:
+        return mapping.owner_id
+    users = list(
+        await session.scalars(
+            select(User.id).where(User.ativo.is_(True)).order_by(User.criado_em, User.id)
+        )
+    )
+    if not users:
+        return None
+    last = await session.scalar(
+        select(MetaLeadReceived.owner_id)
+        .where(MetaLeadReceived.formulario_id == mapping.id, MetaLeadReceived.owner_id.is_not(None))
+        .order_by(MetaLeadReceived.criado_em.desc(), MetaLeadReceived.id.desc())
+        .limit(1)
+    )
+    if last not in users:
+        return users[0]
+    return users[(users.index(last) + 1) % len(users)]
+
+
+async def _create(
+    deps: Deps,
+    session: AsyncSession,
+    tenant: uuid.UUID,
+    payload: Mapping[str, Any],
+    mapping: LeadAdsForm,
+    lead: LeadData,
+) -> None:
+    data = map_fields(lead, mapping.mapeamento_campos or {})
+    owner = await next_owner(session, mapping)
+    contact = await upsert_contact(
+        session, tenant, data, list(mapping.tags_automaticas or []), owner
+    )
+    opportunity = None
+    if mapping.criar_oportunidade is not False:
+        opportunity = Opportunity(
+            organizacao_id=tenant,
+            contato_id=contact.id,
+            funil_id=mapping.funil_id,
+            etapa_id=mapping.etapa_destino_id,
+            owner_id=owner,
+            titulo=f"{data.nome or data.email or 'Lead'} - {mapping.form_name or 'Lead Ads'}"[:255],
+            origem=ORIGIN,
+        )
+        session.add(opportunity)
+        await session.flush()
+    created = lead.created_time or _when(payload.get("created_time"))
+    recorded = await _record(
+        session,
+        tenant,
+        {**payload, "created_time": int(created.timestamp()) if created else None},
+        mapping,
+        "processado",
+        contato_id=contact.id,
+        oportunidade_id=opportunity.id if opportunity else None,
+        owner_id=owner,
+    )
+    if not recorded:
+        # Another run took this lead in first: undo ours by failing the transaction.
+        raise _AlreadyTaken()
+    if mapping.notificar_owner is not False and owner is not None:
+        await publish(
+            session,
+            Event(
+                "LEAD_RECEIVED",
+                tenant,
+                owner,
+                {
+                    "contato_id": str(contact.id),
+                    "oportunidade_id": str(opportunity.id) if opportunity else None,
+                    "formulario_id": str(mapping.id),
+                    "form_name": mapping.form_name,
+                    "leadgen_id": lead.id,
+                },
+            ),
+        )
+    # The Conversions API hears of the lead too (its room's handler sends it).
+    await enqueue(
+        session,
+        tenant_id=tenant,
+        operation="capi_event",
+        payload={
+            "event_name": "Lead",
+            "crm_event": "lead",
+            "contato_id": str(contact.id),
+            "oportunidade_id": str(opportunity.id) if opportunity else None,
+            "lead_id": lead.id,
+            "event_time": int((created or deps.clock.now()).timestamp()),
+        },
+        idempotency_key=f"capi:lead:{lead.id}",
+    )
+
+
+class _AlreadyTaken(Exception):
+    """Raised inside the unit of work to roll it back; caught by `handle_leadgen`."""

@@ -1,0 +1,318 @@
+"""Connecting Meta (spec 2.2 step 1, 2.5): the Facebook Login URL, the GET callback, status
+and disconnect.
+
+The callback never fails the browser: every outcome (success, denied consent, a forged,
+expired or replayed state, a failed code exchange) becomes a redirect to the frontend with
+`status=ok|erro` and a `motivo`, so the person lands on a page that says what happened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import LeadAdsForm, MetaConnection, MetaPage, OAuthState, PendingEvent
+from server.audit import record_audit
+from server.auth.caller import Caller, Role
+from server.bootstrap import Deps
+from server.errors import ConnectionNotFound
+from server.meta_leads.connection import (
+    graph,
+    meta_app,
+    page_token,
+    page_token_context,
+    user_token_context,
+)
+from server.meta_leads.errors import PlatformNotConfigured
+from server.providers.errors import ProviderError
+from server.providers.meta_graph import TokenInfo, dialog_url
+from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
+from server.security.oauth_state import OAuthState as State
+
+_log = logging.getLogger(__name__)
+PROVIDER = "meta"
+CALLBACK_PATH = "/api/v1/conexoes/meta/callback"
+DEFAULT_RETURN = "/configuracoes/conexoes/meta"
+# A lead job parked until reconnection waits at this date (see leads.py).
+PARKED_UNTIL = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+MESSAGES = {
+    "ACCESS_DENIED": "Voce nao autorizou o acesso ao Facebook. Tente conectar novamente.",
+    "STATE_INVALID": "O link de conexao nao e valido. Inicie a conexao novamente.",
+    "STATE_EXPIRED": "O link de conexao expirou (10 minutos). Inicie a conexao novamente.",
+    "STATE_REUSED": "Este link de conexao ja foi usado. Inicie a conexao novamente.",
+    "CODE_EXCHANGE_FAILED": "Nao foi possivel concluir a conexao com o Facebook. Tente de novo.",
+    "PLATFORM_NOT_CONFIGURED": "O aplicativo Meta da plataforma nao esta configurado.",
+}
+
+
+@dataclass(frozen=True)
+class AuthUrl:
+    url: str
+    state: str
+    expires_at: dt.datetime
+    redirect_uri: str
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    ok: bool
+    redirect_url: str
+    reason: str = ""
+    message: str = ""
+    connection_id: str = ""
+    scopes: tuple[str, ...] = ()
+
+
+def redirect_uri(deps: Deps) -> str:
+    return f"{deps.settings.public_url}{CALLBACK_PATH}"
+
+
+def _safe_return(return_to: str) -> str:
+    # Only a path on our frontend: an absolute URL here would be an open redirect.
+    if not return_to.startswith("/") or return_to.startswith("//"):
+        return DEFAULT_RETURN
+    return return_to
+
+
+async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
+    tenant, user = caller.require_tenant(), caller.require_user()
+    async with deps.db.unit_of_work(caller) as session:
+        app = await meta_app(deps, session)
+    # The return path rides in the signed state, after the callback URL Meta must match.
+    callback = redirect_uri(deps)
+    token, state = issue_state(
+        deps.keyring,
+        provider=PROVIDER,
+        tenant_id=tenant,
+        user_id=user,
+        redirect_uri=f"{callback}#{_safe_return(return_to or DEFAULT_RETURN)}",
+        now=deps.clock.now(),
+    )
+    url = dialog_url(
+        deps.settings.meta_oauth_url,
+        app.version,
+        app_id=app.app_id,
+        redirect_uri=callback,
+        state=token,
+    )
+    return AuthUrl(url, token, state.expires_at, callback)
+
+
+def _frontend(deps: Deps, return_to: str, status: str, reason: str = "") -> str:
+    query = {"conexao": "meta_lead_ads", "status": status}
+    if reason:
+        query["motivo"] = reason
+    return f"{deps.settings.frontend_url}{_safe_return(return_to)}?{urlencode(query)}"
+
+
+def _failure(deps: Deps, return_to: str, reason: str) -> CallbackResult:
+    return CallbackResult(
+        False, _frontend(deps, return_to, "erro", reason), reason, MESSAGES[reason]
+    )
+
+
+async def _consume(deps: Deps, state: State) -> bool:
+    """Records the nonce; False when it was used before (a replayed callback)."""
+    try:
+        async with deps.db.system() as session:
+            inserted = await session.scalar(
+                insert(OAuthState)
+                .values(nonce=state.nonce, expires_at=state.expires_at, used_at=func.now())
+                .on_conflict_do_nothing()
+                .returning(OAuthState.nonce)
+            )
+    except IntegrityError:
+        return False
+    return inserted is not None
+
+
+async def handle_callback(
+    deps: Deps, *, code: str, state_token: str, error: str, error_reason: str
+) -> CallbackResult:
+    try:
+        state = open_state(deps.keyring, state_token, provider=PROVIDER, now=deps.clock.now())
+    except InvalidOAuthState as exc:
+        return _failure(deps, DEFAULT_RETURN, exc.reason)
+    callback, _, return_to = state.redirect_uri.partition("#")
+    if not await _consume(deps, state):
+        return _failure(deps, return_to, "STATE_REUSED")
+    actor = Caller(role=Role.SERVICE, tenant_id=state.tenant_id, user_id=state.user_id)
+    if error or not code:
+        async with deps.db.unit_of_work(actor) as session:
+            await record_audit(
+                session,
+                actor,
+                "meta.connect_denied",
+                entity_type="conexoes_meta",
+                details={"error": error or "no_code", "error_reason": error_reason},
+            )
+        return _failure(deps, return_to, "ACCESS_DENIED")
+    try:
+        async with deps.db.system() as session:
+            app = await meta_app(deps, session)
+        client = graph(deps, app.version)
+        short = await client.exchange_code(
+            app_id=app.app_id, app_secret=app.app_secret, redirect_uri=callback, code=code
+        )
+        grant = await client.exchange_long_lived(
+            app_id=app.app_id, app_secret=app.app_secret, token=short.access_token
+        )
+        me = await client.me(grant.access_token)
+        info = await client.debug_token(
+            grant.access_token, app_id=app.app_id, app_secret=app.app_secret
+        )
+    except ProviderError as exc:
+        _log.warning("Meta code exchange failed: %r", exc)
+        return _failure(deps, return_to, "CODE_EXCHANGE_FAILED")
+    except PlatformNotConfigured:
+        return _failure(deps, return_to, "PLATFORM_NOT_CONFIGURED")
+    now = deps.clock.now()
+    expires = info.expires_at or (
+        now + dt.timedelta(seconds=grant.expires_in) if grant.expires_in else None
+    )
+    async with deps.db.unit_of_work(actor) as session:
+        conn_id = await _store(deps, session, actor, grant.access_token, me, info, expires, now)
+    await _refresh_pages(deps, actor, grant.access_token)
+    return CallbackResult(
+        True,
+        _frontend(deps, return_to, "ok"),
+        connection_id=str(conn_id),
+        scopes=info.scopes,
+        message="Meta Lead Ads conectado.",
+    )
+
+
+async def _store(
+    deps: Deps,
+    session: AsyncSession,
+    actor: Caller,
+    token: str,
+    me: object,
+    info: TokenInfo,
+    expires: dt.datetime | None,
+    now: dt.datetime,
+) -> object:
+    tenant = actor.require_tenant()
+    values = {
+        "access_token_encrypted": deps.keyring.encrypt(token, user_token_context(tenant)),
+        "token_expires_at": expires,
+        "meta_user_id": getattr(me, "id", None),
+        "meta_user_name": getattr(me, "name", None),
+        "meta_user_email": getattr(me, "email", None),
+        "status": "active",
+        "ultimo_sync": now,
+        "ultimo_erro": None,
+        "refresh_falhas": 0,
+        "deletado_em": None,
+        "scopes_concedidos": list(info.scopes),
+        "conectado_por": actor.user_id,
+    }
+    # One row per tenant, kept across reconnections (DESIGN "Tokens that stay alive").
+    stmt = insert(MetaConnection).values(organizacao_id=tenant, **values)
+    conn_id = await session.scalar(
+        stmt.on_conflict_do_update(index_elements=["organizacao_id"], set_=values).returning(
+            MetaConnection.id
+        )
+    )
+    # Leads parked while the token was dead run now.
+    resumed = await session.execute(
+        update(PendingEvent)
+        .where(
+            PendingEvent.operacao == "meta_leadgen",
+            PendingEvent.status == "pending",
+            PendingEvent.proxima_tentativa >= PARKED_UNTIL,
+        )
+        .values(proxima_tentativa=func.now())
+    )
+    await record_audit(
+        session,
+        actor,
+        "meta.connected",
+        entity_type="conexoes_meta",
+        entity_id=conn_id,
+        details={
+            "meta_user_id": getattr(me, "id", None),
+            "scopes": list(info.scopes),
+            "leads_resumed": resumed.rowcount,  # type: ignore[attr-defined]
+        },
+    )
+    return conn_id
+
+
+async def _refresh_pages(deps: Deps, actor: Caller, token: str) -> None:
+    """Page tokens die with the old user token: re-derive those of the pages we hold and
+    re-subscribe them (best effort; a page can be selected again by hand)."""
+    tenant = actor.require_tenant()
+    async with deps.db.unit_of_work(actor) as session:
+        held = list(await session.scalars(select(MetaPage).where(MetaPage.ativo.is_(True))))
+    if not held:
+        return
+    client = graph(deps)
+    try:
+        accounts = {a.id: a for a in await client.accounts(token)}
+        for page in held:
+            account = accounts.get(page.page_id)
+            if account is not None:
+                await client.subscribe_leadgen(page.page_id, account.access_token)
+    except ProviderError as exc:
+        _log.warning("refreshing Meta page tokens failed: %r", exc)
+        return
+    async with deps.db.unit_of_work(actor) as session:
+        for page in held:
+            account = accounts.get(page.page_id)
+            if account is not None:
+                await session.execute(
+                    update(MetaPage)
+                    .where(MetaPage.id == page.id)
+                    .values(
+                        page_access_token_encrypted=deps.keyring.encrypt(
+                            account.access_token, page_token_context(tenant)
+                        )
+                    )
+                )
+
+
+async def disconnect(deps: Deps, caller: Caller) -> MetaConnection:
+    """Unsubscribes the pages (best effort), deletes the tokens, deactivates pages and
+    mappings (kept for history)."""
+    async with deps.db.unit_of_work(caller) as session:
+        conn = await session.scalar(
+            select(MetaConnection).where(MetaConnection.deletado_em.is_(None))
+        )
+        if conn is None:
+            raise ConnectionNotFound("Meta is not connected")
+        pages = list(await session.scalars(select(MetaPage).where(MetaPage.ativo.is_(True))))
+        tokens = [(p.page_id, page_token(deps, p)) for p in pages if p.page_access_token_encrypted]
+    client = graph(deps)
+    for page_id, token in tokens:
+        try:
+            await client.unsubscribe(page_id, token)
+        except ProviderError as exc:  # a dead token cannot unsubscribe; nothing else to do
+            _log.info("unsubscribing page %s failed: %r", page_id, exc)
+    async with deps.db.unit_of_work(caller) as session:
+        now = deps.clock.now()
+        await session.execute(
+            update(MetaConnection)
+            .where(MetaConnection.id == conn.id)
+            .values(access_token_encrypted="", refresh_token_encrypted=None, deletado_em=now)
+        )
+        await session.execute(
+            update(MetaPage).values(ativo=False, page_access_token_encrypted=None)
+        )
+        await session.execute(
+            update(LeadAdsForm).where(LeadAdsForm.deletado_em.is_(None)).values(ativo=False)
+        )
+        await record_audit(
+            session, caller, "meta.disconnected", entity_type="conexoes_meta", entity_id=conn.id
+        )
+        refreshed = await session.scalar(select(MetaConnection).where(MetaConnection.id == conn.id))
+    assert refreshed is not None
+    return refreshed
