@@ -58,7 +58,11 @@ async def claim(
     ).one()
     if prior.request_hash != digest:
         raise InvalidArgument.field("request_id", "already used for a different request")
-    return response_type.FromString(prior.response or b"")
+    if prior.response is None:
+        # Claimed but never answered: an RPC that commits its claim before a provider call
+        # which then failed. Replaying would answer an empty success; run the request again.
+        return None
+    return response_type.FromString(prior.response)
 
 
 async def remember(
