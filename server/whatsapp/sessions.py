@@ -111,7 +111,16 @@ async def start(
             .values(organizacao_id=tenant, usuario_id=user, session_name=name, status=st.QR_PENDING)
             .on_conflict_do_update(
                 index_elements=["organizacao_id", "usuario_id"],
-                set_={"session_name": name, "deletado_em": None},
+                # A new round: reset before WAHA is called, so webhooks of this round
+                # (processed concurrently by a worker) are never undone below.
+                set_={
+                    "session_name": name,
+                    "deletado_em": None,
+                    "qr_rotacoes": 0,
+                    "motivo_desconexao": None,
+                    "ultimo_erro": None,
+                    "waha_status_em": None,
+                },
             )
         )
     config = session_config(
@@ -138,14 +147,11 @@ async def start(
         assert row is not None  # inserted above; RLS lets the owner see it
         row.webhook_url = url
         row.webhook_events = list(WEBHOOK_EVENTS)
-        if not connected:
-            row.status = st.QR_PENDING
-            row.qr_rotacoes = 0
-            row.motivo_desconexao = None
-            row.ultimo_erro = None
-        else:
+        if connected:
             row.status = st.CONNECTED
-        row.waha_status = current.status
+        elif row.status in (st.DISCONNECTED, st.FAILED, st.CONNECTED):
+            # Webhooks may already have moved it (connecting, qr_pending): those stand.
+            row.status = st.QR_PENDING
         await announce(tx, row, "status")
         await record_audit(
             tx,
@@ -158,7 +164,7 @@ async def start(
         response = pb.StartWhatsAppSessionResponse(
             id=str(row.id),
             session_name=name,
-            status=st.STATUS_PROTO[row.status],
+            status=st.STATUS_PROTO[st.CONNECTED if connected else st.QR_PENDING],
             message=CONNECTED_MESSAGE if connected else START_MESSAGE,
         )
         return await idempotency.remember(

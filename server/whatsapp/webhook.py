@@ -144,9 +144,15 @@ async def apply_session_status(
     from server.resilience.alerts import raise_alert, resolve_alerts
     from server.whatsapp.jobs import enqueue_cleanup
 
-    if not waha_status or (row.waha_status_em is not None and at < row.waha_status_em):
-        return Outcome(None)  # WAHA does not guarantee order: an older status is stale
-    row.waha_status_em = at
+    stale = row.waha_status_em is not None and at < row.waha_status_em
+    # WAHA does not guarantee order: an older status is stale, except a QR rotation while
+    # waiting for a scan, which still counts toward the rotation limit.
+    if not waha_status or (
+        stale and not (waha_status == "SCAN_QR_CODE" and row.status == st.QR_PENDING)
+    ):
+        return Outcome(None)
+    if not stale:
+        row.waha_status_em = at
     outcome = apply_status(
         row,
         waha_status,
