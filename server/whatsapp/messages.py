@@ -10,6 +10,7 @@ from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from sqlalchemy import and_, desc, func, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Contact, Message
 from server import idempotency
@@ -146,7 +147,7 @@ async def send(
         return await idempotency.remember(tx, tenant, rpc, request, response)
 
 
-def _mine(user: uuid.UUID) -> list[object]:
+def _mine(user: uuid.UUID) -> list[ColumnElement[bool]]:
     return [Message.canal == CANAL, Message.usuario_id == user, Message.contato_id.is_not(None)]
 
 

@@ -8,6 +8,7 @@ webhook.py (queued work), health.py (the periodic reconciliation with WAHA).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
@@ -19,7 +20,7 @@ from server.whatsapp import health, messages, sessions, streaming
 from server.whatsapp.jobs import register_jobs as _register_jobs
 
 SERVICE_NAME = "renove.conexoes.v1.WhatsAppService"
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 
 class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):

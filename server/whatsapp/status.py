@@ -48,7 +48,7 @@ SESSION_MISSING = "session_missing"
 # and emits SCAN_QR_CODE before the delete lands) must not bring it back to life.
 DELIBERATE: frozenset[str] = frozenset({USER_LOGOUT, ADMIN_LOGOUT, QR_TIMEOUT})
 
-STATUS_PROTO: Mapping[str, int] = MappingProxyType(
+STATUS_PROTO: Mapping[str, pb.WahaSessionStatus.ValueType] = MappingProxyType(
     {
         DISCONNECTED: pb.WAHA_SESSION_STATUS_DISCONNECTED,
         QR_PENDING: pb.WAHA_SESSION_STATUS_QR_PENDING,
@@ -57,9 +57,11 @@ STATUS_PROTO: Mapping[str, int] = MappingProxyType(
         FAILED: pb.WAHA_SESSION_STATUS_FAILED,
     }
 )
-PROTO_STATUS: Mapping[int, str] = MappingProxyType({v: k for k, v in STATUS_PROTO.items()})
+PROTO_STATUS: Mapping[pb.WahaSessionStatus.ValueType, str] = MappingProxyType(
+    {v: k for k, v in STATUS_PROTO.items()}
+)
 
-REASON_PROTO: Mapping[str, int] = MappingProxyType(
+REASON_PROTO: Mapping[str, pb.WahaDisconnectReason.ValueType] = MappingProxyType(
     {
         USER_LOGOUT: pb.WAHA_DISCONNECT_REASON_USER_LOGOUT,
         ADMIN_LOGOUT: pb.WAHA_DISCONNECT_REASON_ADMIN_LOGOUT,
@@ -71,7 +73,7 @@ REASON_PROTO: Mapping[str, int] = MappingProxyType(
 )
 
 # conversas.status -> MessageStatus; WhatsApp ack level -> conversas.status (1.6).
-MESSAGE_STATUS_PROTO: Mapping[str, int] = MappingProxyType(
+MESSAGE_STATUS_PROTO: Mapping[str, resources_pb2.MessageStatus.ValueType] = MappingProxyType(
     {
         "pending": resources_pb2.MESSAGE_STATUS_QUEUED,
         "sent": resources_pb2.MESSAGE_STATUS_SENT,

@@ -26,7 +26,9 @@ def session_proto(row: WhatsAppSession, owner_name: str = "") -> pb.WhatsAppSess
         status=st.STATUS_PROTO.get(row.status, pb.WAHA_SESSION_STATUS_UNSPECIFIED),
         phone_number=row.phone_number or "",
         phone_name=row.phone_name or "",
-        motivo_desconexao=st.REASON_PROTO.get(row.motivo_desconexao or "", 0),
+        motivo_desconexao=st.REASON_PROTO.get(
+            row.motivo_desconexao or "", pb.WAHA_DISCONNECT_REASON_UNSPECIFIED
+        ),
         total_mensagens_enviadas=row.total_mensagens_enviadas or 0,
         total_mensagens_recebidas=row.total_mensagens_recebidas or 0,
         ultimo_erro=row.ultimo_erro or "",
@@ -71,7 +73,9 @@ def message_proto(row: Message) -> pb.WhatsAppMessage:
         recipient=str(meta.get("to") or ""),
         body=row.conteudo or "",
         type=str(meta.get("type") or row.tipo or "chat"),
-        status=st.MESSAGE_STATUS_PROTO.get(row.status or "", 0),
+        status=st.MESSAGE_STATUS_PROTO.get(
+            row.status or "", resources_pb2.MESSAGE_STATUS_UNSPECIFIED
+        ),
         erro=str(meta.get("erro") or ""),
         usuario_id=str(row.usuario_id) if row.usuario_id else "",
     )
