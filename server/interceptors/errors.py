@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from server.errors import DOMAIN, DomainError, InvalidArgument
 from server.interceptors._wrap import Streaming, Unary, wrap_handler
+from server.interceptors.text import reject_nul_characters
 from server.security.redaction import redact
 
 _log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def unary(behavior: Unary) -> Unary:
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
+                    reject_nul_characters(request)
                     return await behavior(request, context)
                 except Exception as exc:
                     if _is_abort(exc):
@@ -69,6 +71,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def streaming(behavior: Streaming) -> Streaming:
             async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
+                    reject_nul_characters(request)
                     async for item in behavior(request, context):
                         yield item
                 except Exception as exc:
