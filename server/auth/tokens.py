@@ -26,7 +26,7 @@ class TokenVerifier:
     def verify(self, token: str) -> Caller:
         claims = self._decode(token)
         try:
-            role = Role(claims["role"])
+            role = Role(str(claims["role"]))
         except ValueError as exc:
             raise Unauthenticated(f"unknown role {claims['role']!r}") from exc
         tenant = _optional_uuid(claims, "org")

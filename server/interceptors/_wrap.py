@@ -7,7 +7,7 @@ grpc.aio interceptors only see the handler, not the call, so anything that must 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -15,25 +15,28 @@ Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Streaming = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
 # (method name, request, context) -> None; raises to refuse the call.
 Check = Callable[[str, Any, grpc.aio.ServicerContext], Awaitable[None]]
+Continuation = Callable[
+    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
+]
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler | None,
+    handler: grpc.RpcMethodHandler[Any, Any] | None,
     *,
     unary: Callable[[Unary], Unary],
     streaming: Callable[[Streaming], Streaming],
-) -> grpc.RpcMethodHandler | None:
+) -> grpc.RpcMethodHandler[Any, Any] | None:
     if handler is None:
         return None
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            unary(handler.unary_unary),
+            unary(cast(Unary, handler.unary_unary)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            streaming(handler.unary_stream),
+            streaming(cast(Streaming, handler.unary_stream)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

@@ -10,7 +10,7 @@ import grpc
 from server.auth.caller import Caller
 from server.auth.tokens import TokenVerifier
 from server.errors import Unauthenticated
-from server.interceptors._wrap import checking, wrap_handler
+from server.interceptors._wrap import Continuation, checking, wrap_handler
 from server.interceptors.context import set_caller
 
 # Standard infrastructure services answer without a token (load balancers, grpcurl).
@@ -37,9 +37,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if method.startswith(OPEN_SERVICES):
@@ -54,4 +54,4 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             set_caller(caller)
 
         unary, streaming = checking(authenticate, method)
-        return wrap_handler(handler, unary=unary, streaming=streaming)  # type: ignore[return-value]
+        return wrap_handler(handler, unary=unary, streaming=streaming)

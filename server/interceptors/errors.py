@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import grpc
@@ -12,7 +12,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.errors import DOMAIN, DomainError, InvalidArgument
-from server.interceptors._wrap import Streaming, Unary, wrap_handler
+from server.interceptors._wrap import Continuation, Streaming, Unary, wrap_handler
 from server.interceptors.text import reject_nul_characters
 from server.security.redaction import redact
 
@@ -50,9 +50,9 @@ async def _abort(error: BaseException, method: str, context: grpc.aio.ServicerCo
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
 
@@ -81,7 +81,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return call
 
-        return wrap_handler(handler, unary=unary, streaming=streaming)  # type: ignore[return-value]
+        return wrap_handler(handler, unary=unary, streaming=streaming)
 
 
 def _is_abort(exc: BaseException) -> bool:

@@ -9,7 +9,7 @@ import grpc
 
 from server.auth.caller import Caller
 from server.auth.permissions import Rule
-from server.interceptors._wrap import checking, wrap_handler
+from server.interceptors._wrap import Continuation, checking, wrap_handler
 from server.interceptors.auth import OPEN_SERVICES
 from server.interceptors.context import current_caller
 
@@ -23,9 +23,9 @@ class PermissionInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if method.startswith(OPEN_SERVICES):
@@ -36,4 +36,4 @@ class PermissionInterceptor(grpc.aio.ServerInterceptor):
             await rule.check(current_caller(), self._grants)
 
         unary, streaming = checking(authorize, method)
-        return wrap_handler(handler, unary=unary, streaming=streaming)  # type: ignore[return-value]
+        return wrap_handler(handler, unary=unary, streaming=streaming)
