@@ -21,10 +21,11 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -140,13 +141,13 @@ class Supervisor:
         self.children.append(process)
         return process
 
-    async def start_and_wait(self, child: Child, ready: asyncio.Future[None] | None) -> None:
+    async def start_and_wait(self, child: Child, ready: Coroutine[Any, Any, None] | None) -> None:
         await child.start()
         if ready is None:
             return
-        waiter = asyncio.ensure_future(ready)
-        died = asyncio.ensure_future(child.wait())
-        stop = asyncio.ensure_future(self.stop_requested.wait())
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(ready)
+        died: asyncio.Future[Any] = asyncio.ensure_future(child.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self.stop_requested.wait())
         done, _ = await asyncio.wait(
             {waiter, died, stop}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
         )
