@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import func, literal, select, tuple_
 
 from db.models import User
 from server import idempotency
@@ -56,9 +56,10 @@ class MemberRpcs:
     ) -> pb.ListMemberPermissionsResponse:
         size = page_size(request.page_size)
         cursor = decode_token(request.page_token)
-        query = select(User).where(User.ativo.is_(True)).order_by(User.nome, User.id)
+        filters = [User.ativo.is_(True)]
         if not request.incluir_admins:
-            query = query.where(User.role == "member")
+            filters.append(User.role == "member")
+        query = select(User).where(*filters).order_by(User.nome, User.id)
         if cursor:
             query = query.where(
                 tuple_(User.nome, User.id)
@@ -66,10 +67,11 @@ class MemberRpcs:
             )
         async with self.deps.db.unit_of_work(current_caller()) as session:
             users = list(await session.scalars(query.limit(size + 1)))
+            total = await session.scalar(select(func.count()).select_from(User).where(*filters))
         page, more = users[:size], len(users) > size
         token = encode_token({"nome": page[-1].nome, "id": str(page[-1].id)}) if more else ""
         return pb.ListMemberPermissionsResponse(
-            members=[member_proto(u) for u in page], next_page_token=token
+            members=[member_proto(u) for u in page], next_page_token=token, total_size=total or 0
         )
 
     async def UpdateMemberPermissions(

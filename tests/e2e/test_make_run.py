@@ -97,6 +97,7 @@ async def test_guide_token_and_curl_work_and_ctrl_c_stops_everything(dev: Dev) -
         document = await http.get("/api/openapi.json")
     assert members.status_code == 200, members.text
     assert [m["nome"] for m in members.json()["members"]] == ["Marcos Vendedor"]  # the seed
+    assert members.json()["total_size"] == 1
     assert document.status_code == 200
     children = dev.children()
     assert {" ".join(c.cmdline()[1:3]) for c in children} == {
