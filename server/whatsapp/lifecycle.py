@@ -92,6 +92,9 @@ def apply_status(
     return Outcome(change, stop_session=stop, dropped=dropped)
 
 
+VERSION_KEY = "row_version"
+
+
 async def announce(
     tx: AsyncSession, row: WhatsAppSession, change: str, **extra: Any
 ) -> dict[str, Any]:
@@ -102,6 +105,8 @@ async def announce(
     data: dict[str, Any] = {
         **session_json(session_proto(row, owner or "")),
         "change": change,
+        # Per-row ordered stamp (see migration 0005): streams drop events older than it.
+        VERSION_KEY: row.atualizado_em.isoformat(),
         **extra,
     }
     await publish(tx, Event(EVENT_KIND, row.organizacao_id, row.usuario_id, data))

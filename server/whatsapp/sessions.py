@@ -29,6 +29,7 @@ from server.providers.waha import (
     WEBHOOK_EVENTS,
     WahaClient,
     WahaCredentials,
+    WahaSession,
     config_matches,
     is_not_found,
     session_config,
@@ -88,6 +89,34 @@ async def own_row(
     return await tx.scalar(query)
 
 
+async def _ensure_started(
+    deps: Deps, client: WahaClient, name: str, config: dict[str, object]
+) -> WahaSession:
+    async with deps.breakers.guard("waha"):
+        try:
+            current = await client.get_session(name)
+        except ProviderError as exc:
+            if not is_not_found(exc):
+                raise
+            return await client.create_session(name, config, start=True)
+        if not config_matches(current, config):
+            current = await client.update_session(name, config)
+        if current.status in ("STOPPED", "FAILED"):
+            # providers.md 1.2: a FAILED session is restarted.
+            current = await client.restart(name)
+        return current
+
+
+async def _round_failed(deps: Deps, caller: Caller, exc: Exception) -> None:
+    async with deps.db.unit_of_work(caller) as tx:
+        row = await own_row(tx, caller, lock=True)
+        if row is None or row.status != st.QR_PENDING:
+            return
+        row.status = st.FAILED
+        row.ultimo_erro = str(exc)[:500]
+        await announce(tx, row, "status")
+
+
 async def start(
     deps: Deps, caller: Caller, request: pb.StartWhatsAppSessionRequest
 ) -> pb.StartWhatsAppSessionResponse:
@@ -128,19 +157,12 @@ async def start(
         webhook_url=url,
         hmac_key=client.credentials.webhook_hmac_key,
     )
-    async with deps.breakers.guard("waha"):
-        try:
-            current = await client.get_session(name)
-        except ProviderError as exc:
-            if not is_not_found(exc):
-                raise
-            current = await client.create_session(name, config, start=True)
-        else:
-            if not config_matches(current, config):
-                current = await client.update_session(name, config)
-            if current.status in ("STOPPED", "FAILED"):
-                # providers.md 1.2: a FAILED session is restarted.
-                current = await client.restart(name)
+    try:
+        current = await _ensure_started(deps, client, name, config)
+    except Exception as exc:
+        # WAHA never took this round: say so instead of leaving a QR that will never come.
+        await _round_failed(deps, caller, exc)
+        raise
     connected = current.status == "WORKING"
     async with deps.db.unit_of_work(caller) as tx:
         row = await own_row(tx, caller, lock=True)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from renove.conexoes.v1 import resources_pb2
@@ -24,7 +25,7 @@ from server.auth.caller import Caller
 from server.errors import PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
 from server.protoconv import parse_uuid
-from server.whatsapp.lifecycle import EVENT_KIND
+from server.whatsapp.lifecycle import EVENT_KIND, VERSION_KEY
 from server.whatsapp.views import session_from_json, session_proto
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _scope(caller: Caller, request: pb.WatchWhatsAppStatusRequest) -> uuid.UUID 
 
 
 async def _snapshot(
-    deps: Deps, caller: Caller, user: uuid.UUID | None
+    deps: Deps, caller: Caller, user: uuid.UUID | None, versions: dict[str, str]
 ) -> pb.WatchWhatsAppStatusResponse:
     query = (
         select(WhatsAppSession, User.nome)
@@ -61,6 +62,7 @@ async def _snapshot(
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query)).all()
     sessions = [session_proto(row, nome) for row, nome in rows]
+    versions.update({str(row.id): row.atualizado_em.isoformat() for row, _ in rows})
     if user is not None and not sessions:
         # Never started: the same "disconnected, no id" GetWhatsAppStatus answers.
         sessions = [
@@ -69,6 +71,17 @@ async def _snapshot(
     snapshot = pb.WhatsAppStatusSnapshot(sessions=sessions)
     snapshot.as_of.FromDatetime(as_of)
     return pb.WatchWhatsAppStatusResponse(snapshot=snapshot)
+
+
+def _is_stale(event: Event, versions: dict[str, str]) -> bool:
+    session_id, version = str(event.data.get("id", "")), event.data.get(VERSION_KEY)
+    if not session_id or not isinstance(version, str):
+        return False
+    seen = versions.get(session_id)
+    if seen is not None and datetime.fromisoformat(version) <= datetime.fromisoformat(seen):
+        return True
+    versions[session_id] = version
+    return False
 
 
 async def _next(events: AsyncIterator[Event]) -> Event:
@@ -90,7 +103,10 @@ async def watch(
 
     heartbeat = deps.settings.stream_heartbeat_seconds
     async with deps.bus.subscribe(accepts) as events:
-        yield await _snapshot(deps, caller, user)
+        # Newest state sent per session: an event already covered by the snapshot (it was
+        # published before we read) or overtaken by a later one is not sent again.
+        versions: dict[str, str] = {}
+        yield await _snapshot(deps, caller, user, versions)
         pending: asyncio.Task[Event] | None = None
         try:
             while True:
@@ -111,6 +127,8 @@ async def watch(
                     return  # the bus stopped: the server is shutting down
                 except SubscriberLagged as exc:
                     raise Unavailable("status stream fell behind; re-subscribe") from exc
+                if _is_stale(event, versions):
+                    continue
                 yield pb.WatchWhatsAppStatusResponse(session=session_from_json(dict(event.data)))
         finally:
             if pending is not None:
