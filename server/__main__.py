@@ -1,10 +1,11 @@
-"""`python -m server serve|seed|token|migrate`."""
+"""`python -m server serve|worker|seed|token|migrate`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 import uuid
 from datetime import timedelta
@@ -20,6 +21,39 @@ async def _serve(settings: Settings) -> None:
 
     deps = await build_deps(settings)
     await serve_until_signal(GrpcApp(deps), settings.grpc_addr)
+
+
+# Test hook: a module whose `register_jobs(deps)` adds handlers to a worker process, so tests
+# can run a real `python -m server worker` with job handlers of their own.
+TEST_JOB_MODULE_ENV = "CONEXOES_TEST_JOB_MODULE"
+
+
+async def _worker(settings: Settings) -> None:
+    """Queue workers and the scheduler, no gRPC; SIGTERM/SIGINT drain and exit."""
+    import logging
+    import signal
+
+    from server.bootstrap import build_deps
+    from server.services import register_jobs
+
+    deps = await build_deps(settings)
+    test_module = os.environ.get(TEST_JOB_MODULE_ENV)
+    register_jobs(deps, [test_module] if test_module else [])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await deps.worker.start()
+    await deps.scheduler.start()
+    logging.getLogger(__name__).info(
+        "worker %s running %s", deps.worker.id, ", ".join(deps.jobs.operations) or "no jobs"
+    )
+    try:
+        await stop.wait()
+    finally:
+        await deps.worker.stop()
+        await deps.scheduler.stop()
+        await deps.close()
 
 
 async def _seed(settings: Settings) -> None:
@@ -69,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m server")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gRPC server (and its workers)")
+    sub.add_parser("worker", help="run queue workers and periodic tasks only (no gRPC)")
     sub.add_parser("seed", help="create the demo tenant and print its ids as JSON")
     sub.add_parser("migrate", help="create and migrate the database")
     sub.add_parser("dev", help="make run: database, server, sidecar and sandbox, wired together")
@@ -85,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     install(settings.log_level)
     if args.command == "serve":
         asyncio.run(_serve(settings))
+    elif args.command == "worker":
+        asyncio.run(_worker(settings))
     elif args.command == "seed":
         asyncio.run(_seed(settings))
     elif args.command == "migrate":

@@ -15,7 +15,7 @@ from server.bootstrap import Deps
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.permissions import PermissionInterceptor
-from server.services import register_services
+from server.services import register_jobs, register_services
 
 _log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class GrpcApp:
             options=list(SERVER_OPTIONS),
         )
         names = register_services(self.server, deps)
+        register_jobs(deps)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -59,11 +60,18 @@ class GrpcApp:
         await self.server.start()
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # CONEXOES_WORKER_CONCURRENCY=0 leaves jobs and periodic tasks to `server worker`.
+        if self.deps.settings.worker_concurrency > 0:
+            await self.deps.worker.start()
+            await self.deps.scheduler.start()
         _log.info("gRPC server listening on %s", address.rsplit(":", 1)[0] + f":{self.port}")
         return self.port
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Drain: report NOT_SERVING, end streams, let in-flight unary calls finish, close."""
+        """Drain: stop claiming jobs and let running ones finish (their leases are released
+        after `grace`), report NOT_SERVING, end streams, let in-flight unary calls finish."""
+        await self.deps.worker.stop(grace)
+        await self.deps.scheduler.stop(grace)
         await self.health.enter_graceful_shutdown()
         await self.deps.bus.stop()
         await self.server.stop(grace)

@@ -15,9 +15,13 @@ from server.auth.tokens import TokenVerifier
 from server.connections.platform_credentials import PlatformCredentials
 from server.events import EventBus
 from server.identity import Identities
+from server.resilience.alerts import BreakerAlerts
 from server.resilience.breaker import BreakerRegistry
 from server.resilience.clock import Clock, SystemClock
+from server.resilience.housekeeping import install_housekeeping
 from server.resilience.jobs import JobRegistry
+from server.resilience.scheduler import Scheduler
+from server.resilience.worker import Worker
 from server.security.cipher import Keyring
 from server.settings import Settings
 
@@ -38,9 +42,15 @@ class Deps:
     http: httpx.AsyncClient
     breakers: BreakerRegistry
     jobs: JobRegistry
+    # Run the queue's jobs and the periodic tasks; started by GrpcApp or `python -m server worker`.
+    worker: Worker
+    scheduler: Scheduler
     embedded: EmbeddedPostgres | None = None
 
     async def close(self) -> None:
+        # Normally stopped already (GrpcApp.stop, the worker command); stopping twice is harmless.
+        await self.worker.stop(grace=0)
+        await self.scheduler.stop(grace=0)
         await self.bus.stop()
         await self.http.aclose()
         await self.db.dispose()
@@ -70,6 +80,11 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     bus = EventBus(db.raw_connection)
     await bus.start()
     clock = clock or SystemClock()
+    # An open circuit is stored, alerted to super admins and published (alerts.BreakerAlerts).
+    breakers = BreakerRegistry(clock, on_transition=BreakerAlerts(db))
+    jobs = JobRegistry()
+    scheduler = Scheduler(db, clock)
+    install_housekeeping(scheduler, db)
     return Deps(
         settings=settings,
         keyring=keyring,
@@ -84,7 +99,17 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             headers={"user-agent": "renove-conexoes/0.1"},
         ),
-        breakers=BreakerRegistry(clock),
-        jobs=JobRegistry(),
+        breakers=breakers,
+        jobs=jobs,
+        worker=Worker(
+            db,
+            jobs,
+            breakers,
+            clock,
+            concurrency=max(1, settings.worker_concurrency),
+            lease_seconds=settings.job_lease_seconds,
+            poll_interval=settings.worker_poll_seconds,
+        ),
+        scheduler=scheduler,
         embedded=embedded,
     )

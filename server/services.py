@@ -7,7 +7,7 @@ UNIMPLEMENTED, while authentication and permissions already apply to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import import_module
 
 import grpc
@@ -30,6 +30,16 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "CrmEventsService": ("crm_events_service", None),
 }
 PACKAGE = "renove.conexoes.v1"
+
+
+def register_jobs(deps: Deps, extra_modules: Iterable[str] = ()) -> None:
+    """Lets each room (and each of `extra_modules`) that defines ``register_jobs(deps)``
+    register its job handlers (deps.jobs) and periodic tasks (deps.scheduler)."""
+    rooms = [room for _, room in SERVICES.values() if room is not None]
+    for name in dict.fromkeys([*rooms, *extra_modules]):
+        hook = getattr(import_module(name), "register_jobs", None)
+        if hook is not None:
+            hook(deps)
 
 
 def register_services(server: grpc.aio.Server, deps: Deps) -> list[str]:

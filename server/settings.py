@@ -76,6 +76,10 @@ class Settings:
     google_api_url: str = REAL_PROVIDER_URLS["google_api_url"]
     platform_defaults: Mapping[str, str] = field(default_factory=dict)
     worker_concurrency: int = 4
+    # Job queue: seconds a claim holds without a heartbeat; seconds between polls for due
+    # retries when no NOTIFY arrives.
+    job_lease_seconds: int = 60
+    worker_poll_seconds: float = 1.0
     cors_origins: tuple[str, ...] = ()
     max_webhook_bytes: int = 1_048_576
     log_level: str = "INFO"
@@ -110,6 +114,10 @@ class Settings:
             meta_graph_version=env.get("CONEXOES_META_GRAPH_VERSION", cls.meta_graph_version),
             platform_defaults=defaults,
             worker_concurrency=int(env.get("CONEXOES_WORKER_CONCURRENCY", cls.worker_concurrency)),
+            job_lease_seconds=int(env.get("CONEXOES_JOB_LEASE_SECONDS", cls.job_lease_seconds)),
+            worker_poll_seconds=float(
+                env.get("CONEXOES_WORKER_POLL_SECONDS", cls.worker_poll_seconds)
+            ),
             cors_origins=origins,
             max_webhook_bytes=int(env.get("CONEXOES_MAX_BODY_BYTES", cls.max_webhook_bytes)),
             log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),

@@ -2,7 +2,23 @@
 
 Enqueue happens inside the caller's own unit of work, so the job exists exactly when the change
 that caused it commits. The idempotency key is unique per tenant: enqueueing the same key twice
-is a no-op, which is what makes webhook redelivery and RPC retries safe.
+is a no-op, which is what makes webhook redelivery and RPC retries safe. A trigger (migration
+0002) NOTIFYs `conexoes_jobs` at commit, so an idle worker starts on it at once.
+
+Handler contract (rooms register handlers with `deps.jobs.register` from their
+`register_jobs(deps)`; see server/services.py):
+
+- **At least once, idempotent by key.** A job may run more than once: its worker can die or
+  lose its lease after the provider call succeeded but before the job was marked completed,
+  and then another worker runs it again. A handler must make a repeat harmless, keyed on
+  `job.idempotency_key` (send it as the provider's dedup id, e.g. CAPI `event_id`; or check
+  what it already wrote under that key before writing again).
+- **Fail by raising.** A `ProviderError` (or any `DomainError`) says whether it is retryable
+  (`retryable`, `retry_after`); any other exception is a bug and dead-letters the job at once.
+  Raising `CircuitOpen` postpones the job without spending an attempt.
+- **Own transactions.** The handler opens its own units of work (as the job's tenant); the
+  worker records the outcome in a separate transaction afterwards.
+- **Bounded time.** Each attempt is cut at its policy's `timeout_s`.
 """
 
 from __future__ import annotations

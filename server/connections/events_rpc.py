@@ -1,0 +1,159 @@
+"""WatchEvents: the live stream of what happens to the caller's connections.
+
+The stream subscribes to the bus *before* reading the snapshot, so nothing that happens
+between the two is missed (at worst an event repeats something the snapshot shows). Then
+every event the caller may see, and a heartbeat after each idle `stream_heartbeat_seconds`.
+It ends when the client cancels, or cleanly when the server stops (the bus ends its
+subscribers); a subscriber that falls behind gets UNAVAILABLE and re-subscribes.
+
+Who sees what:
+    super admin without a tenant   platform events (no tenant)
+    admin, scope TENANT            every event of the tenant, and circuit changes
+    admin, scope MINE (default)    their own, tenant-wide ones, alerts for admins, circuits
+    member                         their own, and tenant-wide ones that are not admin business
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from renove.conexoes.v1 import connections_service_pb2 as pb
+from renove.conexoes.v1 import resources_pb2
+from sqlalchemy import func, select
+
+from server.auth.caller import Caller
+from server.errors import PermissionNotGranted, Unavailable
+from server.events import Event, SubscriberLagged
+from server.events.bus import Predicate
+from server.interceptors.context import current_caller
+from server.protoconv import struct, timestamp
+from server.resilience.alerts import open_alert_count
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+KINDS = frozenset(
+    name.removeprefix("EVENT_KIND_")
+    for name in pb.EventKind.DESCRIPTOR.values_by_name
+    if name != "EVENT_KIND_UNSPECIFIED"
+)
+# Tenant events only admins see (the DLQ, audiences and provider state are admin pages).
+ADMIN_ONLY = frozenset({"JOB_FAILED", "AUDIENCE_SYNCED", "CIRCUIT_STATE_CHANGED"})
+# Platform events (no tenant) tenant admins see too: ListCircuitBreakers is theirs as well.
+PLATFORM_FOR_ADMINS = frozenset({"CIRCUIT_STATE_CHANGED"})
+
+
+def event_filter(caller: Caller, *, whole_tenant: bool, kinds: Collection[str]) -> Predicate:
+    """The bus predicate for `caller`'s stream (see the module docstring)."""
+    wanted = frozenset(kinds)
+    me = caller.user_id
+
+    def accepts(event: Event) -> bool:
+        if event.kind not in KINDS or (wanted and event.kind not in wanted):
+            return False
+        if caller.tenant_id is None:
+            return event.tenant_id is None
+        if event.tenant_id is None:
+            return caller.is_admin and event.kind in PLATFORM_FOR_ADMINS
+        if event.tenant_id != caller.tenant_id:
+            return False
+        if caller.is_admin:
+            return (
+                whole_tenant
+                or event.user_id in (None, me)
+                or (event.kind == "ALERT" and event.data.get("audience") == "tenant_admin")
+            )
+        if event.kind in ADMIN_ONLY:
+            return False
+        if event.kind == "ALERT":
+            return event.user_id is not None and event.user_id == me
+        return event.user_id is None or event.user_id == me
+
+    return accepts
+
+
+def event_proto(event: Event) -> pb.ConnectionEvent:
+    connection_type = 0
+    name = event.data.get("connection_type")
+    if isinstance(name, str):
+        with contextlib.suppress(ValueError):
+            connection_type = resources_pb2.ConnectionType.Value("CONNECTION_TYPE_" + name.upper())
+    return pb.ConnectionEvent(
+        id=event.id,
+        kind=pb.EventKind.Value("EVENT_KIND_" + event.kind),
+        organizacao_id=str(event.tenant_id) if event.tenant_id else "",
+        usuario_id=str(event.user_id) if event.user_id else "",
+        connection_type=connection_type,  # type: ignore[arg-type]
+        occurred_at=timestamp(event.occurred_at),
+        payload=struct(event.data),
+    )
+
+
+class EventRpcs:
+    deps: Deps
+
+    async def overview_provider(
+        self, caller: Caller, whole_tenant: bool
+    ) -> list[pb.ConnectionSummary]:
+        """The snapshot's connection list. Extension point: the connections overview
+        (GetConnectionsOverview's mixin) overrides this; until then the list is empty."""
+        return []
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        caller = current_caller()
+        whole_tenant = request.scope == pb.OVERVIEW_SCOPE_TENANT
+        if whole_tenant and not caller.is_admin:
+            raise PermissionNotGranted("only admins may watch the whole tenant (scope TENANT)")
+        kinds = [pb.EventKind.Name(k).removeprefix("EVENT_KIND_") for k in request.kinds if k]
+        accepts = event_filter(caller, whole_tenant=whole_tenant, kinds=kinds)
+        async with self.deps.bus.subscribe(accepts) as stream:
+            yield pb.WatchEventsResponse(snapshot=await self._snapshot(caller, whole_tenant))
+            async for message in self._follow(stream):
+                yield message
+
+    async def _snapshot(self, caller: Caller, whole_tenant: bool) -> pb.EventsSnapshot:
+        async with self.deps.db.unit_of_work(caller) as session:
+            open_alerts = await open_alert_count(session, caller)
+            as_of = await session.scalar(select(func.now()))
+        return pb.EventsSnapshot(
+            connections=await self.overview_provider(caller, whole_tenant),
+            alertas_abertos=open_alerts,
+            as_of=timestamp(as_of),
+        )
+
+    async def _follow(self, stream: AsyncIterator[Event]) -> AsyncIterator[pb.WatchEventsResponse]:
+        interval = self.deps.settings.stream_heartbeat_seconds
+        events = aiter(stream)
+        # One pending read survives heartbeats: cancelling a read would close the stream.
+        pending: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=interval)
+                if not done:
+                    yield pb.WatchEventsResponse(
+                        heartbeat=resources_pb2.Heartbeat(sent_at=timestamp(self.deps.clock.now()))
+                    )
+                    continue
+                read, pending = pending, None
+                try:
+                    event: Event = read.result()
+                except StopAsyncIteration:
+                    return  # the bus stopped: end the stream cleanly
+                except SubscriberLagged as exc:
+                    raise Unavailable(
+                        "event stream fell behind; watch again", retry_after=1.0
+                    ) from exc
+                yield pb.WatchEventsResponse(event=event_proto(event))
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                    await pending
