@@ -19,7 +19,7 @@ Register = Callable[[grpc.aio.Server, Deps], str]
 # Service -> (generated module, room module providing `register`, or None).
 SERVICES: dict[str, tuple[str, str | None]] = {
     "WhatsAppService": ("whatsapp_service", "server.whatsapp.service"),
-    "MetaLeadsService": ("meta_leads_service", None),
+    "MetaLeadsService": ("meta_leads_service", "server.meta_leads.service"),
     "ConversionsService": ("conversions_service", None),
     "AudiencesService": ("audiences_service", None),
     "GoogleCalendarService": ("google_calendar_service", None),

@@ -43,6 +43,8 @@ async def run_backfill(deps: Deps) -> int:
             total += await backfill_tenant(deps, tenant)
         except ProviderError as exc:  # one tenant's trouble must not stop the others
             _log.warning("lead backfill of tenant %s failed: %r", tenant, exc)
+        except Exception:
+            _log.exception("lead backfill of tenant %s failed", tenant)
     return total
 
 

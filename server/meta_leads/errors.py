@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from server.errors import AlreadyExists, FailedPrecondition, NotFound, TokenExpired
+from server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    TokenExpired,
+)
 
 
 class PlatformNotConfigured(FailedPrecondition):
@@ -31,3 +38,12 @@ class MappingNotFound(NotFound):
 
 class MappingExists(AlreadyExists):
     reason = "MAPPING_EXISTS"
+
+
+class BadOAuthState(InvalidArgument):
+    """STATE_INVALID, STATE_EXPIRED or STATE_REUSED: the sidecar still lands the browser on the
+    frontend, with this reason."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message, [FieldViolation("state", message)])
+        self.reason = reason

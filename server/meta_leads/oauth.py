@@ -1,9 +1,10 @@
 """Connecting Meta (spec 2.2 step 1, 2.5): the Facebook Login URL, the GET callback, status
 and disconnect.
 
-The callback never fails the browser: every outcome (success, denied consent, a forged,
-expired or replayed state, a failed code exchange) becomes a redirect to the frontend with
-`status=ok|erro` and a `motivo`, so the person lands on a page that says what happened.
+The browser always lands on the frontend with what happened: success, denied consent and a
+failed code exchange come back as a redirect (`status=ok|erro`, `motivo`); a forged, expired
+or replayed state is INVALID_ARGUMENT (STATE_INVALID / STATE_EXPIRED / STATE_REUSED, as the
+contract says), which the sidecar turns into a redirect carrying that reason.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from server.meta_leads.connection import (
     page_token_context,
     user_token_context,
 )
-from server.meta_leads.errors import PlatformNotConfigured
+from server.meta_leads.errors import BadOAuthState, PlatformNotConfigured
 from server.providers.errors import ProviderError
 from server.providers.meta_graph import TokenInfo, dialog_url
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
@@ -140,10 +141,10 @@ async def handle_callback(
     try:
         state = open_state(deps.keyring, state_token, provider=PROVIDER, now=deps.clock.now())
     except InvalidOAuthState as exc:
-        return _failure(deps, DEFAULT_RETURN, exc.reason)
+        raise BadOAuthState(MESSAGES[exc.reason], exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")
     if not await _consume(deps, state):
-        return _failure(deps, return_to, "STATE_REUSED")
+        raise BadOAuthState(MESSAGES["STATE_REUSED"], "STATE_REUSED")
     actor = Caller(role=Role.SERVICE, tenant_id=state.tenant_id, user_id=state.user_id)
     if error or not code:
         async with deps.db.unit_of_work(actor) as session:

@@ -1,0 +1,302 @@
+"""Lead Ads failure paths through the real stack (sandbox -> sidecar -> server -> PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from renove.conexoes.v1 import meta_leads_service_pb2 as pb
+from renove.conexoes.v1 import resources_pb2
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.models import Alert, Contact, LeadAdsForm, MetaLeadReceived, MetaPage, Opportunity
+from server.auth.caller import Caller, Role
+from server.meta_leads.backfill import run_backfill
+from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
+from tests.integration.meta_leads_support import (
+    MetaStack,
+    isolated_database,
+    make_pipeline,
+    meta_stack,
+    owner_engine_for,
+    poll,
+)
+
+LEAD = {"full_name": "Ana Souza", "email": "ana@example.com", "phone_number": "11912345678"}
+
+
+@pytest.fixture(scope="module")
+async def database(pg: PgServer) -> AsyncIterator[MigratedDatabase]:
+    async with isolated_database(pg) as fresh:
+        yield fresh
+
+
+@pytest.fixture(scope="module")
+async def owner_engine(database: MigratedDatabase) -> AsyncIterator[AsyncEngine]:
+    async with owner_engine_for(database) as engine:
+        yield engine
+
+
+@pytest.fixture
+async def stack(database: MigratedDatabase, tmp_path: Path) -> AsyncIterator[MetaStack]:
+    async with meta_stack(database.owner_url, str(tmp_path)) as running:
+        await running.set_meta_app()
+        yield running
+
+
+def _query(url: object) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(str(url)).query).items()}
+
+
+async def _ready(
+    stack: MetaStack, tenant: Tenant, admin: Caller, owner_engine: AsyncEngine
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    pipeline = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    await stack.map_form(admin, pipeline[0], pipeline[1], owner=tenant.admin_id)
+    return pipeline  # type: ignore[return-value]
+
+
+async def _contact(stack: MetaStack, admin: Caller, email: str) -> Contact | None:
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        found: Contact | None = await session.scalar(select(Contact).where(Contact.email == email))
+        return found
+
+
+async def _wait_contact(stack: MetaStack, admin: Caller, email: str, within: float = 15) -> Contact:
+    return await poll(lambda: _contact(stack, admin, email), within)
+
+
+def _violations(exc: grpc.aio.AioRpcError) -> dict[str, str]:
+    for key, value in exc.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    return {v.field: v.description for v in bad.field_violations}
+    return {}
+
+
+async def test_denied_consent_and_state_abuse(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    landed = await stack.authorize(admin, deny=True)
+    assert _query(landed)["status"] == "erro" and _query(landed)["motivo"] == "ACCESS_DENIED"
+    status = await stack.stub.GetMetaConnection(
+        pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
+    )
+    assert status.connection.status == resources_pb2.CONNECTION_STATUS_DISCONNECTED
+
+    url = await stack.stub.GetMetaAuthUrl(pb.GetMetaAuthUrlRequest(), metadata=stack.md(admin))
+    callback = (await stack.http.get(url.oauth.auth_url)).headers["location"]
+    first = await stack.http.get(callback)
+    assert _query(first.headers["location"])["status"] == "ok"
+    replay = await stack.http.get(callback)  # the sidecar lands the browser with the reason
+    assert _query(replay.headers["location"])["reason"] == "STATE_REUSED"
+    forged = await stack.http.get(
+        f"{stack.sidecar_url}/api/v1/conexoes/meta/callback", params={"code": "x", "state": "abc"}
+    )
+    assert _query(forged.headers["location"])["reason"] == "STATE_INVALID"
+
+
+async def test_member_needs_the_grant(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await stack.stub.GetMetaAuthUrl(pb.GetMetaAuthUrlRequest(), metadata=stack.md(member))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text(
+                "UPDATE usuarios SET permissoes_conexoes = '{\"meta_lead_ads\": true}'"
+                " WHERE id = :u"
+            ),
+            {"u": tenant.member_id},
+        )
+    url = await stack.stub.GetMetaAuthUrl(pb.GetMetaAuthUrlRequest(), metadata=stack.md(member))
+    assert "dialog/oauth" in url.oauth.auth_url and "leads_retrieval" in url.oauth.auth_url
+
+
+async def test_mapping_validation(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    funil, _, _ = await make_pipeline(owner_engine, tenant.id)
+    _, other_stage, _ = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await stack.map_form(
+            admin,
+            funil,
+            other_stage,
+            owner=uuid.uuid4(),
+            fields={"nope": "nome", "email": "idade", "full_name": "custom:Bad Name"},
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    fields = _violations(bad.value)
+    assert set(fields) >= {
+        "mapping.etapa_destino_id",
+        "mapping.owner_id",
+        "mapping.mapeamento_campos[nope]",
+        "mapping.mapeamento_campos[email]",
+        "mapping.mapeamento_campos[full_name]",
+    }
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        assert await session.scalar(select(LeadAdsForm.id)) is None
+
+
+async def test_bad_signature_unknown_page_and_unmapped_form(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await stack.connect(admin)  # page selected, form not mapped
+    forged = await stack.submit(LEAD, bad_signature=True)
+    deliveries = await stack.drain()
+    assert all(a["status"] in (401, 403) for a in deliveries[-1]["attempts"])
+    unmapped = await stack.submit({"email": "x@example.com"})
+
+    async def counted() -> MetaLeadReceived | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            found: MetaLeadReceived | None = await session.scalar(
+                select(MetaLeadReceived).where(MetaLeadReceived.leadgen_id == unmapped)
+            )
+            return found
+
+    row = await poll(counted)
+    assert row.status == "sem_mapeamento" and row.contato_id is None
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        assert await session.scalar(select(Contact.id)) is None
+        assert (
+            await session.scalar(
+                select(MetaLeadReceived.id).where(MetaLeadReceived.leadgen_id == forged)
+            )
+            is None
+        )
+    # A lead of a page nobody selected is accepted by the sidecar and makes nothing.
+    other = await stack.control("leads", {"form_id": "780000000000004", "answers": LEAD})
+    assert other["delivery_id"] is None  # that page never subscribed the app
+
+
+async def test_token_expired_mid_flow_parks_the_lead_until_reconnect(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await _ready(stack, tenant, admin, owner_engine)
+    await stack.control("tokens/expire", {})
+    await stack.submit(LEAD)
+    await stack.drain()
+
+    async def expired() -> bool | None:
+        status = await stack.stub.GetMetaConnection(
+            pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
+        )
+        return True if status.connection.status == resources_pb2.CONNECTION_STATUS_EXPIRED else None
+
+    await poll(expired)
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        alert = await session.scalar(select(Alert).where(Alert.kind == "meta_token_expired"))
+        assert alert is not None and alert.audience == "tenant_admin"
+        parked = await session.scalar(
+            text(
+                "SELECT count(*) FROM eventos_pendentes WHERE operacao = 'meta_leadgen'"
+                " AND status = 'pending' AND proxima_tentativa > now() + interval '1000 years'"
+            )
+        )
+        assert parked == 1
+        failed = await session.scalar(
+            text("SELECT count(*) FROM eventos_pendentes WHERE status = 'failed'")
+        )
+        assert failed == 0
+    assert await _contact(stack, admin, "ana@example.com") is None
+
+    landed = await stack.authorize(admin)  # the admin reconnects
+    assert _query(landed)["status"] == "ok"
+    contact = await _wait_contact(stack, admin, "ana@example.com")
+    assert contact.telefone == "+5511912345678"
+
+
+async def test_graph_5xx_is_retried(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    _, stage, _ = await _ready(stack, tenant, admin, owner_engine)
+    leadgen_id = await stack.submit({**LEAD, "email": "retry@example.com"}, send_webhook=False)
+    await stack.control("faults", {"pattern": f"/{leadgen_id}$", "kind": "server_error"})
+    await stack.control(f"leads/{leadgen_id}/webhook")
+    contact = await _wait_contact(stack, admin, "retry@example.com")
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opp = await session.scalar(select(Opportunity).where(Opportunity.contato_id == contact.id))
+        assert opp is not None and opp.etapa_id == stage
+        attempts = await session.scalar(
+            text("SELECT tentativas FROM eventos_pendentes WHERE idempotency_key = :k"),
+            {"k": f"meta_leadgen:{leadgen_id}"},
+        )
+    assert attempts == 2
+
+
+async def test_backfill_recovers_a_missed_lead(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=2)
+    admin = make_caller(tenant, Role.ADMIN)
+    pipeline = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    await stack.map_form(admin, pipeline[0], pipeline[1])  # automatic distribution
+    await stack.submit({**LEAD, "email": "missed@example.com"}, send_webhook=False)
+    await stack.submit({**LEAD, "email": "seen@example.com", "phone_number": ""})
+    await _wait_contact(stack, admin, "seen@example.com")
+    found = await run_backfill(stack.server.deps)
+    assert found >= 1
+    missed = await _wait_contact(stack, admin, "missed@example.com")
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        owners = list(
+            await session.scalars(select(Opportunity.owner_id).order_by(Opportunity.criado_em))
+        )
+        ledger = await session.scalar(
+            select(MetaLeadReceived.origem).where(MetaLeadReceived.contato_id == missed.id)
+        )
+    assert ledger == "backfill"
+    assert len(owners) == 2 and owners[0] != owners[1]  # round-robin
+
+
+async def test_disconnect_deactivates_pages_and_mappings(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await _ready(stack, tenant, admin, owner_engine)
+    done = await stack.stub.DisconnectMeta(pb.DisconnectMetaRequest(), metadata=stack.md(admin))
+    assert done.connection.status == resources_pb2.CONNECTION_STATUS_DISCONNECTED
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        pages = list(await session.scalars(select(MetaPage)))
+        forms = list(await session.scalars(select(LeadAdsForm)))
+    assert pages and all(not p.ativo and p.page_access_token_encrypted is None for p in pages)
+    assert forms and all(not f.ativo for f in forms)
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await stack.stub.ListMetaPages(pb.ListMetaPagesRequest(), metadata=stack.md(admin))
+    assert gone.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # Reconnecting keeps the same connection row.
+    await stack.authorize(admin)
+    again = await stack.stub.GetMetaConnection(
+        pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
+    )
+    assert again.connection.id == done.connection.id
