@@ -266,6 +266,7 @@ async def _create(
                     "formulario_id": str(mapping.id),
                     "form_name": mapping.form_name,
                     "leadgen_id": lead.id,
+                    "connection_type": "meta_lead_ads",
                 },
             ),
         )

@@ -1,15 +1,19 @@
 """Lead Ads end to end: super admin sets the Meta App -> admin gets the auth URL -> the
 sandbox's Facebook Login approves -> the sidecar's callback stores the connection -> page
 selected -> form mapped -> the sandbox submits a lead, its signed webhook reaches the sidecar
--> a contact and an opportunity exist in the right stage, and the owner was told."""
+-> a contact and an opportunity exist in the right stage, and the owner was told on
+Connections.WatchEvents."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from renove.conexoes.v1 import connections_service_pb2 as cpb
+from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
 from renove.conexoes.v1 import meta_leads_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select
@@ -17,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Contact, MetaLeadReceived, Opportunity, PendingEvent
 from server.auth.caller import Role
-from server.events import Event
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer
 from tests.integration.meta_leads_support import (
     FRONTEND,
@@ -78,26 +81,32 @@ async def test_lead_becomes_contact_and_opportunity(
     mapping = await stack.map_form(admin, funil, novos, owner=tenant.member_id)
     assert mapping.etapa_destino_nome == "Novos Leads"
 
-    events: list[Event] = []
-    async with stack.server.deps.bus.subscribe(
-        lambda e: e.kind == "LEAD_RECEIVED" and e.tenant_id == tenant.id
-    ) as stream:
-        leadgen_id = await stack.submit(
-            {
-                "full_name": "Joana Lima",
-                "email": "Joana@Example.com",
-                "phone_number": "(11) 98765-4321",
-                "company_name": "Acme",
-                "qual_o_seu_orcamento": "50k",
-            }
-        )
-        deliveries = await stack.drain()
-        assert deliveries[-1]["attempts"][-1]["status"] == 200
-        async for event in stream:
-            events.append(event)
-            break
-
-    assert events[0].user_id == tenant.member_id
+    # The owner (a member) watches Connections.WatchEvents while the lead arrives.
+    member = make_caller(tenant, Role.MEMBER)
+    watch = cpb_grpc.ConnectionsServiceStub(stack.server.channel).WatchEvents(
+        cpb.WatchEventsRequest(kinds=[cpb.EVENT_KIND_LEAD_RECEIVED]), metadata=stack.md(member)
+    )
+    first = await watch.read()
+    assert first.WhichOneof("kind") == "snapshot"
+    leadgen_id = await stack.submit(
+        {
+            "full_name": "Joana Lima",
+            "email": "Joana@Example.com",
+            "phone_number": "(11) 98765-4321",
+            "company_name": "Acme",
+            "qual_o_seu_orcamento": "50k",
+        }
+    )
+    deliveries = await stack.drain()
+    assert deliveries[-1]["attempts"][-1]["status"] == 200
+    async with asyncio.timeout(15):
+        while (message := await watch.read()).WhichOneof("kind") != "event":
+            pass
+    watch.cancel()
+    told = message.event
+    assert told.kind == cpb.EVENT_KIND_LEAD_RECEIVED
+    assert told.usuario_id == str(tenant.member_id)
+    assert told.connection_type == resources_pb2.CONNECTION_TYPE_META_LEAD_ADS
     async with stack.server.deps.db.unit_of_work(admin) as session:
         contact = await session.scalar(select(Contact).where(Contact.email == "joana@example.com"))
         assert contact is not None
