@@ -1,6 +1,6 @@
 """Bare Starlette under uvicorn (uvloop, httptools), as the sidecar runs: POST
-/webhooks/waha/{tenant_id} reads the body and forwards it as one bare grpc.aio unary call
-(`bench.baselines.grpc_servers insert`), answering 200 with the reply.
+/webhooks/waha/{tenant_id} (and /webhooks/meta-leads) reads the body and forwards it as one
+bare grpc.aio unary call (`bench.baselines.grpc_servers insert`), answering 200 with the reply.
 
 `python -m bench.baselines.http_forward <config-json>`: address (host:port), grpc_target.
 """
@@ -35,7 +35,12 @@ async def serve(config: dict[str, Any]) -> None:
             return Response("unavailable", status_code=503)
         return Response(reply, status_code=200, media_type="text/plain")
 
-    app = Starlette(routes=[Route("/webhooks/waha/{tenant_id}", ingest, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/webhooks/waha/{tenant_id}", ingest, methods=["POST"]),
+            Route("/webhooks/meta-leads", ingest, methods=["POST"]),
+        ]
+    )
     host, _, port = config["address"].rpartition(":")
     server = uvicorn.Server(
         uvicorn.Config(
