@@ -6,6 +6,7 @@ grpc.aio interceptors only see the handler, not the call, so anything that must 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
@@ -65,3 +66,27 @@ def checking(
         return call
 
     return unary, streaming
+
+
+# Standard infrastructure services answer without a token (load balancers, grpcurl).
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class CheckingInterceptor(grpc.aio.ServerInterceptor):
+    """Runs ``check`` before every call of the contract's services (not health/reflection)."""
+
+    @abc.abstractmethod
+    async def check(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+        """Raises a domain error to refuse the call."""
+
+    async def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if method.startswith(OPEN_SERVICES):
+            return handler
+        unary, streaming = checking(self.check, method)
+        return wrap_handler(handler, unary=unary, streaming=streaming)
