@@ -192,8 +192,18 @@ class LoadGen:
     the server's memory in between); its last line is `{"result": ...}`.
     """
 
-    def __init__(self, reaper: Reaper, module: str, config: dict[str, Any], env: dict[str, str]):
+    def __init__(
+        self,
+        reaper: Reaper,
+        module: str,
+        config: dict[str, Any],
+        env: dict[str, str],
+        *,
+        server_side: bool = False,
+    ) -> None:
         self.reaper = reaper
+        # A bare baseline that runs to completion (the queue loop) belongs on the server core.
+        self.core = reaper.cores.server if server_side else reaper.cores.load
         self.module = module
         self.config = config
         self.env = env
@@ -202,9 +212,8 @@ class LoadGen:
         self._stderr: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> LoadGen:
-        cores = self.reaper.cores
         self.process = await asyncio.create_subprocess_exec(
-            *cores.prefix(cores.load),
+            *self.reaper.cores.prefix(self.core),
             sys.executable,
             "-m",
             self.module,
@@ -266,8 +275,14 @@ class LoadGen:
 
 
 async def run_load(
-    reaper: Reaper, module: str, config: dict[str, Any], env: dict[str, str], within: float
+    reaper: Reaper,
+    module: str,
+    config: dict[str, Any],
+    env: dict[str, str],
+    within: float,
+    *,
+    server_side: bool = False,
 ) -> dict[str, Any]:
     """Runs a generator to completion and returns its result."""
-    async with LoadGen(reaper, module, config, env) as gen:
+    async with LoadGen(reaper, module, config, env, server_side=server_side) as gen:
         return await gen.result(within)

@@ -49,7 +49,7 @@ FULL = Profile(
     stream_batch=500,
     qr_samples=10,
     oauth_samples=10,
-    queue_jobs=1_000,
+    queue_jobs=300,
     queue_workers=(1, 4),
 )
 

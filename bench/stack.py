@@ -128,6 +128,15 @@ class Stack:
     def server_pid(self) -> int:
         return self.procs["server"].pid
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the server-side processes (see bench.cpu)."""
+        from bench.cpu import postgres_pid, snapshot
+
+        names = ("server", "sidecar", "worker", "queue-worker")
+        pids = {name: self.procs[name].pid for name in names if name in self.procs}
+        pgdata = self.embedded.pgdata if self.embedded is not None else None
+        return snapshot(pids, postgres_pid(pgdata))
+
     async def start_worker(self, concurrency: int, name: str = "worker") -> Proc:
         env = {**self.server_env, "CONEXOES_WORKER_CONCURRENCY": str(concurrency)}
         proc = await self.reaper.spawn(name, ["server", "worker"], env, core=self.cores.server)

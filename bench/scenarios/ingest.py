@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from bench.cpu import per_item_ms
 from bench.payloads import WahaTarget
 from bench.report import Figure
 from bench.scenarios.context import MEMBER_PHONE, Context, config_arg
@@ -79,11 +80,13 @@ async def run(ctx: Context) -> None:
     ):
         for index in range(profile.runs):
             run_id = f"in{index}{ctx.report.started:.0f}"[-10:]
+            cpu_before = stack.cpu()
             result = await ctx.load(
                 "bench.load.ingest",
                 {**common, "url": stack.http_url, "run": run_id},
                 timeout,
             )
+            result["cpu_ms_per_request"] = per_item_ms(cpu_before, stack.cpu(), result["sent"])
             ours.append(result)
             persisted.append({"accepted": result["statuses"].get("200", 0),
                               "inbox_rows": await _jobs(stack.dsn, run_id)})  # fmt: skip
@@ -101,6 +104,8 @@ async def run(ctx: Context) -> None:
         if set(result["statuses"]) - {"200"} or result["exhausted"]:
             ctx.report.notes.append(f"{ROW}: statuses {result['statuses']}, "
                                     f"ran out of payloads: {result['exhausted']}")  # fmt: skip
+    ctx.report.notes.append(f"{ROW}: CPU ms per webhook on the server core (last run): "
+                            f"{ours[-1]['cpu_ms_per_request']}")  # fmt: skip
     label = "Starlette -> grpc.aio -> 1 INSERT"
     runs = len(ours)
     note = f"concurrency {profile.ingest_concurrency}"

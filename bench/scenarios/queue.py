@@ -1,0 +1,114 @@
+"""Row 6: jobs per second drained by one `python -m server worker` process running 1 and 4
+jobs at once (CONEXOES_WORKER_CONCURRENCY), with the sandbox answering at once.
+
+N messages are sent through SendWhatsAppMessage (each: a pending message row and its
+`whatsapp_send` job) while no worker runs; their jobs are parked in the future, the worker is
+started, and once it reports running they are made due in one UPDATE (the queue's trigger
+NOTIFYs the worker). The drain ends when every one of them is `completed`: each job read its
+message and session, called WAHA's sendText, and stored the result. The WAHA fake's webhooks
+about those sends (acks) become jobs too and are drained alongside, as in production.
+
+Baseline: a bare SKIP LOCKED claim + complete loop in asyncpg with the same concurrency over
+the same number of rows, on the same core (no handler, no provider call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+from renove.conexoes.v1 import whatsapp_service_pb2 as wpb
+
+from bench.cpu import per_item_ms
+from bench.procs import run_load
+from bench.report import Figure
+from bench.scenarios.context import Context
+from bench.stats import median_of
+from server.auth.caller import Role
+
+ROW = "6. queue drain"
+
+
+async def _enqueue(ctx: Context, count: int) -> list[str]:
+    md = ctx.stack.md(Role.MEMBER)
+    ids: list[str] = []
+    sem = asyncio.Semaphore(16)
+
+    async def send(index: int) -> None:
+        async with sem:
+            reply = await ctx.whatsapp.SendWhatsAppMessage(
+                wpb.SendWhatsAppMessageRequest(
+                    to=f"+55119{88000000 + index % 50:08d}",
+                    text=f"bench send {index}",
+                    request_id=str(uuid.uuid4()),
+                ),
+                metadata=md,
+            )
+            ids.append(reply.job_id)
+
+    await asyncio.gather(*(send(i) for i in range(count)))
+    return ids
+
+
+async def _drain(ctx: Context, concurrency: int, count: int) -> dict[str, float]:
+    stack = ctx.stack
+    ids = await _enqueue(ctx, count)
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        await conn.execute(
+            "UPDATE eventos_pendentes SET proxima_tentativa = now() + interval '1 hour'"
+            " WHERE id = ANY($1::uuid[])",
+            ids,
+        )
+        await stack.start_worker(concurrency, name="queue-worker")
+        cpu_before = stack.cpu()
+        started = time.perf_counter()
+        await conn.execute(
+            "UPDATE eventos_pendentes SET proxima_tentativa = now() WHERE id = ANY($1::uuid[])",
+            ids,
+        )
+        query = (
+            "SELECT count(*) FILTER (WHERE status = 'completed'),"
+            " count(*) FILTER (WHERE status = 'failed')"
+            " FROM eventos_pendentes WHERE id = ANY($1::uuid[])"
+        )
+        async with asyncio.timeout(300):
+            while True:
+                completed, failed = await conn.fetchrow(query, ids)
+                if completed + failed >= count:
+                    break
+                await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        cpu = per_item_ms(cpu_before, stack.cpu(), count)
+    finally:
+        await conn.close()
+        await stack.stop_worker("queue-worker")
+    if failed:
+        ctx.report.notes.append(f"{ROW}: {failed} of {count} send jobs failed")
+    return {"jobs": completed, "seconds": round(elapsed, 3),
+            "jobs_per_s": round(completed / elapsed, 1), "cpu_ms_per_job": cpu}  # fmt: skip
+
+
+async def run(ctx: Context) -> None:
+    stack, profile = ctx.stack, ctx.profile
+    count = profile.queue_jobs
+    raw = {}
+    for concurrency in profile.queue_workers:
+        ours, bare = [], []
+        for _ in range(profile.runs):
+            ours.append(await _drain(ctx, concurrency, count))
+            bare.append(await run_load(stack.reaper, "bench.baselines.queue", {
+                "dsn": stack.dsn, "jobs": count, "concurrency": concurrency,
+                "payload": {"message_id": str(uuid.uuid4())},
+            }, stack.load_env(), 300, server_side=True))  # fmt: skip
+        raw[str(concurrency)] = {"ours": ours, "baseline": bare}
+        ctx.report.add(Figure(
+            ROW, f"jobs/s, {concurrency} at once", median_of(ours, "jobs_per_s"),
+            median_of(bare, "jobs_per_s"), "higher", len(ours), "bare SKIP LOCKED loop (asyncpg)",
+            f"{count} whatsapp_send jobs per drain",
+        ))  # fmt: skip
+        ctx.report.notes.append(f"{ROW}: CPU ms per job on the server core ({concurrency} at "
+                                f"once, last run): {ours[-1]['cpu_ms_per_job']}")  # fmt: skip
+    ctx.report.raw["queue"] = raw
