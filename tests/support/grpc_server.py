@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,10 +16,14 @@ from server.auth.caller import Caller, Role
 from server.auth.tokens import mint_token
 from server.bootstrap import Deps, build_deps
 from server.resilience.clock import Clock
-from server.security.cipher import Keyring
 from server.settings import REAL_PROVIDER_URLS, Settings
 
 TEST_JWT_SECRET = "test-jwt-secret-test-jwt-secret-0123456789"
+# One keyring for every server of a test run, as in a real deployment: global rows (platform
+# credentials) written by one server must decrypt in the next.
+TEST_ENCRYPTION_KEYS = (
+    "test1:" + base64.urlsafe_b64encode(b"renove-conexoes-test-key-32bytes").decode()
+)
 
 
 # Nothing listens on port 1: a provider a test did not point at its sandbox fails fast and
@@ -31,7 +36,7 @@ def test_settings(owner_url: str, data_dir: str, **overrides: object) -> Setting
         database_url=owner_url,
         data_dir=Path(data_dir),
         jwt_secret=TEST_JWT_SECRET,
-        encryption_keys=Keyring.generate_key_spec("test1"),
+        encryption_keys=TEST_ENCRYPTION_KEYS,
         **{attr: UNREACHABLE for attr in REAL_PROVIDER_URLS},  # type: ignore[arg-type]
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
