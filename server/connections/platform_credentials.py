@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PlatformCredential
-from server.errors import InvalidArgument
-from server.security.cipher import Keyring, SecretContext
+from server.errors import FailedPrecondition, InvalidArgument
+from server.security.cipher import DecryptionError, Keyring, SecretContext
 from server.settings import Settings
 
 
@@ -87,11 +87,20 @@ class PlatformCredentials:
             if f"{provider}.{f.key}" in self._defaults
         }
         for row in await self._rows(session, provider):
-            values[row.key] = (
-                self._keyring.decrypt(row.value_encrypted, _context(provider, row.key))
-                if row.value_encrypted is not None
-                else row.value_plain or ""
-            )
+            if row.value_encrypted is None:
+                values[row.key] = row.value_plain or ""
+                continue
+            try:
+                values[row.key] = self._keyring.decrypt(
+                    row.value_encrypted, _context(provider, row.key)
+                )
+            except DecryptionError as exc:
+                # A key was removed from CONEXOES_ENCRYPTION_KEYS: an operator must act.
+                raise FailedPrecondition(
+                    f"stored {provider}.{row.key} cannot be decrypted with the configured keys;"
+                    " restore the key or set the credential again",
+                    metadata={"provider": provider, "key": row.key},
+                ) from exc
         return values
 
     async def view(self, session: AsyncSession, provider: str) -> CredentialView:
