@@ -232,7 +232,7 @@ async def retry_failed(
     session: AsyncSession, job_id: uuid.UUID, *, reset_attempts: bool, now: dt.datetime | None
 ) -> Row[Any]:
     """failed -> pending, due now. With `reset_attempts` it gets a full new budget (attempts
-    back to 0); without, exactly one more attempt (the budget grows by one)."""
+    back to 0); without, what is left of its budget, and at least one more attempt."""
     row = await get_job(session, job_id)
     if row.status != "failed":
         raise EventNotFailed(f"event is {row.status}, not failed", metadata={"id": str(job_id)})
