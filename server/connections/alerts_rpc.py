@@ -35,13 +35,27 @@ class AlertNotFound(NotFound):
     reason = "ALERT_NOT_FOUND"
 
 
-def _enum(enum: Any, prefix: str, name: str | None) -> int:
-    if not name:
-        return 0
+def _alert_kind(name: str) -> pb.AlertKind.ValueType:
     try:
-        return int(enum.Value(prefix + name.upper()))
+        return pb.AlertKind.Value("ALERT_KIND_" + name.upper())
     except ValueError:
-        return 0
+        return pb.ALERT_KIND_UNSPECIFIED
+
+
+def _severity(name: str) -> pb.AlertSeverity.ValueType:
+    try:
+        return pb.AlertSeverity.Value("ALERT_SEVERITY_" + name.upper())
+    except ValueError:
+        return pb.ALERT_SEVERITY_UNSPECIFIED
+
+
+def connection_type_of(name: object) -> resources_pb2.ConnectionType.ValueType:
+    if isinstance(name, str) and name:
+        try:
+            return resources_pb2.ConnectionType.Value("CONNECTION_TYPE_" + name.upper())
+        except ValueError:
+            pass
+    return resources_pb2.CONNECTION_TYPE_UNSPECIFIED
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -58,13 +72,11 @@ def alert_proto(row: Alert) -> pb.Alert:
     by = details.get("reconhecido_por")
     return pb.Alert(
         id=str(row.id),
-        kind=_enum(pb.AlertKind, "ALERT_KIND_", row.kind),
-        severity=_enum(pb.AlertSeverity, "ALERT_SEVERITY_", row.severity),
+        kind=_alert_kind(row.kind),
+        severity=_severity(row.severity),
         titulo=str(details.get("titulo") or _DEFAULT_TITLES.get(row.kind, row.kind)),
         mensagem=row.message,
-        connection_type=_enum(
-            resources_pb2.ConnectionType, "CONNECTION_TYPE_", details.get("connection_type")
-        ),
+        connection_type=connection_type_of(details.get("connection_type")),
         usuario=resources_pb2.UserRef(usuario_id=str(row.usuario_id)) if row.usuario_id else None,
         entidade_tipo=str(details.get("entidade_tipo") or ""),
         entidade_id=str(details.get("entidade_id") or ""),

@@ -26,6 +26,7 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import func, select
 
 from server.auth.caller import Caller
+from server.connections.alerts_rpc import connection_type_of
 from server.errors import PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
 from server.events.bus import Predicate
@@ -77,17 +78,12 @@ def event_filter(caller: Caller, *, whole_tenant: bool, kinds: Collection[str]) 
 
 
 def event_proto(event: Event) -> pb.ConnectionEvent:
-    connection_type = 0
-    name = event.data.get("connection_type")
-    if isinstance(name, str):
-        with contextlib.suppress(ValueError):
-            connection_type = resources_pb2.ConnectionType.Value("CONNECTION_TYPE_" + name.upper())
     return pb.ConnectionEvent(
         id=event.id,
         kind=pb.EventKind.Value("EVENT_KIND_" + event.kind),
         organizacao_id=str(event.tenant_id) if event.tenant_id else "",
         usuario_id=str(event.user_id) if event.user_id else "",
-        connection_type=connection_type,  # type: ignore[arg-type]
+        connection_type=connection_type_of(event.data.get("connection_type")),
         occurred_at=timestamp(event.occurred_at),
         payload=struct(event.data),
     )

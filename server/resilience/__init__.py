@@ -1,7 +1,15 @@
-"""Retries, backoff, circuit breakers and time: how a failed provider call is handled."""
+"""Retries, backoff, circuit breakers, time, the job queue, its workers, the scheduler and alerts:
+how a failed provider call is handled."""
 
 from __future__ import annotations
 
+from server.resilience.alerts import (
+    BreakerAlerts,
+    connection_broken,
+    connection_recovered,
+    raise_alert,
+    resolve_alerts,
+)
 from server.resilience.backoff import RandomSource, base_delay, delay_bounds, next_delay
 from server.resilience.breaker import (
     BREAKER_CONFIGS,
@@ -16,12 +24,16 @@ from server.resilience.breaker import (
 )
 from server.resilience.classify import is_outage, is_provider_answer, is_retryable, retry_after_of
 from server.resilience.clock import Clock, FakeClock, SystemClock
+from server.resilience.jobs import Job, JobHandler, JobRegistry, enqueue
 from server.resilience.policies import POLICIES, RetryPolicy, Strategy, policy_for
 from server.resilience.retry import run_with_retry
+from server.resilience.scheduler import Scheduler
+from server.resilience.worker import Worker
 
 __all__ = [
     "BREAKER_CONFIGS",
     "POLICIES",
+    "BreakerAlerts",
     "BreakerConfig",
     "BreakerRegistry",
     "BreakerSnapshot",
@@ -29,20 +41,30 @@ __all__ = [
     "CircuitBreaker",
     "Clock",
     "FakeClock",
+    "Job",
+    "JobHandler",
+    "JobRegistry",
     "Permit",
     "RandomSource",
     "RetryPolicy",
+    "Scheduler",
     "Strategy",
     "SystemClock",
     "Transition",
     "TransitionHook",
+    "Worker",
     "base_delay",
+    "connection_broken",
+    "connection_recovered",
     "delay_bounds",
+    "enqueue",
     "is_outage",
     "is_provider_answer",
     "is_retryable",
     "next_delay",
     "policy_for",
+    "raise_alert",
+    "resolve_alerts",
     "retry_after_of",
     "run_with_retry",
 ]
