@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Role
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase
+from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.grpc_server import running_server
 from tests.support.whatsapp_stack import (
     WAHA_HMAC_KEY,
@@ -39,6 +40,11 @@ from tests.support.whatsapp_stack import (
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# A database of its own: other modules' servers run workers that could claim our jobs.
+database = isolated_database_fixture()
+owner_engine = isolated_owner_engine_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,18 @@ import pytest
 import pytest_asyncio
 
 from server.auth.caller import Role
+from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.whatsapp_stack import Stack, wait_waha_status, whatsapp_stack
 
 WATCH = "/api/v1/conexoes/whatsapp/status:watch"
 START = "/api/v1/conexoes/whatsapp/iniciar"
 CONNECTED = "WAHA_SESSION_STATUS_CONNECTED"
 QR_PENDING = "WAHA_SESSION_STATUS_QR_PENDING"
+
+
+# A database of its own: other modules' servers run workers that could claim our jobs.
+database = isolated_database_fixture()
+owner_engine = isolated_owner_engine_fixture()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -19,9 +19,15 @@ from server.auth.caller import Role
 from server.whatsapp.health import check_sessions
 from server.whatsapp.sessions import session_name
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase
+from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.whatsapp_stack import Stack, poll, wait_waha_status, whatsapp_stack
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# A database of its own: other modules' servers run workers that could claim our jobs.
+database = isolated_database_fixture()
+owner_engine = isolated_owner_engine_fixture()
 
 
 @pytest.fixture(scope="module")
