@@ -7,6 +7,7 @@ learn whether each secret is set.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PlatformCredential
+from db.uow import Database
 from server.errors import FailedPrecondition, InvalidArgument
 from server.security.cipher import DecryptionError, Keyring, SecretContext
 from server.settings import Settings
@@ -70,8 +72,13 @@ def _field(provider: str, key: str) -> CredentialField:
 
 
 class PlatformCredentials:
+    # Hot paths (every webhook, every WAHA call) read these; a super admin's change reaches
+    # other processes within this many seconds, this process at once.
+    CACHE_SECONDS = 5.0
+
     def __init__(self, settings: Settings, keyring: Keyring) -> None:
         self._keyring = keyring
+        self._cache: dict[str, tuple[float, dict[str, str]]] = {}
         self._defaults = dict(settings.platform_defaults)
         self._explicit_defaults = frozenset(settings.platform_defaults)
         self._defaults.setdefault("waha.base_url", settings.waha_url)
@@ -103,6 +110,17 @@ class PlatformCredentials:
                 ) from exc
         return values
 
+    async def current(self, db: Database, provider: str) -> dict[str, str]:
+        """Like `resolve`, in a transaction of its own, cached for CACHE_SECONDS."""
+        now = time.monotonic()
+        cached = self._cache.get(provider)
+        if cached is not None and cached[0] > now:
+            return dict(cached[1])
+        async with db.system() as session:
+            values = await self.resolve(session, provider)
+        self._cache[provider] = (now + self.CACHE_SECONDS, values)
+        return dict(values)
+
     async def view(self, session: AsyncSession, provider: str) -> CredentialView:
         resolved = await self.resolve(session, provider)
         rows = await self._rows(session, provider)
@@ -132,6 +150,7 @@ class PlatformCredentials:
         """Stores ``changes`` (an empty value clears the stored override). Returns keys changed."""
         if provider not in CATALOG:
             raise InvalidArgument.field("provider", f"unknown provider '{provider}'")
+        self._cache.pop(provider, None)
         for key, value in changes.items():
             field = _field(provider, key)
             if not value:

@@ -322,8 +322,7 @@ class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
     # --- shared ---------------------------------------------------------------------------------
 
     async def _platform(self, provider: str) -> dict[str, str]:
-        async with self.deps.db.unit_of_work(_SERVICE) as session:
-            return await self.deps.platform.resolve(session, provider)
+        return await self.deps.platform.current(self.deps.db, provider)
 
     async def _refuse(
         self, route: ProviderRoute, raw: pb.RawHttpRequest, check: Check

@@ -62,8 +62,7 @@ def session_name(org: uuid.UUID, user: uuid.UUID) -> str:
 
 async def waha(deps: Deps) -> WahaClient:
     """A client for the platform's WAHA (super-admin credentials over env defaults)."""
-    async with deps.db.system() as tx:
-        values = await deps.platform.resolve(tx, "waha")
+    values = await deps.platform.current(deps.db, "waha")
     return WahaClient(deps.http, WahaCredentials.from_platform(values))
 
 
