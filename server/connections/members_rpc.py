@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import ColumnElement, func, literal, select, tuple_
 
 from db.models import User
 from server import idempotency
@@ -56,7 +56,7 @@ class MemberRpcs:
     ) -> pb.ListMemberPermissionsResponse:
         size = page_size(request.page_size)
         cursor = decode_token(request.page_token)
-        filters = [User.ativo.is_(True)]
+        filters: list[ColumnElement[bool]] = [User.ativo.is_(True)]
         if not request.incluir_admins:
             filters.append(User.role == "member")
         query = select(User).where(*filters).order_by(User.nome, User.id)

@@ -11,6 +11,7 @@ from server.connections.audit_rpc import AuditRpcs
 from server.connections.events_rpc import EventRpcs
 from server.connections.health_rpc import HealthRpcs
 from server.connections.members_rpc import MemberRpcs
+from server.connections.overview_rpc import OverviewRpcs
 from server.connections.platform_rpc import PlatformRpcs
 from server.connections.queue_rpc import QueueRpcs
 
@@ -22,6 +23,8 @@ class ConnectionsServicer(
     QueueRpcs,
     HealthRpcs,
     AlertRpcs,
+    # Before EventRpcs: its overview_provider feeds WatchEvents' snapshot.
+    OverviewRpcs,
     EventRpcs,
     pb_grpc.ConnectionsServiceServicer,
 ):

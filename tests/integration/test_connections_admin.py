@@ -12,6 +12,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import connections_service_pb2_grpc as pb_grpc
+from renove.conexoes.v1 import resources_pb2 as rpb
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -216,3 +217,58 @@ async def test_audit_log_is_tenant_scoped_and_paginated(
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.ListAuditLog(pb.ListAuditLogRequest(page_token="garbage!"), metadata=admin)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_overview_lists_every_kind_with_what_the_caller_may_do(
+    server: RunningServer, make_tenant, make_caller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO sessoes_whatsapp (organizacao_id, usuario_id, session_name, status,"
+                " phone_number) VALUES (:o, :u, 'wpp-x', 'connected', '+5511999990000'),"
+                " (:o, :other, 'wpp-y', 'failed', NULL)"
+            ),
+            {"o": tenant.id, "u": tenant.member_id, "other": tenant.members[1]},
+        )
+    mine = await _stub(server).GetConnectionsOverview(
+        pb.GetConnectionsOverviewRequest(), metadata=server.metadata(member)
+    )
+    by_kind = {c.connection_type: c for c in mine.connections}
+    assert len(by_kind) == 8
+    whatsapp = by_kind[rpb.CONNECTION_TYPE_WHATSAPP]
+    assert whatsapp.status == rpb.CONNECTION_STATUS_ACTIVE
+    assert whatsapp.account_label == "+5511999990000" and whatsapp.permitido
+    assert whatsapp.owner.usuario_id == str(tenant.member_id)
+    assert by_kind[rpb.CONNECTION_TYPE_GOOGLE_CALENDAR].status == rpb.CONNECTION_STATUS_DISCONNECTED
+    assert not by_kind[rpb.CONNECTION_TYPE_META_LEAD_ADS].permitido
+    assert not by_kind[rpb.CONNECTION_TYPE_META_CONVERSIONS_API].permitido
+    assert mine.minhas_permissoes.usuario_id == str(tenant.member_id)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _stub(server).GetConnectionsOverview(
+            pb.GetConnectionsOverviewRequest(scope=pb.OVERVIEW_SCOPE_TENANT),
+            metadata=server.metadata(member),
+        )
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+    tenant_view = await _stub(server).GetConnectionsOverview(
+        pb.GetConnectionsOverviewRequest(scope=pb.OVERVIEW_SCOPE_TENANT),
+        metadata=server.metadata(make_caller(tenant, Role.ADMIN)),
+    )
+    statuses = sorted(
+        (c.owner.usuario_id, c.status)
+        for c in tenant_view.connections
+        if c.connection_type == rpb.CONNECTION_TYPE_WHATSAPP
+    )
+    assert statuses == sorted(
+        [
+            (str(tenant.member_id), rpb.CONNECTION_STATUS_ACTIVE),
+            (str(tenant.members[1]), rpb.CONNECTION_STATUS_ERROR),
+        ]
+    )
