@@ -1,4 +1,5 @@
 # Two commands matter: `make run` and `make test`. Both bootstrap themselves.
+# lint = ruff + format + mypy + buf; test = lint + generated-code drift + pytest.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -30,6 +31,7 @@ gen-check: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy server db webhooks_http
 	npx --no-install buf lint
 
 fmt: install

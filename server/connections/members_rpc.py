@@ -13,7 +13,6 @@ from sqlalchemy import ColumnElement, func, literal, select, tuple_
 from db.models import User
 from server import idempotency
 from server.audit import record_audit
-from server.auth.caller import GRANTABLE
 from server.errors import InvalidArgument, NotFound
 from server.interceptors.context import current_caller
 from server.paging import decode_token, encode_token, page_size
@@ -79,9 +78,11 @@ class MemberRpcs:
     ) -> pb.UpdateMemberPermissionsResponse:
         caller = current_caller()
         user_id = parse_uuid(request.usuario_id, "usuario_id")
-        changes = {
-            name: getattr(request, name) for name in sorted(GRANTABLE) if request.HasField(name)
-        }
+        changes: dict[str, bool] = {}
+        if request.HasField("meta_lead_ads"):
+            changes["meta_lead_ads"] = request.meta_lead_ads
+        if request.HasField("instagram_direct"):
+            changes["instagram_direct"] = request.instagram_direct
         if not changes:
             raise InvalidArgument.field("meta_lead_ads", "set meta_lead_ads or instagram_direct")
         async with self.deps.db.unit_of_work(caller) as session:

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2 as rpb
@@ -33,9 +33,10 @@ from server.protoconv import timestamp
 
 T = rpb.ConnectionType
 S = rpb.ConnectionStatus
+Kind: TypeAlias = "rpb.ConnectionType.ValueType"
 
 # Our stored statuses -> the contract's, for every connection table.
-STATUS: dict[str, int] = {
+STATUS: dict[str, rpb.ConnectionStatus.ValueType] = {
     "connected": S.CONNECTION_STATUS_ACTIVE,
     "active": S.CONNECTION_STATUS_ACTIVE,
     "qr_pending": S.CONNECTION_STATUS_PENDING,
@@ -60,11 +61,14 @@ TENANT_WIDE = (
     T.CONNECTION_TYPE_META_CUSTOM_AUDIENCES,
 )
 # Member defaults (spec "Modelo de Permissoes para Member"): a grant, or admin only.
-GRANT_FOR = {
+GRANT_FOR: dict[Kind, str] = {
     T.CONNECTION_TYPE_META_LEAD_ADS: "meta_lead_ads",
     T.CONNECTION_TYPE_INSTAGRAM_DIRECT: "instagram_direct",
 }
-ADMIN_ONLY = {T.CONNECTION_TYPE_META_CONVERSIONS_API, T.CONNECTION_TYPE_META_CUSTOM_AUDIENCES}
+ADMIN_ONLY: set[Kind] = {
+    T.CONNECTION_TYPE_META_CONVERSIONS_API,
+    T.CONNECTION_TYPE_META_CUSTOM_AUDIENCES,
+}
 _RECONNECT = {S.CONNECTION_STATUS_EXPIRED, S.CONNECTION_STATUS_REVOKED, S.CONNECTION_STATUS_ERROR}
 
 
@@ -72,7 +76,7 @@ _RECONNECT = {S.CONNECTION_STATUS_EXPIRED, S.CONNECTION_STATUS_REVOKED, S.CONNEC
 class Row:
     """One connection, whatever its table."""
 
-    kind: int
+    kind: Kind
     id: uuid.UUID
     owner: uuid.UUID | None
     status: str
@@ -84,7 +88,7 @@ class Row:
     activity_at: dt.datetime | None = None
 
 
-def permission(kind: int, caller: Caller, grants: frozenset[str]) -> tuple[bool, str]:
+def permission(kind: Kind, caller: Caller, grants: frozenset[str]) -> tuple[bool, str]:
     if caller.role in (Role.ADMIN, Role.SUPER_ADMIN):
         return True, ""
     if kind in ADMIN_ONLY:
@@ -96,7 +100,11 @@ def permission(kind: int, caller: Caller, grants: frozenset[str]) -> tuple[bool,
 
 
 def summary(
-    row: Row | None, kind: int, caller: Caller, grants: frozenset[str], names: dict[uuid.UUID, User]
+    row: Row | None,
+    kind: Kind,
+    caller: Caller,
+    grants: frozenset[str],
+    names: dict[uuid.UUID, User],
 ) -> pb.ConnectionSummary:
     allowed, why = permission(kind, caller, grants)
     scope = pb.CONNECTION_SCOPE_PERSONAL if kind in PERSONAL else pb.CONNECTION_SCOPE_TENANT
@@ -271,8 +279,8 @@ def assemble(
     """One summary per kind for a user (disconnected where absent); every row for a tenant."""
     if whole_tenant:
         return [summary(r, r.kind, caller, grants, names) for r in rows]
-    by_kind: dict[int, Row] = {}
+    by_kind: dict[Kind, Row] = {}
     for r in rows:
         by_kind.setdefault(r.kind, r)
-    kinds: Iterable[int] = (*PERSONAL, *TENANT_WIDE)
+    kinds: Iterable[Kind] = (*PERSONAL, *TENANT_WIDE)
     return [summary(by_kind.get(k), k, caller, grants, names) for k in kinds]

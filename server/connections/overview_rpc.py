@@ -43,7 +43,9 @@ class OverviewRpcs:
             now = await session.scalar(select(func.now()))
         if me is not None:
             response.minhas_permissoes.CopyFrom(member_proto(me))
-        response.as_of.CopyFrom(timestamp(now))
+        as_of = timestamp(now)
+        if as_of is not None:
+            response.as_of.CopyFrom(as_of)
         return response
 
     async def overview_provider(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from server.bootstrap import Deps
 
 P = pb.PlatformProvider
-PROVIDER_KEYS: dict[int, str] = {
+PROVIDER_KEYS: dict[pb.PlatformProvider.ValueType, str] = {
     P.PLATFORM_PROVIDER_META_APP: "meta",
     P.PLATFORM_PROVIDER_GOOGLE_APP: "google",
     P.PLATFORM_PROVIDER_WAHA: "waha",
@@ -38,7 +38,7 @@ _GRAPH_VERSION = re.compile(r"^v\d{1,3}\.\d$")
 _RPC = "ConnectionsService/UpdatePlatformCredentials"
 
 
-def _provider(value: int) -> str:
+def _provider(value: pb.PlatformProvider.ValueType) -> str:
     if value not in PROVIDER_KEYS:
         raise InvalidArgument.field(
             "provider", "choose META_APP, GOOGLE_APP, WAHA or INSTAGRAM_APP"

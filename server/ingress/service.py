@@ -87,7 +87,9 @@ def _uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-def _summary(stored: Sequence[Stored], unknown: int) -> tuple[int, pb.RawHttpResponse]:
+def _summary(
+    stored: Sequence[Stored], unknown: int
+) -> tuple[pb.DeliveryOutcome.ValueType, pb.RawHttpResponse]:
     """The outcome and 200 answer of a delivery whose events were stored (or turned away)."""
     accepted = sum(1 for s in stored if s.tenant_id is not None and not s.duplicate)
     duplicates = sum(1 for s in stored if s.tenant_id is not None and s.duplicate)

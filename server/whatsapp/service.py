@@ -20,7 +20,7 @@ from server.whatsapp import health, messages, sessions, streaming
 from server.whatsapp.jobs import register_jobs as _register_jobs
 
 SERVICE_NAME = "renove.conexoes.v1.WhatsAppService"
-Context: TypeAlias = grpc.aio.ServicerContext  # type: ignore[type-arg]
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):

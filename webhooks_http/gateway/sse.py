@@ -54,7 +54,7 @@ class StreamResponse:
 
     def __init__(
         self,
-        call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
+        call: grpc.aio.UnaryStreamCall,
         to_json: Callable[[Message], Any],
         *,
         ndjson: bool,
