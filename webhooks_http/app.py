@@ -64,7 +64,12 @@ def mount_gateway(
     """Appends the HTTP/JSON gateway as the catch-all after the sidecar's own routes."""
     from webhooks_http.gateway import CatchAll, build_gateway
 
-    gateway = build_gateway(contract_files(), channel, cors_origins=settings.cors_origins)
+    gateway = build_gateway(
+        contract_files(),
+        channel,
+        cors_origins=settings.cors_origins,
+        max_body_bytes=settings.max_webhook_bytes,
+    )
     return [*routes, CatchAll(gateway)]
 
 
