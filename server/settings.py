@@ -88,6 +88,8 @@ class Settings:
     whatsapp_max_qr_rotations: int = 6
     whatsapp_qr_ttl_seconds: int = 60
     whatsapp_health_interval_seconds: float = 300.0
+    # Meta Lead Ads: how often each connection's token is checked with Graph's debug_token.
+    meta_health_interval_seconds: float = 3600.0
     stream_heartbeat_seconds: float = 15.0
 
     @classmethod
@@ -132,6 +134,9 @@ class Settings:
                     "CONEXOES_WHATSAPP_HEALTH_INTERVAL_SECONDS",
                     cls.whatsapp_health_interval_seconds,
                 )
+            ),
+            meta_health_interval_seconds=float(
+                env.get("CONEXOES_META_HEALTH_INTERVAL_SECONDS", cls.meta_health_interval_seconds)
             ),
             stream_heartbeat_seconds=float(
                 env.get("CONEXOES_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds)

@@ -6,7 +6,8 @@ POST /_control/app/verify-webhook          Meta's GET handshake against the webh
 POST /_control/dialog                      next login: deny, user, granted pages, declined
 POST /_control/leads                       a person submits a form (webhook optional)
 POST /_control/leads/{lead_id}/webhook     deliver a lead's webhook again (duplicates)
-POST /_control/tokens/expire               a user's tokens expire (190/463, or subcode)
+POST /_control/tokens/expire               a user's tokens expire (190/463, or subcode), or
+                                           with `in_seconds`, will expire that soon
 POST /_control/revoke                      the user removes the app (190/458)
 POST /_control/pages | /_control/forms     more pages and forms
 GET|POST|DELETE /_control/faults           Graph errors on cue (5xx, rate limits, 190)
@@ -150,9 +151,15 @@ async def resend_webhook(request: Request) -> Response:
 
 async def expire_tokens(request: Request) -> Response:
     body = await _body(request)
+    user_id = _str(body, "user_id", USER_ID) or USER_ID
+    if body.get("in_seconds") is not None:
+        # Still valid, expiring soon: what an ageing 60-day token looks like to debug_token.
+        return JSONResponse(
+            {"tokens": _state(request).shorten_tokens(user_id, int(body["in_seconds"]))}
+        )
     subcode = int(body.get("subcode") or 463)
     detail = "Session has expired." if subcode == 463 else "The session has been invalidated."
-    count = _state(request).kill_tokens(_str(body, "user_id", USER_ID) or USER_ID, subcode, detail)
+    count = _state(request).kill_tokens(user_id, subcode, detail)
     return JSONResponse({"tokens": count})
 
 

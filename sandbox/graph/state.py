@@ -205,6 +205,16 @@ class GraphState:
                 count += 1
         return count
 
+    def shorten_tokens(self, user_id: str, seconds: int) -> int:
+        """Live user tokens of `user_id` now expire in `seconds` (debug_token's `expires_at`
+        shows it; past it, calls fail 190/463 as for any expired token)."""
+        count = 0
+        for token in self.tokens.values():
+            if token.user_id == user_id and token.kind == "user" and token.dead_subcode is None:
+                token.expires_at = self.now() + seconds
+                count += 1
+        return count
+
     # -- Graph reads --------------------------------------------------------------------------
 
     def me(self, value: str | None) -> JSON:

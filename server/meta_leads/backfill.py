@@ -12,13 +12,14 @@ import datetime as dt
 import logging
 import uuid
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from db.models import LeadAdsForm, MetaConnection, MetaLeadReceived, MetaPage
 from server.bootstrap import Deps
 from server.meta_leads.connection import graph, mark_broken, page_token, tenant_service
 from server.meta_leads.leads import OPERATION
-from server.providers.errors import ProviderAuthError, ProviderError
+from server.meta_leads.tenants import each_tenant
+from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import LeadData
 from server.resilience.jobs import enqueue
 from server.resilience.policies import POLICIES
@@ -35,17 +36,8 @@ def job_key(leadgen_id: str) -> str:
 
 async def run_backfill(deps: Deps) -> int:
     """One pass over every tenant; returns how many missed leads were enqueued."""
-    async with deps.db.system() as session:
-        tenants = list((await session.execute(text("SELECT app_list_tenants()"))).scalars())
-    total = 0
-    for tenant in tenants:
-        try:
-            total += await backfill_tenant(deps, tenant)
-        except ProviderError as exc:  # one tenant's trouble must not stop the others
-            _log.warning("lead backfill of tenant %s failed: %r", tenant, exc)
-        except Exception:
-            _log.exception("lead backfill of tenant %s failed", tenant)
-    return total
+    found = await each_tenant(deps, "lead backfill", lambda tenant: backfill_tenant(deps, tenant))
+    return sum(found.values())
 
 
 async def backfill_tenant(deps: Deps, tenant: uuid.UUID) -> int:

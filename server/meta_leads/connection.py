@@ -5,22 +5,23 @@ token is dead (Graph 190: mark the connection, alert the admin, tell the caller 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import MetaConnection, MetaPage
+from db.models import MetaConnection, MetaPage, PendingEvent
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.errors import TokenExpired
 from server.meta_leads.errors import MetaNotConnected, PlatformNotConfigured, TokenRevoked
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import MetaGraphClient
-from server.resilience.alerts import raise_alert
+from server.resilience.alerts import connection_broken, connection_recovered, resolve_alerts
 from server.security.cipher import SecretContext
 
 T = TypeVar("T")
@@ -28,6 +29,11 @@ CONNECTION_TYPE = "meta_lead_ads"
 # Graph 190 subcode 458: the person removed the app (revoked); the others mean expired
 # (463), password changed (460) or session invalidated (467): reconnecting fixes both.
 REVOKED_SUBCODES = frozenset({458})
+DEAD_ALERT_KINDS = ("meta_token_expired", "meta_token_revoked")
+# The alert that warns before a token dies (resolved by connection_recovered too).
+EXPIRING_KIND = "token_expiring"
+# A lead job parked until reconnection waits at this date (see leads.py).
+PARKED_UNTIL = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
 def user_token_context(tenant_id: uuid.UUID) -> SecretContext:
@@ -99,35 +105,73 @@ def page_token(deps: Deps, page: MetaPage) -> str:
 async def mark_broken(session: AsyncSession, tenant_id: uuid.UUID, error: ProviderAuthError) -> str:
     """Marks the tenant's connection expired/revoked and alerts its admins (once while open).
     Returns the new status. Runs in the caller's unit of work (its own, committed)."""
-    status = "revoked" if error.provider_subcode in REVOKED_SUBCODES else "expired"
-    changed = await session.execute(
-        update(MetaConnection)
+    status = dead_status(error.provider_subcode)
+    conn = await session.scalar(
+        select(MetaConnection)
         .where(MetaConnection.deletado_em.is_(None), MetaConnection.status == "active")
-        .values(status=status, ultimo_erro=f"Graph 190/{error.provider_subcode or '-'}")
-        .returning(MetaConnection.id)
+        .with_for_update()
     )
-    conn_id = changed.scalar()
-    if conn_id is not None:
-        await raise_alert(
-            session,
-            tenant_id=tenant_id,
-            audience="tenant_admin",
-            kind=f"meta_token_{status}",
-            severity="critical",
-            message=(
-                "A conexao com o Meta Lead Ads expirou; reconecte para voltar a receber leads."
-                if status == "expired"
-                else "O acesso ao Meta Lead Ads foi revogado; reconecte para receber leads."
-            ),
-            details={
-                "titulo": "Reconecte o Meta Lead Ads",
-                "connection_type": CONNECTION_TYPE,
-                "entidade_tipo": "conexoes_meta",
-                "entidade_id": str(conn_id),
-            },
-            dedupe=True,
-        )
+    if conn is not None:
+        await break_connection(session, conn, status, error.provider_subcode)
     return status
+
+
+def dead_status(subcode: int | None) -> str:
+    return "revoked" if subcode in REVOKED_SUBCODES else "expired"
+
+
+async def break_connection(
+    session: AsyncSession, conn: MetaConnection, status: str, subcode: int | None
+) -> None:
+    """Marks a (locked, active) connection dead: status, admin and owner alert (kind
+    `meta_token_<status>`), CONNECTION_CHANGED. Lead jobs and the health probe both end here."""
+    reason = "o acesso foi revogado" if status == "revoked" else "o token expirou"
+    await connection_broken(
+        session,
+        model=MetaConnection,
+        connection_id=conn.id,
+        tenant_id=conn.organizacao_id,
+        owner_id=conn.conectado_por,
+        connection_type=CONNECTION_TYPE.upper(),
+        error=f"{reason} (Graph 190/{subcode or '-'})",
+        status=status,
+        kind=f"meta_token_{status}",
+    )
+
+
+async def mark_recovered(session: AsyncSession, conn: MetaConnection, at: dt.datetime) -> int:
+    """The connection works again (probe says valid, or the admin reconnected): active, its
+    alerts resolved, CONNECTION_CHANGED, and the leads parked while it was dead resumed.
+    Returns how many parked leads were resumed."""
+    await connection_recovered(
+        session,
+        model=MetaConnection,
+        connection_id=conn.id,
+        tenant_id=conn.organizacao_id,
+        owner_id=conn.conectado_por,
+        connection_type=CONNECTION_TYPE.upper(),
+        at=at,
+    )
+    # connection_recovered closes the generic kinds; these are Lead Ads' own.
+    for kind in DEAD_ALERT_KINDS:
+        await resolve_alerts(
+            session, tenant_id=conn.organizacao_id, kind=kind, at=at, entidade_id=str(conn.id)
+        )
+    return await resume_parked_leads(session)
+
+
+async def resume_parked_leads(session: AsyncSession) -> int:
+    """Lead jobs parked while the token was dead (leads.py) run now; RLS keeps it to the tenant."""
+    resumed = await session.execute(
+        update(PendingEvent)
+        .where(
+            PendingEvent.operacao == "meta_leadgen",
+            PendingEvent.status == "pending",
+            PendingEvent.proxima_tentativa >= PARKED_UNTIL,
+        )
+        .values(proxima_tentativa=func.now())
+    )
+    return int(resumed.rowcount)  # type: ignore[attr-defined]
 
 
 def dead_token_error(status: str) -> TokenExpired:

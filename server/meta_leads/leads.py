@@ -33,9 +33,14 @@ from db.models import (
 )
 from server.bootstrap import Deps
 from server.events import Event, publish
-from server.meta_leads.connection import graph, mark_broken, page_token, tenant_service
+from server.meta_leads.connection import (
+    PARKED_UNTIL,
+    graph,
+    mark_broken,
+    page_token,
+    tenant_service,
+)
 from server.meta_leads.contacts import ORIGIN, map_fields, upsert_contact
-from server.meta_leads.oauth import PARKED_UNTIL
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import LeadData
 from server.resilience.jobs import Job, enqueue

@@ -19,21 +19,25 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import LeadAdsForm, MetaConnection, MetaPage, OAuthState, PendingEvent
+from db.models import LeadAdsForm, MetaConnection, MetaPage, OAuthState
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.errors import ConnectionNotFound
 from server.meta_leads.connection import (
+    EXPIRING_KIND,
     graph,
+    mark_recovered,
     meta_app,
     page_token,
     page_token_context,
+    resume_parked_leads,
     user_token_context,
 )
 from server.meta_leads.errors import BadOAuthState, PlatformNotConfigured
 from server.providers.errors import ProviderError
 from server.providers.meta_graph import TokenInfo, dialog_url
+from server.resilience.alerts import resolve_alerts
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
 from server.security.oauth_state import OAuthState as State
 
@@ -41,8 +45,6 @@ _log = logging.getLogger(__name__)
 PROVIDER = "meta"
 CALLBACK_PATH = "/api/v1/conexoes/meta/callback"
 DEFAULT_RETURN = "/configuracoes/conexoes/meta"
-# A lead job parked until reconnection waits at this date (see leads.py).
-PARKED_UNTIL = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 MESSAGES = {
     "ACCESS_DENIED": "Voce nao autorizou o acesso ao Facebook. Tente conectar novamente.",
@@ -217,22 +219,24 @@ async def _store(
         "conectado_por": actor.user_id,
     }
     # One row per tenant, kept across reconnections (DESIGN "Tokens that stay alive").
+    prior = await session.scalar(select(MetaConnection.status).with_for_update())
     stmt = insert(MetaConnection).values(organizacao_id=tenant, **values)
     conn_id = await session.scalar(
         stmt.on_conflict_do_update(index_elements=["organizacao_id"], set_=values).returning(
             MetaConnection.id
         )
     )
-    # Leads parked while the token was dead run now.
-    resumed = await session.execute(
-        update(PendingEvent)
-        .where(
-            PendingEvent.operacao == "meta_leadgen",
-            PendingEvent.status == "pending",
-            PendingEvent.proxima_tentativa >= PARKED_UNTIL,
+    row = await session.get(MetaConnection, conn_id, populate_existing=True)
+    assert row is not None
+    if prior is not None and prior != "active":
+        # Reconnecting is the cure the alerts asked for: they close, watchers hear of it and
+        # the leads parked while the token was dead run now.
+        resumed = await mark_recovered(session, row, now)
+    else:
+        resumed = await resume_parked_leads(session)
+        await resolve_alerts(
+            session, tenant_id=tenant, kind=EXPIRING_KIND, at=now, entidade_id=str(conn_id)
         )
-        .values(proxima_tentativa=func.now())
-    )
     await record_audit(
         session,
         actor,
@@ -242,7 +246,7 @@ async def _store(
         details={
             "meta_user_id": getattr(me, "id", None),
             "scopes": list(info.scopes),
-            "leads_resumed": resumed.rowcount,  # type: ignore[attr-defined]
+            "leads_resumed": resumed,
         },
     )
     return conn_id
