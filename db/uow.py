@@ -33,6 +33,13 @@ def caller_settings(caller: Caller | None) -> dict[str, str]:
     }
 
 
+async def act_as(session: AsyncSession, caller: Caller) -> None:
+    """Switches the RLS settings of `session`'s open transaction to `caller` (still
+    transaction-local): one transaction may resolve as the service, then write as a tenant.
+    """
+    await session.execute(SET_CONTEXT, caller_settings(caller))
+
+
 class Database:
     """The application's database: the app-role engine, its sessions and raw connections."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import WebhookInbox
-from db.uow import Database
+from db.uow import Database, act_as
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.ingress.routes import InboundEvent, ProviderRoute
@@ -76,18 +76,8 @@ class Inbox:
 
     async def resolve(self, route: ProviderRoute, lookup: str) -> list[Recipient]:
         """Every tenant whose records name `lookup` (a session, page, account or channel)."""
-        columns = ", ".join(("organizacao_id", *route.resolver_ids))
-        # route.resolver is one of our constants (routes.py), never request input.
-        query = text(f"SELECT {columns} FROM {route.resolver}(:lookup)")
         async with self._db.unit_of_work(_SERVICE) as session:
-            rows = (await session.execute(query, {"lookup": lookup})).all()
-        return [
-            Recipient(
-                tenant_id=row[0],
-                ids={name: str(v) for name, v in zip(route.resolver_ids, row[1:], strict=True)},
-            )
-            for row in rows
-        ]
+            return await _resolve(session, route, lookup)
 
     async def accept(
         self,
@@ -105,30 +95,38 @@ class Inbox:
                 serving two organizations): each keeps its own row, keyed `<id>@<tenant>`.
         """
         caller = Caller(role=Role.SERVICE, tenant_id=tenant_id)
-        policy = POLICIES[route.policy]
-        results: list[Stored] = []
         async with self._db.unit_of_work(caller) as session:
-            for event, recipient in events:
-                event_id = f"{event.event_id}@{tenant_id}" if per_tenant_ids else event.event_id
-                inbox_id = await _insert(session, route, tenant_id, event_id, request, "accepted")
-                if inbox_id is not None:
-                    payload: dict[str, Any] = {
-                        "inbox_id": str(inbox_id),
-                        "provider": route.provider,
-                        "event_id": event.event_id,
-                        **event.facts,
-                        **recipient.ids,
-                    }
-                    await enqueue(
-                        session,
-                        tenant_id=tenant_id,
-                        operation=route.operation,
-                        payload=payload,
-                        idempotency_key=f"{route.provider}:{event.event_id}",
-                        max_attempts=policy.max_attempts,
-                    )
-                results.append(Stored(event, inbox_id, tenant_id))
-        return results
+            return await _accept(
+                session, route, tenant_id, events, request, per_tenant_ids=per_tenant_ids
+            )
+
+    async def resolve_and_accept(
+        self,
+        route: ProviderRoute,
+        event: InboundEvent,
+        choose: Callable[[list[Recipient]], tuple[Recipient | None, str]],
+        request: pb.RawHttpRequest,
+    ) -> tuple[Stored | None, str]:
+        """`resolve` then `accept` of one event in one transaction: the lookup runs as the
+        service (the resolver is a definer function), then the transaction's settings switch
+        to the chosen recipient's tenant before anything is written.
+
+        Args:
+            choose: picks the recipient from what the records name, or refuses with the
+                audit action to record (the caller audits; nothing is stored then).
+        Returns:
+            (what was stored, "") or (None, the refusal's action).
+        """
+        async with self._db.unit_of_work(_SERVICE) as session:
+            recipient, refusal = choose(await _resolve(session, route, event.lookup))
+            if recipient is None:
+                return None, refusal
+            tenant_id = recipient.tenant_id
+            await act_as(session, Caller(role=Role.SERVICE, tenant_id=tenant_id))
+            (stored,) = await _accept(
+                session, route, tenant_id, [(event, recipient)], request, per_tenant_ids=False
+            )
+        return stored, ""
 
     async def reject_unknown(
         self,
@@ -178,6 +176,54 @@ class Inbox:
                 {"id": uuid.UUID(recipient.ids["conexao_id"])},
             )
         return value
+
+
+async def _resolve(session: AsyncSession, route: ProviderRoute, lookup: str) -> list[Recipient]:
+    columns = ", ".join(("organizacao_id", *route.resolver_ids))
+    # route.resolver is one of our constants (routes.py), never request input.
+    query = text(f"SELECT {columns} FROM {route.resolver}(:lookup)")
+    rows = (await session.execute(query, {"lookup": lookup})).all()
+    return [
+        Recipient(
+            tenant_id=row[0],
+            ids={name: str(v) for name, v in zip(route.resolver_ids, row[1:], strict=True)},
+        )
+        for row in rows
+    ]
+
+
+async def _accept(
+    session: AsyncSession,
+    route: ProviderRoute,
+    tenant_id: uuid.UUID,
+    events: Sequence[tuple[InboundEvent, Recipient]],
+    request: pb.RawHttpRequest,
+    per_tenant_ids: bool = False,
+) -> list[Stored]:
+    """Inserts and enqueues inside a transaction already acting as `tenant_id`'s service."""
+    policy = POLICIES[route.policy]
+    results: list[Stored] = []
+    for event, recipient in events:
+        event_id = f"{event.event_id}@{tenant_id}" if per_tenant_ids else event.event_id
+        inbox_id = await _insert(session, route, tenant_id, event_id, request, "accepted")
+        if inbox_id is not None:
+            payload: dict[str, Any] = {
+                "inbox_id": str(inbox_id),
+                "provider": route.provider,
+                "event_id": event.event_id,
+                **event.facts,
+                **recipient.ids,
+            }
+            await enqueue(
+                session,
+                tenant_id=tenant_id,
+                operation=route.operation,
+                payload=payload,
+                idempotency_key=f"{route.provider}:{event.event_id}",
+                max_attempts=policy.max_attempts,
+            )
+        results.append(Stored(event, inbox_id, tenant_id))
+    return results
 
 
 async def _insert(

@@ -103,6 +103,22 @@ def _summary(
     return outcome, _answer(200, body)
 
 
+def _waha_recipient(
+    recipients: list[Recipient], url_tenant: str, event: InboundEvent
+) -> tuple[Recipient | None, str]:
+    """The session's owner, only when the URL's tenant (and the envelope's metadata tenant,
+    when WAHA echoes one) name that same owner: a URL alone is never trusted.
+    """
+    if not recipients:
+        return None, WAHA.unknown_action
+    tenant = _uuid(url_tenant)
+    match = next((r for r in recipients if r.tenant_id == tenant), None)
+    echoed = [t for t in event.facts.get("metadata_tenant_id", "").split(",") if t]
+    if match is None or any(t != str(match.tenant_id) for t in echoed):
+        return None, "webhook.tenant_mismatch"
+    return match, ""
+
+
 class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -129,35 +145,21 @@ class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
                 response=_answer(400, {"error": str(exc)}),
                 outcome=Outcome.DELIVERY_OUTCOME_MALFORMED,
             )
-        recipient, action = await self._waha_recipient(request.tenant_id, event)
-        if recipient is None:
+        # Resolve, check and store in one transaction (inbox.resolve_and_accept).
+        stored, action = await self.inbox.resolve_and_accept(
+            WAHA, event, lambda found: _waha_recipient(found, request.tenant_id, event), raw
+        )
+        if stored is None:
             details = {"session": event.lookup, "url_tenant_id": request.tenant_id[:64]}
             await self.inbox.audit(action, WAHA.provider, raw, details)
             return pb.DeliverWahaWebhookResponse(
                 response=_answer(403, {"error": action.removeprefix("webhook.")}),
                 outcome=Outcome.DELIVERY_OUTCOME_UNKNOWN_RECIPIENT,
             )
-        (stored,) = await self.inbox.accept(WAHA, recipient.tenant_id, [(event, recipient)], raw)
         outcome, response = _summary([stored], 0)
         return pb.DeliverWahaWebhookResponse(
             response=response, outcome=outcome, inbox_id=str(stored.inbox_id or "")
         )
-
-    async def _waha_recipient(
-        self, url_tenant: str, event: InboundEvent
-    ) -> tuple[Recipient | None, str]:
-        """The session's owner, only when the URL's tenant (and the envelope's metadata tenant,
-        when WAHA echoes one) name that same owner: a URL alone is never trusted.
-        """
-        recipients = await self.inbox.resolve(WAHA, event.lookup)
-        if not recipients:
-            return None, WAHA.unknown_action
-        tenant = _uuid(url_tenant)
-        match = next((r for r in recipients if r.tenant_id == tenant), None)
-        echoed = [t for t in event.facts.get("metadata_tenant_id", "").split(",") if t]
-        if match is None or any(t != str(match.tenant_id) for t in echoed):
-            return None, "webhook.tenant_mismatch"
-        return match, ""
 
     # --- Meta Lead Ads and Instagram ------------------------------------------------------------
 
