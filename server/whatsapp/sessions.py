@@ -270,9 +270,19 @@ async def pairing_code(
 
 
 async def get_status(deps: Deps, caller: Caller) -> pb.GetWhatsAppStatusResponse:
+    # One query: the caller's session with its owner's name (what own_row + a User lookup
+    # would read; the outer join keeps a session whose owner row is not visible).
+    query = (
+        select(WhatsAppSession, User.nome)
+        .outerjoin(User, User.id == WhatsAppSession.usuario_id)
+        .where(
+            WhatsAppSession.usuario_id == caller.require_user(),
+            WhatsAppSession.deletado_em.is_(None),
+        )
+    )
     async with deps.db.unit_of_work(caller) as tx:
-        row = await own_row(tx, caller)
-        owner = await tx.scalar(select(User.nome).where(User.id == caller.user_id))
+        found = (await tx.execute(query)).first()
+    row, owner = (found[0], found[1]) if found is not None else (None, None)
     if row is None:
         return pb.GetWhatsAppStatusResponse(
             session=pb.WhatsAppSession(
