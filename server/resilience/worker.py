@@ -13,6 +13,8 @@ coming due. Per job:
 
 The attempt budget is the row's `max_tentativas`, except that on a job's first attempt a
 tenant override of its policy's count (`configuracoes_extra.retry_config`) replaces it.
+Each worker keeps a tenant's retry_config for RETRY_CONFIG_TTL_S seconds (one read per
+tenant, not one per job): a changed override governs jobs this worker starts within that time.
 A long job keeps its lease alive with a heartbeat; a worker that dies loses the lease and the
 job is claimed again, the lost run counting as an attempt (migration 0002).
 """
@@ -26,6 +28,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -52,6 +55,11 @@ from server.resilience.queue import ClaimedJob
 _log = logging.getLogger(__name__)
 
 PolicyLookup = Callable[[str, Mapping[str, object] | None], RetryPolicy]
+RetryConfig = dict[str, object] | None
+
+# How long a worker reuses a tenant's retry_config, and for how many tenants at most.
+RETRY_CONFIG_TTL_S = 5.0
+_RETRY_CONFIG_CACHE_MAX = 1024
 
 
 def tenant_service(tenant_id: uuid.UUID) -> Caller:
@@ -96,6 +104,8 @@ class Worker:
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
+        # tenant -> (monotonic time read, its retry_config): see RETRY_CONFIG_TTL_S
+        self._retry_configs: dict[uuid.UUID, tuple[float, RetryConfig]] = {}
 
     @property
     def running(self) -> int:
@@ -303,16 +313,33 @@ class Worker:
         return error
 
     async def _budget(self, job: ClaimedJob, spec: HandlerSpec) -> tuple[RetryPolicy, int]:
-        async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
-            extra = await session.scalar(select(TenantSettings.configuracoes_extra))
-        retry_config = (extra or {}).get("retry_config") if isinstance(extra, dict) else None
-        if not isinstance(retry_config, dict):
-            retry_config = None
+        retry_config = await self._retry_config(job.tenant_id)
         policy = self._policy_lookup(spec.policy, retry_config)
         overridden = policy.max_attempts != self._policy_lookup(spec.policy, None).max_attempts
         if job.tentativas == 0 and overridden:
             return policy, policy.max_attempts
         return policy, job.max_tentativas
+
+    async def _retry_config(self, tenant_id: uuid.UUID) -> RetryConfig:
+        """The tenant's `configuracoes_extra.retry_config`, read at most every
+        RETRY_CONFIG_TTL_S seconds per tenant."""
+        now = time.monotonic()
+        cached = self._retry_configs.get(tenant_id)
+        if cached is not None and now - cached[0] < RETRY_CONFIG_TTL_S:
+            return cached[1]
+        async with self._db.unit_of_work(tenant_service(tenant_id)) as session:
+            extra = await session.scalar(select(TenantSettings.configuracoes_extra))
+        retry_config = (extra or {}).get("retry_config") if isinstance(extra, dict) else None
+        if not isinstance(retry_config, dict):
+            retry_config = None
+        if len(self._retry_configs) >= _RETRY_CONFIG_CACHE_MAX:
+            self._retry_configs = {
+                t: v for t, v in self._retry_configs.items() if now - v[0] < RETRY_CONFIG_TTL_S
+            }
+            if len(self._retry_configs) >= _RETRY_CONFIG_CACHE_MAX:
+                self._retry_configs.clear()
+        self._retry_configs[tenant_id] = (now, retry_config)
+        return retry_config
 
     async def _heartbeat(self, job: ClaimedJob) -> None:
         while True:
