@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Message, WhatsAppSession
@@ -116,20 +116,32 @@ async def send_message(deps: Deps, job: Job) -> None:
         if not exc.retryable or job.attempt >= job.max_attempts:
             await _mark_failed(deps, caller, message_id, exc)
         raise
+    now = deps.clock.now()
     async with deps.db.unit_of_work(caller) as tx:
         message = await tx.get(Message, message_id, with_for_update=True)
-        row = await tx.get(WhatsAppSession, session.id, with_for_update=True)
-        if message is None or row is None:
+        if message is None:
             return
-        now = deps.clock.now()
+        # The counters in one atomic UPDATE (it takes the row lock the read-modify-write
+        # took with SELECT ... FOR UPDATE; the trigger still stamps atualizado_em).
+        counted = await tx.execute(
+            update(WhatsAppSession)
+            .where(WhatsAppSession.id == session.id)
+            .values(
+                total_mensagens_enviadas=func.coalesce(WhatsAppSession.total_mensagens_enviadas, 0)
+                + 1,
+                ultima_mensagem_em=now,
+            )
+            .returning(WhatsAppSession.id)
+            .execution_options(synchronize_session=False)
+        )
+        if counted.first() is None:
+            return  # the session row is gone: nothing is recorded (the transaction is empty)
         message.external_id = sent.id or None
         if message.status == "pending":
             message.status = "sent"
         if sent.ack is not None and (message.ack is None or sent.ack > message.ack):
             message.ack = sent.ack
         message.enviado_em = now
-        row.total_mensagens_enviadas = (row.total_mensagens_enviadas or 0) + 1
-        row.ultima_mensagem_em = now
         await _publish_status(tx, message)
 
 
