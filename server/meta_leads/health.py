@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import MetaConnection
+from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.errors import CircuitOpen
 from server.meta_leads.connection import (
@@ -51,6 +52,7 @@ from server.resilience.alerts import raise_alert, resolve_alerts
 _log = logging.getLogger(__name__)
 TASK = "meta_leads.health_probe"
 EXPIRY_WARNING = dt.timedelta(days=7)
+APP_REJECTED_KIND = "meta_app_rejected"
 
 
 class Outcome(enum.StrEnum):
@@ -89,6 +91,11 @@ async def probe_tenant(deps: Deps, tenant: uuid.UUID, app: MetaApp) -> Outcome:
         info = await client.debug_token(token, app_id=app.app_id, app_secret=app.app_secret)
         subcode = info.error_subcode
     except ProviderAuthError as exc:
+        if exc.provider_subcode is None:
+            # A 190 on the request itself, with none of the user-token subcodes, rejects the
+            # app token: the platform's Meta App credentials, not this tenant's connection.
+            await _app_rejected(deps, exc)
+            return Outcome.UNREACHABLE
         subcode = exc.provider_subcode
     except (ProviderError, CircuitOpen) as exc:
         _log.warning("Meta health probe of tenant %s: Graph unreachable: %r", tenant, exc)
@@ -109,6 +116,23 @@ async def probe_tenant(deps: Deps, tenant: uuid.UUID, app: MetaApp) -> Outcome:
         if info is None or not info.is_valid:
             return await _dead(session, conn, dead_status(subcode), subcode)
         return await _alive(deps, session, conn, info)
+
+
+async def _app_rejected(deps: Deps, exc: ProviderAuthError) -> None:
+    _log.error("Meta rejected the platform's app token on debug_token: %r", exc)
+    # Platform alerts are readable by the platform only: deduplication must see them.
+    async with deps.db.unit_of_work(Caller(role=Role.SUPER_ADMIN)) as session:
+        await raise_alert(
+            session,
+            tenant_id=None,
+            audience="super_admin",
+            kind=APP_REJECTED_KIND,
+            severity="critical",
+            message="Meta rejected the platform's Meta App credentials (app id / app secret);"
+            " Lead Ads connections cannot be checked until they are corrected",
+            details={"provider_code": exc.provider_code, "fbtrace_id": exc.fbtrace_id},
+            dedupe=True,
+        )
 
 
 async def _dead(

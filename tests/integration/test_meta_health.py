@@ -5,6 +5,7 @@ The probe is called directly rather than waited for: the scheduler's interval is
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Alert, MetaConnection
 from server.auth.caller import Caller, Role
-from server.meta_leads.health import TASK, Outcome, run_health_probe
+from server.meta_leads.health import APP_REJECTED_KIND, TASK, Outcome, run_health_probe
 from server.resilience.alerts import open_alert
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
@@ -156,6 +157,32 @@ async def test_graph_190_then_valid_again_recovers(
     assert await _alerts(stack, admin) == []
     [resolved] = await _alerts(stack, admin, opened=False)
     assert resolved.details["resolvido_em"]
+
+
+async def test_rejected_app_token_alerts_the_super_admin_not_the_tenants(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant, admin = await _connected(stack, make_tenant, make_caller)
+    # Graph's answer when the app token (app id | secret) itself is refused: 190, no subcode.
+    await stack.control(
+        "faults",
+        {"pattern": "debug_token", "kind": "graph_error", "code": 190, "status": 400, "times": 99},
+    )
+    try:
+        assert await _probe(stack, tenant) is Outcome.UNREACHABLE
+        assert await _probe(stack, tenant) is Outcome.UNREACHABLE
+    finally:
+        await _clear_faults(stack)
+    assert (await _connection(stack, admin)).status == resources_pb2.CONNECTION_STATUS_ACTIVE
+    assert await _alerts(stack, admin) == []
+    platform = Caller(role=Role.SUPER_ADMIN, user_id=uuid.uuid4())
+    async with stack.server.deps.db.unit_of_work(platform) as session:
+        kinds = list(
+            await session.scalars(
+                select(Alert.kind).where(Alert.organizacao_id.is_(None), *open_alert())
+            )
+        )
+    assert kinds.count(APP_REJECTED_KIND) == 1
 
 
 async def test_token_expiring_soon_alerts_once(
