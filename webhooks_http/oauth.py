@@ -45,7 +45,7 @@ FRONTEND_PATH = "/configuracoes/conexoes"
 
 @dataclass(frozen=True)
 class OAuthCallback:
-    provider: str  # the `provider` the frontend is told about
+    conexao: str  # the connection the frontend is told about (as the server's redirects say)
     path: str
     request_class: type[Message]
     stub: Callable[[grpc.aio.Channel], Any]
@@ -54,28 +54,28 @@ class OAuthCallback:
 
 CALLBACKS: tuple[OAuthCallback, ...] = (
     OAuthCallback(
-        "meta",
+        "meta_lead_ads",
         "/api/v1/conexoes/meta/callback",
         meta_leads_service_pb2.HandleMetaOAuthCallbackRequest,
         meta_leads_service_pb2_grpc.MetaLeadsServiceStub,
         "HandleMetaOAuthCallback",
     ),
     OAuthCallback(
-        "google",
+        "google_calendar",
         "/api/v1/conexoes/google/callback",
         google_calendar_service_pb2.HandleGoogleOAuthCallbackRequest,
         google_calendar_service_pb2_grpc.GoogleCalendarServiceStub,
         "HandleGoogleOAuthCallback",
     ),
     OAuthCallback(
-        "gmail",
+        "email_gmail",
         "/api/v1/conexoes/email/google/callback",
         email_service_pb2.HandleGmailOAuthCallbackRequest,
         email_service_pb2_grpc.EmailServiceStub,
         "HandleGmailOAuthCallback",
     ),
     OAuthCallback(
-        "instagram",
+        "instagram_direct",
         "/api/v1/conexoes/instagram/callback",
         instagram_service_pb2.HandleInstagramOAuthCallbackRequest,
         instagram_service_pb2_grpc.InstagramServiceStub,
@@ -98,8 +98,9 @@ def callback_request(request_class: type[Message], query: Any) -> Message:
     return message
 
 
-def error_redirect(frontend_url: str, provider: str, reason: str) -> str:
-    query = urlencode({"provider": provider, "status": "error", "reason": reason})
+def error_redirect(frontend_url: str, conexao: str, reason: str) -> str:
+    """The same query the server's own failure redirects carry: conexao, status=erro, motivo."""
+    query = urlencode({"conexao": conexao, "status": "erro", "motivo": reason})
     return f"{frontend_url}{FRONTEND_PATH}?{query}"
 
 
@@ -146,13 +147,13 @@ class OAuthRedirects:
             except grpc.aio.AioRpcError as exc:
                 reason = error_reason(exc)
                 _log.warning("%s failed: %s (%s)", callback.rpc, exc.code().name, reason)
-                return self._redirect(error_redirect(self._frontend, callback.provider, reason))
+                return self._redirect(error_redirect(self._frontend, callback.conexao, reason))
             target = reply.result.redirect_url
             if not is_frontend_url(target, self._frontend):
                 reason = reply.result.motivo_erro or "INVALID_REDIRECT"
                 if target:
                     _log.warning("%s returned a redirect outside the frontend", callback.rpc)
-                target = error_redirect(self._frontend, callback.provider, reason)
+                target = error_redirect(self._frontend, callback.conexao, reason)
             return self._redirect(target)
 
         return endpoint

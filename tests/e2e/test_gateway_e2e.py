@@ -188,7 +188,7 @@ async def test_oauth_callback_redirects_with_the_rpc_outcome(
     if expected_location is not None:
         assert location == expected_location
     else:
-        assert parse_qs(urlsplit(location).query).get("reason", [None])[0] == expected_reason
+        assert parse_qs(urlsplit(location).query).get("motivo", [None])[0] == expected_reason
 
 
 _WEBHOOK_RPCS = {

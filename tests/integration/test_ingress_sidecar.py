@@ -223,8 +223,8 @@ async def test_oauth_callback_redirects_to_the_frontend(http: httpx.AsyncClient)
         "/configuracoes/conexoes",
     )
     query = parse_qs(target.query)
-    assert query["provider"] == ["meta"] and query["status"] == ["error"]
-    assert query["reason"][0]
+    assert query["conexao"] == ["meta_lead_ads"] and query["status"] == ["erro"]
+    assert query["motivo"][0]
 
 
 async def test_health_and_gateway_fallthrough(http: httpx.AsyncClient) -> None:

@@ -102,11 +102,11 @@ async def test_denied_consent_and_state_abuse(
     first = await stack.http.get(callback)
     assert _query(first.headers["location"])["status"] == "ok"
     replay = await stack.http.get(callback)  # the sidecar lands the browser with the reason
-    assert _query(replay.headers["location"])["reason"] == "STATE_REUSED"
+    assert _query(replay.headers["location"])["motivo"] == "STATE_REUSED"
     forged = await stack.http.get(
         f"{stack.sidecar_url}/api/v1/conexoes/meta/callback", params={"code": "x", "state": "abc"}
     )
-    assert _query(forged.headers["location"])["reason"] == "STATE_INVALID"
+    assert _query(forged.headers["location"])["motivo"] == "STATE_INVALID"
 
 
 async def test_member_needs_the_grant(
