@@ -94,8 +94,8 @@ class WebhookIngressServiceServicer:
     def DeliverWahaWebhook(self, request, context):
         """WAHA events (session.status, message, message.ack) for a tenant. The tenant_id in the
         path is only trusted after it matches the session's own record.
-        Errors: none for bad input — the verdict is in the response (401 bad HMAC, 404 unknown
-        session/tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
+        Errors: none for bad input — the verdict is in the response (401 no HMAC, 403 bad HMAC,
+        unknown session or tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
         database is down (the sidecar answers 503 so WAHA retries).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -114,8 +114,8 @@ class WebhookIngressServiceServicer:
     def DeliverMetaLeadsWebhook(self, request, context):
         """Meta Lead Ads `leadgen` notifications. The lead itself is fetched from the Graph API by
         the processing job (Lead Ads Webhook Process: 3 attempts, 1s linear).
-        Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-        for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
+        Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+        stored, duplicate or for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,8 +133,8 @@ class WebhookIngressServiceServicer:
     def DeliverInstagramWebhook(self, request, context):
         """Instagram messaging notifications (messages, echoes, reads). The tenant is identified by
         the recipient's instagram_user_id.
-        Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-        for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
+        Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+        stored, duplicate or for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,7 +144,8 @@ class WebhookIngressServiceServicer:
         """Google Calendar push notifications (X-Goog-Channel-ID, X-Goog-Channel-Token,
         X-Goog-Resource-State); the tenant is identified by the channel id, verified by the
         channel token.
-        Errors: none for bad input (401 bad channel token, 404 unknown channel, 200 stored);
+        Errors: none for bad input (401 no channel token, 403 bad one, 404 unknown channel, 200
+        stored);
         UNAVAILABLE when the database is down (sidecar answers 503).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

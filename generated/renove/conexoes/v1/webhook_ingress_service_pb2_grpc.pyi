@@ -47,8 +47,8 @@ class WebhookIngressServiceStub:
     DeliverWahaWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverWahaWebhookRequest, _webhook_ingress_service_pb2.DeliverWahaWebhookResponse]
     """WAHA events (session.status, message, message.ack) for a tenant. The tenant_id in the
     path is only trusted after it matches the session's own record.
-    Errors: none for bad input — the verdict is in the response (401 bad HMAC, 404 unknown
-    session/tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
+    Errors: none for bad input — the verdict is in the response (401 no HMAC, 403 bad HMAC,
+    unknown session or tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
     database is down (the sidecar answers 503 so WAHA retries).
     """
     VerifyMetaLeadsWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.VerifyMetaLeadsWebhookRequest, _webhook_ingress_service_pb2.VerifyMetaLeadsWebhookResponse]
@@ -59,8 +59,8 @@ class WebhookIngressServiceStub:
     DeliverMetaLeadsWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverMetaLeadsWebhookRequest, _webhook_ingress_service_pb2.DeliverMetaLeadsWebhookResponse]
     """Meta Lead Ads `leadgen` notifications. The lead itself is fetched from the Graph API by
     the processing job (Lead Ads Webhook Process: 3 attempts, 1s linear).
-    Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-    for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
+    Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+    stored, duplicate or for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
     """
     VerifyInstagramWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.VerifyInstagramWebhookRequest, _webhook_ingress_service_pb2.VerifyInstagramWebhookResponse]
     """Instagram webhook subscription handshake: answers hub.challenge when hub.verify_token
@@ -70,14 +70,15 @@ class WebhookIngressServiceStub:
     DeliverInstagramWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverInstagramWebhookRequest, _webhook_ingress_service_pb2.DeliverInstagramWebhookResponse]
     """Instagram messaging notifications (messages, echoes, reads). The tenant is identified by
     the recipient's instagram_user_id.
-    Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-    for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
+    Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+    stored, duplicate or for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
     """
     DeliverGoogleCalendarWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverGoogleCalendarWebhookRequest, _webhook_ingress_service_pb2.DeliverGoogleCalendarWebhookResponse]
     """Google Calendar push notifications (X-Goog-Channel-ID, X-Goog-Channel-Token,
     X-Goog-Resource-State); the tenant is identified by the channel id, verified by the
     channel token.
-    Errors: none for bad input (401 bad channel token, 404 unknown channel, 200 stored);
+    Errors: none for bad input (401 no channel token, 403 bad one, 404 unknown channel, 200
+    stored);
     UNAVAILABLE when the database is down (sidecar answers 503).
     """
 
@@ -100,8 +101,8 @@ class WebhookIngressServiceAsyncStub(WebhookIngressServiceStub):
     DeliverWahaWebhook: _aio.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverWahaWebhookRequest, _webhook_ingress_service_pb2.DeliverWahaWebhookResponse]  # type: ignore[assignment]
     """WAHA events (session.status, message, message.ack) for a tenant. The tenant_id in the
     path is only trusted after it matches the session's own record.
-    Errors: none for bad input — the verdict is in the response (401 bad HMAC, 404 unknown
-    session/tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
+    Errors: none for bad input — the verdict is in the response (401 no HMAC, 403 bad HMAC,
+    unknown session or tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
     database is down (the sidecar answers 503 so WAHA retries).
     """
     VerifyMetaLeadsWebhook: _aio.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.VerifyMetaLeadsWebhookRequest, _webhook_ingress_service_pb2.VerifyMetaLeadsWebhookResponse]  # type: ignore[assignment]
@@ -112,8 +113,8 @@ class WebhookIngressServiceAsyncStub(WebhookIngressServiceStub):
     DeliverMetaLeadsWebhook: _aio.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverMetaLeadsWebhookRequest, _webhook_ingress_service_pb2.DeliverMetaLeadsWebhookResponse]  # type: ignore[assignment]
     """Meta Lead Ads `leadgen` notifications. The lead itself is fetched from the Graph API by
     the processing job (Lead Ads Webhook Process: 3 attempts, 1s linear).
-    Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-    for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
+    Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+    stored, duplicate or for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
     """
     VerifyInstagramWebhook: _aio.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.VerifyInstagramWebhookRequest, _webhook_ingress_service_pb2.VerifyInstagramWebhookResponse]  # type: ignore[assignment]
     """Instagram webhook subscription handshake: answers hub.challenge when hub.verify_token
@@ -123,14 +124,15 @@ class WebhookIngressServiceAsyncStub(WebhookIngressServiceStub):
     DeliverInstagramWebhook: _aio.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverInstagramWebhookRequest, _webhook_ingress_service_pb2.DeliverInstagramWebhookResponse]  # type: ignore[assignment]
     """Instagram messaging notifications (messages, echoes, reads). The tenant is identified by
     the recipient's instagram_user_id.
-    Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-    for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
+    Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+    stored, duplicate or for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
     """
     DeliverGoogleCalendarWebhook: _aio.UnaryUnaryMultiCallable[_webhook_ingress_service_pb2.DeliverGoogleCalendarWebhookRequest, _webhook_ingress_service_pb2.DeliverGoogleCalendarWebhookResponse]  # type: ignore[assignment]
     """Google Calendar push notifications (X-Goog-Channel-ID, X-Goog-Channel-Token,
     X-Goog-Resource-State); the tenant is identified by the channel id, verified by the
     channel token.
-    Errors: none for bad input (401 bad channel token, 404 unknown channel, 200 stored);
+    Errors: none for bad input (401 no channel token, 403 bad one, 404 unknown channel, 200
+    stored);
     UNAVAILABLE when the database is down (sidecar answers 503).
     """
 
@@ -156,8 +158,8 @@ class WebhookIngressServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_ingress_service_pb2.DeliverWahaWebhookResponse, _abc.Awaitable[_webhook_ingress_service_pb2.DeliverWahaWebhookResponse]]:
         """WAHA events (session.status, message, message.ack) for a tenant. The tenant_id in the
         path is only trusted after it matches the session's own record.
-        Errors: none for bad input — the verdict is in the response (401 bad HMAC, 404 unknown
-        session/tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
+        Errors: none for bad input — the verdict is in the response (401 no HMAC, 403 bad HMAC,
+        unknown session or tenant mismatch, 400 unparsable, 200 stored or duplicate). UNAVAILABLE when the
         database is down (the sidecar answers 503 so WAHA retries).
         """
 
@@ -180,8 +182,8 @@ class WebhookIngressServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_ingress_service_pb2.DeliverMetaLeadsWebhookResponse, _abc.Awaitable[_webhook_ingress_service_pb2.DeliverMetaLeadsWebhookResponse]]:
         """Meta Lead Ads `leadgen` notifications. The lead itself is fetched from the Graph API by
         the processing job (Lead Ads Webhook Process: 3 attempts, 1s linear).
-        Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-        for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
+        Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+        stored, duplicate or for an unknown page); UNAVAILABLE when the database is down (sidecar answers 503).
         """
 
     @_abc_1.abstractmethod
@@ -203,8 +205,8 @@ class WebhookIngressServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_ingress_service_pb2.DeliverInstagramWebhookResponse, _abc.Awaitable[_webhook_ingress_service_pb2.DeliverInstagramWebhookResponse]]:
         """Instagram messaging notifications (messages, echoes, reads). The tenant is identified by
         the recipient's instagram_user_id.
-        Errors: none for bad input (401 bad signature, 400 unparsable, 200 stored, duplicate or
-        for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
+        Errors: none for bad input (401 no signature, 403 bad signature, 400 unparsable, 200
+        stored, duplicate or for an unknown account); UNAVAILABLE when the database is down (sidecar answers 503).
         """
 
     @_abc_1.abstractmethod
@@ -216,7 +218,8 @@ class WebhookIngressServiceServicer(metaclass=_abc_1.ABCMeta):
         """Google Calendar push notifications (X-Goog-Channel-ID, X-Goog-Channel-Token,
         X-Goog-Resource-State); the tenant is identified by the channel id, verified by the
         channel token.
-        Errors: none for bad input (401 bad channel token, 404 unknown channel, 200 stored);
+        Errors: none for bad input (401 no channel token, 403 bad one, 404 unknown channel, 200
+        stored);
         UNAVAILABLE when the database is down (sidecar answers 503).
         """
 
