@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from server.errors import InvalidArgument
 
@@ -34,3 +35,14 @@ def decode_token(token: str) -> dict[str, Any] | None:
     if not isinstance(cursor, dict):
         raise InvalidArgument.field("page_token", "not a token this API issued")
     return cursor
+
+
+T = TypeVar("T")
+
+
+def keyset_page(
+    rows: Sequence[T], size: int, cursor: Callable[[T], dict[str, Any]]
+) -> tuple[list[T], str]:
+    """Splits `size + 1` fetched rows into the page and the token of the next one (or "")."""
+    page = list(rows[:size])
+    return page, encode_token(cursor(page[-1])) if len(rows) > size else ""

@@ -14,7 +14,7 @@ from db.models import Alert
 from server.errors import InvalidArgument, NotFound
 from server.idempotency import claim, remember
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token
+from server.paging import decode_token, keyset_page
 from server.protoconv import parse_uuid, struct, timestamp
 from server.resilience.alerts import DETAIL_KEYS, SEVERITIES, open_alert, visible_to
 
@@ -126,11 +126,8 @@ class AlertRpcs:
         async with self.deps.db.unit_of_work(caller) as session:
             rows = list(await session.scalars(query))
             total = await session.scalar(select(func.count()).select_from(Alert).where(*filters))
-        page, more = rows[:size], len(rows) > size
-        token = (
-            encode_token({"at": page[-1].criado_em.isoformat(), "id": str(page[-1].id)})
-            if more
-            else ""
+        page, token = keyset_page(
+            rows, size, lambda r: {"at": r.criado_em.isoformat(), "id": str(r.id)}
         )
         return pb.ListAlertsResponse(
             alerts=[alert_proto(r) for r in page], next_page_token=token, total_size=int(total or 0)

@@ -13,7 +13,7 @@ from sqlalchemy import literal, select, tuple_
 from db.models import AuditEntry
 from server.errors import InvalidArgument
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid, struct, timestamp
 
 if TYPE_CHECKING:
@@ -77,11 +77,8 @@ class AuditRpcs:
             )
         async with self.deps.db.unit_of_work(caller) as session:
             rows = list(await session.scalars(query.limit(size + 1)))
-        page, more = rows[:size], len(rows) > size
-        token = (
-            encode_token({"at": page[-1].criado_em.isoformat(), "id": str(page[-1].id)})
-            if more
-            else ""
+        page, token = keyset_page(
+            rows, size, lambda r: {"at": r.criado_em.isoformat(), "id": str(r.id)}
         )
         return pb.ListAuditLogResponse(
             entries=[entry_proto(r) for r in page], next_page_token=token

@@ -15,7 +15,7 @@ from server import idempotency
 from server.audit import record_audit
 from server.errors import InvalidArgument, NotFound
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid
 
 if TYPE_CHECKING:
@@ -67,8 +67,7 @@ class MemberRpcs:
         async with self.deps.db.unit_of_work(current_caller()) as session:
             users = list(await session.scalars(query.limit(size + 1)))
             total = await session.scalar(select(func.count()).select_from(User).where(*filters))
-        page, more = users[:size], len(users) > size
-        token = encode_token({"nome": page[-1].nome, "id": str(page[-1].id)}) if more else ""
+        page, token = keyset_page(users, size, lambda u: {"nome": u.nome, "id": str(u.id)})
         return pb.ListMemberPermissionsResponse(
             members=[member_proto(u) for u in page], next_page_token=token, total_size=total or 0
         )

@@ -14,7 +14,7 @@ from server.audit import record_audit, scrub
 from server.errors import InvalidArgument
 from server.idempotency import claim, remember
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid, struct, timestamp
 from server.resilience import queue
 
@@ -101,11 +101,8 @@ class QueueRpcs:
             total = await session.scalar(
                 select(func.count()).select_from(PendingEvent).where(*filters)
             )
-        page, more = rows[:size], len(rows) > size
-        token = (
-            encode_token({"at": page[-1].criado_em.isoformat(), "id": str(page[-1].id)})
-            if more
-            else ""
+        page, token = keyset_page(
+            rows, size, lambda r: {"at": r.criado_em.isoformat(), "id": str(r.id)}
         )
         return pb.ListFailedEventsResponse(
             events=[failed_event_proto(r) for r in page],

@@ -16,7 +16,7 @@ from db.models import Contact, Message
 from server import idempotency
 from server.auth.caller import Caller
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid, timestamp
 from server.resilience.jobs import enqueue
 from server.whatsapp import status as st
@@ -181,7 +181,9 @@ async def list_conversations(
         )
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
-        page = rows[:size]
+        page, token = keyset_page(
+            rows, size, lambda r: {"t": r.ultima.isoformat(), "id": str(r.contato_id)}
+        )
         ids = [r.contato_id for r in page]
         contacts = {c.id: c for c in await tx.scalars(select(Contact).where(Contact.id.in_(ids)))}
         latest = {
@@ -210,12 +212,6 @@ async def list_conversations(
         if ts is not None:
             item.ultima_mensagem_em.CopyFrom(ts)
         conversations.append(item)
-    more = len(rows) > size
-    token = (
-        encode_token({"t": page[-1].ultima.isoformat(), "id": str(page[-1].contato_id)})
-        if more
-        else ""
-    )
     return pb.ListWhatsAppConversationsResponse(conversations=conversations, next_page_token=token)
 
 
@@ -245,10 +241,7 @@ async def list_messages(
         raise ContactNotFound(
             "no WhatsApp conversation with this contact", metadata={"contato_id": str(contato_id)}
         )
-    page, more = rows[:size], len(rows) > size
-    token = (
-        encode_token({"t": page[-1].criado_em.isoformat(), "id": str(page[-1].id)}) if more else ""
-    )
+    page, token = keyset_page(rows, size, lambda m: {"t": m.criado_em.isoformat(), "id": str(m.id)})
     return pb.ListWhatsAppMessagesResponse(
         messages=[message_proto(m) for m in page], next_page_token=token
     )

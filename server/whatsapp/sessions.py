@@ -22,7 +22,7 @@ from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.errors import ConnectionNotFound, FailedPrecondition, PermissionNotGranted
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid
 from server.providers.errors import ProviderError
 from server.providers.waha import (
@@ -380,8 +380,7 @@ async def list_sessions(
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
         total = await tx.scalar(select(func.count()).select_from(base.subquery()))
-    page, more = rows[:size], len(rows) > size
-    token = encode_token({"nome": page[-1][1], "id": str(page[-1][0].id)}) if more else ""
+    page, token = keyset_page(rows, size, lambda r: {"nome": r[1], "id": str(r[0].id)})
     return pb.ListWhatsAppSessionsResponse(
         sessions=[session_proto(r, nome) for r, nome in page],
         next_page_token=token,
