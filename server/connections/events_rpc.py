@@ -89,6 +89,11 @@ def event_proto(event: Event) -> pb.ConnectionEvent:
     )
 
 
+def _watch_response(event: Event) -> pb.WatchEventsResponse:
+    # Built once per event and shared by every stream of this process.
+    return event.derived("watch_events", lambda: pb.WatchEventsResponse(event=event_proto(event)))
+
+
 class EventRpcs:
     deps: Deps
 
@@ -147,7 +152,7 @@ class EventRpcs:
                     raise Unavailable(
                         "event stream fell behind; watch again", retry_after=1.0
                     ) from exc
-                yield pb.WatchEventsResponse(event=event_proto(event))
+                yield _watch_response(event)
         finally:
             if pending is not None:
                 pending.cancel()

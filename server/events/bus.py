@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import text
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 _log = logging.getLogger(__name__)
 CHANNEL = "conexoes_events"
+T = TypeVar("T")
 # NOTIFY payloads are capped at 8000 bytes; events carry ids and small facts, not documents.
 MAX_PAYLOAD = 7900
 
@@ -37,6 +38,14 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # One Event object reaches every local subscriber: what they derive from it (a decoded
+    # message, a parsed stamp) is computed once here instead of once per stream.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def derived(self, key: str, compute: Callable[[], T]) -> T:
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return cast(T, self.memo[key])
 
     def encode(self) -> str:
         body = json.dumps(

@@ -48,7 +48,7 @@ def _scope(caller: Caller, request: pb.WatchWhatsAppStatusRequest) -> uuid.UUID 
 
 
 async def _snapshot(
-    deps: Deps, caller: Caller, user: uuid.UUID | None, versions: dict[str, str]
+    deps: Deps, caller: Caller, user: uuid.UUID | None, versions: dict[str, datetime]
 ) -> pb.WatchWhatsAppStatusResponse:
     query = (
         select(WhatsAppSession, User.nome)
@@ -62,7 +62,7 @@ async def _snapshot(
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query)).all()
     sessions = [session_proto(row, nome) for row, nome in rows]
-    versions.update({str(row.id): row.atualizado_em.isoformat() for row, _ in rows})
+    versions.update({str(row.id): row.atualizado_em for row, _ in rows})
     if user is not None and not sessions:
         # Never started: the same "disconnected, no id" GetWhatsAppStatus answers.
         sessions = [
@@ -73,15 +73,24 @@ async def _snapshot(
     return pb.WatchWhatsAppStatusResponse(snapshot=snapshot)
 
 
-def _is_stale(event: Event, versions: dict[str, str]) -> bool:
+def _is_stale(event: Event, versions: dict[str, datetime]) -> bool:
     session_id, version = str(event.data.get("id", "")), event.data.get(VERSION_KEY)
     if not session_id or not isinstance(version, str):
         return False
     seen = versions.get(session_id)
-    if seen is not None and datetime.fromisoformat(version) <= datetime.fromisoformat(seen):
+    stamp = event.derived("version", lambda: datetime.fromisoformat(version))
+    if seen is not None and stamp <= seen:
         return True
-    versions[session_id] = version
+    versions[session_id] = stamp
     return False
+
+
+def _response(event: Event) -> pb.WatchWhatsAppStatusResponse:
+    # Shared by every stream of this process; grpc only reads it to serialize.
+    return event.derived(
+        "whatsapp_status",
+        lambda: pb.WatchWhatsAppStatusResponse(session=session_from_json(dict(event.data))),
+    )
 
 
 async def _next(events: AsyncIterator[Event]) -> Event:
@@ -105,7 +114,7 @@ async def watch(
     async with deps.bus.subscribe(accepts) as events:
         # Newest state sent per session: an event already covered by the snapshot (it was
         # published before we read) or overtaken by a later one is not sent again.
-        versions: dict[str, str] = {}
+        versions: dict[str, datetime] = {}
         yield await _snapshot(deps, caller, user, versions)
         pending: asyncio.Task[Event] | None = None
         try:
@@ -129,7 +138,7 @@ async def watch(
                     raise Unavailable("status stream fell behind; re-subscribe") from exc
                 if _is_stale(event, versions):
                     continue
-                yield pb.WatchWhatsAppStatusResponse(session=session_from_json(dict(event.data)))
+                yield _response(event)
         finally:
             if pending is not None:
                 pending.cancel()
