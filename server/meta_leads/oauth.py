@@ -181,9 +181,13 @@ async def handle_callback(
     expires = info.expires_at or (
         now + dt.timedelta(seconds=grant.expires_in) if grant.expires_in else None
     )
+    # Page tokens die with the old user token: the fresh ones are written in the same
+    # transaction that releases the leads parked while it was dead, or those leads would run
+    # with a dead page token and mark the fresh connection expired again.
+    page_tokens = await _fresh_page_tokens(deps, actor, grant.access_token)
     async with deps.db.unit_of_work(actor) as session:
+        await _store_page_tokens(deps, session, actor, page_tokens)
         conn_id = await _store(deps, session, actor, grant.access_token, me, info, expires, now)
-    await _refresh_pages(deps, actor, grant.access_token)
     return CallbackResult(
         True,
         _frontend(deps, return_to, "ok"),
@@ -252,37 +256,40 @@ async def _store(
     return conn_id
 
 
-async def _refresh_pages(deps: Deps, actor: Caller, token: str) -> None:
-    """Page tokens die with the old user token: re-derive those of the pages we hold and
-    re-subscribe them (best effort; a page can be selected again by hand)."""
-    tenant = actor.require_tenant()
+async def _fresh_page_tokens(deps: Deps, actor: Caller, token: str) -> dict[str, str]:
+    """The new page tokens of the pages we hold, re-subscribed (best effort; a page can be
+    selected again by hand). Returns page id -> page token."""
     async with deps.db.unit_of_work(actor) as session:
-        held = list(await session.scalars(select(MetaPage).where(MetaPage.ativo.is_(True))))
+        held = set(await session.scalars(select(MetaPage.page_id).where(MetaPage.ativo.is_(True))))
     if not held:
-        return
+        return {}
     client = graph(deps)
+    fresh: dict[str, str] = {}
     try:
-        accounts = {a.id: a for a in await client.accounts(token)}
-        for page in held:
-            account = accounts.get(page.page_id)
-            if account is not None:
-                await client.subscribe_leadgen(page.page_id, account.access_token)
+        for account in await client.accounts(token):
+            if account.id in held:
+                await client.subscribe_leadgen(account.id, account.access_token)
+                fresh[account.id] = account.access_token
     except ProviderError as exc:
         _log.warning("refreshing Meta page tokens failed: %r", exc)
-        return
-    async with deps.db.unit_of_work(actor) as session:
-        for page in held:
-            account = accounts.get(page.page_id)
-            if account is not None:
-                await session.execute(
-                    update(MetaPage)
-                    .where(MetaPage.id == page.id)
-                    .values(
-                        page_access_token_encrypted=deps.keyring.encrypt(
-                            account.access_token, page_token_context(tenant)
-                        )
-                    )
+        return {}
+    return fresh
+
+
+async def _store_page_tokens(
+    deps: Deps, session: AsyncSession, actor: Caller, tokens: dict[str, str]
+) -> None:
+    tenant = actor.require_tenant()
+    for page_id, page_access_token in tokens.items():
+        await session.execute(
+            update(MetaPage)
+            .where(MetaPage.page_id == page_id, MetaPage.ativo.is_(True))
+            .values(
+                page_access_token_encrypted=deps.keyring.encrypt(
+                    page_access_token, page_token_context(tenant)
                 )
+            )
+        )
 
 
 async def disconnect(deps: Deps, caller: Caller) -> MetaConnection:
