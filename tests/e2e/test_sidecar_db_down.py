@@ -8,6 +8,7 @@ shared test server under .data/test-pg is never touched.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from sqlalchemy import text
 
 from db.embedded import EmbeddedPostgres, start_embedded_at
 from db.engine import make_engine
+from tests.conftest import TEST_DATA
 from tests.integration.ingress_helpers import (
     running_sidecar,
     set_platform_secrets,
@@ -57,10 +59,11 @@ class StoppablePostgres:
 
 
 @pytest.fixture
-async def own_postgres(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[StoppablePostgres]:
-    pgdata = tmp_path_factory.mktemp("dbdown") / "pg"
+async def own_postgres() -> AsyncIterator[StoppablePostgres]:
+    # Not under pytest's tmp root: postgres runs as another system user, and a concurrent
+    # pytest session resets that root to mode 0700, locking the server out of its files.
+    pgdata = TEST_DATA / "tmp" / f"dbdown-{uuid.uuid4().hex[:8]}" / "pg"
+    pgdata.parent.mkdir(parents=True)
     handle = await asyncio.to_thread(start_embedded_at, pgdata)
     pg = StoppablePostgres(handle, handle.socket_dir)
     try:
@@ -70,6 +73,7 @@ async def own_postgres(
         if pg.running():
             await asyncio.to_thread(pg.stop)
         await asyncio.to_thread(handle.stop)
+        await asyncio.to_thread(shutil.rmtree, pgdata.parent, True)
 
 
 async def _seed_session(owner_url: str) -> tuple[uuid.UUID, str]:
