@@ -35,6 +35,7 @@ from tests.support.whatsapp_stack import Stack, whatsapp_stack
 from tests.unit.test_contract import SPEC_ENDPOINTS
 from webhooks_http.app import contract_files
 from webhooks_http.gateway import HttpRule, collect_rules
+from webhooks_http.gateway.wire import wire_string
 
 RULES: dict[tuple[str, str], HttpRule] = {
     (rule.method, rule.path_template): rule for rule in collect_rules(contract_files())
@@ -74,9 +75,36 @@ def _strip_input_only(data: Any, descriptor: Descriptor) -> None:
                 _strip_input_only(item, field.message_type)
 
 
+def _wire_strings() -> dict[str, str]:
+    """Every contract enum value name -> its (renove.conexoes.v1.wire) string."""
+    names: dict[str, str] = {}
+    for rule in RULES.values():
+        for message in (rule.method_descriptor.input_type, rule.method_descriptor.output_type):
+            for enum in message.file.enum_types_by_name.values():
+                names.update({v.name: wire_string(v) or v.name for v in enum.values})
+            for dependency in message.file.dependencies:
+                for enum in dependency.enum_types_by_name.values():
+                    names.update({v.name: wire_string(v) or v.name for v in enum.values})
+    return names
+
+
+WIRE = _wire_strings()
+
+
+def _as_wire(value: Any) -> Any:
+    """proto3 JSON's enum names -> the wire strings the gateway speaks."""
+    if isinstance(value, dict):
+        return {k: _as_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_wire(v) for v in value]
+    return WIRE.get(value, value) if isinstance(value, str) else value
+
+
 def _response_json(reply: Message, rule: HttpRule) -> Any:
-    data = json_format.MessageToDict(
-        reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    data = _as_wire(
+        json_format.MessageToDict(
+            reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     )
     _strip_input_only(data, reply.DESCRIPTOR)
     if rule.response_body:
@@ -144,7 +172,7 @@ async def test_endpoint_gives_the_same_result_over_http_and_grpc(
         reply = await _grpc_call(server, rule, request)(
             request, metadata=(("authorization", f"Bearer {token}"),), timeout=15
         )
-        expected_status, expected = 200, _response_json(reply, rule)
+        expected_status, expected = rule.success_status, _response_json(reply, rule)
     except grpc.aio.AioRpcError as exc:
         expected = status_json(exc)
         expected_status = GRPC_GATEWAY_HTTP_STATUS[expected["code"]]

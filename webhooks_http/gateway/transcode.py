@@ -4,9 +4,10 @@ Field names: requests accept both the proto name (`display_name`) and the json n
 (`displayName`), in the body, the query string and FieldMask paths. Responses use the proto
 names (`preserving_proto_field_name=True`), because the contract's fields are the spec's own
 snake_case names, and print every field without presence (`always_print_fields_with_no_presence`)
-so the frontend finds `""`, `0`, `false` and `[]` instead of a missing key. Everything else is
-proto3 JSON: int64/uint64 as strings, enums by name, Timestamp as RFC 3339, bytes as base64.
-INPUT_ONLY fields never appear in responses.
+so the frontend finds `""`, `0`, `false` and `[]` instead of a missing key. Enums are the
+contract's wire strings (`"connected"`, see wire.py); requests may also send the proto value
+name. Everything else is proto3 JSON: int64/uint64 as strings, Timestamp as RFC 3339, bytes as
+base64. INPUT_ONLY fields never appear in responses.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from .rules import HttpRule, field_behaviors, find_field, is_repeated, resolve_field_path
+from .wire import InvalidEnumValue, WireCodec
 
 _FIELD_MASK = "google.protobuf.FieldMask"
 # Well-known message types whose JSON form is a single string: settable from a query parameter.
@@ -51,8 +53,12 @@ def build_request(
     path_params: Mapping[tuple[str, ...], str],
     query: Sequence[tuple[str, str]],
     body: bytes,
+    codec: WireCodec | None = None,
 ) -> Message:
     """Assemble the request: body first, then the query string, then path variables (which win).
+
+    Enum values may be wire strings or proto value names (`codec` turns the former into the
+    latter; without one, only names and numbers are understood).
 
     Raises:
         TranscodeError: bad JSON, an unknown field, a value of the wrong type.
@@ -80,6 +86,12 @@ def build_request(
         assert field is not None  # checked when the rule was collected
         _assign(data, descriptor, field_path, _scalar_from_text(field, value, ".".join(field_path)))
     _normalize_field_masks(data, descriptor)
+    if codec is not None:
+        try:
+            codec.from_wire(data, descriptor)
+        except InvalidEnumValue as exc:
+            described = f"must be one of: {', '.join(exc.accepted)}"
+            raise TranscodeError(f"invalid request: {exc}", [(exc.field, described)]) from exc
     message = message_class()
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
@@ -96,14 +108,17 @@ class ResponseEncoder:
     Which fields to drop is worked out once per message type and kept on the instance.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, codec: WireCodec | None = None) -> None:
         self._plans: dict[str, list[tuple[str, Descriptor | None, str]]] = {}
+        self._codec = codec or WireCodec()
 
     def encode(self, message: Message, response_body: str = "") -> Any:
         data = json_format.MessageToDict(
             message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
-        self._strip(data, cast(Descriptor, message.DESCRIPTOR))
+        descriptor = cast(Descriptor, message.DESCRIPTOR)
+        self._strip(data, descriptor)
+        self._codec.to_wire(data, descriptor)
         if not response_body:
             return data
         field = message.DESCRIPTOR.fields_by_name[response_body]
