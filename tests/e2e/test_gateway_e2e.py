@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from google.api import field_behavior_pb2
 from google.protobuf import json_format, message_factory
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from renove.conexoes.v1 import webhook_ingress_service_pb2 as ingress_pb
 
@@ -62,17 +62,29 @@ def _path_value(name: str) -> str:
 
 
 def _strip_input_only(data: Any, descriptor: Descriptor) -> None:
-    """INPUT_ONLY fields (secrets) are never printed by the gateway, even empty."""
+    """INPUT_ONLY fields (secrets) are never printed by the gateway, even empty; an unset
+    message field outside a oneof is printed as null."""
     if not isinstance(data, dict):
         return
     for field in descriptor.fields:
         behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
         if field_behavior_pb2.INPUT_ONLY in behaviors:
             data.pop(field.name, None)
+        elif _printed_as_null(field) and field.name not in data:
+            data[field.name] = None
         elif field.message_type is not None and field.name in data:
             value = data[field.name]
             for item in value if isinstance(value, list) else [value]:
                 _strip_input_only(item, field.message_type)
+
+
+def _printed_as_null(field: FieldDescriptor) -> bool:
+    message = field.message_type
+    if message is None or field.is_repeated or message.GetOptions().map_entry:
+        return False
+    oneof = field.containing_oneof
+    synthetic = oneof is not None and len(oneof.fields) == 1 and oneof.name == f"_{field.name}"
+    return message.full_name != "google.protobuf.Value" and (oneof is None or synthetic)
 
 
 def _wire_strings() -> dict[str, str]:
@@ -108,7 +120,7 @@ def _response_json(reply: Message, rule: HttpRule) -> Any:
     )
     _strip_input_only(data, reply.DESCRIPTOR)
     if rule.response_body:
-        return data.get(rule.response_body, {})
+        return data.get(rule.response_body) or {}
     return data
 
 

@@ -1,11 +1,12 @@
 """OpenAPI 3.1 document for the gateway, derived from the same rules and descriptors.
 
 Schemas describe the JSON the gateway actually speaks (see transcode.py): proto field names,
-int64 as strings, enums as their wire strings (wire.py), well-known types in their proto3 JSON
-form. Each message becomes one component schema named by its full proto name; errors are
-`google.rpc.Status`. Success answers with the method's `success_status` (201 for creations);
-browser redirects (the OAuth callbacks, a 3xx `success_status`) are documented as the
-redirects the sidecar answers, without a JSON body and without the bearer token.
+int64 as strings, enums as their wire strings (wire.py), an unset message field as `null`,
+well-known types in their proto3 JSON form. Each message becomes one component schema named
+by its full proto name; errors are `google.rpc.Status`. Success answers with the method's
+`success_status` (201 for creations); browser redirects (the OAuth callbacks, a 3xx
+`success_status`) are documented as the redirects the sidecar answers, without a JSON body
+and without the bearer token.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from .rules import HttpRule, field_behaviors, is_repeated, resolve_field_path
 from .sse import EVENT_STREAM, NDJSON
+from .transcode import is_nullable
 from .wire import WireCodec
 
 OPENAPI_VERSION = "3.1.0"
@@ -323,6 +325,9 @@ class _Components:
         properties: dict[str, Any] = {}
         for field in message.fields:
             property_schema = self.field_schema(field)
+            nested = field.message_type
+            if is_nullable(field) and nested is not None and nested.full_name not in _WRAPPERS:
+                property_schema = {"anyOf": [property_schema, {"type": "null"}]}
             behaviors = field_behaviors(field)
             extra: dict[str, Any] = {}
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:

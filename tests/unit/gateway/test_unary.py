@@ -95,6 +95,8 @@ async def test_create_accepts_both_names_and_prints_defaults(
     assert out["color"] == "blue"
     assert out["color_by_tag"] == {"x": "red", "y": "blue", "z": "unspecified"}
     assert out["shade"] == "SHADE_UNSPECIFIED"
+    # An unset message field is present as null; the unset member of a oneof stays absent.
+    assert out["owner"] is None and "phone" not in out
     # Fields without presence are always printed, in proto (snake_case) names.
     assert out["archived"] is False
     assert out["tags"] == []
