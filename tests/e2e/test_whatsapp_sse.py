@@ -19,6 +19,7 @@ from tests.support.databases import isolated_database_fixture, isolated_owner_en
 from tests.support.whatsapp_stack import Stack, wait_waha_status, whatsapp_stack
 
 WATCH = "/api/v1/conexoes/whatsapp/status:watch"
+EVENTS = "/api/v1/conexoes/eventos:watch"
 START = "/api/v1/conexoes/whatsapp/iniciar"
 STATUS = "/api/v1/conexoes/whatsapp/status"
 QR_CODE = "/api/v1/conexoes/whatsapp/qr-code"
@@ -108,6 +109,32 @@ async def test_status_over_sse_from_connect_to_connected(
     body = status.json()
     assert body["status"] == CONNECTED and body["phone_number"] == "+5511988887777"
     assert body["conectado_em"] and body["id"] and body["motivo_desconexao"] == "unspecified"
+
+
+async def test_events_stream_speaks_wire_strings_inside_payloads(
+    stack: Stack, make_tenant: Any, make_caller: Any
+) -> None:
+    """WatchEvents over NDJSON: the event's kind and its payload (the session, built by the
+    server as JSON) use the same words as the rest of the API."""
+    caller = make_caller(await make_tenant(), Role.MEMBER)
+    auth = {"authorization": f"Bearer {stack.server.token(caller)}"}
+    headers = {**auth, "accept": "application/x-ndjson"}
+    async with (
+        httpx.AsyncClient(base_url=stack.sidecar_url, timeout=20.0) as http,
+        http.stream("GET", EVENTS, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+        assert "snapshot" in json.loads(await anext(lines))["result"]
+        started = await http.post(START, json={}, headers=auth)
+        assert started.status_code == 201, started.text
+        async for line in lines:
+            event = json.loads(line)["result"].get("event")
+            if event is None:  # heartbeat
+                continue
+            assert event["kind"] == "whatsapp_status"
+            assert event["payload"]["status"] == QR_PENDING  # not WAHA_SESSION_STATUS_...
+            break
 
 
 async def test_ndjson_when_asked(stack: Stack, make_tenant: Any, make_caller: Any) -> None:
