@@ -34,8 +34,7 @@ from tests.e2e.gateway_stack import (
 from tests.support.whatsapp_stack import Stack, whatsapp_stack
 from tests.unit.test_contract import SPEC_ENDPOINTS
 from webhooks_http.app import contract_files
-from webhooks_http.gateway import HttpRule, collect_rules
-from webhooks_http.gateway.wire import wire_string
+from webhooks_http.gateway import HttpRule, collect_rules, wire_string
 
 RULES: dict[tuple[str, str], HttpRule] = {
     (rule.method, rule.path_template): rule for rule in collect_rules(contract_files())

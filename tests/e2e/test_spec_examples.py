@@ -31,8 +31,7 @@ from tests.support.canned_server import CannedServer
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.whatsapp_stack import Stack, poll, wait_waha_status, whatsapp_stack
 from webhooks_http.app import contract_files
-from webhooks_http.gateway import HttpRule, collect_rules
-from webhooks_http.gateway.wire import WireCodec
+from webhooks_http.gateway import HttpRule, WireCodec, collect_rules
 
 RULES = {(rule.method, rule.path_template): rule for rule in collect_rules(contract_files())}
 CODEC = WireCodec(contract_files())

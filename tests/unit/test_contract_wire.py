@@ -17,8 +17,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, MethodDescrip
 from renove.conexoes.v1 import options_pb2
 
 from cli.render import enum_label
-from webhooks_http.gateway.rules import collect_rules, success_status
-from webhooks_http.gateway.wire import wire_string
+from webhooks_http.gateway import collect_rules, success_status, wire_string
 from webhooks_http.oauth import CALLBACKS
 
 PACKAGE = "renove.conexoes.v1"
