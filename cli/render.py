@@ -10,14 +10,22 @@ import segno
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from renove.conexoes.v1 import options_pb2
 
 
 def enum_label(message: Message, field: str) -> str:
-    """`WAHA_SESSION_STATUS_QR_PENDING` -> `qr_pending`: the value without the enum's prefix."""
+    """`WAHA_SESSION_STATUS_QR_PENDING` -> `qr_pending`: the word the HTTP API uses too.
+
+    That is the value's `(renove.conexoes.v1.wire)` string; a value without one (an enum from
+    outside the contract) is its name without the enum's prefix, in lower case.
+    """
     descriptor = message.DESCRIPTOR.fields_by_name[field].enum_type
     value = getattr(message, field)
-    name = descriptor.values_by_number[value].name if value in descriptor.values_by_number else ""
-    return _strip_enum_prefix(descriptor.name, name) if name else str(value)
+    known = descriptor.values_by_number.get(value)
+    if known is None:
+        return str(value)
+    wire = known.GetOptions().Extensions[options_pb2.wire]
+    return str(wire) if wire else _strip_enum_prefix(descriptor.name, known.name)
 
 
 def _strip_enum_prefix(enum_name: str, value_name: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from google.api import field_behavior_pb2
 from google.protobuf import json_format, message_factory
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from renove.conexoes.v1 import webhook_ingress_service_pb2 as ingress_pb
 
@@ -34,7 +34,7 @@ from tests.e2e.gateway_stack import (
 from tests.support.whatsapp_stack import Stack, whatsapp_stack
 from tests.unit.test_contract import SPEC_ENDPOINTS
 from webhooks_http.app import contract_files
-from webhooks_http.gateway import HttpRule, collect_rules
+from webhooks_http.gateway import HttpRule, collect_rules, wire_string
 
 RULES: dict[tuple[str, str], HttpRule] = {
     (rule.method, rule.path_template): rule for rule in collect_rules(contract_files())
@@ -61,26 +61,65 @@ def _path_value(name: str) -> str:
 
 
 def _strip_input_only(data: Any, descriptor: Descriptor) -> None:
-    """INPUT_ONLY fields (secrets) are never printed by the gateway, even empty."""
+    """INPUT_ONLY fields (secrets) are never printed by the gateway, even empty; an unset
+    message field outside a oneof is printed as null."""
     if not isinstance(data, dict):
         return
     for field in descriptor.fields:
         behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
         if field_behavior_pb2.INPUT_ONLY in behaviors:
             data.pop(field.name, None)
+        elif _printed_as_null(field) and field.name not in data:
+            data[field.name] = None
         elif field.message_type is not None and field.name in data:
             value = data[field.name]
             for item in value if isinstance(value, list) else [value]:
                 _strip_input_only(item, field.message_type)
 
 
+def _printed_as_null(field: FieldDescriptor) -> bool:
+    message = field.message_type
+    if message is None or field.is_repeated or message.GetOptions().map_entry:
+        return False
+    oneof = field.containing_oneof
+    synthetic = oneof is not None and len(oneof.fields) == 1 and oneof.name == f"_{field.name}"
+    return message.full_name != "google.protobuf.Value" and (oneof is None or synthetic)
+
+
+def _wire_strings() -> dict[str, str]:
+    """Every contract enum value name -> its (renove.conexoes.v1.wire) string."""
+    names: dict[str, str] = {}
+    for rule in RULES.values():
+        for message in (rule.method_descriptor.input_type, rule.method_descriptor.output_type):
+            for enum in message.file.enum_types_by_name.values():
+                names.update({v.name: wire_string(v) or v.name for v in enum.values})
+            for dependency in message.file.dependencies:
+                for enum in dependency.enum_types_by_name.values():
+                    names.update({v.name: wire_string(v) or v.name for v in enum.values})
+    return names
+
+
+WIRE = _wire_strings()
+
+
+def _as_wire(value: Any) -> Any:
+    """proto3 JSON's enum names -> the wire strings the gateway speaks."""
+    if isinstance(value, dict):
+        return {k: _as_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_wire(v) for v in value]
+    return WIRE.get(value, value) if isinstance(value, str) else value
+
+
 def _response_json(reply: Message, rule: HttpRule) -> Any:
-    data = json_format.MessageToDict(
-        reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    data = _as_wire(
+        json_format.MessageToDict(
+            reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     )
     _strip_input_only(data, reply.DESCRIPTOR)
     if rule.response_body:
-        return data.get(rule.response_body, {})
+        return data.get(rule.response_body) or {}
     return data
 
 
@@ -144,7 +183,7 @@ async def test_endpoint_gives_the_same_result_over_http_and_grpc(
         reply = await _grpc_call(server, rule, request)(
             request, metadata=(("authorization", f"Bearer {token}"),), timeout=15
         )
-        expected_status, expected = 200, _response_json(reply, rule)
+        expected_status, expected = rule.success_status, _response_json(reply, rule)
     except grpc.aio.AioRpcError as exc:
         expected = status_json(exc)
         expected_status = GRPC_GATEWAY_HTTP_STATUS[expected["code"]]

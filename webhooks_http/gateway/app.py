@@ -40,6 +40,7 @@ from .openapi import build_openapi
 from .rules import HttpRule, Router, collect_rules
 from .sse import StreamResponse, wants_ndjson
 from .transcode import ResponseEncoder, TranscodeError, build_request
+from .wire import WireCodec
 
 _log = logging.getLogger(__name__)
 
@@ -92,9 +93,12 @@ def build_gateway(
     """
     files = list(files)
     rules = collect_rules(files, prefix=prefix_filter)
-    router = Router(rules)
+    # Browser redirects (OAuth callbacks) are the sidecar's own routes: documented, not served.
+    served = [rule for rule in rules if not rule.is_redirect]
+    router = Router(served)
+    codec = WireCodec(files)
     methods: dict[str, _Method] = {}
-    for rule in rules:
+    for rule in served:
         if rule.grpc_path in methods:
             continue  # additional bindings share one callable
         desc = rule.method_descriptor
@@ -107,10 +111,11 @@ def build_gateway(
         unary = None if desc.server_streaming else channel.unary_unary(rule.grpc_path, **kwargs)
         stream = channel.unary_stream(rule.grpc_path, **kwargs) if desc.server_streaming else None
         methods[rule.grpc_path] = _Method(rule, request_class, unary, stream)
-    document = build_openapi(rules, title=title, version=version)
+    document = build_openapi(rules, title=title, version=version, codec=codec)
     endpoint = _Endpoint(
         router,
         methods,
+        codec,
         document,
         openapi_path,
         max_body_bytes,
@@ -175,6 +180,7 @@ class _Endpoint:
         self,
         router: Router,
         methods: dict[str, _Method],
+        codec: WireCodec,
         document: dict[str, Any],
         openapi_path: str,
         max_body_bytes: int,
@@ -188,7 +194,8 @@ class _Endpoint:
         self._max_body = max_body_bytes
         self._deadline = default_deadline_s
         self._keepalive = keepalive_s
-        self._encoder = ResponseEncoder()
+        self._codec = codec
+        self._encoder = ResponseEncoder(codec)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -198,7 +205,7 @@ class _Endpoint:
             response = await self._handle(request)
         except Exception:  # a gateway bug must still answer in the one error shape
             _log.exception("gateway failure on %s %s", request.method, scope.get("path"))
-            response = _error(gateway_status(500, "internal gateway error"), 500)
+            response = self._error(gateway_status(500, "internal gateway error"), 500)
         await response(scope, receive, send)
 
     async def _handle(self, request: Request) -> Any:
@@ -210,28 +217,28 @@ class _Endpoint:
             allowed = self._router.allowed_methods(raw_path)
             if allowed:
                 status = gateway_status(405, f"method {request.method} not allowed")
-                return _error(status, 405, {"allow": ", ".join(allowed)})
-            return _error(gateway_status(404, f"no route for {raw_path}"), 404)
+                return self._error(status, 405, {"allow": ", ".join(allowed)})
+            return self._error(gateway_status(404, f"no route for {raw_path}"), 404)
         method = self._methods[match.rule.grpc_path]
         try:
             body = await self._read_body(request) if match.rule.body else b""
         except _TooLarge:
             limit = f"request body larger than {self._max_body} bytes"
-            return _error(gateway_status(413, limit), 413)
+            return self._error(gateway_status(413, limit), 413)
         query = parse_qsl(
             request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
         )
         try:
             message = build_request(
-                match.rule, method.request_class, match.path_params, query, body
+                match.rule, method.request_class, match.path_params, query, body, self._codec
             )
             timeout = self._timeout(request, streaming=method.stream is not None)
             metadata = _metadata(request)
         except TranscodeError as exc:
             status = gateway_status(400, exc.message, violations=exc.violations)
-            return _error(status, 400)
+            return self._error(status, 400)
         except _Rejected as exc:
-            return _error(exc.status, exc.http)
+            return self._error(exc.status, exc.http)
         echo = (
             {"x-request-id": request.headers["x-request-id"]}
             if "x-request-id" in request.headers
@@ -242,6 +249,7 @@ class _Endpoint:
             return StreamResponse(
                 call,
                 lambda m: self._encoder.encode(m, match.rule.response_body),
+                error_json=self._status_json,
                 ndjson=wants_ndjson(request.headers.get("accept", "")),
                 keepalive_s=self._keepalive,
                 headers=echo,
@@ -250,9 +258,27 @@ class _Endpoint:
             reply = await method.unary(message, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as error:
             status = status_from_rpc_error(error)
-            return _error(status, http_status_of(status), echo)
+            return self._error(status, http_status_of(status), echo)
         payload = self._encoder.encode(reply, match.rule.response_body)
-        return Response(_dumps(payload), media_type="application/json", headers=echo)
+        return Response(
+            _dumps(payload),
+            status_code=match.rule.success_status,
+            media_type="application/json",
+            headers=echo,
+        )
+
+    def _status_json(self, status: status_pb2.Status) -> dict[str, Any]:
+        return self._codec.error_json(status_to_json(status))
+
+    def _error(
+        self, status: status_pb2.Status, http: int, headers: dict[str, str] | None = None
+    ) -> Response:
+        return Response(
+            _dumps(self._status_json(status)),
+            status_code=http,
+            media_type="application/json",
+            headers={**(headers or {}), **error_headers(status)},
+        )
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
@@ -327,15 +353,6 @@ def _raw_path(scope: Scope) -> str:
         # Some servers (and httpx's ASGITransport) leave the query string in raw_path.
         return bytes(raw).split(b"?", 1)[0].decode("latin-1")
     return str(scope["path"])
-
-
-def _error(status: status_pb2.Status, http: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        _dumps(status_to_json(status)),
-        status_code=http,
-        media_type="application/json",
-        headers={**(headers or {}), **error_headers(status)},
-    )
 
 
 def _dumps(value: Any) -> bytes:

@@ -1,8 +1,12 @@
 """OpenAPI 3.1 document for the gateway, derived from the same rules and descriptors.
 
 Schemas describe the JSON the gateway actually speaks (see transcode.py): proto field names,
-int64 as strings, enums as their names, well-known types in their proto3 JSON form. Each message
-becomes one component schema named by its full proto name; errors are `google.rpc.Status`.
+int64 as strings, enums as their wire strings (wire.py), an unset message field as `null`,
+well-known types in their proto3 JSON form. Each message becomes one component schema named
+by its full proto name; errors are `google.rpc.Status`. Success answers with the method's
+`success_status` (201 for creations); browser redirects (the OAuth callbacks, a 3xx
+`success_status`) are documented as the redirects the sidecar answers, without a JSON body
+and without the bearer token.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from .rules import HttpRule, field_behaviors, is_repeated, resolve_field_path
 from .sse import EVENT_STREAM, NDJSON
+from .transcode import is_nullable
+from .wire import WireCodec
 
 OPENAPI_VERSION = "3.1.0"
 _STATUS = "google.rpc.Status"
@@ -74,13 +80,19 @@ _STATUS_SCHEMA: dict[str, Any] = {
 }
 
 
-def build_openapi(rules: Sequence[HttpRule], *, title: str, version: str) -> dict[str, Any]:
+def build_openapi(
+    rules: Sequence[HttpRule], *, title: str, version: str, codec: WireCodec | None = None
+) -> dict[str, Any]:
     """The OpenAPI document: one operation per rule, operationId = RPC name."""
-    components = _Components()
+    components = _Components(codec or WireCodec())
     paths: dict[str, dict[str, Any]] = {}
     used_ids: dict[str, str] = {}
     for rule in rules:
-        operation = _operation(rule, components, _operation_id(rule, used_ids))
+        operation_id = _operation_id(rule, used_ids)
+        if rule.is_redirect:
+            operation = _redirect_operation(rule, components, operation_id)
+        else:
+            operation = _operation(rule, components, operation_id)
         paths.setdefault(rule.template.openapi_path, {})[rule.method.lower()] = operation
     schemas = dict(sorted(components.schemas.items()))
     schemas[_STATUS] = _STATUS_SCHEMA
@@ -114,6 +126,70 @@ def _operation_id(rule: HttpRule, used: dict[str, str]) -> str:
 def _operation(rule: HttpRule, components: _Components, operation_id: str) -> dict[str, Any]:
     method = rule.method_descriptor
     request = method.input_type
+    parameters = _parameters(rule, components)
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": f"{rule.service}.{method.name}",
+        "tags": [rule.service.rsplit(".", 1)[-1]],
+        "parameters": parameters,
+        "responses": {
+            str(rule.success_status): _success(rule, components),
+            "default": {
+                "description": "Error: a google.rpc.Status",
+                "content": {"application/json": {"schema": _ref(_STATUS)}},
+            },
+        },
+    }
+    if rule.body:
+        schema = (
+            components.message_ref(request)
+            if rule.body == "*"
+            else components.field_schema(request.fields_by_name[rule.body])
+        )
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": schema}},
+        }
+    if method.GetOptions().deprecated:
+        operation["deprecated"] = True
+    return operation
+
+
+def _redirect_operation(
+    rule: HttpRule, components: _Components, operation_id: str
+) -> dict[str, Any]:
+    """A browser redirect: where it lands is the whole answer, on success and on failure."""
+    method = rule.method_descriptor
+    location = {
+        "description": "The frontend page to land on, with the outcome in its query "
+        "(`conexao`, `status=ok|erro`, `motivo`)",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    return {
+        "operationId": operation_id,
+        "summary": f"{rule.service}.{method.name}",
+        "description": "Browser redirect from the provider's consent screen: the sidecar "
+        "exchanges the code and sends the browser on to the frontend. Never JSON.",
+        "tags": [rule.service.rsplit(".", 1)[-1]],
+        "security": [],
+        "parameters": _parameters(rule, components),
+        "responses": {
+            str(rule.success_status): {
+                "description": "Redirect to the frontend, whatever the outcome",
+                "headers": {"Location": location},
+            },
+            "429": {
+                "description": "Too many callbacks from this address; retry later",
+                "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },
+    }
+
+
+def _parameters(rule: HttpRule, components: _Components) -> list[dict[str, Any]]:
+    request = rule.method_descriptor.input_type
     bound = {var.field_path for var in rule.template.variables}
     parameters: list[dict[str, Any]] = []
     for var in rule.template.variables:
@@ -141,32 +217,7 @@ def _operation(rule: HttpRule, components: _Components, operation_id: str) -> di
                     "schema": components.field_schema(field),
                 }
             )
-    operation: dict[str, Any] = {
-        "operationId": operation_id,
-        "summary": f"{rule.service}.{method.name}",
-        "tags": [rule.service.rsplit(".", 1)[-1]],
-        "parameters": parameters,
-        "responses": {
-            "200": _success(rule, components),
-            "default": {
-                "description": "Error: a google.rpc.Status",
-                "content": {"application/json": {"schema": _ref(_STATUS)}},
-            },
-        },
-    }
-    if rule.body:
-        schema = (
-            components.message_ref(request)
-            if rule.body == "*"
-            else components.field_schema(request.fields_by_name[rule.body])
-        )
-        operation["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": schema}},
-        }
-    if method.GetOptions().deprecated:
-        operation["deprecated"] = True
-    return operation
+    return parameters
 
 
 def _success(rule: HttpRule, components: _Components) -> dict[str, Any]:
@@ -187,7 +238,8 @@ def _success(rule: HttpRule, components: _Components) -> dict[str, Any]:
                 NDJSON: {"schema": {"type": "string"}},
             },
         }
-    return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    description = "Created" if rule.success_status == 201 else "OK"
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _sse_event(message: dict[str, Any]) -> dict[str, Any]:
@@ -238,8 +290,9 @@ def _query_fields(
 
 
 class _Components:
-    def __init__(self) -> None:
+    def __init__(self, codec: WireCodec) -> None:
         self.schemas: dict[str, dict[str, Any]] = {}
+        self._codec = codec
 
     def message_ref(self, message: Descriptor) -> dict[str, Any]:
         if message.full_name in _WELL_KNOWN:
@@ -261,7 +314,7 @@ class _Components:
         if nested is not None:
             single = self.message_ref(nested)
         elif field.enum_type is not None:
-            single = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+            single = {"type": "string", "enum": list(self._codec.enum(field.enum_type).values)}
         else:
             single = dict(_SCALARS[field.type])
         if is_repeated(field):
@@ -272,6 +325,9 @@ class _Components:
         properties: dict[str, Any] = {}
         for field in message.fields:
             property_schema = self.field_schema(field)
+            nested = field.message_type
+            if is_nullable(field) and nested is not None and nested.full_name not in _WRAPPERS:
+                property_schema = {"anyOf": [property_schema, {"type": "null"}]}
             behaviors = field_behaviors(field)
             extra: dict[str, Any] = {}
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor, MethodDescriptor
+from renove.conexoes.v1 import options_pb2
 
 from .template import PathTemplate, parse_template, split_request_path
 
@@ -32,10 +33,16 @@ class HttpRule:
     method_descriptor: MethodDescriptor
     server_streaming: bool
     template: PathTemplate
+    success_status: int = 200  # the method's (renove.conexoes.v1.success_status), or 200
 
     @property
     def grpc_path(self) -> str:
         return f"/{self.service}/{self.method_descriptor.name}"
+
+    @property
+    def is_redirect(self) -> bool:
+        """A browser redirect the sidecar serves itself (OAuth callbacks), not JSON."""
+        return 300 <= self.success_status < 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +73,25 @@ def collect_rules(files: Iterable[FileDescriptor], *, prefix: str | None = None)
     return rules
 
 
-def _http_option(method: MethodDescriptor) -> http_pb2.HttpRule | None:
+def _method_options(method: MethodDescriptor) -> descriptor_pb2.MethodOptions:
     # Re-parse the options against the default pool's MethodOptions: descriptors that come from
-    # another pool carry the extension as unknown fields otherwise.
-    options = descriptor_pb2.MethodOptions.FromString(method.GetOptions().SerializeToString())
+    # another pool carry the extensions as unknown fields otherwise.
+    return descriptor_pb2.MethodOptions.FromString(method.GetOptions().SerializeToString())
+
+
+def _http_option(method: MethodDescriptor) -> http_pb2.HttpRule | None:
+    options = _method_options(method)
     if not options.HasExtension(annotations_pb2.http):
         return None
     return options.Extensions[annotations_pb2.http]
+
+
+def success_status(method: MethodDescriptor) -> int:
+    """The HTTP status of a successful call: the method's option, or 200."""
+    options = _method_options(method)
+    if not options.HasExtension(options_pb2.success_status):
+        return 200
+    return int(options.Extensions[options_pb2.success_status])
 
 
 def _bindings(http: http_pb2.HttpRule | None) -> list[http_pb2.HttpRule]:
@@ -99,6 +118,11 @@ def _to_rule(http: http_pb2.HttpRule, service: str, method: MethodDescriptor) ->
             raise ValueError(f"{where}: path variable {'.'.join(var.field_path)} is not a scalar")
     if http.body not in ("", "*") and method.input_type.fields_by_name.get(http.body) is None:
         raise ValueError(f"{where}: body field {http.body!r} not in {method.input_type.name}")
+    status = success_status(method)
+    # 204 would drop the response body; a redirect is what a browser GET follows.
+    with_body = 200 <= status < 300 and status != 204
+    if not with_body and not (300 <= status < 400 and verb == "GET"):
+        raise ValueError(f"{where}: success_status {status}: not a 2xx with a body or a GET 3xx")
     response = http.response_body
     if response and method.output_type.fields_by_name.get(response) is None:
         raise ValueError(f"{where}: response_body {response!r} not in {method.output_type.name}")
@@ -111,6 +135,7 @@ def _to_rule(http: http_pb2.HttpRule, service: str, method: MethodDescriptor) ->
         method_descriptor=method,
         server_streaming=method.server_streaming,
         template=template,
+        success_status=status,
     )
 
 

@@ -57,12 +57,14 @@ class StreamResponse:
         call: grpc.aio.UnaryStreamCall,
         to_json: Callable[[Message], Any],
         *,
+        error_json: Callable[[status_pb2.Status], Any] = status_to_json,
         ndjson: bool,
         keepalive_s: float,
         headers: dict[str, str],
     ) -> None:
         self._call = call
         self._to_json = to_json
+        self._error_json = error_json
         self._ndjson = ndjson
         self._keepalive_s = keepalive_s
         self._headers = headers
@@ -79,7 +81,8 @@ class StreamResponse:
             if first is _DISCONNECTED:
                 return
             if isinstance(first, _Failure):
-                await _send_error_response(send, first.status, self._headers)
+                body = _dumps(self._error_json(first.status))
+                await _send_error_response(send, first.status, body, self._headers)
                 return
             await send(self._start())
             item: object = first
@@ -137,7 +140,7 @@ class StreamResponse:
         if isinstance(item, _End):
             return b""
         if isinstance(item, _Failure):
-            payload = _dumps(status_to_json(item.status))
+            payload = _dumps(self._error_json(item.status))
             if self._ndjson:
                 return b'{"error":' + payload + b"}\n"
             return b"event: error\ndata: " + payload + b"\n\n"
@@ -167,9 +170,8 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def _send_error_response(
-    send: Send, status: status_pb2.Status, extra: dict[str, str]
+    send: Send, status: status_pb2.Status, body: bytes, extra: dict[str, str]
 ) -> None:
-    body = _dumps(status_to_json(status))
     headers = {**extra, **error_headers(status), "content-type": "application/json"}
     await send(
         {

@@ -4,9 +4,10 @@ Field names: requests accept both the proto name (`display_name`) and the json n
 (`displayName`), in the body, the query string and FieldMask paths. Responses use the proto
 names (`preserving_proto_field_name=True`), because the contract's fields are the spec's own
 snake_case names, and print every field without presence (`always_print_fields_with_no_presence`)
-so the frontend finds `""`, `0`, `false` and `[]` instead of a missing key. Everything else is
-proto3 JSON: int64/uint64 as strings, enums by name, Timestamp as RFC 3339, bytes as base64.
-INPUT_ONLY fields never appear in responses.
+so the frontend finds `""`, `0`, `false` and `[]` instead of a missing key. Enums are the
+contract's wire strings (`"connected"`, see wire.py); requests may also send the proto value
+name. Everything else is proto3 JSON: int64/uint64 as strings, Timestamp as RFC 3339, bytes as
+base64. INPUT_ONLY fields never appear in responses.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from .rules import HttpRule, field_behaviors, find_field, is_repeated, resolve_field_path
+from .wire import InvalidEnumValue, WireCodec
 
 _FIELD_MASK = "google.protobuf.FieldMask"
 # Well-known message types whose JSON form is a single string: settable from a query parameter.
@@ -51,8 +53,12 @@ def build_request(
     path_params: Mapping[tuple[str, ...], str],
     query: Sequence[tuple[str, str]],
     body: bytes,
+    codec: WireCodec | None = None,
 ) -> Message:
     """Assemble the request: body first, then the query string, then path variables (which win).
+
+    Enum values may be wire strings or proto value names (`codec` turns the former into the
+    latter; without one, only names and numbers are understood).
 
     Raises:
         TranscodeError: bad JSON, an unknown field, a value of the wrong type.
@@ -80,6 +86,12 @@ def build_request(
         assert field is not None  # checked when the rule was collected
         _assign(data, descriptor, field_path, _scalar_from_text(field, value, ".".join(field_path)))
     _normalize_field_masks(data, descriptor)
+    if codec is not None:
+        try:
+            codec.from_wire(data, descriptor)
+        except InvalidEnumValue as exc:
+            described = f"must be one of: {', '.join(exc.accepted)}"
+            raise TranscodeError(f"invalid request: {exc}", [(exc.field, described)]) from exc
     message = message_class()
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
@@ -93,30 +105,42 @@ class ResponseEncoder:
 
     INPUT_ONLY fields (secrets) are removed even when the server left them empty: printing
     every field would otherwise show `"secret": ""` and tell clients the field can be read.
-    Which fields to drop is worked out once per message type and kept on the instance.
+    An unset message field (a Timestamp such as `ultima_mensagem_em`, a nested resource) is
+    printed as `null`, so every field the contract declares is present; members of a oneof
+    stay absent, as only the one set is meaningful. The work per message type is planned once
+    and kept on the instance.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, codec: WireCodec | None = None) -> None:
         self._plans: dict[str, list[tuple[str, Descriptor | None, str]]] = {}
+        self._codec = codec or WireCodec()
 
     def encode(self, message: Message, response_body: str = "") -> Any:
         data = json_format.MessageToDict(
             message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
-        self._strip(data, cast(Descriptor, message.DESCRIPTOR))
+        descriptor = cast(Descriptor, message.DESCRIPTOR)
+        self._complete(data, descriptor)
+        self._codec.to_wire(data, descriptor)
         if not response_body:
             return data
         field = message.DESCRIPTOR.fields_by_name[response_body]
-        return data.get(response_body, {} if field.message_type is not None else None)
+        value = data.get(response_body)
+        return {} if value is None and field.message_type is not None else value
 
-    def _strip(self, data: Any, descriptor: Descriptor) -> None:
+    def _complete(self, data: Any, descriptor: Descriptor) -> None:
         if not isinstance(data, dict):
             return
         for name, nested, kind in self._plan(descriptor):
-            if nested is None:
+            if kind == "drop":
                 data.pop(name, None)
                 continue
             value = data.get(name)
+            if kind == "nullable" and value is None:
+                data[name] = None
+                continue
+            if nested is None:
+                continue
             items: list[Any]
             if kind == "list":
                 items = list(value or [])
@@ -125,29 +149,50 @@ class ResponseEncoder:
             else:
                 items = [value]
             for item in items:
-                self._strip(item, nested)
+                self._complete(item, nested)
 
     def _plan(self, descriptor: Descriptor) -> list[tuple[str, Descriptor | None, str]]:
-        """(field, None, "") to drop it, or (field, message type, shape) to look inside."""
+        """(field, type to look inside or None, "drop" | "nullable" | "one" | "list" | "map")."""
         plan = self._plans.get(descriptor.full_name)
         if plan is not None:
             return plan
         self._plans[descriptor.full_name] = plan = []  # placeholder: types may recurse
         for field in descriptor.fields:
             if field_behavior_pb2.INPUT_ONLY in field_behaviors(field):
-                plan.append((field.name, None, ""))
+                plan.append((field.name, None, "drop"))
                 continue
             nested = field.message_type
-            if nested is None or nested.full_name.startswith("google.protobuf."):
+            if nested is None:
                 continue
             kind = "list" if is_repeated(field) else "one"
             if nested.GetOptions().map_entry:
                 nested, kind = nested.fields_by_name["value"].message_type, "map"
                 if nested is None:
                     continue
-            if self._plan(nested):
-                plan.append((field.name, nested, kind))
+            elif kind == "one" and is_nullable(field):
+                kind = "nullable"
+            inside = nested if not nested.full_name.startswith("google.protobuf.") else None
+            if inside is not None and not self._plan(inside):
+                inside = None
+            if inside is not None or kind == "nullable":
+                plan.append((field.name, inside, kind))
         return plan
+
+
+def is_nullable(field: FieldDescriptor) -> bool:
+    """A singular message field outside a oneof: printed as `null` when unset."""
+    if field.message_type is None or is_repeated(field):
+        return False
+    if field.message_type.GetOptions().map_entry:
+        return False
+    if field.message_type.full_name == "google.protobuf.Value":
+        return False  # its null is a value of its own
+    return field.containing_oneof is None or _is_synthetic_oneof(field)
+
+
+def _is_synthetic_oneof(field: FieldDescriptor) -> bool:
+    oneof = field.containing_oneof
+    return oneof is not None and len(oneof.fields) == 1 and oneof.name == "_" + field.name
 
 
 def _parse_json(body: bytes) -> Any:

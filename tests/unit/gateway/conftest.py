@@ -21,7 +21,7 @@ import uvicorn
 from google.api import annotations_pb2
 from grpc_tools import protoc
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.routing import Route
 
 from webhooks_http.gateway import CatchAll, build_gateway
@@ -29,6 +29,7 @@ from webhooks_http.gateway import CatchAll, build_gateway
 from .servicer import Recorder, ThingService
 
 PROTO_ROOT = Path(__file__).parent / "protos"
+CONTRACT_ROOT = Path(__file__).parents[3] / "protos"  # renove/conexoes/v1/options.proto
 MAX_BODY = 4096
 CORS_ORIGIN = "https://app.renove.test"
 
@@ -43,6 +44,7 @@ def things_pb2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]
         [
             "grpc_tools.protoc",
             f"-I{PROTO_ROOT}",
+            f"-I{CONTRACT_ROOT}",
             f"-I{google_api_root}",
             f"-I{well_known}",
             f"--python_out={out}",
@@ -90,8 +92,17 @@ def app(things_pb2: ModuleType, grpc_channel: Any) -> Starlette:
     async def webhook(_: object) -> PlainTextResponse:
         return PlainTextResponse("webhook")
 
+    async def callback(_: object) -> RedirectResponse:
+        return RedirectResponse("https://app.renove.test/done", status_code=302)
+
     # The sidecar's own routes come first; the gateway takes whatever is left.
-    return Starlette(routes=[Route("/webhooks/waha", webhook), CatchAll(gateway)])
+    return Starlette(
+        routes=[
+            Route("/webhooks/waha", webhook),
+            Route("/api/v1/callbacks/thing", callback),  # ThingCallback, a documented redirect
+            CatchAll(gateway),
+        ]
+    )
 
 
 @pytest_asyncio.fixture(scope="session")

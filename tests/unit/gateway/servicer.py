@@ -39,7 +39,9 @@ class Recorder:
 def rich_status(code: int, message: str, *, retry: bool, bad_request: bool) -> grpc.Status:
     status = status_pb2.Status(code=code, message=message)
     info = error_details_pb2.ErrorInfo(
-        reason="TEST_REASON", domain="gwtest.renove", metadata={"thing": "t-1"}
+        reason="TEST_REASON",
+        domain="gwtest.renove",
+        metadata={"thing": "t-1", "color": "COLOR_RED"},
     )
     status.details.add().Pack(info)
     if bad_request:

@@ -46,7 +46,7 @@ async def test_every_code_maps_to_its_http_status(client: httpx.AsyncClient, nam
     assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
     assert info["reason"] == "TEST_REASON"
     assert info["domain"] == "gwtest.renove"
-    assert info["metadata"] == {"thing": "t-1"}
+    assert info["metadata"] == {"thing": "t-1", "color": "red"}  # enum names as wire strings
     assert "retry-after" not in response.headers
 
 

@@ -36,6 +36,7 @@ async def test_sse_events_arrive_in_order_and_end(live_url: str) -> None:
     assert [kind for kind, _ in events] == ["message"] * 3
     assert [json.loads(data)["display_name"] for _, data in events] == ["0", "1", "2"]
     assert json.loads(events[0][1])["thing_id"] == "t1"
+    assert json.loads(events[0][1])["color"] == "unspecified"  # enums as wire strings
 
 
 async def test_sse_error_event_then_end(live_url: str) -> None:
@@ -46,6 +47,7 @@ async def test_sse_error_event_then_end(live_url: str) -> None:
     status = json.loads(events[1][1])
     assert status["code"] == 14 and status["message"] == "provider down"
     assert status["details"][0]["reason"] == "TEST_REASON"
+    assert status["details"][0]["metadata"]["color"] == "red"  # an enum name, as a wire string
 
 
 async def test_sse_keep_alive_comments_while_idle(live_url: str) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
 
 import httpx
+
+from webhooks_http.gateway import build_gateway
 
 from .conftest import MAX_BODY
 from .servicer import Recorder
@@ -50,6 +54,8 @@ async def test_unknown_route_method_and_filtered_prefix(client: httpx.AsyncClien
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "DELETE, GET, PATCH"
     assert (await client.get("/internal/ping")).status_code == 404  # outside prefix_filter
+    # A redirect RPC is the sidecar's route; the gateway itself does not serve it.
+    assert (await client.get("/api/v1/callbacks/thing")).status_code == 302
     assert (await client.get("/webhooks/waha")).text == "webhook"  # sidecar routes still win
 
 
@@ -60,19 +66,21 @@ async def test_create_accepts_both_names_and_prints_defaults(
         "thing": {
             "displayName": "Ana",
             "size_bytes": "9007199254740993",
-            "color": "COLOR_BLUE",
+            "color": "COLOR_BLUE",  # the proto name is accepted too
+            "colorByTag": {"x": "red", "y": "COLOR_BLUE", "z": 0},
             "labels": {"k": "v"},
             "createTime": "2024-05-01T12:00:00Z",
-            "extra": {"nested": [1, "x"]},
+            "extra": {"nested": [1, "x", "COLOR_RED"]},
             "secret": "s3cr3t",
             "email": "a@b.c",
         },
         "requestId": "req-1",
     }
     response = await client.post("/api/v1/things", json=body)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text  # the method's success_status
     sent = recorder.last.request
     assert sent.thing.display_name == "Ana"
+    assert sent.thing.color == 2 and dict(sent.thing.color_by_tag) == {"x": 1, "y": 2, "z": 0}
     assert sent.thing.size_bytes == 2**53 + 1
     assert sent.thing.secret == "s3cr3t"
     assert sent.request_id == "req-1"
@@ -80,8 +88,15 @@ async def test_create_accepts_both_names_and_prints_defaults(
     assert out["display_name"] == "Ana"
     assert out["size_bytes"] == "9007199254740993"  # int64 as a string
     assert out["create_time"] == "2024-05-01T12:00:00Z"
-    assert out["extra"] == {"nested": [1.0, "x"]}
+    # Free-form JSON (Struct) holding a contract enum name shows its wire string.
+    assert out["extra"] == {"nested": [1.0, "x", "red"]}
     assert out["email"] == "a@b.c"
+    # Enums are written as their wire strings; one without them keeps its proto name.
+    assert out["color"] == "blue"
+    assert out["color_by_tag"] == {"x": "red", "y": "blue", "z": "unspecified"}
+    assert out["shade"] == "SHADE_UNSPECIFIED"
+    # An unset message field is present as null; the unset member of a oneof stays absent.
+    assert out["owner"] is None and "phone" not in out
     # Fields without presence are always printed, in proto (snake_case) names.
     assert out["archived"] is False
     assert out["tags"] == []
@@ -115,7 +130,7 @@ async def test_list_maps_the_query_string(client: httpx.AsyncClient, recorder: R
         ("pageToken", "p2"),
         ("tags", "a"),
         ("tags", "b"),
-        ("color", "COLOR_RED"),
+        ("color", "red"),
         ("colors", "COLOR_BLUE"),
         ("colors", "1"),
         ("owner.display_name", "Ana"),
@@ -138,7 +153,7 @@ async def test_list_maps_the_query_string(client: httpx.AsyncClient, recorder: R
     assert sent.max_size_bytes == 2**53 + 1
     out = response.json()
     assert [t["thing_id"] for t in out["things"]] == ["a", "b"]
-    assert out["things"][0]["color"] == "COLOR_RED"
+    assert out["things"][0]["color"] == "red"
     assert out["total_size"] == "9007199254740993"
     assert out["next_page_token"] == ""
     assert all("secret" not in thing for thing in out["things"])
@@ -242,3 +257,33 @@ async def test_deadline_propagation(client: httpx.AsyncClient, recorder: Recorde
     )
     assert late.status_code == 504
     assert late.json()["code"] == 4
+
+
+async def test_unknown_enum_string_is_400_listing_the_wire_strings(
+    client: httpx.AsyncClient, recorder: Recorder
+) -> None:
+    before = len(recorder.calls)
+    bad_body = await client.post("/api/v1/things", json={"thing": {"color": "green"}})
+    bad_query = await client.get("/api/v1/things", params={"colors": "COLOR_GREEN"})
+    for response, field in ((bad_body, "thing.color"), (bad_query, "colors")):
+        assert response.status_code == 400, response.text
+        violations = [
+            {"field": v["field"], "description": v["description"]}
+            for detail in response.json()["details"]
+            if detail["@type"] == BAD_REQUEST
+            for v in detail["field_violations"]
+        ]
+        assert violations == [
+            {"field": field, "description": "must be one of: unspecified, red, blue"}
+        ]
+    assert len(recorder.calls) == before  # the server was never called
+
+
+async def test_gateway_alone_leaves_redirect_rpcs_to_the_sidecar(
+    things_pb2: ModuleType, grpc_channel: Any
+) -> None:
+    gateway = build_gateway([things_pb2.DESCRIPTOR], grpc_channel)
+    transport = httpx.ASGITransport(app=gateway)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+        response = await http.get("/api/v1/callbacks/thing")
+    assert response.status_code == 404 and response.json()["code"] == 5

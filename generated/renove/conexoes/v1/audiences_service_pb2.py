@@ -26,15 +26,34 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from renove.conexoes.v1 import options_pb2 as renove_dot_conexoes_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*renove/conexoes/v1/audiences_service.proto\x12\x12renove.conexoes.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\tAdAccount\x12\x1b\n\rad_account_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61\x63\x63ount_status\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12*\n\x1c\x63ustom_audience_tos_accepted\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\"\x8e\x05\n\x08\x41udience\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x61udience_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\raudience_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65scription\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1c\n\rad_account_id\x18\x05 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x1d\n\x0f\x63onexao_meta_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12@\n\x12tipo_sincronizacao\x18\x07 \x01(\x0e\x32$.renove.conexoes.v1.AudienceSyncType\x12;\n\x0e\x65vento_gatilho\x18\x08 \x01(\x0e\x32#.renove.conexoes.v1.AudienceTrigger\x12\x1c\n\x0etotal_usuarios\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12%\n\x17pendentes_sincronizacao\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0bultimo_sync\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12&\n\x13ultimo_sync_sucesso\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12\x19\n\x0bultimo_erro\x18\r \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x05\x61tivo\x18\x0e \x01(\x08H\x01\x88\x01\x01\x12\x33\n\tcriado_em\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\ratualizado_em\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42\x16\n\x14_ultimo_sync_sucessoB\x08\n\x06_ativo\"\xba\x02\n\x0e\x41udienceMember\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ncontato_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontato_nome\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nemail_hash\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nphone_hash\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0csincronizado\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x39\n\x0fsincronizado_em\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12 \n\x12\x65rro_sincronizacao\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\tcriado_em\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\">\n\x15ListAdAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"e\n\x16ListAdAccountsResponse\x12\x32\n\x0b\x61\x64_accounts\x18\x01 \x03(\x0b\x32\x1d.renove.conexoes.v1.AdAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"~\n\x14ListAudiencesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x1b\n\rad_account_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\x05\x61tivo\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x08\n\x06_ativo\"u\n\x15ListAudiencesResponse\x12/\n\taudiences\x18\x01 \x03(\x0b\x32\x1c.renove.conexoes.v1.Audience\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"a\n\x15\x43reateAudienceRequest\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"N\n\x16\x43reateAudienceResponse\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"&\n\x12GetAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x13GetAudienceResponse\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"\xa4\x01\n\x15UpdateAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\x08\x61udience\x18\x02 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"N\n\x16UpdateAudienceResponse\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"[\n\x15\x44\x65leteAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0e\x64\x65lete_on_meta\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteAudienceResponse\"V\n\x13SyncAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x66ull_resync\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x87\x01\n\x14SyncAudienceResponse\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12#\n\x15membros_a_sincronizar\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x34\n\x08\x61udience\x18\x03 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"\x87\x01\n\x1aListAudienceMembersRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x1f\n\x0csincronizado\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x0f\n\r_sincronizado\"\x7f\n\x1bListAudienceMembersResponse\x12\x33\n\x07members\x18\x01 \x03(\x0b\x32\".renove.conexoes.v1.AudienceMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05*t\n\x10\x41udienceSyncType\x12\"\n\x1e\x41UDIENCE_SYNC_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41UDIENCE_SYNC_TYPE_EVENTO\x10\x01\x12\x1d\n\x19\x41UDIENCE_SYNC_TYPE_MANUAL\x10\x02*\xbc\x01\n\x0f\x41udienceTrigger\x12 \n\x1c\x41UDIENCE_TRIGGER_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41UDIENCE_TRIGGER_LEAD\x10\x01\x12\x18\n\x14\x41UDIENCE_TRIGGER_MQL\x10\x02\x12\x1d\n\x19\x41UDIENCE_TRIGGER_SCHEDULE\x10\x03\x12\x18\n\x14\x41UDIENCE_TRIGGER_WON\x10\x04\x12\x19\n\x15\x41UDIENCE_TRIGGER_LOST\x10\x05\x32\x87\n\n\x10\x41udiencesService\x12\x95\x01\n\x0eListAdAccounts\x12).renove.conexoes.v1.ListAdAccountsRequest\x1a*.renove.conexoes.v1.ListAdAccountsResponse\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/conexoes/meta/contas-anuncio\x12\x8d\x01\n\rListAudiences\x12(.renove.conexoes.v1.ListAudiencesRequest\x1a).renove.conexoes.v1.ListAudiencesResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/conexoes/meta/audiences\x12\xa4\x01\n\x0e\x43reateAudience\x12).renove.conexoes.v1.CreateAudienceRequest\x1a*.renove.conexoes.v1.CreateAudienceResponse\";\x82\xd3\xe4\x93\x02\x35\"\x1f/api/v1/conexoes/meta/audiences:\x08\x61udienceb\x08\x61udience\x12\x96\x01\n\x0bGetAudience\x12&.renove.conexoes.v1.GetAudienceRequest\x1a\'.renove.conexoes.v1.GetAudienceResponse\"6\x82\xd3\xe4\x93\x02\x30\x12$/api/v1/conexoes/meta/audiences/{id}b\x08\x61udience\x12\xa9\x01\n\x0eUpdateAudience\x12).renove.conexoes.v1.UpdateAudienceRequest\x1a*.renove.conexoes.v1.UpdateAudienceResponse\"@\x82\xd3\xe4\x93\x02:2$/api/v1/conexoes/meta/audiences/{id}:\x08\x61udienceb\x08\x61udience\x12\x95\x01\n\x0e\x44\x65leteAudience\x12).renove.conexoes.v1.DeleteAudienceRequest\x1a*.renove.conexoes.v1.DeleteAudienceResponse\",\x82\xd3\xe4\x93\x02&*$/api/v1/conexoes/meta/audiences/{id}\x12\x97\x01\n\x0cSyncAudience\x12\'.renove.conexoes.v1.SyncAudienceRequest\x1a(.renove.conexoes.v1.SyncAudienceResponse\"4\x82\xd3\xe4\x93\x02.\")/api/v1/conexoes/meta/audiences/{id}/sync:\x01*\x12\xac\x01\n\x13ListAudienceMembers\x12..renove.conexoes.v1.ListAudienceMembersRequest\x1a/.renove.conexoes.v1.ListAudienceMembersResponse\"4\x82\xd3\xe4\x93\x02.\x12,/api/v1/conexoes/meta/audiences/{id}/membrosb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*renove/conexoes/v1/audiences_service.proto\x12\x12renove.conexoes.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a renove/conexoes/v1/options.proto\"\x9e\x01\n\tAdAccount\x12\x1b\n\rad_account_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61\x63\x63ount_status\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12*\n\x1c\x63ustom_audience_tos_accepted\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\"\x8e\x05\n\x08\x41udience\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x61udience_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\raudience_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65scription\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1c\n\rad_account_id\x18\x05 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x1d\n\x0f\x63onexao_meta_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12@\n\x12tipo_sincronizacao\x18\x07 \x01(\x0e\x32$.renove.conexoes.v1.AudienceSyncType\x12;\n\x0e\x65vento_gatilho\x18\x08 \x01(\x0e\x32#.renove.conexoes.v1.AudienceTrigger\x12\x1c\n\x0etotal_usuarios\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12%\n\x17pendentes_sincronizacao\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0bultimo_sync\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12&\n\x13ultimo_sync_sucesso\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12\x19\n\x0bultimo_erro\x18\r \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x05\x61tivo\x18\x0e \x01(\x08H\x01\x88\x01\x01\x12\x33\n\tcriado_em\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\ratualizado_em\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42\x16\n\x14_ultimo_sync_sucessoB\x08\n\x06_ativo\"\xba\x02\n\x0e\x41udienceMember\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ncontato_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontato_nome\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nemail_hash\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nphone_hash\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0csincronizado\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x39\n\x0fsincronizado_em\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12 \n\x12\x65rro_sincronizacao\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\tcriado_em\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\">\n\x15ListAdAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"e\n\x16ListAdAccountsResponse\x12\x32\n\x0b\x61\x64_accounts\x18\x01 \x03(\x0b\x32\x1d.renove.conexoes.v1.AdAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"~\n\x14ListAudiencesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x1b\n\rad_account_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\x05\x61tivo\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x08\n\x06_ativo\"u\n\x15ListAudiencesResponse\x12/\n\taudiences\x18\x01 \x03(\x0b\x32\x1c.renove.conexoes.v1.Audience\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"a\n\x15\x43reateAudienceRequest\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"N\n\x16\x43reateAudienceResponse\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"&\n\x12GetAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x13GetAudienceResponse\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"\xa4\x01\n\x15UpdateAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\x08\x61udience\x18\x02 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"N\n\x16UpdateAudienceResponse\x12\x34\n\x08\x61udience\x18\x01 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"[\n\x15\x44\x65leteAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0e\x64\x65lete_on_meta\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteAudienceResponse\"V\n\x13SyncAudienceRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x66ull_resync\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x87\x01\n\x14SyncAudienceResponse\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12#\n\x15membros_a_sincronizar\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x34\n\x08\x61udience\x18\x03 \x01(\x0b\x32\x1c.renove.conexoes.v1.AudienceB\x04\xe2\x41\x01\x03\"\x87\x01\n\x1aListAudienceMembersRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x1f\n\x0csincronizado\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x0f\n\r_sincronizado\"\x7f\n\x1bListAudienceMembersResponse\x12\x33\n\x07members\x18\x01 \x03(\x0b\x32\".renove.conexoes.v1.AudienceMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05*\x9d\x01\n\x10\x41udienceSyncType\x12\x33\n\x1e\x41UDIENCE_SYNC_TYPE_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12)\n\x19\x41UDIENCE_SYNC_TYPE_EVENTO\x10\x01\x1a\n\x8a\x80\x19\x06\x65vento\x12)\n\x19\x41UDIENCE_SYNC_TYPE_MANUAL\x10\x02\x1a\n\x8a\x80\x19\x06manual*\x81\x02\n\x0f\x41udienceTrigger\x12\x31\n\x1c\x41UDIENCE_TRIGGER_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12#\n\x15\x41UDIENCE_TRIGGER_LEAD\x10\x01\x1a\x08\x8a\x80\x19\x04lead\x12!\n\x14\x41UDIENCE_TRIGGER_MQL\x10\x02\x1a\x07\x8a\x80\x19\x03mql\x12+\n\x19\x41UDIENCE_TRIGGER_SCHEDULE\x10\x03\x1a\x0c\x8a\x80\x19\x08schedule\x12!\n\x14\x41UDIENCE_TRIGGER_WON\x10\x04\x1a\x07\x8a\x80\x19\x03won\x12#\n\x15\x41UDIENCE_TRIGGER_LOST\x10\x05\x1a\x08\x8a\x80\x19\x04lost2\x8c\n\n\x10\x41udiencesService\x12\x95\x01\n\x0eListAdAccounts\x12).renove.conexoes.v1.ListAdAccountsRequest\x1a*.renove.conexoes.v1.ListAdAccountsResponse\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/conexoes/meta/contas-anuncio\x12\x8d\x01\n\rListAudiences\x12(.renove.conexoes.v1.ListAudiencesRequest\x1a).renove.conexoes.v1.ListAudiencesResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/conexoes/meta/audiences\x12\xa9\x01\n\x0e\x43reateAudience\x12).renove.conexoes.v1.CreateAudienceRequest\x1a*.renove.conexoes.v1.CreateAudienceResponse\"@\x90\x80\x19\xc9\x01\x82\xd3\xe4\x93\x02\x35\"\x1f/api/v1/conexoes/meta/audiences:\x08\x61udienceb\x08\x61udience\x12\x96\x01\n\x0bGetAudience\x12&.renove.conexoes.v1.GetAudienceRequest\x1a\'.renove.conexoes.v1.GetAudienceResponse\"6\x82\xd3\xe4\x93\x02\x30\x12$/api/v1/conexoes/meta/audiences/{id}b\x08\x61udience\x12\xa9\x01\n\x0eUpdateAudience\x12).renove.conexoes.v1.UpdateAudienceRequest\x1a*.renove.conexoes.v1.UpdateAudienceResponse\"@\x82\xd3\xe4\x93\x02:2$/api/v1/conexoes/meta/audiences/{id}:\x08\x61udienceb\x08\x61udience\x12\x95\x01\n\x0e\x44\x65leteAudience\x12).renove.conexoes.v1.DeleteAudienceRequest\x1a*.renove.conexoes.v1.DeleteAudienceResponse\",\x82\xd3\xe4\x93\x02&*$/api/v1/conexoes/meta/audiences/{id}\x12\x97\x01\n\x0cSyncAudience\x12\'.renove.conexoes.v1.SyncAudienceRequest\x1a(.renove.conexoes.v1.SyncAudienceResponse\"4\x82\xd3\xe4\x93\x02.\")/api/v1/conexoes/meta/audiences/{id}/sync:\x01*\x12\xac\x01\n\x13ListAudienceMembers\x12..renove.conexoes.v1.ListAudienceMembersRequest\x1a/.renove.conexoes.v1.ListAudienceMembersResponse\"4\x82\xd3\xe4\x93\x02.\x12,/api/v1/conexoes/meta/audiences/{id}/membrosb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'renove.conexoes.v1.audiences_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_AUDIENCESYNCTYPE'].values_by_name["AUDIENCE_SYNC_TYPE_UNSPECIFIED"]._loaded_options = None
+  _globals['_AUDIENCESYNCTYPE'].values_by_name["AUDIENCE_SYNC_TYPE_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_AUDIENCESYNCTYPE'].values_by_name["AUDIENCE_SYNC_TYPE_EVENTO"]._loaded_options = None
+  _globals['_AUDIENCESYNCTYPE'].values_by_name["AUDIENCE_SYNC_TYPE_EVENTO"]._serialized_options = b'\212\200\031\006evento'
+  _globals['_AUDIENCESYNCTYPE'].values_by_name["AUDIENCE_SYNC_TYPE_MANUAL"]._loaded_options = None
+  _globals['_AUDIENCESYNCTYPE'].values_by_name["AUDIENCE_SYNC_TYPE_MANUAL"]._serialized_options = b'\212\200\031\006manual'
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_UNSPECIFIED"]._loaded_options = None
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_LEAD"]._loaded_options = None
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_LEAD"]._serialized_options = b'\212\200\031\004lead'
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_MQL"]._loaded_options = None
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_MQL"]._serialized_options = b'\212\200\031\003mql'
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_SCHEDULE"]._loaded_options = None
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_SCHEDULE"]._serialized_options = b'\212\200\031\010schedule'
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_WON"]._loaded_options = None
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_WON"]._serialized_options = b'\212\200\031\003won'
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_LOST"]._loaded_options = None
+  _globals['_AUDIENCETRIGGER'].values_by_name["AUDIENCE_TRIGGER_LOST"]._serialized_options = b'\212\200\031\004lost'
   _globals['_ADACCOUNT'].fields_by_name['ad_account_id']._loaded_options = None
   _globals['_ADACCOUNT'].fields_by_name['ad_account_id']._serialized_options = b'\342A\001\003'
   _globals['_ADACCOUNT'].fields_by_name['name']._loaded_options = None
@@ -130,7 +149,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDIENCESSERVICE'].methods_by_name['ListAudiences']._loaded_options = None
   _globals['_AUDIENCESSERVICE'].methods_by_name['ListAudiences']._serialized_options = b'\202\323\344\223\002!\022\037/api/v1/conexoes/meta/audiences'
   _globals['_AUDIENCESSERVICE'].methods_by_name['CreateAudience']._loaded_options = None
-  _globals['_AUDIENCESSERVICE'].methods_by_name['CreateAudience']._serialized_options = b'\202\323\344\223\0025\"\037/api/v1/conexoes/meta/audiences:\010audienceb\010audience'
+  _globals['_AUDIENCESSERVICE'].methods_by_name['CreateAudience']._serialized_options = b'\220\200\031\311\001\202\323\344\223\0025\"\037/api/v1/conexoes/meta/audiences:\010audienceb\010audience'
   _globals['_AUDIENCESSERVICE'].methods_by_name['GetAudience']._loaded_options = None
   _globals['_AUDIENCESSERVICE'].methods_by_name['GetAudience']._serialized_options = b'\202\323\344\223\0020\022$/api/v1/conexoes/meta/audiences/{id}b\010audience'
   _globals['_AUDIENCESSERVICE'].methods_by_name['UpdateAudience']._loaded_options = None
@@ -141,48 +160,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDIENCESSERVICE'].methods_by_name['SyncAudience']._serialized_options = b'\202\323\344\223\002.\")/api/v1/conexoes/meta/audiences/{id}/sync:\001*'
   _globals['_AUDIENCESSERVICE'].methods_by_name['ListAudienceMembers']._loaded_options = None
   _globals['_AUDIENCESSERVICE'].methods_by_name['ListAudienceMembers']._serialized_options = b'\202\323\344\223\002.\022,/api/v1/conexoes/meta/audiences/{id}/membros'
-  _globals['_AUDIENCESYNCTYPE']._serialized_start=2900
-  _globals['_AUDIENCESYNCTYPE']._serialized_end=3016
-  _globals['_AUDIENCETRIGGER']._serialized_start=3019
-  _globals['_AUDIENCETRIGGER']._serialized_end=3207
-  _globals['_ADACCOUNT']._serialized_start=197
-  _globals['_ADACCOUNT']._serialized_end=355
-  _globals['_AUDIENCE']._serialized_start=358
-  _globals['_AUDIENCE']._serialized_end=1012
-  _globals['_AUDIENCEMEMBER']._serialized_start=1015
-  _globals['_AUDIENCEMEMBER']._serialized_end=1329
-  _globals['_LISTADACCOUNTSREQUEST']._serialized_start=1331
-  _globals['_LISTADACCOUNTSREQUEST']._serialized_end=1393
-  _globals['_LISTADACCOUNTSRESPONSE']._serialized_start=1395
-  _globals['_LISTADACCOUNTSRESPONSE']._serialized_end=1496
-  _globals['_LISTAUDIENCESREQUEST']._serialized_start=1498
-  _globals['_LISTAUDIENCESREQUEST']._serialized_end=1624
-  _globals['_LISTAUDIENCESRESPONSE']._serialized_start=1626
-  _globals['_LISTAUDIENCESRESPONSE']._serialized_end=1743
-  _globals['_CREATEAUDIENCEREQUEST']._serialized_start=1745
-  _globals['_CREATEAUDIENCEREQUEST']._serialized_end=1842
-  _globals['_CREATEAUDIENCERESPONSE']._serialized_start=1844
-  _globals['_CREATEAUDIENCERESPONSE']._serialized_end=1922
-  _globals['_GETAUDIENCEREQUEST']._serialized_start=1924
-  _globals['_GETAUDIENCEREQUEST']._serialized_end=1962
-  _globals['_GETAUDIENCERESPONSE']._serialized_start=1964
-  _globals['_GETAUDIENCERESPONSE']._serialized_end=2039
-  _globals['_UPDATEAUDIENCEREQUEST']._serialized_start=2042
-  _globals['_UPDATEAUDIENCEREQUEST']._serialized_end=2206
-  _globals['_UPDATEAUDIENCERESPONSE']._serialized_start=2208
-  _globals['_UPDATEAUDIENCERESPONSE']._serialized_end=2286
-  _globals['_DELETEAUDIENCEREQUEST']._serialized_start=2288
-  _globals['_DELETEAUDIENCEREQUEST']._serialized_end=2379
-  _globals['_DELETEAUDIENCERESPONSE']._serialized_start=2381
-  _globals['_DELETEAUDIENCERESPONSE']._serialized_end=2405
-  _globals['_SYNCAUDIENCEREQUEST']._serialized_start=2407
-  _globals['_SYNCAUDIENCEREQUEST']._serialized_end=2493
-  _globals['_SYNCAUDIENCERESPONSE']._serialized_start=2496
-  _globals['_SYNCAUDIENCERESPONSE']._serialized_end=2631
-  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_start=2634
-  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_end=2769
-  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_start=2771
-  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_end=2898
-  _globals['_AUDIENCESSERVICE']._serialized_start=3210
-  _globals['_AUDIENCESSERVICE']._serialized_end=4497
+  _globals['_AUDIENCESYNCTYPE']._serialized_start=2935
+  _globals['_AUDIENCESYNCTYPE']._serialized_end=3092
+  _globals['_AUDIENCETRIGGER']._serialized_start=3095
+  _globals['_AUDIENCETRIGGER']._serialized_end=3352
+  _globals['_ADACCOUNT']._serialized_start=231
+  _globals['_ADACCOUNT']._serialized_end=389
+  _globals['_AUDIENCE']._serialized_start=392
+  _globals['_AUDIENCE']._serialized_end=1046
+  _globals['_AUDIENCEMEMBER']._serialized_start=1049
+  _globals['_AUDIENCEMEMBER']._serialized_end=1363
+  _globals['_LISTADACCOUNTSREQUEST']._serialized_start=1365
+  _globals['_LISTADACCOUNTSREQUEST']._serialized_end=1427
+  _globals['_LISTADACCOUNTSRESPONSE']._serialized_start=1429
+  _globals['_LISTADACCOUNTSRESPONSE']._serialized_end=1530
+  _globals['_LISTAUDIENCESREQUEST']._serialized_start=1532
+  _globals['_LISTAUDIENCESREQUEST']._serialized_end=1658
+  _globals['_LISTAUDIENCESRESPONSE']._serialized_start=1660
+  _globals['_LISTAUDIENCESRESPONSE']._serialized_end=1777
+  _globals['_CREATEAUDIENCEREQUEST']._serialized_start=1779
+  _globals['_CREATEAUDIENCEREQUEST']._serialized_end=1876
+  _globals['_CREATEAUDIENCERESPONSE']._serialized_start=1878
+  _globals['_CREATEAUDIENCERESPONSE']._serialized_end=1956
+  _globals['_GETAUDIENCEREQUEST']._serialized_start=1958
+  _globals['_GETAUDIENCEREQUEST']._serialized_end=1996
+  _globals['_GETAUDIENCERESPONSE']._serialized_start=1998
+  _globals['_GETAUDIENCERESPONSE']._serialized_end=2073
+  _globals['_UPDATEAUDIENCEREQUEST']._serialized_start=2076
+  _globals['_UPDATEAUDIENCEREQUEST']._serialized_end=2240
+  _globals['_UPDATEAUDIENCERESPONSE']._serialized_start=2242
+  _globals['_UPDATEAUDIENCERESPONSE']._serialized_end=2320
+  _globals['_DELETEAUDIENCEREQUEST']._serialized_start=2322
+  _globals['_DELETEAUDIENCEREQUEST']._serialized_end=2413
+  _globals['_DELETEAUDIENCERESPONSE']._serialized_start=2415
+  _globals['_DELETEAUDIENCERESPONSE']._serialized_end=2439
+  _globals['_SYNCAUDIENCEREQUEST']._serialized_start=2441
+  _globals['_SYNCAUDIENCEREQUEST']._serialized_end=2527
+  _globals['_SYNCAUDIENCERESPONSE']._serialized_start=2530
+  _globals['_SYNCAUDIENCERESPONSE']._serialized_end=2665
+  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_start=2668
+  _globals['_LISTAUDIENCEMEMBERSREQUEST']._serialized_end=2803
+  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_start=2805
+  _globals['_LISTAUDIENCEMEMBERSRESPONSE']._serialized_end=2932
+  _globals['_AUDIENCESSERVICE']._serialized_start=3355
+  _globals['_AUDIENCESSERVICE']._serialized_end=4647
 # @@protoc_insertion_point(module_scope)

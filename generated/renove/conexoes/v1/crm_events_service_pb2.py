@@ -25,15 +25,28 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from renove.conexoes.v1 import options_pb2 as renove_dot_conexoes_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+renove/conexoes/v1/crm_events_service.proto\x12\x12renove.conexoes.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x02\n\x0b\x43ontactData\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08telefone\x18\x02 \x01(\t\x12\x15\n\rprimeiro_nome\x18\x03 \x01(\t\x12\x11\n\tsobrenome\x18\x04 \x01(\t\x12\x0e\n\x06\x63idade\x18\x05 \x01(\t\x12\x0e\n\x06\x65stado\x18\x06 \x01(\t\x12\x0b\n\x03\x63\x65p\x18\x07 \x01(\t\x12\x0c\n\x04pais\x18\x08 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\t \x01(\t\x12\x19\n\x11\x63lient_ip_address\x18\n \x01(\t\x12\x19\n\x11\x63lient_user_agent\x18\x0b \x01(\t\x12\x0b\n\x03\x66\x62\x63\x18\x0c \x01(\t\x12\x0b\n\x03\x66\x62p\x18\r \x01(\t\x12\x0f\n\x07lead_id\x18\x0e \x01(\t\"N\n\x0b\x45nqueuedJob\x12\x12\n\x04tipo\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06job_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x64\x65stino\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"\xfd\x03\n\x1bPublishPipelineEventRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\nevent_type\x18\x02 \x01(\x0e\x32%.renove.conexoes.v1.PipelineEventTypeB\x04\xe2\x41\x01\x02\x12\x35\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x18\n\ncontato_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0foportunidade_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nmeeting_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x66unil_id\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65tapa_id\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08owner_id\x18\t \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05value\x18\n \x01(\x01\x42\x04\xe2\x41\x01\x01\x12\x16\n\x08\x63urrency\x18\x0b \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0c\x63ontent_name\x18\x0c \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmotivo_perda\x18\r \x01(\tB\x04\xe2\x41\x01\x01\x12\x36\n\x07\x63ontato\x18\x0e \x01(\x0b\x32\x1f.renove.conexoes.v1.ContactDataB\x04\xe2\x41\x01\x01\x12\x14\n\x06origem\x18\x0f \x01(\tB\x04\xe2\x41\x01\x01\"\xb8\x01\n\x1cPublishPipelineEventResponse\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63\x61pi_event_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x04jobs\x18\x04 \x03(\x0b\x32\x1f.renove.conexoes.v1.EnqueuedJobB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64\x65\x64uplicated\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03*\xfc\x01\n\x11PipelineEventType\x12#\n\x1fPIPELINE_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\'\n#PIPELINE_EVENT_TYPE_CONTACT_CREATED\x10\x01\x12)\n%PIPELINE_EVENT_TYPE_MEETING_SCHEDULED\x10\x02\x12\x1b\n\x17PIPELINE_EVENT_TYPE_MQL\x10\x03\x12\'\n#PIPELINE_EVENT_TYPE_OPPORTUNITY_WON\x10\x04\x12(\n$PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST\x10\x05\x32\xb7\x01\n\x10\x43rmEventsService\x12\xa2\x01\n\x14PublishPipelineEvent\x12/.renove.conexoes.v1.PublishPipelineEventRequest\x1a\x30.renove.conexoes.v1.PublishPipelineEventResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/conexoes/crm/eventos:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+renove/conexoes/v1/crm_events_service.proto\x12\x12renove.conexoes.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a renove/conexoes/v1/options.proto\"\x89\x02\n\x0b\x43ontactData\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08telefone\x18\x02 \x01(\t\x12\x15\n\rprimeiro_nome\x18\x03 \x01(\t\x12\x11\n\tsobrenome\x18\x04 \x01(\t\x12\x0e\n\x06\x63idade\x18\x05 \x01(\t\x12\x0e\n\x06\x65stado\x18\x06 \x01(\t\x12\x0b\n\x03\x63\x65p\x18\x07 \x01(\t\x12\x0c\n\x04pais\x18\x08 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\t \x01(\t\x12\x19\n\x11\x63lient_ip_address\x18\n \x01(\t\x12\x19\n\x11\x63lient_user_agent\x18\x0b \x01(\t\x12\x0b\n\x03\x66\x62\x63\x18\x0c \x01(\t\x12\x0b\n\x03\x66\x62p\x18\r \x01(\t\x12\x0f\n\x07lead_id\x18\x0e \x01(\t\"N\n\x0b\x45nqueuedJob\x12\x12\n\x04tipo\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06job_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x64\x65stino\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"\xfd\x03\n\x1bPublishPipelineEventRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\nevent_type\x18\x02 \x01(\x0e\x32%.renove.conexoes.v1.PipelineEventTypeB\x04\xe2\x41\x01\x02\x12\x35\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x18\n\ncontato_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0foportunidade_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nmeeting_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x66unil_id\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65tapa_id\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08owner_id\x18\t \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05value\x18\n \x01(\x01\x42\x04\xe2\x41\x01\x01\x12\x16\n\x08\x63urrency\x18\x0b \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0c\x63ontent_name\x18\x0c \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmotivo_perda\x18\r \x01(\tB\x04\xe2\x41\x01\x01\x12\x36\n\x07\x63ontato\x18\x0e \x01(\x0b\x32\x1f.renove.conexoes.v1.ContactDataB\x04\xe2\x41\x01\x01\x12\x14\n\x06origem\x18\x0f \x01(\tB\x04\xe2\x41\x01\x01\"\xb8\x01\n\x1cPublishPipelineEventResponse\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65vent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63\x61pi_event_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x04jobs\x18\x04 \x03(\x0b\x32\x1f.renove.conexoes.v1.EnqueuedJobB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64\x65\x64uplicated\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03*\xed\x02\n\x11PipelineEventType\x12\x34\n\x1fPIPELINE_EVENT_TYPE_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12<\n#PIPELINE_EVENT_TYPE_CONTACT_CREATED\x10\x01\x1a\x13\x8a\x80\x19\x0f\x63ontact_created\x12@\n%PIPELINE_EVENT_TYPE_MEETING_SCHEDULED\x10\x02\x1a\x15\x8a\x80\x19\x11meeting_scheduled\x12$\n\x17PIPELINE_EVENT_TYPE_MQL\x10\x03\x1a\x07\x8a\x80\x19\x03mql\x12<\n#PIPELINE_EVENT_TYPE_OPPORTUNITY_WON\x10\x04\x1a\x13\x8a\x80\x19\x0fopportunity_won\x12>\n$PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST\x10\x05\x1a\x14\x8a\x80\x19\x10opportunity_lost2\xb7\x01\n\x10\x43rmEventsService\x12\xa2\x01\n\x14PublishPipelineEvent\x12/.renove.conexoes.v1.PublishPipelineEventRequest\x1a\x30.renove.conexoes.v1.PublishPipelineEventResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/conexoes/crm/eventos:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'renove.conexoes.v1.crm_events_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_UNSPECIFIED"]._loaded_options = None
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_CONTACT_CREATED"]._loaded_options = None
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_CONTACT_CREATED"]._serialized_options = b'\212\200\031\017contact_created'
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_MEETING_SCHEDULED"]._loaded_options = None
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_MEETING_SCHEDULED"]._serialized_options = b'\212\200\031\021meeting_scheduled'
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_MQL"]._loaded_options = None
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_MQL"]._serialized_options = b'\212\200\031\003mql'
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_OPPORTUNITY_WON"]._loaded_options = None
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_OPPORTUNITY_WON"]._serialized_options = b'\212\200\031\017opportunity_won'
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST"]._loaded_options = None
+  _globals['_PIPELINEEVENTTYPE'].values_by_name["PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST"]._serialized_options = b'\212\200\031\020opportunity_lost'
   _globals['_ENQUEUEDJOB'].fields_by_name['tipo']._loaded_options = None
   _globals['_ENQUEUEDJOB'].fields_by_name['tipo']._serialized_options = b'\342A\001\003'
   _globals['_ENQUEUEDJOB'].fields_by_name['job_id']._loaded_options = None
@@ -82,16 +95,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLISHPIPELINEEVENTRESPONSE'].fields_by_name['deduplicated']._serialized_options = b'\342A\001\003'
   _globals['_CRMEVENTSSERVICE'].methods_by_name['PublishPipelineEvent']._loaded_options = None
   _globals['_CRMEVENTSSERVICE'].methods_by_name['PublishPipelineEvent']._serialized_options = b'\202\323\344\223\002!\"\034/api/v1/conexoes/crm/eventos:\001*'
-  _globals['_PIPELINEEVENTTYPE']._serialized_start=1211
-  _globals['_PIPELINEEVENTTYPE']._serialized_end=1463
-  _globals['_CONTACTDATA']._serialized_start=164
-  _globals['_CONTACTDATA']._serialized_end=429
-  _globals['_ENQUEUEDJOB']._serialized_start=431
-  _globals['_ENQUEUEDJOB']._serialized_end=509
-  _globals['_PUBLISHPIPELINEEVENTREQUEST']._serialized_start=512
-  _globals['_PUBLISHPIPELINEEVENTREQUEST']._serialized_end=1021
-  _globals['_PUBLISHPIPELINEEVENTRESPONSE']._serialized_start=1024
-  _globals['_PUBLISHPIPELINEEVENTRESPONSE']._serialized_end=1208
-  _globals['_CRMEVENTSSERVICE']._serialized_start=1466
-  _globals['_CRMEVENTSSERVICE']._serialized_end=1649
+  _globals['_PIPELINEEVENTTYPE']._serialized_start=1245
+  _globals['_PIPELINEEVENTTYPE']._serialized_end=1610
+  _globals['_CONTACTDATA']._serialized_start=198
+  _globals['_CONTACTDATA']._serialized_end=463
+  _globals['_ENQUEUEDJOB']._serialized_start=465
+  _globals['_ENQUEUEDJOB']._serialized_end=543
+  _globals['_PUBLISHPIPELINEEVENTREQUEST']._serialized_start=546
+  _globals['_PUBLISHPIPELINEEVENTREQUEST']._serialized_end=1055
+  _globals['_PUBLISHPIPELINEEVENTRESPONSE']._serialized_start=1058
+  _globals['_PUBLISHPIPELINEEVENTRESPONSE']._serialized_end=1242
+  _globals['_CRMEVENTSSERVICE']._serialized_start=1613
+  _globals['_CRMEVENTSSERVICE']._serialized_end=1796
 # @@protoc_insertion_point(module_scope)

@@ -24,15 +24,78 @@ _sym_db = _symbol_database.Default()
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from renove.conexoes.v1 import options_pb2 as renove_dot_conexoes_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"renove/conexoes/v1/resources.proto\x12\x12renove.conexoes.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x07UserRef\x12\x12\n\nusuario_id\x18\x01 \x01(\t\x12\x0c\n\x04nome\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\">\n\tHeartbeat\x12\x31\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xd2\x01\n\x13OAuthCallbackResult\x12\x0f\n\x07sucesso\x18\x01 \x01(\x08\x12\x14\n\x0credirect_url\x18\x02 \x01(\t\x12;\n\x0f\x63onnection_type\x18\x03 \x01(\x0e\x32\".renove.conexoes.v1.ConnectionType\x12\x15\n\rconnection_id\x18\x04 \x01(\t\x12\x13\n\x0bmotivo_erro\x18\x05 \x01(\t\x12\x10\n\x08mensagem\x18\x06 \x01(\t\x12\x19\n\x11scopes_concedidos\x18\x07 \x03(\t\"\x9f\x01\n\x08OAuthUrl\x12\x16\n\x08\x61uth_url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05state\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x14\n\x06scopes\x18\x04 \x03(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0credirect_uri\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03*\xe0\x02\n\x0e\x43onnectionType\x12\x1f\n\x1b\x43ONNECTION_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONNECTION_TYPE_WHATSAPP\x10\x01\x12!\n\x1d\x43ONNECTION_TYPE_META_LEAD_ADS\x10\x02\x12(\n$CONNECTION_TYPE_META_CONVERSIONS_API\x10\x03\x12)\n%CONNECTION_TYPE_META_CUSTOM_AUDIENCES\x10\x04\x12#\n\x1f\x43ONNECTION_TYPE_GOOGLE_CALENDAR\x10\x05\x12%\n!CONNECTION_TYPE_EMAIL_GMAIL_OAUTH\x10\x06\x12%\n!CONNECTION_TYPE_EMAIL_SMTP_MANUAL\x10\x07\x12$\n CONNECTION_TYPE_INSTAGRAM_DIRECT\x10\x08*\x90\x02\n\x10\x43onnectionStatus\x12!\n\x1d\x43ONNECTION_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1e\x43ONNECTION_STATUS_DISCONNECTED\x10\x01\x12\x1c\n\x18\x43ONNECTION_STATUS_ACTIVE\x10\x02\x12\x1d\n\x19\x43ONNECTION_STATUS_EXPIRED\x10\x03\x12\x1d\n\x19\x43ONNECTION_STATUS_REVOKED\x10\x04\x12\x1b\n\x17\x43ONNECTION_STATUS_ERROR\x10\x05\x12\x1d\n\x19\x43ONNECTION_STATUS_TESTING\x10\x06\x12\x1d\n\x19\x43ONNECTION_STATUS_PENDING\x10\x07*t\n\x10MessageDirection\x12!\n\x1dMESSAGE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19MESSAGE_DIRECTION_INBOUND\x10\x01\x12\x1e\n\x1aMESSAGE_DIRECTION_OUTBOUND\x10\x02*\xd2\x01\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MESSAGE_STATUS_QUEUED\x10\x01\x12\x17\n\x13MESSAGE_STATUS_SENT\x10\x02\x12\x1c\n\x18MESSAGE_STATUS_DELIVERED\x10\x03\x12\x17\n\x13MESSAGE_STATUS_READ\x10\x04\x12\x19\n\x15MESSAGE_STATUS_FAILED\x10\x05\x12\x1b\n\x17MESSAGE_STATUS_RECEIVED\x10\x06*k\n\x08UserRole\x12\x19\n\x15USER_ROLE_UNSPECIFIED\x10\x00\x12\x19\n\x15USER_ROLE_SUPER_ADMIN\x10\x01\x12\x13\n\x0fUSER_ROLE_ADMIN\x10\x02\x12\x14\n\x10USER_ROLE_MEMBER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"renove/conexoes/v1/resources.proto\x12\x12renove.conexoes.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a renove/conexoes/v1/options.proto\":\n\x07UserRef\x12\x12\n\nusuario_id\x18\x01 \x01(\t\x12\x0c\n\x04nome\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\">\n\tHeartbeat\x12\x31\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xd2\x01\n\x13OAuthCallbackResult\x12\x0f\n\x07sucesso\x18\x01 \x01(\x08\x12\x14\n\x0credirect_url\x18\x02 \x01(\t\x12;\n\x0f\x63onnection_type\x18\x03 \x01(\x0e\x32\".renove.conexoes.v1.ConnectionType\x12\x15\n\rconnection_id\x18\x04 \x01(\t\x12\x13\n\x0bmotivo_erro\x18\x05 \x01(\t\x12\x10\n\x08mensagem\x18\x06 \x01(\t\x12\x19\n\x11scopes_concedidos\x18\x07 \x03(\t\"\x9f\x01\n\x08OAuthUrl\x12\x16\n\x08\x61uth_url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05state\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x14\n\x06scopes\x18\x04 \x03(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0credirect_uri\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03*\xa0\x04\n\x0e\x43onnectionType\x12\x30\n\x1b\x43ONNECTION_TYPE_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12*\n\x18\x43ONNECTION_TYPE_WHATSAPP\x10\x01\x1a\x0c\x8a\x80\x19\x08whatsapp\x12\x34\n\x1d\x43ONNECTION_TYPE_META_LEAD_ADS\x10\x02\x1a\x11\x8a\x80\x19\rmeta_lead_ads\x12\x42\n$CONNECTION_TYPE_META_CONVERSIONS_API\x10\x03\x1a\x18\x8a\x80\x19\x14meta_conversions_api\x12\x44\n%CONNECTION_TYPE_META_CUSTOM_AUDIENCES\x10\x04\x1a\x19\x8a\x80\x19\x15meta_custom_audiences\x12\x38\n\x1f\x43ONNECTION_TYPE_GOOGLE_CALENDAR\x10\x05\x1a\x13\x8a\x80\x19\x0fgoogle_calendar\x12<\n!CONNECTION_TYPE_EMAIL_GMAIL_OAUTH\x10\x06\x1a\x15\x8a\x80\x19\x11\x65mail_gmail_oauth\x12<\n!CONNECTION_TYPE_EMAIL_SMTP_MANUAL\x10\x07\x1a\x15\x8a\x80\x19\x11\x65mail_smtp_manual\x12:\n CONNECTION_TYPE_INSTAGRAM_DIRECT\x10\x08\x1a\x14\x8a\x80\x19\x10instagram_direct*\xfe\x02\n\x10\x43onnectionStatus\x12\x32\n\x1d\x43ONNECTION_STATUS_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12\x34\n\x1e\x43ONNECTION_STATUS_DISCONNECTED\x10\x01\x1a\x10\x8a\x80\x19\x0c\x64isconnected\x12(\n\x18\x43ONNECTION_STATUS_ACTIVE\x10\x02\x1a\n\x8a\x80\x19\x06\x61\x63tive\x12*\n\x19\x43ONNECTION_STATUS_EXPIRED\x10\x03\x1a\x0b\x8a\x80\x19\x07\x65xpired\x12*\n\x19\x43ONNECTION_STATUS_REVOKED\x10\x04\x1a\x0b\x8a\x80\x19\x07revoked\x12&\n\x17\x43ONNECTION_STATUS_ERROR\x10\x05\x1a\t\x8a\x80\x19\x05\x65rror\x12*\n\x19\x43ONNECTION_STATUS_TESTING\x10\x06\x1a\x0b\x8a\x80\x19\x07testing\x12*\n\x19\x43ONNECTION_STATUS_PENDING\x10\x07\x1a\x0b\x8a\x80\x19\x07pending*\xa0\x01\n\x10MessageDirection\x12\x32\n\x1dMESSAGE_DIRECTION_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12*\n\x19MESSAGE_DIRECTION_INBOUND\x10\x01\x1a\x0b\x8a\x80\x19\x07inbound\x12,\n\x1aMESSAGE_DIRECTION_OUTBOUND\x10\x02\x1a\x0c\x8a\x80\x19\x08outbound*\xac\x02\n\rMessageStatus\x12/\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12%\n\x15MESSAGE_STATUS_QUEUED\x10\x01\x1a\n\x8a\x80\x19\x06queued\x12!\n\x13MESSAGE_STATUS_SENT\x10\x02\x1a\x08\x8a\x80\x19\x04sent\x12+\n\x18MESSAGE_STATUS_DELIVERED\x10\x03\x1a\r\x8a\x80\x19\tdelivered\x12!\n\x13MESSAGE_STATUS_READ\x10\x04\x1a\x08\x8a\x80\x19\x04read\x12%\n\x15MESSAGE_STATUS_FAILED\x10\x05\x1a\n\x8a\x80\x19\x06\x66\x61iled\x12)\n\x17MESSAGE_STATUS_RECEIVED\x10\x06\x1a\x0c\x8a\x80\x19\x08received*\xa4\x01\n\x08UserRole\x12*\n\x15USER_ROLE_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12*\n\x15USER_ROLE_SUPER_ADMIN\x10\x01\x1a\x0f\x8a\x80\x19\x0bsuper_admin\x12\x1e\n\x0fUSER_ROLE_ADMIN\x10\x02\x1a\t\x8a\x80\x19\x05\x61\x64min\x12 \n\x10USER_ROLE_MEMBER\x10\x03\x1a\n\x8a\x80\x19\x06memberb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'renove.conexoes.v1.resources_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_UNSPECIFIED"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_WHATSAPP"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_WHATSAPP"]._serialized_options = b'\212\200\031\010whatsapp'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_META_LEAD_ADS"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_META_LEAD_ADS"]._serialized_options = b'\212\200\031\rmeta_lead_ads'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_META_CONVERSIONS_API"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_META_CONVERSIONS_API"]._serialized_options = b'\212\200\031\024meta_conversions_api'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_META_CUSTOM_AUDIENCES"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_META_CUSTOM_AUDIENCES"]._serialized_options = b'\212\200\031\025meta_custom_audiences'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_GOOGLE_CALENDAR"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_GOOGLE_CALENDAR"]._serialized_options = b'\212\200\031\017google_calendar'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_EMAIL_GMAIL_OAUTH"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_EMAIL_GMAIL_OAUTH"]._serialized_options = b'\212\200\031\021email_gmail_oauth'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_EMAIL_SMTP_MANUAL"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_EMAIL_SMTP_MANUAL"]._serialized_options = b'\212\200\031\021email_smtp_manual'
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_INSTAGRAM_DIRECT"]._loaded_options = None
+  _globals['_CONNECTIONTYPE'].values_by_name["CONNECTION_TYPE_INSTAGRAM_DIRECT"]._serialized_options = b'\212\200\031\020instagram_direct'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_UNSPECIFIED"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_DISCONNECTED"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_DISCONNECTED"]._serialized_options = b'\212\200\031\014disconnected'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_ACTIVE"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_ACTIVE"]._serialized_options = b'\212\200\031\006active'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_EXPIRED"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_EXPIRED"]._serialized_options = b'\212\200\031\007expired'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_REVOKED"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_REVOKED"]._serialized_options = b'\212\200\031\007revoked'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_ERROR"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_ERROR"]._serialized_options = b'\212\200\031\005error'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_TESTING"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_TESTING"]._serialized_options = b'\212\200\031\007testing'
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_PENDING"]._loaded_options = None
+  _globals['_CONNECTIONSTATUS'].values_by_name["CONNECTION_STATUS_PENDING"]._serialized_options = b'\212\200\031\007pending'
+  _globals['_MESSAGEDIRECTION'].values_by_name["MESSAGE_DIRECTION_UNSPECIFIED"]._loaded_options = None
+  _globals['_MESSAGEDIRECTION'].values_by_name["MESSAGE_DIRECTION_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_MESSAGEDIRECTION'].values_by_name["MESSAGE_DIRECTION_INBOUND"]._loaded_options = None
+  _globals['_MESSAGEDIRECTION'].values_by_name["MESSAGE_DIRECTION_INBOUND"]._serialized_options = b'\212\200\031\007inbound'
+  _globals['_MESSAGEDIRECTION'].values_by_name["MESSAGE_DIRECTION_OUTBOUND"]._loaded_options = None
+  _globals['_MESSAGEDIRECTION'].values_by_name["MESSAGE_DIRECTION_OUTBOUND"]._serialized_options = b'\212\200\031\010outbound'
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_UNSPECIFIED"]._loaded_options = None
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_QUEUED"]._loaded_options = None
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_QUEUED"]._serialized_options = b'\212\200\031\006queued'
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_SENT"]._loaded_options = None
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_SENT"]._serialized_options = b'\212\200\031\004sent'
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_DELIVERED"]._loaded_options = None
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_DELIVERED"]._serialized_options = b'\212\200\031\tdelivered'
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_READ"]._loaded_options = None
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_READ"]._serialized_options = b'\212\200\031\004read'
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_FAILED"]._loaded_options = None
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_FAILED"]._serialized_options = b'\212\200\031\006failed'
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_RECEIVED"]._loaded_options = None
+  _globals['_MESSAGESTATUS'].values_by_name["MESSAGE_STATUS_RECEIVED"]._serialized_options = b'\212\200\031\010received'
+  _globals['_USERROLE'].values_by_name["USER_ROLE_UNSPECIFIED"]._loaded_options = None
+  _globals['_USERROLE'].values_by_name["USER_ROLE_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_USERROLE'].values_by_name["USER_ROLE_SUPER_ADMIN"]._loaded_options = None
+  _globals['_USERROLE'].values_by_name["USER_ROLE_SUPER_ADMIN"]._serialized_options = b'\212\200\031\013super_admin'
+  _globals['_USERROLE'].values_by_name["USER_ROLE_ADMIN"]._loaded_options = None
+  _globals['_USERROLE'].values_by_name["USER_ROLE_ADMIN"]._serialized_options = b'\212\200\031\005admin'
+  _globals['_USERROLE'].values_by_name["USER_ROLE_MEMBER"]._loaded_options = None
+  _globals['_USERROLE'].values_by_name["USER_ROLE_MEMBER"]._serialized_options = b'\212\200\031\006member'
   _globals['_HEARTBEAT'].fields_by_name['sent_at']._loaded_options = None
   _globals['_HEARTBEAT'].fields_by_name['sent_at']._serialized_options = b'\342A\001\003'
   _globals['_OAUTHURL'].fields_by_name['auth_url']._loaded_options = None
@@ -45,22 +108,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OAUTHURL'].fields_by_name['scopes']._serialized_options = b'\342A\001\003'
   _globals['_OAUTHURL'].fields_by_name['redirect_uri']._loaded_options = None
   _globals['_OAUTHURL'].fields_by_name['redirect_uri']._serialized_options = b'\342A\001\003'
-  _globals['_CONNECTIONTYPE']._serialized_start=624
-  _globals['_CONNECTIONTYPE']._serialized_end=976
-  _globals['_CONNECTIONSTATUS']._serialized_start=979
-  _globals['_CONNECTIONSTATUS']._serialized_end=1251
-  _globals['_MESSAGEDIRECTION']._serialized_start=1253
-  _globals['_MESSAGEDIRECTION']._serialized_end=1369
-  _globals['_MESSAGESTATUS']._serialized_start=1372
-  _globals['_MESSAGESTATUS']._serialized_end=1582
-  _globals['_USERROLE']._serialized_start=1584
-  _globals['_USERROLE']._serialized_end=1691
-  _globals['_USERREF']._serialized_start=124
-  _globals['_USERREF']._serialized_end=182
-  _globals['_HEARTBEAT']._serialized_start=184
-  _globals['_HEARTBEAT']._serialized_end=246
-  _globals['_OAUTHCALLBACKRESULT']._serialized_start=249
-  _globals['_OAUTHCALLBACKRESULT']._serialized_end=459
-  _globals['_OAUTHURL']._serialized_start=462
-  _globals['_OAUTHURL']._serialized_end=621
+  _globals['_CONNECTIONTYPE']._serialized_start=658
+  _globals['_CONNECTIONTYPE']._serialized_end=1202
+  _globals['_CONNECTIONSTATUS']._serialized_start=1205
+  _globals['_CONNECTIONSTATUS']._serialized_end=1587
+  _globals['_MESSAGEDIRECTION']._serialized_start=1590
+  _globals['_MESSAGEDIRECTION']._serialized_end=1750
+  _globals['_MESSAGESTATUS']._serialized_start=1753
+  _globals['_MESSAGESTATUS']._serialized_end=2053
+  _globals['_USERROLE']._serialized_start=2056
+  _globals['_USERROLE']._serialized_end=2220
+  _globals['_USERREF']._serialized_start=158
+  _globals['_USERREF']._serialized_end=216
+  _globals['_HEARTBEAT']._serialized_start=218
+  _globals['_HEARTBEAT']._serialized_end=280
+  _globals['_OAUTHCALLBACKRESULT']._serialized_start=283
+  _globals['_OAUTHCALLBACKRESULT']._serialized_end=493
+  _globals['_OAUTHURL']._serialized_start=496
+  _globals['_OAUTHURL']._serialized_end=655
 # @@protoc_insertion_point(module_scope)

@@ -25,15 +25,32 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from renove.conexoes.v1 import options_pb2 as renove_dot_conexoes_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0renove/conexoes/v1/webhook_ingress_service.proto\x12\x12renove.conexoes.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\nHttpHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"-\n\x0eQueryParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x93\x02\n\x0eRawHttpRequest\x12\x14\n\x06method\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04path\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\traw_query\x18\x03 \x01(\t\x12\x31\n\x05query\x18\x04 \x03(\x0b\x32\".renove.conexoes.v1.QueryParameter\x12/\n\x07headers\x18\x05 \x03(\x0b\x32\x1e.renove.conexoes.v1.HttpHeader\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\x12\x13\n\x0bremote_addr\x18\x07 \x01(\t\x12\x0c\n\x04host\x18\x08 \x01(\t\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x0fRawHttpResponse\x12\x13\n\x0bstatus_code\x18\x01 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12/\n\x07headers\x18\x04 \x03(\x0b\x32\x1e.renove.conexoes.v1.HttpHeader\"o\n\x19\x44\x65liverWahaWebhookRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x39\n\x07request\x18\x02 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\x9b\x01\n\x1a\x44\x65liverWahaWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x10\n\x08inbox_id\x18\x03 \x01(\t\"Z\n\x1dVerifyMetaLeadsWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\x8d\x01\n\x1eVerifyMetaLeadsWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\"[\n\x1e\x44\x65liverMetaLeadsWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\xa1\x01\n\x1f\x44\x65liverMetaLeadsWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x11\n\tinbox_ids\x18\x03 \x03(\t\"Z\n\x1dVerifyInstagramWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\x8d\x01\n\x1eVerifyInstagramWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\"[\n\x1e\x44\x65liverInstagramWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\xa1\x01\n\x1f\x44\x65liverInstagramWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x11\n\tinbox_ids\x18\x03 \x03(\t\"`\n#DeliverGoogleCalendarWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\xa5\x01\n$DeliverGoogleCalendarWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x10\n\x08inbox_id\x18\x03 \x01(\t*\xa9\x02\n\x0f\x44\x65liveryOutcome\x12 \n\x1c\x44\x45LIVERY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45LIVERY_OUTCOME_ACCEPTED\x10\x01\x12\x1e\n\x1a\x44\x45LIVERY_OUTCOME_DUPLICATE\x10\x02\x12$\n DELIVERY_OUTCOME_UNAUTHENTICATED\x10\x03\x12\x1e\n\x1a\x44\x45LIVERY_OUTCOME_MALFORMED\x10\x04\x12&\n\"DELIVERY_OUTCOME_UNKNOWN_RECIPIENT\x10\x05\x12\x1d\n\x19\x44\x45LIVERY_OUTCOME_VERIFIED\x10\x06\x12(\n$DELIVERY_OUTCOME_VERIFICATION_FAILED\x10\x07\x32\xf8\x07\n\x15WebhookIngressService\x12\x9a\x01\n\x12\x44\x65liverWahaWebhook\x12-.renove.conexoes.v1.DeliverWahaWebhookRequest\x1a..renove.conexoes.v1.DeliverWahaWebhookResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/webhooks/waha/{tenant_id}:\x01*\x12\x9d\x01\n\x16VerifyMetaLeadsWebhook\x12\x31.renove.conexoes.v1.VerifyMetaLeadsWebhookRequest\x1a\x32.renove.conexoes.v1.VerifyMetaLeadsWebhookResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/webhooks/meta-leads\x12\xa3\x01\n\x17\x44\x65liverMetaLeadsWebhook\x12\x32.renove.conexoes.v1.DeliverMetaLeadsWebhookRequest\x1a\x33.renove.conexoes.v1.DeliverMetaLeadsWebhookResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/webhooks/meta-leads:\x01*\x12\x9c\x01\n\x16VerifyInstagramWebhook\x12\x31.renove.conexoes.v1.VerifyInstagramWebhookRequest\x1a\x32.renove.conexoes.v1.VerifyInstagramWebhookResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/webhooks/instagram\x12\xa2\x01\n\x17\x44\x65liverInstagramWebhook\x12\x32.renove.conexoes.v1.DeliverInstagramWebhookRequest\x1a\x33.renove.conexoes.v1.DeliverInstagramWebhookResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/webhooks/instagram:\x01*\x12\xb7\x01\n\x1c\x44\x65liverGoogleCalendarWebhook\x12\x37.renove.conexoes.v1.DeliverGoogleCalendarWebhookRequest\x1a\x38.renove.conexoes.v1.DeliverGoogleCalendarWebhookResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/webhooks/google-calendar:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0renove/conexoes/v1/webhook_ingress_service.proto\x12\x12renove.conexoes.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a renove/conexoes/v1/options.proto\")\n\nHttpHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"-\n\x0eQueryParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x93\x02\n\x0eRawHttpRequest\x12\x14\n\x06method\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04path\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\traw_query\x18\x03 \x01(\t\x12\x31\n\x05query\x18\x04 \x03(\x0b\x32\".renove.conexoes.v1.QueryParameter\x12/\n\x07headers\x18\x05 \x03(\x0b\x32\x1e.renove.conexoes.v1.HttpHeader\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\x12\x13\n\x0bremote_addr\x18\x07 \x01(\t\x12\x0c\n\x04host\x18\x08 \x01(\t\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x0fRawHttpResponse\x12\x13\n\x0bstatus_code\x18\x01 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12/\n\x07headers\x18\x04 \x03(\x0b\x32\x1e.renove.conexoes.v1.HttpHeader\"o\n\x19\x44\x65liverWahaWebhookRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x39\n\x07request\x18\x02 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\x9b\x01\n\x1a\x44\x65liverWahaWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x10\n\x08inbox_id\x18\x03 \x01(\t\"Z\n\x1dVerifyMetaLeadsWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\x8d\x01\n\x1eVerifyMetaLeadsWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\"[\n\x1e\x44\x65liverMetaLeadsWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\xa1\x01\n\x1f\x44\x65liverMetaLeadsWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x11\n\tinbox_ids\x18\x03 \x03(\t\"Z\n\x1dVerifyInstagramWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\x8d\x01\n\x1eVerifyInstagramWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\"[\n\x1e\x44\x65liverInstagramWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\xa1\x01\n\x1f\x44\x65liverInstagramWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x11\n\tinbox_ids\x18\x03 \x03(\t\"`\n#DeliverGoogleCalendarWebhookRequest\x12\x39\n\x07request\x18\x01 \x01(\x0b\x32\".renove.conexoes.v1.RawHttpRequestB\x04\xe2\x41\x01\x02\"\xa5\x01\n$DeliverGoogleCalendarWebhookResponse\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32#.renove.conexoes.v1.RawHttpResponse\x12\x34\n\x07outcome\x18\x02 \x01(\x0e\x32#.renove.conexoes.v1.DeliveryOutcome\x12\x10\n\x08inbox_id\x18\x03 \x01(\t*\xb9\x03\n\x0f\x44\x65liveryOutcome\x12\x31\n\x1c\x44\x45LIVERY_OUTCOME_UNSPECIFIED\x10\x00\x1a\x0f\x8a\x80\x19\x0bunspecified\x12+\n\x19\x44\x45LIVERY_OUTCOME_ACCEPTED\x10\x01\x1a\x0c\x8a\x80\x19\x08\x61\x63\x63\x65pted\x12-\n\x1a\x44\x45LIVERY_OUTCOME_DUPLICATE\x10\x02\x1a\r\x8a\x80\x19\tduplicate\x12\x39\n DELIVERY_OUTCOME_UNAUTHENTICATED\x10\x03\x1a\x13\x8a\x80\x19\x0funauthenticated\x12-\n\x1a\x44\x45LIVERY_OUTCOME_MALFORMED\x10\x04\x1a\r\x8a\x80\x19\tmalformed\x12=\n\"DELIVERY_OUTCOME_UNKNOWN_RECIPIENT\x10\x05\x1a\x15\x8a\x80\x19\x11unknown_recipient\x12+\n\x19\x44\x45LIVERY_OUTCOME_VERIFIED\x10\x06\x1a\x0c\x8a\x80\x19\x08verified\x12\x41\n$DELIVERY_OUTCOME_VERIFICATION_FAILED\x10\x07\x1a\x17\x8a\x80\x19\x13verification_failed2\xf8\x07\n\x15WebhookIngressService\x12\x9a\x01\n\x12\x44\x65liverWahaWebhook\x12-.renove.conexoes.v1.DeliverWahaWebhookRequest\x1a..renove.conexoes.v1.DeliverWahaWebhookResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/webhooks/waha/{tenant_id}:\x01*\x12\x9d\x01\n\x16VerifyMetaLeadsWebhook\x12\x31.renove.conexoes.v1.VerifyMetaLeadsWebhookRequest\x1a\x32.renove.conexoes.v1.VerifyMetaLeadsWebhookResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/webhooks/meta-leads\x12\xa3\x01\n\x17\x44\x65liverMetaLeadsWebhook\x12\x32.renove.conexoes.v1.DeliverMetaLeadsWebhookRequest\x1a\x33.renove.conexoes.v1.DeliverMetaLeadsWebhookResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/webhooks/meta-leads:\x01*\x12\x9c\x01\n\x16VerifyInstagramWebhook\x12\x31.renove.conexoes.v1.VerifyInstagramWebhookRequest\x1a\x32.renove.conexoes.v1.VerifyInstagramWebhookResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/webhooks/instagram\x12\xa2\x01\n\x17\x44\x65liverInstagramWebhook\x12\x32.renove.conexoes.v1.DeliverInstagramWebhookRequest\x1a\x33.renove.conexoes.v1.DeliverInstagramWebhookResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/webhooks/instagram:\x01*\x12\xb7\x01\n\x1c\x44\x65liverGoogleCalendarWebhook\x12\x37.renove.conexoes.v1.DeliverGoogleCalendarWebhookRequest\x1a\x38.renove.conexoes.v1.DeliverGoogleCalendarWebhookResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/webhooks/google-calendar:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'renove.conexoes.v1.webhook_ingress_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_UNSPECIFIED"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_UNSPECIFIED"]._serialized_options = b'\212\200\031\013unspecified'
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_ACCEPTED"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_ACCEPTED"]._serialized_options = b'\212\200\031\010accepted'
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_DUPLICATE"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_DUPLICATE"]._serialized_options = b'\212\200\031\tduplicate'
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_UNAUTHENTICATED"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_UNAUTHENTICATED"]._serialized_options = b'\212\200\031\017unauthenticated'
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_MALFORMED"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_MALFORMED"]._serialized_options = b'\212\200\031\tmalformed'
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_UNKNOWN_RECIPIENT"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_UNKNOWN_RECIPIENT"]._serialized_options = b'\212\200\031\021unknown_recipient'
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_VERIFIED"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_VERIFIED"]._serialized_options = b'\212\200\031\010verified'
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_VERIFICATION_FAILED"]._loaded_options = None
+  _globals['_DELIVERYOUTCOME'].values_by_name["DELIVERY_OUTCOME_VERIFICATION_FAILED"]._serialized_options = b'\212\200\031\023verification_failed'
   _globals['_RAWHTTPREQUEST'].fields_by_name['method']._loaded_options = None
   _globals['_RAWHTTPREQUEST'].fields_by_name['method']._serialized_options = b'\342A\001\002'
   _globals['_RAWHTTPREQUEST'].fields_by_name['path']._loaded_options = None
@@ -64,40 +81,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKINGRESSSERVICE'].methods_by_name['DeliverInstagramWebhook']._serialized_options = b'\202\323\344\223\002\030\"\023/webhooks/instagram:\001*'
   _globals['_WEBHOOKINGRESSSERVICE'].methods_by_name['DeliverGoogleCalendarWebhook']._loaded_options = None
   _globals['_WEBHOOKINGRESSSERVICE'].methods_by_name['DeliverGoogleCalendarWebhook']._serialized_options = b'\202\323\344\223\002\036\"\031/webhooks/google-calendar:\001*'
-  _globals['_DELIVERYOUTCOME']._serialized_start=2185
-  _globals['_DELIVERYOUTCOME']._serialized_end=2482
-  _globals['_HTTPHEADER']._serialized_start=168
-  _globals['_HTTPHEADER']._serialized_end=209
-  _globals['_QUERYPARAMETER']._serialized_start=211
-  _globals['_QUERYPARAMETER']._serialized_end=256
-  _globals['_RAWHTTPREQUEST']._serialized_start=259
-  _globals['_RAWHTTPREQUEST']._serialized_end=534
-  _globals['_RAWHTTPRESPONSE']._serialized_start=536
-  _globals['_RAWHTTPRESPONSE']._serialized_end=659
-  _globals['_DELIVERWAHAWEBHOOKREQUEST']._serialized_start=661
-  _globals['_DELIVERWAHAWEBHOOKREQUEST']._serialized_end=772
-  _globals['_DELIVERWAHAWEBHOOKRESPONSE']._serialized_start=775
-  _globals['_DELIVERWAHAWEBHOOKRESPONSE']._serialized_end=930
-  _globals['_VERIFYMETALEADSWEBHOOKREQUEST']._serialized_start=932
-  _globals['_VERIFYMETALEADSWEBHOOKREQUEST']._serialized_end=1022
-  _globals['_VERIFYMETALEADSWEBHOOKRESPONSE']._serialized_start=1025
-  _globals['_VERIFYMETALEADSWEBHOOKRESPONSE']._serialized_end=1166
-  _globals['_DELIVERMETALEADSWEBHOOKREQUEST']._serialized_start=1168
-  _globals['_DELIVERMETALEADSWEBHOOKREQUEST']._serialized_end=1259
-  _globals['_DELIVERMETALEADSWEBHOOKRESPONSE']._serialized_start=1262
-  _globals['_DELIVERMETALEADSWEBHOOKRESPONSE']._serialized_end=1423
-  _globals['_VERIFYINSTAGRAMWEBHOOKREQUEST']._serialized_start=1425
-  _globals['_VERIFYINSTAGRAMWEBHOOKREQUEST']._serialized_end=1515
-  _globals['_VERIFYINSTAGRAMWEBHOOKRESPONSE']._serialized_start=1518
-  _globals['_VERIFYINSTAGRAMWEBHOOKRESPONSE']._serialized_end=1659
-  _globals['_DELIVERINSTAGRAMWEBHOOKREQUEST']._serialized_start=1661
-  _globals['_DELIVERINSTAGRAMWEBHOOKREQUEST']._serialized_end=1752
-  _globals['_DELIVERINSTAGRAMWEBHOOKRESPONSE']._serialized_start=1755
-  _globals['_DELIVERINSTAGRAMWEBHOOKRESPONSE']._serialized_end=1916
-  _globals['_DELIVERGOOGLECALENDARWEBHOOKREQUEST']._serialized_start=1918
-  _globals['_DELIVERGOOGLECALENDARWEBHOOKREQUEST']._serialized_end=2014
-  _globals['_DELIVERGOOGLECALENDARWEBHOOKRESPONSE']._serialized_start=2017
-  _globals['_DELIVERGOOGLECALENDARWEBHOOKRESPONSE']._serialized_end=2182
-  _globals['_WEBHOOKINGRESSSERVICE']._serialized_start=2485
-  _globals['_WEBHOOKINGRESSSERVICE']._serialized_end=3501
+  _globals['_DELIVERYOUTCOME']._serialized_start=2219
+  _globals['_DELIVERYOUTCOME']._serialized_end=2660
+  _globals['_HTTPHEADER']._serialized_start=202
+  _globals['_HTTPHEADER']._serialized_end=243
+  _globals['_QUERYPARAMETER']._serialized_start=245
+  _globals['_QUERYPARAMETER']._serialized_end=290
+  _globals['_RAWHTTPREQUEST']._serialized_start=293
+  _globals['_RAWHTTPREQUEST']._serialized_end=568
+  _globals['_RAWHTTPRESPONSE']._serialized_start=570
+  _globals['_RAWHTTPRESPONSE']._serialized_end=693
+  _globals['_DELIVERWAHAWEBHOOKREQUEST']._serialized_start=695
+  _globals['_DELIVERWAHAWEBHOOKREQUEST']._serialized_end=806
+  _globals['_DELIVERWAHAWEBHOOKRESPONSE']._serialized_start=809
+  _globals['_DELIVERWAHAWEBHOOKRESPONSE']._serialized_end=964
+  _globals['_VERIFYMETALEADSWEBHOOKREQUEST']._serialized_start=966
+  _globals['_VERIFYMETALEADSWEBHOOKREQUEST']._serialized_end=1056
+  _globals['_VERIFYMETALEADSWEBHOOKRESPONSE']._serialized_start=1059
+  _globals['_VERIFYMETALEADSWEBHOOKRESPONSE']._serialized_end=1200
+  _globals['_DELIVERMETALEADSWEBHOOKREQUEST']._serialized_start=1202
+  _globals['_DELIVERMETALEADSWEBHOOKREQUEST']._serialized_end=1293
+  _globals['_DELIVERMETALEADSWEBHOOKRESPONSE']._serialized_start=1296
+  _globals['_DELIVERMETALEADSWEBHOOKRESPONSE']._serialized_end=1457
+  _globals['_VERIFYINSTAGRAMWEBHOOKREQUEST']._serialized_start=1459
+  _globals['_VERIFYINSTAGRAMWEBHOOKREQUEST']._serialized_end=1549
+  _globals['_VERIFYINSTAGRAMWEBHOOKRESPONSE']._serialized_start=1552
+  _globals['_VERIFYINSTAGRAMWEBHOOKRESPONSE']._serialized_end=1693
+  _globals['_DELIVERINSTAGRAMWEBHOOKREQUEST']._serialized_start=1695
+  _globals['_DELIVERINSTAGRAMWEBHOOKREQUEST']._serialized_end=1786
+  _globals['_DELIVERINSTAGRAMWEBHOOKRESPONSE']._serialized_start=1789
+  _globals['_DELIVERINSTAGRAMWEBHOOKRESPONSE']._serialized_end=1950
+  _globals['_DELIVERGOOGLECALENDARWEBHOOKREQUEST']._serialized_start=1952
+  _globals['_DELIVERGOOGLECALENDARWEBHOOKREQUEST']._serialized_end=2048
+  _globals['_DELIVERGOOGLECALENDARWEBHOOKRESPONSE']._serialized_start=2051
+  _globals['_DELIVERGOOGLECALENDARWEBHOOKRESPONSE']._serialized_end=2216
+  _globals['_WEBHOOKINGRESSSERVICE']._serialized_start=2663
+  _globals['_WEBHOOKINGRESSSERVICE']._serialized_end=3679
 # @@protoc_insertion_point(module_scope)
