@@ -95,6 +95,14 @@ async def expire_access_tokens(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def fail_token_endpoint(request: Request) -> Response:
+    """The next `times` token calls answer `status` (503 by default): an outage at Google."""
+    body = await request.json()
+    state = _state(request)
+    state.token_failures = [int(body.get("status", 503))] * int(body.get("times", 1))
+    return JSONResponse({"ok": True})
+
+
 async def grants(request: Request) -> Response:
     return JSONResponse(
         [
@@ -133,5 +141,6 @@ ROUTES = [
     Route("/_control/grants/revoke", revoke_grants, methods=["POST"]),
     Route("/_control/access-tokens/expire", expire_access_tokens, methods=["POST"]),
     Route("/_control/grants", grants, methods=["GET"]),
+    Route("/_control/token-endpoint/fail", fail_token_endpoint, methods=["POST"]),
     Route("/_control/channels", channels, methods=["GET"]),
 ]

@@ -105,6 +105,9 @@ async def token(request: Request) -> Response:
         return oauth_error(400, "invalid_request", "form body required")
     f = await _form(request)
     state.calls.append(("POST", "/token", {"grant_type": f.get("grant_type", "")}))
+    if state.token_failures:
+        status = state.token_failures.pop(0)
+        return api_error(status, "backendError", "Backend Error")
     if f.get("client_id") != state.settings.client_id or (
         f.get("client_secret") != state.settings.client_secret
     ):

@@ -20,14 +20,14 @@ class PushDispatcher:
     def __init__(
         self, rewrite: tuple[tuple[str, str], ...], retry_delays: tuple[float, ...] = (0.2, 1.0)
     ) -> None:
-        self._rewrite = rewrite
+        self.rewrite = rewrite
         self._delays = retry_delays
         self._tasks: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient(timeout=10.0)
         self.delivered: list[dict[str, str]] = []
 
     def target(self, address: str) -> str:
-        for public, internal in self._rewrite:
+        for public, internal in self.rewrite:
             if address.startswith(public):
                 return internal + address[len(public) :]
         return address

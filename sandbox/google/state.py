@@ -94,6 +94,8 @@ class GoogleState:
     sequence: int = 0  # every event change bumps it; a sync token remembers where it stood
     sync_tokens: dict[str, tuple[str, int]] = field(default_factory=dict)
     conference_reads: dict[str, int] = field(default_factory=dict)
+    # Statuses the token endpoint answers next (an outage at Google), consumed one per call.
+    token_failures: list[int] = field(default_factory=list)
     # Calls seen, for tests that check what a client sent (method, path, query).
     calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 

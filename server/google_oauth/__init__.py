@@ -19,9 +19,16 @@ from server.google_oauth.flow import (
     secure_cookies,
     start,
 )
+from server.google_oauth.tokens import (
+    TESTING_KIND,
+    google_token_kind,
+    refresh_google,
+    warn_testing_mode,
+)
 
 __all__ = [
     "MESSAGES",
+    "TESTING_KIND",
     "Authorization",
     "BadGoogleState",
     "Consent",
@@ -33,7 +40,10 @@ __all__ = [
     "finish",
     "frontend_url",
     "google_app",
+    "google_token_kind",
+    "refresh_google",
     "revoke_quietly",
     "secure_cookies",
     "start",
+    "warn_testing_mode",
 ]
