@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from server.google_calendar.errors import (
 from server.google_calendar.sync import attendees_of, meet_link, parse_time
 from server.providers.errors import ProviderRejected
 
+GoogleCall = Callable[[Deps, uuid.UUID, uuid.UUID, Callable[[str], Awaitable[Any]]], Awaitable[Any]]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Reads of a `pending` conference before answering without its link (Google usually
 # finishes within a second or two).
@@ -160,7 +161,10 @@ async def create_event(
     *,
     send_updates: str,
     request_id: str,
+    call: GoogleCall = call_google,
 ) -> EventResult:
+    """Creates the meeting's event. `call` is how Google is called: with the Calendar retry
+    policy and breaker from an RPC (the default), once from a job (the worker retries)."""
     try:
         meeting_uuid = uuid.UUID(meeting_id)
     except ValueError:
@@ -195,7 +199,7 @@ async def create_event(
             # Our own earlier attempt created it: read it instead of creating another.
             return await client.get_event(token, calendar_id, event_id)
 
-    event = await call_google(deps, tenant, conn_id, insert)
+    event = await call(deps, tenant, conn_id, insert)
     event, status, reason = await _await_meet(deps, tenant, conn_id, calendar_id, event, bool(meet))
     async with deps.db.unit_of_work(caller) as session:
         await session.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from server.bootstrap import Deps
-from server.google_calendar import channels, sync
+from server.google_calendar import channels, scheduling, sync
 from server.google_calendar.connection import BREAKER, keeper
 from server.resilience.jobs import Job
 
@@ -24,6 +24,13 @@ def register_jobs(deps: Deps) -> None:
         await sync.sync_connection(deps, job.tenant_id, connection_id)
 
     deps.jobs.register(NOTIFICATION, on_notification, policy="inbound_event", breaker=BREAKER)
+
+    async def on_meeting_scheduled(job: Job) -> None:
+        await scheduling.create_for_meeting(deps, job)
+
+    deps.jobs.register(
+        scheduling.OPERATION, on_meeting_scheduled, policy="calendar_create", breaker=BREAKER
+    )
     keeper(deps).schedule(TOKEN_REFRESH_INTERVAL_S)
 
     async def renew() -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Caller, Role
-from server.google_calendar import channels
+from server.google_calendar import channels, scheduling
 from server.protoconv import timestamp
 from tests.conftest import MakeTenant, MigratedDatabase, Tenant
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
@@ -433,3 +433,39 @@ async def test_disconnect_stops_the_channel_then_revokes(
     with pytest.raises(grpc.aio.AioRpcError) as again:
         await stub.ListGoogleCalendars(pb.ListGoogleCalendarsRequest(), metadata=stack.md(caller))
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_meeting_the_crm_schedules_becomes_an_event_through_the_queue(
+    stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
+) -> None:
+    tenant, caller = connected
+    meeting = await _meeting(owner_engine, tenant, caller.user_id)  # type: ignore[arg-type]
+    contact = uuid.uuid4()
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO contatos (id, organizacao_id, nome, email)"
+                " VALUES (:id, :o, 'Joao', 'joao@cliente.com')"
+            ),
+            {"id": contact, "o": tenant.id},
+        )
+        await conn.execute(
+            text("UPDATE meetings SET contato_id = :c WHERE id = :m"), {"c": contact, "m": meeting}
+        )
+    async with stack.server.deps.db.unit_of_work(
+        Caller(role=Role.SERVICE, tenant_id=tenant.id)
+    ) as session:
+        for _ in range(2):  # the same pipeline event delivered twice queues one job
+            await scheduling.enqueue_for_meeting(session, tenant.id, meeting, f"evt-{meeting}")
+
+    async def linked() -> str | None:
+        row = await _meeting_row(owner_engine, tenant, meeting)
+        return str(row.google_event_id) if row.google_event_id else None
+
+    event_id = await poll(linked)
+    stored = await _sandbox_event(stack, VENDAS, event_id)
+    assert [a["email"] for a in stored["attendees"]] == ["joao@cliente.com"]
+    assert stored["_sendUpdates"] == "all" and stored["summary"] == "Reuniao com Joao"
