@@ -6,6 +6,7 @@ denied consent, another browser, and another member who sees nothing of it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Caller, Role
-from server.google_calendar import channels, scheduling
+from server.google_calendar import channels, scheduling, sync
+from server.google_oauth import TESTING_KIND
 from server.protoconv import timestamp
 from tests.conftest import MakeTenant, MigratedDatabase, Tenant
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
@@ -469,3 +471,76 @@ async def test_a_meeting_the_crm_schedules_becomes_an_event_through_the_queue(
     stored = await _sandbox_event(stack, VENDAS, event_id)
     assert [a["email"] for a in stored["attendees"]] == ["joao@cliente.com"]
     assert stored["_sendUpdates"] == "all" and stored["summary"] == "Reuniao com Joao"
+
+
+async def test_the_fallback_sync_catches_changes_without_a_notification(
+    stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
+) -> None:
+    tenant, caller = connected
+    meeting = await _meeting(owner_engine, tenant, caller.user_id)  # type: ignore[arg-type]
+    pushed = len(stack.fake.push.delivered)
+    created = await _create(stack, caller, meeting, add_google_meet=False)
+    await _quiet(stack, tenant, pushed)  # the creation's own notification has been synced
+    await stack.control(
+        f"calendars/{VENDAS}/events/{created.event_id}", {"status": "cancelled", "push": False}
+    )
+    async with stack.server.deps.db.unit_of_work(
+        Caller(role=Role.SERVICE, tenant_id=tenant.id)
+    ) as session:  # notifications stopped a while ago
+        await session.execute(
+            text(
+                "UPDATE conexoes_google SET ultimo_sync = now() - interval '1 hour'"
+                " WHERE usuario_id = :u"
+            ),
+            {"u": caller.user_id},
+        )
+    synced = await sync.sync_stale(stack.server.deps)
+    assert sum(synced.values()) >= 1
+    assert (await _meeting_row(owner_engine, tenant, meeting)).status == "cancelled"
+
+
+async def _quiet(stack: GoogleStack, tenant: Tenant, pushed: int) -> None:
+    """Waits until Google's next push was accepted (its job queued) and no calendar
+    notification of the tenant is waiting or running."""
+
+    async def accepted() -> bool | None:
+        return True if len(stack.fake.push.delivered) > pushed else None
+
+    await poll(accepted)
+
+    async def idle() -> bool | None:
+        async with stack.server.deps.db.unit_of_work(
+            Caller(role=Role.SERVICE, tenant_id=tenant.id)
+        ) as session:
+            busy = await session.scalar(
+                text(
+                    "SELECT count(*) FROM eventos_pendentes WHERE operacao ="
+                    " 'google_calendar_notification' AND status IN ('pending', 'processing')"
+                )
+            )
+        return True if busy == 0 else None
+
+    await poll(idle)
+
+
+async def test_an_app_in_testing_mode_warns_the_super_admins(
+    stack: GoogleStack, make_tenant: MakeTenant
+) -> None:
+    settings = stack.fake.state.settings
+    stack.fake.state.settings = dataclasses.replace(settings, testing_mode=True)
+    try:
+        await connect(stack, _member(await make_tenant()))
+    finally:
+        stack.fake.state.settings = settings
+    async with stack.server.deps.db.unit_of_work(Caller(role=Role.SUPER_ADMIN)) as session:
+        kinds = (
+            (
+                await session.execute(
+                    text("SELECT kind FROM alerts WHERE organizacao_id IS NULL AND kind = :k"),
+                    {"k": TESTING_KIND},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert kinds
