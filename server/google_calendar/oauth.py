@@ -20,6 +20,7 @@ from db.models import GoogleConnection
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
+from server.errors import ConnectionNotFound
 from server.events import Event, publish
 from server.google_calendar import channels, sync
 from server.google_calendar.calendars import select_default_calendar
@@ -28,7 +29,7 @@ from server.google_calendar.connection import (
     CONNECTION_TYPE,
     TOKEN_KIND,
     keeper,
-    require_connection,
+    own_connection,
 )
 from server.google_oauth import (
     Authorization,
@@ -199,7 +200,9 @@ async def disconnect(deps: Deps, caller: Caller) -> GoogleConnection:
     """Stops the channel (while the token works), revokes the grant, forgets the tokens."""
     tenant = caller.require_tenant()
     async with deps.db.unit_of_work(caller) as session:
-        row = await require_connection(session, caller)
+        row = await own_connection(session, caller)
+        if row is None:
+            raise ConnectionNotFound("Google Calendar is not connected")
         conn_id, channel = row.id, (row.channel_id, row.channel_resource_id)
         stored = keeper(deps).stored(row) if row.access_token_encrypted else None
     if channel[0] and channel[1]:

@@ -424,6 +424,9 @@ async def test_disconnect_stops_the_channel_then_revokes(
             {"u": caller.user_id},
         )
     assert channel_id
+    before = (
+        await stub.GetGoogleConnection(pb.GetGoogleConnectionRequest(), metadata=stack.md(caller))
+    ).connection
     done = await stub.DisconnectGoogle(
         pb.DisconnectGoogleRequest(request_id="d1"), metadata=stack.md(caller)
     )
@@ -435,6 +438,15 @@ async def test_disconnect_stops_the_channel_then_revokes(
     with pytest.raises(grpc.aio.AioRpcError) as again:
         await stub.ListGoogleCalendars(pb.ListGoogleCalendarsRequest(), metadata=stack.md(caller))
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as twice:
+        await stub.DisconnectGoogle(pb.DisconnectGoogleRequest(), metadata=stack.md(caller))
+    assert twice.value.code() == grpc.StatusCode.NOT_FOUND
+    # Reconnecting keeps the same row (and its history).
+    await connect(stack, caller)
+    back = (
+        await stub.GetGoogleConnection(pb.GetGoogleConnectionRequest(), metadata=stack.md(caller))
+    ).connection
+    assert back.id == before.id and back.status == resources_pb2.CONNECTION_STATUS_ACTIVE
 
 
 async def test_a_meeting_the_crm_schedules_becomes_an_event_through_the_queue(
