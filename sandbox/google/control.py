@@ -83,9 +83,12 @@ async def invalidate_sync_tokens(request: Request) -> Response:
 
 
 async def revoke_grants(request: Request) -> Response:
-    """The user removed the app from their Google account (or the password changed)."""
+    """The user removed the app from their Google account (or the password changed); `email`
+    limits it to one account."""
+    body = await request.json()
     for grant in _state(request).grants.values():
-        grant.revoked = True
+        if not body.get("email") or grant.account.email == body["email"]:
+            grant.revoked = True
     return JSONResponse({"ok": True})
 
 

@@ -246,17 +246,12 @@ class GoogleCalendarServicer(pb_grpc.GoogleCalendarServiceServicer):
         items = list(page.items)
         ids = [str(i.get("id")) for i in items]
         async with self.deps.db.unit_of_work(caller) as session:
-            linked = dict(
-                (
-                    await session.execute(
-                        select(Meeting.google_event_id, Meeting.id).where(
-                            Meeting.google_event_id.in_(ids)
-                        )
-                    )
+            rows = await session.execute(
+                select(Meeting.google_event_id, Meeting.id).where(
+                    Meeting.google_event_id.in_(ids), Meeting.usuario_id == caller.user_id
                 )
-                .tuples()
-                .all()
             )
+            linked = {str(event_id): meeting_id for event_id, meeting_id in rows}
         out = [
             views.event(
                 i, calendar_id=calendar_id, meeting_id=str(linked.get(str(i.get("id")), ""))

@@ -556,3 +556,51 @@ async def test_an_app_in_testing_mode_warns_the_super_admins(
             .all()
         )
     assert kinds
+
+
+async def test_listing_the_calendar_shows_crm_meetings(
+    stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
+) -> None:
+    tenant, caller = connected
+    meeting = await _meeting(owner_engine, tenant, caller.user_id)  # type: ignore[arg-type]
+    created = await _create(stack, caller, meeting, add_google_meet=False)
+    listed = await _stub(stack).ListGoogleCalendarEvents(
+        pb.ListGoogleCalendarEventsRequest(
+            start_time=timestamp(START - dt.timedelta(days=1)),
+            end_time=timestamp(START + dt.timedelta(days=1)),
+            somente_crm=True,
+        ),
+        metadata=stack.md(caller),
+    )
+    mine = [e for e in listed.events if e.event_id == created.event_id]
+    assert mine and mine[0].meeting_id == str(meeting)
+    assert mine[0].attendees[0].email == "lead@empresa.com"
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await _stub(stack).ListGoogleCalendarEvents(
+            pb.ListGoogleCalendarEventsRequest(
+                start_time=timestamp(START), end_time=timestamp(START - dt.timedelta(hours=1))
+            ),
+            metadata=stack.md(caller),
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_grant_revoked_at_google_shows_in_the_status(
+    stack: GoogleStack, make_tenant: MakeTenant
+) -> None:
+    tenant = await make_tenant()
+    caller = _member(tenant)
+    await stack.control("account", {"id": "3003", "email": "ana@gmail.com", "name": "Ana"})
+    try:
+        await connect(stack, caller)
+    finally:
+        await stack.control("account", {})
+    await stack.control("grants/revoke", {"email": "ana@gmail.com"})
+    stub = _stub(stack)
+    with pytest.raises(grpc.aio.AioRpcError) as dead:  # 401, one forced refresh: invalid_grant
+        await stub.ListGoogleCalendars(pb.ListGoogleCalendarsRequest(), metadata=stack.md(caller))
+    assert dead.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = (
+        await stub.GetGoogleConnection(pb.GetGoogleConnectionRequest(), metadata=stack.md(caller))
+    ).connection
+    assert status.status == resources_pb2.CONNECTION_STATUS_REVOKED and status.ultimo_erro
