@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
-from sandbox.google import calendar, control, oauth
+from sandbox.google import calendar, control, oauth, watch
 from sandbox.google.push import PushDispatcher
 from sandbox.google.settings import GoogleSettings
 from sandbox.google.state import GoogleState
@@ -32,7 +32,7 @@ def build_google_fake(
     settings = settings or GoogleSettings()
     state = GoogleState(settings, clock)
     push = PushDispatcher(settings.push_rewrite)
-    app = Starlette(routes=[*control.ROUTES, *oauth.ROUTES, *calendar.ROUTES])
+    app = Starlette(routes=[*control.ROUTES, *oauth.ROUTES, *watch.ROUTES, *calendar.ROUTES])
     app.state.google = state
     app.state.google_push = push
     return GoogleFake(app, state, push)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from sandbox.google.errors import api_error
 from sandbox.google.oauth import bearer_grant
 from sandbox.google.push import PushDispatcher
-from sandbox.google.state import Calendar, Channel, GoogleState, Grant, event_id
+from sandbox.google.state import Calendar, GoogleState, Grant, event_id
 
 BASE = "/calendar/v3"
 WRITE_SCOPES = {
@@ -32,12 +32,12 @@ _ROLES = ["freeBusyReader", "reader", "writer", "owner"]
 _ID = re.compile(r"[a-v0-9]{5,1024}")
 
 
-def _state(request: Request) -> GoogleState:
+def state_of(request: Request) -> GoogleState:
     state: GoogleState = request.app.state.google
     return state
 
 
-def _push(request: Request) -> PushDispatcher:
+def push_of(request: Request) -> PushDispatcher:
     push: PushDispatcher = request.app.state.google_push
     return push
 
@@ -46,27 +46,27 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class _Fail(Exception):
+class Fail(Exception):
     def __init__(self, status: int, reason: str, message: str) -> None:
         self.response = api_error(status, reason, message)
 
 
-def _auth(request: Request, scopes: set[str]) -> Grant:
+def authorize(request: Request, scopes: set[str]) -> Grant:
     grant = bearer_grant(request)
     if grant is None:
-        raise _Fail(401, "authError", "Invalid Credentials")
+        raise Fail(401, "authError", "Invalid Credentials")
     if not scopes & set(grant.scopes):
-        raise _Fail(403, "insufficientPermissions", "Insufficient Permission")
+        raise Fail(403, "insufficientPermissions", "Insufficient Permission")
     return grant
 
 
-def _calendar(request: Request, grant: Grant, *, write: bool) -> Calendar:
-    state = _state(request)
+def calendar_of(request: Request, grant: Grant, *, write: bool) -> Calendar:
+    state = state_of(request)
     cal = state.calendars_of(grant.account).get(request.path_params["calendar_id"])
     if cal is None:
-        raise _Fail(404, "notFound", "Not Found")
+        raise Fail(404, "notFound", "Not Found")
     if write and cal.access_role not in ("owner", "writer"):
-        raise _Fail(403, "forbidden", "Forbidden")
+        raise Fail(403, "forbidden", "Forbidden")
     return cal
 
 
@@ -75,11 +75,11 @@ def public(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(request: Request) -> None:
-    _state(request).calls.append((request.method, request.url.path, dict(request.query_params)))
+    state_of(request).calls.append((request.method, request.url.path, dict(request.query_params)))
 
 
 def _notify(request: Request, cal: Calendar) -> None:
-    state, push = _state(request), _push(request)
+    state, push = state_of(request), push_of(request)
     for channel in list(state.channels.values()):
         live = not channel.stopped and channel.expiration_ms / 1000 > state.clock()
         if channel.calendar_id == cal.id and live:
@@ -139,20 +139,20 @@ def _times_ok(body: dict[str, Any]) -> bool:
     return end > start
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"{}")
     except ValueError as exc:
-        raise _Fail(400, "parseError", "Parse Error") from exc
+        raise Fail(400, "parseError", "Parse Error") from exc
     if not isinstance(body, dict):
-        raise _Fail(400, "parseError", "Parse Error")
+        raise Fail(400, "parseError", "Parse Error")
     return body
 
 
 async def calendar_list(request: Request) -> Response:
     try:
-        grant = _auth(request, LIST_SCOPES)
-    except _Fail as f:
+        grant = authorize(request, LIST_SCOPES)
+    except Fail as f:
         return f.response
     minimum = request.query_params.get("minAccessRole")
     floor = _ROLES.index(minimum) if minimum in _ROLES else 0
@@ -169,20 +169,20 @@ async def calendar_list(request: Request) -> Response:
             "conferenceProperties": {"allowedConferenceSolutionTypes": ["hangoutsMeet"]},
             **({"primary": True} if c.primary else {}),
         }
-        for c in _state(request).calendars_of(grant.account).values()
+        for c in state_of(request).calendars_of(grant.account).values()
         if _ROLES.index(c.access_role) >= floor
     ]
     return JSONResponse({"kind": "calendar#calendarList", "items": items, "nextSyncToken": "cl1"})
 
 
 async def insert(request: Request) -> Response:
-    state = _state(request)
+    state = state_of(request)
     _record(request)
     try:
-        grant = _auth(request, WRITE_SCOPES)
-        cal = _calendar(request, grant, write=True)
-        body = await _json(request)
-    except _Fail as f:
+        grant = authorize(request, WRITE_SCOPES)
+        cal = calendar_of(request, grant, write=True)
+        body = await read_json(request)
+    except Fail as f:
         return f.response
     if not _times_ok(body):
         return api_error(400, "timeRangeEmpty", "The specified time range is empty.")
@@ -233,16 +233,16 @@ async def insert(request: Request) -> Response:
 def _event(request: Request, cal: Calendar) -> dict[str, Any]:
     event = cal.events.get(request.path_params["event_id"])
     if event is None:
-        raise _Fail(404, "notFound", "Not Found")
+        raise Fail(404, "notFound", "Not Found")
     return event
 
 
 async def get(request: Request) -> Response:
-    state = _state(request)
+    state = state_of(request)
     try:
-        grant = _auth(request, WRITE_SCOPES | LIST_SCOPES)
-        event = _event(request, _calendar(request, grant, write=False))
-    except _Fail as f:
+        grant = authorize(request, WRITE_SCOPES | LIST_SCOPES)
+        event = _event(request, calendar_of(request, grant, write=False))
+    except Fail as f:
         return f.response
     data = event.get("conferenceData")
     if data and data["createRequest"]["status"]["statusCode"] == "pending":
@@ -254,14 +254,14 @@ async def get(request: Request) -> Response:
 
 
 async def patch(request: Request) -> Response:
-    state = _state(request)
+    state = state_of(request)
     _record(request)
     try:
-        grant = _auth(request, WRITE_SCOPES)
-        cal = _calendar(request, grant, write=True)
+        grant = authorize(request, WRITE_SCOPES)
+        cal = calendar_of(request, grant, write=True)
         event = _event(request, cal)
-        body = await _json(request)
-    except _Fail as f:
+        body = await read_json(request)
+    except Fail as f:
         return f.response
     match = request.headers.get("if-match")
     if match and match != event["etag"]:
@@ -299,13 +299,13 @@ _PATCHABLE = (
 
 
 async def delete(request: Request) -> Response:
-    state = _state(request)
+    state = state_of(request)
     _record(request)
     try:
-        grant = _auth(request, WRITE_SCOPES)
-        cal = _calendar(request, grant, write=True)
+        grant = authorize(request, WRITE_SCOPES)
+        cal = calendar_of(request, grant, write=True)
         event = _event(request, cal)
-    except _Fail as f:
+    except Fail as f:
         return f.response
     if event["status"] == "cancelled":
         return api_error(410, "deleted", "Resource has been deleted")
@@ -317,11 +317,11 @@ async def delete(request: Request) -> Response:
 
 
 async def list_events(request: Request) -> Response:
-    state, q = _state(request), request.query_params
+    state, q = state_of(request), request.query_params
     try:
-        grant = _auth(request, WRITE_SCOPES | LIST_SCOPES)
-        cal = _calendar(request, grant, write=False)
-    except _Fail as f:
+        grant = authorize(request, WRITE_SCOPES | LIST_SCOPES)
+        cal = calendar_of(request, grant, write=False)
+    except Fail as f:
         return f.response
     events = sorted(cal.events.values(), key=lambda e: e["_seq"])
     sync = q.get("syncToken")
@@ -368,68 +368,11 @@ def _end(e: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(e["end"]["dateTime"])
 
 
-async def watch(request: Request) -> Response:
-    state = _state(request)
-    try:
-        grant = _auth(request, WRITE_SCOPES | LIST_SCOPES)
-        cal = _calendar(request, grant, write=False)
-        body = await _json(request)
-    except _Fail as f:
-        return f.response
-    address = str(body.get("address") or "")
-    if body.get("type") != "web_hook" or not body.get("id") or not address:
-        return api_error(400, "required", "id, type=web_hook and address are required")
-    if state.settings.require_https and not address.startswith("https://"):
-        return api_error(
-            400, "push.webhookUrlNotHttps", "WebHook callback must be HTTPS: " + address
-        )
-    if body["id"] in state.channels:
-        return api_error(400, "channelIdNotUnique", "Channel id not unique")
-    cap = int((state.clock() + state.settings.channel_ttl_seconds) * 1000)
-    asked = int(body.get("expiration") or cap)
-    channel = Channel(
-        id=str(body["id"]),
-        resource_id=secrets.token_urlsafe(20),
-        calendar_id=cal.id,
-        address=address,
-        token=str(body["token"]) if body.get("token") else None,
-        expiration_ms=min(asked, cap),
-    )
-    state.channels[channel.id] = channel
-    _push(request).notify(channel, "sync")
-    return JSONResponse(
-        {
-            "kind": "api#channel",
-            "id": channel.id,
-            "resourceId": channel.resource_id,
-            "resourceUri": f"https://www.googleapis.com/calendar/v3/calendars/{cal.id}/events?alt=json",
-            "token": channel.token,
-            "expiration": str(channel.expiration_ms),
-        }
-    )
-
-
-async def stop(request: Request) -> Response:
-    state = _state(request)
-    try:
-        _auth(request, WRITE_SCOPES | LIST_SCOPES)
-        body = await _json(request)
-    except _Fail as f:
-        return f.response
-    channel = state.channels.get(str(body.get("id") or ""))
-    if channel is None or channel.resource_id != body.get("resourceId") or channel.stopped:
-        return api_error(404, "notFound", "Channel not found")
-    channel.stopped = True
-    return Response(status_code=204)
-
-
 ROUTES = [
     Route(f"{BASE}/users/me/calendarList", calendar_list, methods=["GET"]),
-    Route(f"{BASE}/calendars/{{calendar_id}}/events/watch", watch, methods=["POST"]),
     Route(f"{BASE}/calendars/{{calendar_id}}/events", insert, methods=["POST"]),
     Route(f"{BASE}/calendars/{{calendar_id}}/events", list_events, methods=["GET"]),
     Route(f"{BASE}/calendars/{{calendar_id}}/events/{{event_id}}", get, methods=["GET"]),
     Route(f"{BASE}/calendars/{{calendar_id}}/events/{{event_id}}", patch, methods=["PATCH"]),
     Route(f"{BASE}/calendars/{{calendar_id}}/events/{{event_id}}", delete, methods=["DELETE"]),
-    Route(f"{BASE}/channels/stop", stop, methods=["POST"]),
 ]

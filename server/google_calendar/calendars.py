@@ -14,7 +14,7 @@ from db.models import GoogleConnection
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
-from server.google_calendar import channels
+from server.google_calendar import channels, sync
 from server.google_calendar.connection import (
     calendar_client,
     call_google,
@@ -90,8 +90,6 @@ async def select_calendar(
 
 
 async def _watch_and_sync(deps: Deps, tenant: uuid.UUID, conn_id: uuid.UUID) -> None:
-    from server.google_calendar import sync  # sync imports nothing of this module
-
     try:
         await channels.open_channel(deps, tenant, conn_id)
         await sync.sync_connection(deps, tenant, conn_id)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import GoogleConnection, Meeting
 from server.audit import record_audit
@@ -144,7 +145,7 @@ def conference_status(event: Mapping[str, Any]) -> str:
     return "success" if meet_link(event) else ""
 
 
-async def _own_meeting(session: Any, caller: Caller, meeting_id: uuid.UUID) -> Meeting:
+async def _own_meeting(session: AsyncSession, caller: Caller, meeting_id: uuid.UUID) -> Meeting:
     meeting: Meeting | None = await session.scalar(
         select(Meeting).where(Meeting.id == meeting_id).with_for_update()
     )
@@ -254,7 +255,7 @@ async def _await_meet(
 
 
 async def _linked(
-    session: Any, caller: Caller, event_id: str
+    session: AsyncSession, caller: Caller, event_id: str
 ) -> tuple[GoogleConnection, Meeting | None]:
     conn = await require_connection(session, caller)
     meeting: Meeting | None = await session.scalar(
@@ -279,7 +280,8 @@ async def update_event(
     if not calendar_id:
         raise EventNotFound("no such event")
     client = calendar_client(deps)
-    body = _body(inp, event_id_for(uuid.uuid4(), event_id), inp.add_google_meet)
+    # A Meet added now is a new conference: a fresh requestId.
+    body = _body(inp, uuid.uuid4().hex, inp.add_google_meet)
 
     async def patch(token: str) -> Mapping[str, Any]:
         return await client.patch_event(
