@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from renove.conexoes.v1 import google_calendar_service_pb2 as pb
 from renove.conexoes.v1 import google_calendar_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import resources_pb2
@@ -604,3 +605,53 @@ async def test_a_grant_revoked_at_google_shows_in_the_status(
         await stub.GetGoogleConnection(pb.GetGoogleConnectionRequest(), metadata=stack.md(caller))
     ).connection
     assert status.status == resources_pb2.CONNECTION_STATUS_REVOKED and status.ultimo_erro
+
+
+async def test_updating_from_the_crm_moves_the_event_and_the_meeting(
+    stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
+) -> None:
+    tenant, caller = connected
+    meeting = await _meeting(owner_engine, tenant, caller.user_id)  # type: ignore[arg-type]
+    created = await _create(stack, caller, meeting, add_google_meet=False)
+    later = START + dt.timedelta(hours=3)
+    updated = await _stub(stack).UpdateGoogleCalendarEvent(
+        pb.UpdateGoogleCalendarEventRequest(
+            id=created.event_id,
+            start=timestamp(later),
+            end=timestamp(later + dt.timedelta(minutes=45)),
+            summary="Ignorado",  # not in the mask
+            update_mask=field_mask_pb2.FieldMask(paths=["start", "end"]),
+        ),
+        metadata=stack.md(caller),
+    )
+    assert updated.event.start.ToDatetime(tzinfo=dt.UTC) == later
+    stored = await _sandbox_event(stack, VENDAS, created.event_id)
+    assert stored["_sendUpdates"] == "all" and stored["summary"] == "Reuniao com Joao"
+    row = await _meeting_row(owner_engine, tenant, meeting)
+    assert row.inicio == later and row.fim == later + dt.timedelta(minutes=45)
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await _stub(stack).UpdateGoogleCalendarEvent(
+            pb.UpdateGoogleCalendarEventRequest(
+                id=created.event_id, update_mask=field_mask_pb2.FieldMask(paths=["organizer"])
+            ),
+            metadata=stack.md(caller),
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_meet_refused_by_google_says_why(
+    stack: GoogleStack, make_tenant: MakeTenant, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    caller = _member(tenant)
+    await stack.control(
+        "account", {"id": "4004", "email": "semmeet@empresa.com", "meet_allowed": False}
+    )
+    try:
+        await connect(stack, caller)
+    finally:
+        await stack.control("account", {})
+    meeting = await _meeting(owner_engine, tenant, caller.user_id)  # type: ignore[arg-type]
+    created = await _create(stack, caller, meeting, add_google_meet=True)
+    assert created.event_id and created.google_meet_link == ""
+    assert created.google_meet_status == "failure" and created.motivo_meet == "MEET_NOT_ALLOWED"
