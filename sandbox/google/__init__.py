@@ -1,5 +1,5 @@
 """Google fake: OAuth consent and tokens, userinfo, Calendar API v3 with push notifications
-(shared/providers.md sections 7 and 8)."""
+(Google's OAuth 2.0 web-server flow and Calendar API v3 references)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Calendar API v3: calendarList, events insert/get/patch/delete/list (sync tokens, 410),
-conferences created asynchronously, events.watch and channels.stop (shared/providers.md 8)."""
+conferences created asynchronously, events.watch and channels.stop
+(https://developers.google.com/calendar/api/v3/reference)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """accounts.google.com consent screen and oauth2.googleapis.com token/revoke endpoints, plus
-the userinfo endpoint (shared/providers.md section 7 as the fake's reference)."""
+the userinfo endpoint
+(https://developers.google.com/identity/protocols/oauth2/web-server)."""
 
 from __future__ import annotations
 

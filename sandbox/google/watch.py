@@ -1,4 +1,4 @@
-"""events.watch and channels.stop (shared/providers.md 8.5): HTTPS addresses only, an id
+"""events.watch and channels.stop (https://developers.google.com/calendar/api/guides/push): HTTPS addresses only, an id
 unique per channel, expiration capped, a `sync` notification right after creation."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Google OAuth client against the sandbox's Google fake (shared/providers.md 7): the
+"""The Google OAuth client against the sandbox's Google fake (Google's web-server flow): the
 consent URL, PKCE, single-use codes, refresh, revoke and invalid_grant."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sandbox's Calendar API against Google's contract (shared/providers.md 8): writable
+"""The sandbox's Calendar API against Google's contract (Calendar API v3 reference): writable
 calendars, Meet only with conferenceDataVersion=1, client ids and 409, sync tokens and 410,
 HTTPS-only watch, delete twice answers 410."""
 
