@@ -1,5 +1,6 @@
-"""events.watch and channels.stop (https://developers.google.com/calendar/api/guides/push): HTTPS addresses only, an id
-unique per channel, expiration capped, a `sync` notification right after creation."""
+"""events.watch and channels.stop (https://developers.google.com/calendar/api/guides/push):
+HTTPS addresses only, an id unique per channel, expiration capped, a `sync` notification
+right after creation."""
 
 from __future__ import annotations
 
