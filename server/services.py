@@ -23,7 +23,7 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "ConversionsService": ("conversions_service", None),
     "AudiencesService": ("audiences_service", None),
     "GoogleCalendarService": ("google_calendar_service", None),
-    "EmailService": ("email_service", None),
+    "EmailService": ("email_service", "server.email.service"),
     "InstagramService": ("instagram_service", None),
     "ConnectionsService": ("connections_service", "server.connections.service"),
     "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),

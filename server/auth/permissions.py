@@ -86,6 +86,9 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "GetEmailConnection": ANY_USER,
         "DisconnectEmail": ANY_USER,
         "SendEmail": ANY_USER,
+        "GetSentEmail": ANY_USER,
+        # The tracking pixel reaches the server only through the sidecar.
+        "RecordEmailOpen": SERVICE,
     },
     "InstagramService": {
         "GetInstagramAuthUrl": INSTAGRAM,

@@ -63,6 +63,7 @@ OVERRIDES = {
     "HandleMetaOAuthCallback": "service",
     "HandleGoogleOAuthCallback": "service",
     "HandleGmailOAuthCallback": "service",
+    "RecordEmailOpen": "service",
     "HandleInstagramOAuthCallback": "service",
     "RefreshInstagramToken": "admin_or_service",
     "GetConnectionsOverview": "personal",

@@ -1,0 +1,21 @@
+"""Registration only: the `email_send` operation -> its handler, under the spec's e-mail
+policy (3 attempts, 3 s exponential). No breaker on the operation: every user has an SMTP
+server of their own, and one dead server must not hold back everyone else's mail."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from server.email.delivery import deliver
+from server.email.sending import OPERATION
+from server.resilience.jobs import Job
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+
+def register_jobs(deps: Deps) -> None:
+    async def on_send(job: Job) -> None:
+        await deliver(deps, job)
+
+    deps.jobs.register(OPERATION, on_send, policy="email_send")

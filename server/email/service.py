@@ -1,0 +1,76 @@
+"""EmailService: the thin servicer (proto in, domain call, proto out).
+
+The logic lives beside it: smtp_setup.py (detect, test, save), status.py (read,
+disconnect), sending.py (SendEmail), delivery.py (the send job), tracking.py (the pixel).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+from renove.conexoes.v1 import email_service_pb2 as pb
+from renove.conexoes.v1 import email_service_pb2_grpc as pb_grpc
+
+from server.bootstrap import Deps
+from server.email import sending, smtp_setup, status, tracking
+from server.email.jobs import register_jobs as _register_jobs
+from server.interceptors.context import current_caller
+
+SERVICE_NAME = "renove.conexoes.v1.EmailService"
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class EmailServicer(pb_grpc.EmailServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def DetectSmtpSettings(
+        self, request: pb.DetectSmtpSettingsRequest, context: Context
+    ) -> pb.DetectSmtpSettingsResponse:
+        return await smtp_setup.detect(self.deps, request)
+
+    async def TestSmtpConnection(
+        self, request: pb.TestSmtpConnectionRequest, context: Context
+    ) -> pb.TestSmtpConnectionResponse:
+        return await smtp_setup.test(self.deps, current_caller(), request)
+
+    async def SaveSmtpConfig(
+        self, request: pb.SaveSmtpConfigRequest, context: Context
+    ) -> pb.SaveSmtpConfigResponse:
+        return await smtp_setup.save(self.deps, current_caller(), request)
+
+    async def GetEmailConnection(
+        self, request: pb.GetEmailConnectionRequest, context: Context
+    ) -> pb.GetEmailConnectionResponse:
+        return await status.get(self.deps, current_caller())
+
+    async def DisconnectEmail(
+        self, request: pb.DisconnectEmailRequest, context: Context
+    ) -> pb.DisconnectEmailResponse:
+        return await status.disconnect(self.deps, current_caller(), request)
+
+    async def SendEmail(
+        self, request: pb.SendEmailRequest, context: Context
+    ) -> pb.SendEmailResponse:
+        return await sending.send(self.deps, current_caller(), request)
+
+    async def GetSentEmail(
+        self, request: pb.GetSentEmailRequest, context: Context
+    ) -> pb.GetSentEmailResponse:
+        return await tracking.get_sent(self.deps, current_caller(), request)
+
+    async def RecordEmailOpen(
+        self, request: pb.RecordEmailOpenRequest, context: Context
+    ) -> pb.RecordEmailOpenResponse:
+        return await tracking.record_open(self.deps, request)
+
+
+def register(server: grpc.aio.Server, deps: Deps) -> str:
+    # Gmail (GetGmailAuthUrl, HandleGmailOAuthCallback) still answers UNIMPLEMENTED.
+    pb_grpc.add_EmailServiceServicer_to_server(EmailServicer(deps), server)  # type: ignore[abstract]
+    return SERVICE_NAME
+
+
+def register_jobs(deps: Deps) -> None:
+    _register_jobs(deps)
