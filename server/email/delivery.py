@@ -1,7 +1,9 @@
-"""The `email_send` job: hand one stored e-mail to its sender's SMTP server (or Gmail).
+"""The `email_send` job: hand one stored e-mail to its sender's SMTP server or to Gmail.
 
 SMTP 4xx is retried under the e-mail policy, 5xx is final; a 535 marks the connection
-`error` and alerts its owner (and the tenant admins) to save a new password. The e-mail is
+`error` and alerts its owner (and the tenant admins) to save a new password. Gmail's rate
+limits are retried after the wait Google asks for (an hour for a daily limit); a dead grant
+is marked by the token keeper. The e-mail is
 marked `failed` when the job gives up, `sent` (with the connection's counters) when it went.
 """
 
@@ -14,8 +16,10 @@ from sqlalchemy import func, update
 
 from db.models import EmailConnection, SentEmail
 from server.auth.caller import Caller, Role
+from server.email import gmail
 from server.email.connection import (
     CONNECTION_TYPE,
+    GMAIL,
     require_usable,
     row_of,
     smtp_client,
@@ -48,7 +52,11 @@ async def deliver(deps: Deps, job: Job) -> None:
         connection = await row_of(tx, email.usuario_id)
     try:
         usable = require_usable(connection)
-        sent = await _send_smtp(deps, usable, email)
+        if usable.tipo == GMAIL:
+            went = await gmail.send(deps, usable, email)
+            sent = _Sent(provider_id=went.id, thread_id=went.thread_id)
+        else:
+            sent = await _send_smtp(deps, usable, email)
     except SmtpAuthFailed as exc:
         assert connection is not None
         await _credentials_refused(deps, caller, connection, exc)

@@ -117,6 +117,18 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
                 "opportunity not found", metadata={"oportunidade_id": str(oportunidade_id)}
             )
         email_id = uuid.uuid4()
+        # A reply to one of our own messages stays in its Gmail thread.
+        thread_id = (
+            await tx.scalar(
+                select(SentEmail.thread_id).where(
+                    SentEmail.usuario_id == user,
+                    SentEmail.message_id == draft.in_reply_to,
+                    SentEmail.thread_id.is_not(None),
+                )
+            )
+            if draft.in_reply_to
+            else None
+        )
         sender = mime.Mailbox(connection.email, connection.nome_remetente or "")
         html = draft.html
         if request.rastrear_abertura:
@@ -161,6 +173,7 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
             contato_id=contato_id,
             oportunidade_id=oportunidade_id,
             rastrear_abertura=request.rastrear_abertura,
+            thread_id=thread_id,
         )
         tx.add(row)
         await tx.flush()

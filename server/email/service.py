@@ -1,7 +1,8 @@
 """EmailService: the thin servicer (proto in, domain call, proto out).
 
-The logic lives beside it: smtp_setup.py (detect, test, save), status.py (read,
-disconnect), sending.py (SendEmail), delivery.py (the send job), tracking.py (the pixel).
+The logic lives beside it: gmail.py (OAuth and the Gmail API), smtp_setup.py (detect, test,
+save), status.py (read, disconnect), sending.py (SendEmail), delivery.py (the send job),
+tracking.py (the pixel).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from renove.conexoes.v1 import email_service_pb2 as pb
 from renove.conexoes.v1 import email_service_pb2_grpc as pb_grpc
 
 from server.bootstrap import Deps
-from server.email import sending, smtp_setup, status, tracking
+from server.email import gmail, sending, smtp_setup, status, tracking
 from server.email.jobs import register_jobs as _register_jobs
 from server.interceptors.context import current_caller
+from server.security.browser_binding import nonce_from_metadata
 
 SERVICE_NAME = "renove.conexoes.v1.EmailService"
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -24,6 +26,20 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class EmailServicer(pb_grpc.EmailServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+
+    async def GetGmailAuthUrl(
+        self, request: pb.GetGmailAuthUrlRequest, context: Context
+    ) -> pb.GetGmailAuthUrlResponse:
+        made = await gmail.auth_url(self.deps, current_caller(), request)
+        # The browser binding's cookie (the gateway turns it into Set-Cookie).
+        await context.send_initial_metadata(made.cookie_metadata)
+        return pb.GetGmailAuthUrlResponse(oauth=made.oauth)
+
+    async def HandleGmailOAuthCallback(
+        self, request: pb.HandleGmailOAuthCallbackRequest, context: Context
+    ) -> pb.HandleGmailOAuthCallbackResponse:
+        nonce = nonce_from_metadata(context.invocation_metadata())
+        return await gmail.callback(self.deps, request, nonce)
 
     async def DetectSmtpSettings(
         self, request: pb.DetectSmtpSettingsRequest, context: Context
@@ -67,8 +83,7 @@ class EmailServicer(pb_grpc.EmailServiceServicer):
 
 
 def register(server: grpc.aio.Server, deps: Deps) -> str:
-    # Gmail (GetGmailAuthUrl, HandleGmailOAuthCallback) still answers UNIMPLEMENTED.
-    pb_grpc.add_EmailServiceServicer_to_server(EmailServicer(deps), server)  # type: ignore[abstract]
+    pb_grpc.add_EmailServiceServicer_to_server(EmailServicer(deps), server)
     return SERVICE_NAME
 
 

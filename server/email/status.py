@@ -1,5 +1,6 @@
-"""The caller's connection: read it, or disconnect (the password or tokens are forgotten;
-the row stays, soft-deleted, so reconnecting keeps its history)."""
+"""The caller's connection: read it, or disconnect (the password or tokens are forgotten and
+a Gmail grant is revoked at Google; the row stays, soft-deleted, so reconnecting keeps its
+history)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from renove.conexoes.v1 import email_service_pb2 as pb
 from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
-from server.email.connection import CONNECTION_TYPE, row_of
+from server.email import gmail
+from server.email.connection import CONNECTION_TYPE, GMAIL, row_of
 from server.email.views import connection_proto, disconnected
 from server.errors import ConnectionNotFound
 from server.events import Event, publish
+from server.security.cipher import SecretContext
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -38,6 +41,15 @@ async def disconnect(
         if row is None:
             raise ConnectionNotFound("no e-mail connection to disconnect")
         tipo = row.tipo
+        grant = row.refresh_token_encrypted or row.access_token_encrypted
+        column = (
+            "refresh_token_encrypted" if row.refresh_token_encrypted else "access_token_encrypted"
+        )
+        to_revoke = (
+            deps.keyring.decrypt(grant, SecretContext("conexoes_email", column, tenant))
+            if tipo == GMAIL and grant
+            else ""
+        )
         row.smtp_pass_encrypted = row.access_token_encrypted = row.refresh_token_encrypted = None
         row.token_expires_at = None
         row.deletado_em = deps.clock.now()
@@ -60,4 +72,8 @@ async def disconnect(
             ),
         )
         response = pb.DisconnectEmailResponse(connection=disconnected())
-        return await idempotency.remember(tx, tenant, rpc, request, response)
+        await idempotency.remember(tx, tenant, rpc, request, response)
+    if to_revoke:
+        # After the commit: the connection is gone here whatever Google says.
+        await gmail.revoke(deps, to_revoke)
+    return response

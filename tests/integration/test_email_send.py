@@ -4,11 +4,10 @@ the sidecar's pixel."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.auth.caller import Caller
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import isolated_database, owner_engine_for
-from tests.support.email_stack import EmailStack, email_stack
+from tests.support.email_stack import (
+    EmailStack,
+    email_stack,
+    job_done,
+    sent_state,
+    waiting_retry,
+)
 from tests.support.mail_servers import SMTP_PASSWORD, SMTP_USER, Received
 
 T = TypeVar("T")
@@ -50,15 +55,6 @@ async def stack(
 ) -> AsyncIterator[EmailStack]:
     async with email_stack(database.owner_url, Path(tmp_path_factory.mktemp("email"))) as s:
         yield s
-
-
-async def poll(check: Callable[[], Awaitable[T | None]], within: float = 10) -> T:
-    async with asyncio.timeout(within):
-        while True:
-            value = await check()
-            if value is not None:
-                return value
-            await asyncio.sleep(0.05)
 
 
 async def connected(stack: EmailStack, tenant: Tenant, make_caller: MakeCaller) -> Caller:
@@ -87,16 +83,6 @@ def _request(subject: str, **changes: Any) -> pb.SendEmailRequest:
     return pb.SendEmailRequest(**values)
 
 
-async def sent_state(stack: EmailStack, caller: Caller, email_id: str, status: int) -> pb.SentEmail:
-    async def check() -> pb.SentEmail | None:
-        got = await stack.stub.GetSentEmail(
-            pb.GetSentEmailRequest(id=email_id), metadata=stack.md(caller)
-        )
-        return got.email if got.email.status == status else None
-
-    return await poll(check)
-
-
 def arrived(stack: EmailStack, subject: str) -> list[Received]:
     found = []
     for item in stack.smtp.handler.received:
@@ -104,31 +90,6 @@ def arrived(stack: EmailStack, subject: str) -> list[Received]:
         if parsed["Subject"] == subject:
             found.append(item)
     return found
-
-
-async def job_of(owner_engine: AsyncEngine, tenant: uuid.UUID, job_id: str) -> Any:
-    async with owner_engine.connect() as conn:
-        await conn.execute(
-            text("SELECT set_config('app.current_tenant', :t, false)"), {"t": str(tenant)}
-        )
-        row = (
-            await conn.execute(
-                text("SELECT status, tentativas FROM eventos_pendentes WHERE id = :id"),
-                {"id": job_id},
-            )
-        ).one()
-        await conn.execute(text("RESET app.current_tenant"))
-    return row
-
-
-async def job_done(owner_engine: AsyncEngine, tenant: uuid.UUID, job_id: str) -> Any:
-    """The job once the worker recorded its outcome (after the handler's own writes)."""
-
-    async def check() -> Any:
-        row = await job_of(owner_engine, tenant, job_id)
-        return row if row.status in ("completed", "failed") else None
-
-    return await poll(check)
 
 
 def _reason(exc: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
@@ -170,7 +131,9 @@ async def test_the_email_arrives_byte_correct(
     )
     assert response.status == resources_pb2.MESSAGE_STATUS_QUEUED
     assert response.remetente == SMTP_USER
-    sent = await sent_state(stack, caller, response.id, resources_pb2.MESSAGE_STATUS_SENT)
+    sent = await sent_state(
+        stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_SENT
+    )
     assert sent.message_id == response.message_id and sent.enviado_em.seconds > 0
 
     (got,) = arrived(stack, subject)
@@ -220,7 +183,7 @@ async def test_the_same_request_id_sends_once(
     first = await stack.stub.SendEmail(request, metadata=stack.md(caller))
     again = await stack.stub.SendEmail(request, metadata=stack.md(caller))
     assert again == first
-    await sent_state(stack, caller, first.id, resources_pb2.MESSAGE_STATUS_SENT)
+    await sent_state(stack.stub, stack.md(caller), first.id, resources_pb2.MESSAGE_STATUS_SENT)
     assert len(arrived(stack, subject)) == 1
 
 
@@ -233,14 +196,10 @@ async def test_a_451_is_retried_and_then_delivered(
     stack.smtp.handler.replies.append("451 4.3.0 Mailbox temporarily unavailable")
     response = await stack.stub.SendEmail(_request(subject), metadata=stack.md(caller))
 
-    async def waiting_retry() -> Any:
-        row = await job_of(owner_engine, tenant.id, response.job_id)
-        return row if row.status == "pending" and row.tentativas == 1 else None
-
-    await poll(waiting_retry)
+    await waiting_retry(owner_engine, tenant.id, response.job_id)
     assert not arrived(stack, subject)
     stack.clock.advance(60)  # past the e-mail policy's first backoff (3 s + jitter)
-    await sent_state(stack, caller, response.id, resources_pb2.MESSAGE_STATUS_SENT)
+    await sent_state(stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_SENT)
     assert len(arrived(stack, subject)) == 1
     row = await job_done(owner_engine, tenant.id, response.job_id)
     assert (row.status, row.tentativas) == ("completed", 2)
@@ -254,7 +213,9 @@ async def test_a_550_is_final(
     subject = f"Recusado {uuid.uuid4().hex[:6]}"
     stack.smtp.handler.replies.append("550 5.1.1 User unknown")
     response = await stack.stub.SendEmail(_request(subject), metadata=stack.md(caller))
-    failed = await sent_state(stack, caller, response.id, resources_pb2.MESSAGE_STATUS_FAILED)
+    failed = await sent_state(
+        stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_FAILED
+    )
     assert "550" in failed.erro
     row = await job_done(owner_engine, tenant.id, response.job_id)
     assert (row.status, row.tentativas) == ("failed", 1)
@@ -272,7 +233,9 @@ async def test_a_535_marks_the_connection_and_alerts_its_owner(
     stack.smtp.handler.password = "trocada-no-provedor"
     try:
         response = await stack.stub.SendEmail(_request("Senha trocada"), metadata=stack.md(caller))
-        failed = await sent_state(stack, caller, response.id, resources_pb2.MESSAGE_STATUS_FAILED)
+        failed = await sent_state(
+            stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_FAILED
+        )
     finally:
         stack.smtp.handler.password = SMTP_PASSWORD
     assert "535" in failed.erro
@@ -370,7 +333,7 @@ async def test_an_open_is_counted_once_per_message(
     response = await stack.stub.SendEmail(
         _request(subject, rastrear_abertura=True), metadata=stack.md(caller)
     )
-    await sent_state(stack, caller, response.id, resources_pb2.MESSAGE_STATUS_SENT)
+    await sent_state(stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_SENT)
     (got,) = arrived(stack, subject)
     message = email.message_from_bytes(got.data, policy=policy.default)
     assert isinstance(message, EmailMessage)
@@ -417,6 +380,6 @@ async def test_untracked_email_has_no_pixel_and_counts_nothing(
     caller = await connected(stack, await make_tenant(), make_caller)
     subject = f"Sem rastreio {uuid.uuid4().hex[:6]}"
     response = await stack.stub.SendEmail(_request(subject), metadata=stack.md(caller))
-    await sent_state(stack, caller, response.id, resources_pb2.MESSAGE_STATUS_SENT)
+    await sent_state(stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_SENT)
     (got,) = arrived(stack, subject)
     assert b"/email/abertura/" not in got.data

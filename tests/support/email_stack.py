@@ -5,14 +5,20 @@ our send jobs with its own settings."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+from renove.conexoes.v1 import email_service_pb2 as pb
 from renove.conexoes.v1 import email_service_pb2_grpc as pb_grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Caller
 from server.resilience.clock import SystemClock
@@ -27,6 +33,9 @@ from tests.support.whatsapp_stack import free_port
 from webhooks_http.app import SidecarOptions, build_sidecar_app
 from webhooks_http.ratelimit import RateLimitOptions
 from webhooks_http.runner import serve_in_background
+
+T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
 
 # MX records the test DNS server answers (custom domains hosted by known providers).
 MX_ZONES: dict[str, list[tuple[int, str]]] = {
@@ -97,3 +106,58 @@ async def email_stack(owner_url: str, folder: Path) -> AsyncIterator[EmailStack]
         await stack.enter_async_context(serve_in_background(sidecar, port=sidecar_port))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         yield EmailStack(running, sidecar_url, http, smtp, rogue, clock)
+
+
+async def poll(check: Callable[[], Awaitable[T | None]], within: float = 10) -> T:
+    """Await `check()` until it returns something other than None (or fail after `within` s)."""
+    async with asyncio.timeout(within):
+        while True:
+            value = await check()
+            if value is not None:
+                return value
+            await asyncio.sleep(0.05)
+
+
+async def sent_state(
+    stub: pb_grpc.EmailServiceStub, md: Metadata, email_id: str, status: int
+) -> pb.SentEmail:
+    """The sent e-mail once it reached `status` (what GetSentEmail says)."""
+
+    async def check() -> pb.SentEmail | None:
+        got = await stub.GetSentEmail(pb.GetSentEmailRequest(id=email_id), metadata=md)
+        return got.email if got.email.status == status else None
+
+    return await poll(check)
+
+
+async def job_of(owner_engine: AsyncEngine, tenant: uuid.UUID, job_id: str) -> Any:
+    async with owner_engine.connect() as conn:
+        return (
+            await conn.execute(
+                text(
+                    "SELECT status, tentativas FROM eventos_pendentes"
+                    " WHERE id = :id AND organizacao_id = :t"
+                ),
+                {"id": job_id, "t": tenant},
+            )
+        ).one()
+
+
+async def job_done(owner_engine: AsyncEngine, tenant: uuid.UUID, job_id: str) -> Any:
+    """The job once the worker recorded its outcome (after the handler's own writes)."""
+
+    async def check() -> Any:
+        row = await job_of(owner_engine, tenant, job_id)
+        return row if row.status in ("completed", "failed") else None
+
+    return await poll(check)
+
+
+async def waiting_retry(owner_engine: AsyncEngine, tenant: uuid.UUID, job_id: str) -> Any:
+    """The job after one failed attempt, waiting for its retry."""
+
+    async def check() -> Any:
+        row = await job_of(owner_engine, tenant, job_id)
+        return row if row.status == "pending" and row.tentativas == 1 else None
+
+    return await poll(check)
