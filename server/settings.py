@@ -98,6 +98,11 @@ class Settings:
     dns_nameservers: tuple[str, ...] = ()
     smtp_ca_file: str | None = None
     smtp_timeout_seconds: float = 15.0
+    # The CRM change feed: how long recorded changes stay replayable (WatchEvents
+    # after_sequence), and whether outbound webhooks may target loopback/private addresses
+    # (development and tests only).
+    outbox_retention_days: float = 7.0
+    webhook_allow_private_targets: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +161,10 @@ class Settings:
             smtp_timeout_seconds=float(
                 env.get("CONEXOES_SMTP_TIMEOUT_SECONDS", cls.smtp_timeout_seconds)
             ),
+            outbox_retention_days=float(
+                env.get("CONEXOES_OUTBOX_RETENTION_DAYS", cls.outbox_retention_days)
+            ),
+            webhook_allow_private_targets=env.get("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS") == "1",
             **urls,
         )
 

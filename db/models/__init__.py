@@ -14,6 +14,7 @@ from db.models.crm import (
     TenantSettings,
     User,
 )
+from db.models.crm_link import CrmCustomField, OutboundWebhook, OutboxEvent, OutboxSequence
 from db.models.email import SentEmail
 from db.models.meta import (
     ConversionsApiConfig,
@@ -77,6 +78,7 @@ __all__ = [
     "Contact",
     "ConversionsApiConfig",
     "ConversionsApiLog",
+    "CrmCustomField",
     "CustomAudience",
     "CustomAudienceMember",
     "EmailConnection",
@@ -92,6 +94,9 @@ __all__ = [
     "OAuthState",
     "Opportunity",
     "Organization",
+    "OutboundWebhook",
+    "OutboxEvent",
+    "OutboxSequence",
     "PendingEvent",
     "Pipeline",
     "PipelineStage",
