@@ -25,9 +25,8 @@ from server.email.connection import (
     smtp_client,
     smtp_server_of,
 )
-from server.email.sending import status_event
+from server.email.sending import record_status
 from server.errors import DomainError
-from server.events import publish
 from server.providers.smtp import SmtpAuthFailed
 from server.resilience.alerts import connection_broken
 from server.resilience.jobs import Job
@@ -110,7 +109,7 @@ async def _mark_failed(deps: Deps, caller: Caller, email_id: uuid.UUID, exc: Exc
             return
         email.status = "failed"
         email.erro = redact(reading)[:500]
-        await publish(tx, status_event(email))
+        await record_status(tx, email)
 
 
 async def _mark_sent(
@@ -135,4 +134,4 @@ async def _mark_sent(
             )
             .execution_options(synchronize_session=False)
         )
-        await publish(tx, status_event(email))
+        await record_status(tx, email)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from renove.conexoes.v1 import email_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Contact, Opportunity, SentEmail
 from server import idempotency
@@ -18,7 +19,7 @@ from server.email.connection import require_usable, row_of
 from server.email.errors import ContactNotFound
 from server.email.views import kind
 from server.errors import FieldViolation, InvalidArgument, NotFound
-from server.events import Event, publish
+from server.outbox import record_change
 from server.protoconv import parse_uuid
 from server.resilience.jobs import enqueue
 
@@ -185,7 +186,7 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
             idempotency_key=f"{OPERATION}:{request.request_id or email_id}",
             destino=", ".join(m.email for m in draft.to)[:255],
         )
-        await publish(tx, status_event(row))
+        await record_status(tx, row)
         response = pb.SendEmailResponse(
             id=str(email_id),
             job_id=str(job_id or ""),
@@ -197,10 +198,29 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
         return await idempotency.remember(tx, tenant, rpc, request, response)
 
 
-def status_event(row: SentEmail) -> Event:
-    return Event(
-        "MESSAGE_STATUS",
+async def record_status(tx: AsyncSession, row: SentEmail) -> None:
+    """The e-mail's state on the change feed (queued, sent, failed), in the caller's
+    transaction: the CRM core logs it on the contact's timeline."""
+    await record_change(
+        tx,
         row.organizacao_id,
-        row.usuario_id,
-        {"canal": "email", "id": str(row.id), "status": row.status, "message_id": row.message_id},
+        "MESSAGE_STATUS",
+        {
+            "canal": "email",
+            "id": str(row.id),
+            "status": row.status,
+            "message_id": row.message_id,
+            "tipo": row.tipo,
+            "remetente": row.remetente,
+            "to": list(row.destinatarios.get("to") or ()),
+            "cc": list(row.destinatarios.get("cc") or ()),
+            "assunto": row.assunto,
+            "contato_id": row.contato_id,
+            "oportunidade_id": row.oportunidade_id,
+            "provider_message_id": row.provider_message_id,
+            "thread_id": row.thread_id,
+            "enviado_em": row.enviado_em,
+            "erro": row.erro,
+        },
+        user_id=row.usuario_id,
     )

@@ -108,9 +108,10 @@ def _reason(exc: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
 
 
 async def test_the_email_arrives_byte_correct(
-    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
-    caller = await connected(stack, await make_tenant(), make_caller)
+    tenant = await make_tenant()
+    caller = await connected(stack, tenant, make_caller)
     subject = f"Proposta comercial — revisão ✓ {uuid.uuid4().hex[:6]}"
     pdf = b"%PDF-1.4\n" + bytes(range(256))
     response = await stack.stub.SendEmail(
@@ -172,6 +173,23 @@ async def test_the_email_arrives_byte_correct(
     )
     assert status.connection.total_emails_enviados == 1
     assert status.connection.ultimo_envio.seconds > 0
+
+    async with owner_engine.connect() as conn:
+        feed = (
+            await conn.execute(
+                text(
+                    "SELECT tipo, payload FROM outbox_eventos WHERE organizacao_id = :t"
+                    " AND payload->>'id' = :id ORDER BY sequencia"
+                ),
+                {"t": tenant.id, "id": response.id},
+            )
+        ).all()
+    assert [(f.tipo, f.payload["canal"], f.payload["status"]) for f in feed] == [
+        ("MESSAGE_STATUS", "email", "pending"),
+        ("MESSAGE_STATUS", "email", "sent"),
+    ]
+    assert feed[1].payload["to"] == ["cliente@exemplo.com.br"]
+    assert "oculto@exemplo.com.br" not in str(feed[1].payload)
 
 
 async def test_the_same_request_id_sends_once(
