@@ -17,8 +17,9 @@ from server.security.cipher import SecretContext
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-CONNECTION_TYPE = "EMAIL"
 GMAIL, SMTP = "gmail_oauth", "smtp_manual"
+# ConnectionType names (without prefix) for events and alerts, by conexoes_email.tipo.
+CONNECTION_TYPES = {GMAIL: "EMAIL_GMAIL_OAUTH", SMTP: "EMAIL_SMTP_MANUAL"}
 ACTIVE = "active"
 
 

@@ -18,7 +18,7 @@ from db.models import EmailConnection, SentEmail
 from server.auth.caller import Caller, Role
 from server.email import gmail
 from server.email.connection import (
-    CONNECTION_TYPE,
+    CONNECTION_TYPES,
     GMAIL,
     require_usable,
     row_of,
@@ -94,7 +94,7 @@ async def _credentials_refused(
             connection_id=connection.id,
             tenant_id=connection.organizacao_id,
             owner_id=connection.usuario_id,
-            connection_type=CONNECTION_TYPE,
+            connection_type=CONNECTION_TYPES[connection.tipo],
             error=exc.reading + help_text,
             status="error",
             kind="connection_lost",

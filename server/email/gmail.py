@@ -17,7 +17,7 @@ from db.models import EmailConnection, SentEmail
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.email.connection import (
-    CONNECTION_TYPE,
+    CONNECTION_TYPES,
     GMAIL,
     access_token_context,
     refresh_token_context,
@@ -67,7 +67,7 @@ class AuthUrl:
 
 
 def keeper(deps: Deps) -> TokenKeeper:
-    return TokenKeeper(deps, google_token_kind(CONNECTION_TYPE, EmailConnection))
+    return TokenKeeper(deps, google_token_kind(CONNECTION_TYPES[GMAIL], EmailConnection))
 
 
 def client(deps: Deps) -> GmailClient:
@@ -161,7 +161,7 @@ async def _store(deps: Deps, grant: Authorization) -> object:
             connection_id=row.id,
             tenant_id=tenant,
             owner_id=owner,
-            connection_type=CONNECTION_TYPE,
+            connection_type=CONNECTION_TYPES[GMAIL],
             at=now,
         )
         await warn_testing_mode(tx, tokens.refresh_token_expires_in)

@@ -15,7 +15,7 @@ from server.audit import record_audit
 from server.auth.caller import Caller
 from server.email import detection
 from server.email.connection import (
-    CONNECTION_TYPE,
+    CONNECTION_TYPES,
     SMTP,
     password_context,
     row_of,
@@ -236,7 +236,7 @@ async def save(
             connection_id=row.id,
             tenant_id=tenant,
             owner_id=user,
-            connection_type=CONNECTION_TYPE,
+            connection_type=CONNECTION_TYPES[SMTP],
             at=now,
         )
         await record_audit(

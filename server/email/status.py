@@ -12,7 +12,7 @@ from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.email import gmail
-from server.email.connection import CONNECTION_TYPE, GMAIL, row_of
+from server.email.connection import CONNECTION_TYPES, GMAIL, row_of
 from server.email.views import connection_proto, disconnected
 from server.errors import ConnectionNotFound
 from server.events import Event, publish
@@ -64,7 +64,7 @@ async def disconnect(
                 tenant,
                 user,
                 {
-                    "connection_type": CONNECTION_TYPE,
+                    "connection_type": CONNECTION_TYPES[tipo],
                     "connection_id": str(row.id),
                     "status": "disconnected",
                     "requires_reconnect": False,

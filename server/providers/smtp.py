@@ -42,10 +42,12 @@ class SmtpServer:
     username: str
     password: str
     tls: bool = True
+    # TLS from the first byte; implied by port 465 (a test server listens elsewhere).
+    implicit: bool = False
 
     @property
     def implicit_tls(self) -> bool:
-        return self.port == IMPLICIT_TLS_PORT
+        return self.implicit or self.port == IMPLICIT_TLS_PORT
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,13 @@ class SmtpRejected(SmtpError, ProviderRejected):
 
     step = "send"
     reason = "SMTP_REJECTED"
+
+
+class SmtpUnsupported(SmtpError, ProviderRejected):
+    """The server does not speak what submission needs (AUTH, a usable greeting)."""
+
+    step = "connection"
+    reason = "SMTP_NOT_SUPPORTED"
 
 
 class SmtpHostBlocked(SmtpError, ProviderRejected):
@@ -173,6 +182,11 @@ def translate(exc: BaseException, server: SmtpServer) -> SmtpError:
         return _reply_error(exc, server)
     if isinstance(exc, TimeoutError):
         return SmtpTimeout(f"{server.host}:{server.port} nao respondeu a tempo.")
+    if isinstance(exc, aiosmtplib.SMTPException) and not isinstance(exc, ConnectionError):
+        return SmtpUnsupported(
+            f"{server.host}:{server.port} nao aceita envio autenticado ({exc}). "
+            "Confira o servidor e a porta."
+        )
     if isinstance(exc, ConnectionRefusedError):
         return SmtpConnectionRefused(
             f"{server.host} recusou a conexao na porta {server.port}. Confira a porta."

@@ -168,7 +168,8 @@ def smtp_server(tls: ssl.SSLContext, *, implicit: bool = False) -> Iterator[Smtp
         hostname="127.0.0.1",
         port=port,
         authenticator=_authenticator(handler),
-        auth_require_tls=True,
+        # An implicit-TLS session is encrypted from the start; aiosmtpd only knows STARTTLS.
+        auth_require_tls=not implicit,
         auth_exclude_mechanism=["CRAM-MD5"],
         decode_data=False,
         ready_timeout=10,
