@@ -22,12 +22,11 @@ from server.email.connection import (
     GMAIL,
     require_usable,
     row_of,
-    smtp_client,
     smtp_server_of,
 )
 from server.email.sending import record_status
 from server.errors import DomainError
-from server.providers.smtp import SmtpAuthFailed
+from server.providers.smtp import SmtpAuthFailed, SmtpClient
 from server.resilience.alerts import connection_broken
 from server.resilience.jobs import Job
 from server.security.redaction import redact
@@ -41,7 +40,7 @@ class _Sent:
         self.provider_id, self.thread_id, self.refused = provider_id, thread_id, refused
 
 
-async def deliver(deps: Deps, job: Job) -> None:
+async def deliver(deps: Deps, smtp: SmtpClient, job: Job) -> None:
     caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
     email_id = uuid.UUID(str(job.payload["email_id"]))
     async with deps.db.unit_of_work(caller) as tx:
@@ -55,7 +54,7 @@ async def deliver(deps: Deps, job: Job) -> None:
             went = await gmail.send(deps, usable, email)
             sent = _Sent(provider_id=went.id, thread_id=went.thread_id)
         else:
-            sent = await _send_smtp(deps, usable, email)
+            sent = await _send_smtp(deps, smtp, usable, email)
     except SmtpAuthFailed as exc:
         assert connection is not None
         await _credentials_refused(deps, caller, connection, exc)
@@ -68,13 +67,15 @@ async def deliver(deps: Deps, job: Job) -> None:
     await _mark_sent(deps, caller, email_id, usable.id, sent)
 
 
-async def _send_smtp(deps: Deps, connection: EmailConnection, email: SentEmail) -> _Sent:
+async def _send_smtp(
+    deps: Deps, smtp: SmtpClient, connection: EmailConnection, email: SentEmail
+) -> _Sent:
     recipients = [
         *email.destinatarios.get("to", []),
         *email.destinatarios.get("cc", []),
         *email.destinatarios.get("bcc", []),
     ]
-    refused = await smtp_client(deps).send(
+    refused = await smtp.send(
         smtp_server_of(deps, connection), connection.email, recipients, email.mensagem
     )
     return _Sent(refused="; ".join(f"{a}: {r}" for a, r in refused.items()))

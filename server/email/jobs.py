@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from server.email.connection import smtp_client
 from server.email.delivery import deliver
 from server.email.gmail import REFRESH_INTERVAL_S, keeper
 from server.email.sending import OPERATION
@@ -17,8 +18,10 @@ if TYPE_CHECKING:
 
 
 def register_jobs(deps: Deps) -> None:
+    smtp = smtp_client(deps)
+
     async def on_send(job: Job) -> None:
-        await deliver(deps, job)
+        await deliver(deps, smtp, job)
 
     deps.jobs.register(OPERATION, on_send, policy="email_send")
     keeper(deps).schedule(REFRESH_INTERVAL_S)

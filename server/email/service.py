@@ -15,6 +15,7 @@ from renove.conexoes.v1 import email_service_pb2_grpc as pb_grpc
 
 from server.bootstrap import Deps
 from server.email import gmail, sending, smtp_setup, status, tracking
+from server.email.connection import smtp_client
 from server.email.jobs import register_jobs as _register_jobs
 from server.interceptors.context import current_caller
 from server.security.browser_binding import nonce_from_metadata
@@ -26,6 +27,7 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class EmailServicer(pb_grpc.EmailServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        self.smtp = smtp_client(deps)
 
     async def GetGmailAuthUrl(
         self, request: pb.GetGmailAuthUrlRequest, context: Context
@@ -49,12 +51,12 @@ class EmailServicer(pb_grpc.EmailServiceServicer):
     async def TestSmtpConnection(
         self, request: pb.TestSmtpConnectionRequest, context: Context
     ) -> pb.TestSmtpConnectionResponse:
-        return await smtp_setup.test(self.deps, current_caller(), request)
+        return await smtp_setup.test(self.deps, self.smtp, current_caller(), request)
 
     async def SaveSmtpConfig(
         self, request: pb.SaveSmtpConfigRequest, context: Context
     ) -> pb.SaveSmtpConfigResponse:
-        return await smtp_setup.save(self.deps, current_caller(), request)
+        return await smtp_setup.save(self.deps, self.smtp, current_caller(), request)
 
     async def GetEmailConnection(
         self, request: pb.GetEmailConnectionRequest, context: Context

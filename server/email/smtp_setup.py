@@ -19,13 +19,12 @@ from server.email.connection import (
     SMTP,
     password_context,
     row_of,
-    smtp_client,
 )
 from server.email.mime import check_address
 from server.email.views import connection_status
 from server.errors import FieldViolation, InvalidArgument
 from server.protoconv import timestamp
-from server.providers.smtp import SmtpError, SmtpServer
+from server.providers.smtp import SmtpClient, SmtpError, SmtpServer
 from server.resilience.alerts import connection_recovered
 
 if TYPE_CHECKING:
@@ -117,7 +116,7 @@ async def _candidate(
 
 
 async def test(
-    deps: Deps, caller: Caller, request: pb.TestSmtpConnectionRequest
+    deps: Deps, smtp: SmtpClient, caller: Caller, request: pb.TestSmtpConnectionRequest
 ) -> pb.TestSmtpConnectionResponse:
     email = check_address(request.email, "email")
     password = request.senha
@@ -142,12 +141,11 @@ async def test(
         help_url=preset.help_url if preset else "",
     )
     started = time.monotonic()
-    client = smtp_client(deps)
     try:
         if request.enviar_email_teste:
-            await client.send(server, email, [email], _test_message(email))
+            await smtp.send(server, email, [email], _test_message(email))
         else:
-            await client.check(server)
+            await smtp.check(server)
     except SmtpError as exc:
         response.erro = _FAILURES.get(exc.step, pb.SMTP_TEST_FAILURE_CONNECTION)
         response.mensagem = exc.reading
@@ -183,7 +181,7 @@ def _test_message(email: str) -> bytes:
 
 
 async def save(
-    deps: Deps, caller: Caller, request: pb.SaveSmtpConfigRequest
+    deps: Deps, smtp: SmtpClient, caller: Caller, request: pb.SaveSmtpConfigRequest
 ) -> pb.SaveSmtpConfigResponse:
     tenant, user = caller.require_tenant(), caller.require_user()
     email = check_address(request.email, "email")
@@ -202,7 +200,7 @@ async def save(
     )
     server = candidate.server
     try:
-        await smtp_client(deps).check(server)
+        await smtp.check(server)
     except SmtpError as exc:
         preset = candidate.preset
         if preset and preset.help_url:

@@ -197,8 +197,19 @@ def translate(exc: BaseException, server: SmtpServer) -> SmtpError:
 
 
 class SmtpClient:
+    """Long-lived (one per process and use): the TLS context, whose CA store costs ~20 ms of
+    CPU to load, is built once on first use and shared by every connection."""
+
     def __init__(self, options: SmtpOptions) -> None:
         self._options = options
+        self._context: ssl.SSLContext | None = None
+        self._context_lock = asyncio.Lock()
+
+    async def _tls(self) -> ssl.SSLContext:
+        async with self._context_lock:
+            if self._context is None:
+                self._context = await asyncio.to_thread(_tls_context, self._options.ca_file)
+            return self._context
 
     async def _addresses(self, server: SmtpServer) -> list[tuple[int, tuple[str, int]]]:
         loop = asyncio.get_running_loop()
@@ -244,7 +255,7 @@ class SmtpClient:
         """Connected, encrypted and logged in; closed on exit."""
         if not server.tls:
             raise SmtpTlsError("A senha so e enviada por conexao TLS (STARTTLS ou porta 465).")
-        context = await asyncio.to_thread(_tls_context, self._options.ca_file)
+        context = await self._tls()
         sock = await self._connect(server)
         client = aiosmtplib.SMTP(
             hostname=server.host,
