@@ -31,6 +31,7 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "2": ("bench.scenarios.results", "webhook to result", True),
     "4": ("bench.scenarios.streams", "status streams", True),
     "6": ("bench.scenarios.queue", "queue drain", False),
+    "7": ("bench.scenarios.email", "e-mail send (SMTP)", False),
 }
 DEFAULT_WORKER_CONCURRENCY = 4
 
