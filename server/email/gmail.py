@@ -191,6 +191,19 @@ async def send(deps: Deps, connection: EmailConnection, email: SentEmail) -> Gma
         return await client(deps).send(token, raw, thread)
 
 
+def stored_grant(deps: Deps, row: EmailConnection) -> str:
+    """The token that ends a live Gmail grant when revoked (refresh, else access); empty for
+    anything else."""
+    if row.tipo != GMAIL or row.deletado_em is not None:
+        return ""
+    tenant = row.organizacao_id
+    if row.refresh_token_encrypted:
+        return deps.keyring.decrypt(row.refresh_token_encrypted, refresh_token_context(tenant))
+    if row.access_token_encrypted:
+        return deps.keyring.decrypt(row.access_token_encrypted, access_token_context(tenant))
+    return ""
+
+
 async def revoke(deps: Deps, refresh_token: str) -> None:
     if not await revoke_quietly(deps, refresh_token):
         _log.info("Gmail grant not revoked at Google (already dead or unreachable)")

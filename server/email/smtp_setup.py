@@ -13,7 +13,7 @@ from db.models import EmailConnection
 from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
-from server.email import detection
+from server.email import detection, gmail
 from server.email.connection import (
     CONNECTION_TYPES,
     SMTP,
@@ -216,6 +216,7 @@ async def save(
         if row is None:
             row = EmailConnection(organizacao_id=tenant, usuario_id=user, tipo=SMTP, email=email)
             tx.add(row)
+        replaced_grant = gmail.stored_grant(deps, row)
         row.tipo = SMTP
         row.email = email
         row.nome_remetente = request.nome_remetente.strip() or None
@@ -258,4 +259,8 @@ async def save(
             nome_remetente=row.nome_remetente or "",
             conectado_em=timestamp(now),
         )
-        return await idempotency.remember(tx, tenant, rpc, request, response)
+        await idempotency.remember(tx, tenant, rpc, request, response)
+    if replaced_grant:
+        # After the commit: the Gmail authorization this replaced is revoked at Google.
+        await gmail.revoke(deps, replaced_grant)
+    return response

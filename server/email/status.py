@@ -12,11 +12,10 @@ from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.email import gmail
-from server.email.connection import CONNECTION_TYPES, GMAIL, row_of
+from server.email.connection import CONNECTION_TYPES, row_of
 from server.email.views import connection_proto, disconnected
 from server.errors import ConnectionNotFound
 from server.events import Event, publish
-from server.security.cipher import SecretContext
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -41,15 +40,7 @@ async def disconnect(
         if row is None:
             raise ConnectionNotFound("no e-mail connection to disconnect")
         tipo = row.tipo
-        grant = row.refresh_token_encrypted or row.access_token_encrypted
-        column = (
-            "refresh_token_encrypted" if row.refresh_token_encrypted else "access_token_encrypted"
-        )
-        to_revoke = (
-            deps.keyring.decrypt(grant, SecretContext("conexoes_email", column, tenant))
-            if tipo == GMAIL and grant
-            else ""
-        )
+        to_revoke = gmail.stored_grant(deps, row)
         row.smtp_pass_encrypted = row.access_token_encrypted = row.refresh_token_encrypted = None
         row.token_expires_at = None
         row.deletado_em = deps.clock.now()

@@ -27,6 +27,13 @@ from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, T
 from tests.integration.meta_leads_support import isolated_database, owner_engine_for
 from tests.support.email_stack import SkewClock, job_done, sent_state, waiting_retry
 from tests.support.google_stack import GoogleStack, google_stack
+from tests.support.mail_servers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    MailCertificates,
+    make_certificates,
+    smtp_server,
+)
 
 ACCOUNT = "joao.silva@gmail.com"
 
@@ -49,11 +56,25 @@ def clock() -> SkewClock:
 
 
 @pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> MailCertificates:
+    return make_certificates(Path(tmp_path_factory.mktemp("certs")))
+
+
+@pytest.fixture(scope="module")
 async def stack(
-    database: MigratedDatabase, tmp_path_factory: pytest.TempPathFactory, clock: SkewClock
+    database: MigratedDatabase,
+    tmp_path_factory: pytest.TempPathFactory,
+    clock: SkewClock,
+    certs: MailCertificates,
 ) -> AsyncIterator[GoogleStack]:
     folder = Path(tmp_path_factory.mktemp("gmail"))
-    async with google_stack(database.owner_url, str(folder), clock=clock) as running:
+    async with google_stack(
+        database.owner_url,
+        str(folder),
+        clock=clock,
+        smtp_allow_private_hosts=True,
+        smtp_ca_file=str(certs.ca_file),
+    ) as running:
         yield running
 
 
@@ -252,3 +273,24 @@ async def test_auth_url_needs_the_google_app(
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub(stack).SendEmail(_request("x"), metadata=stack.md(caller))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_saving_smtp_replaces_gmail_and_revokes_its_grant(
+    stack: GoogleStack, make_tenant: MakeTenant, make_caller: MakeCaller, certs: MailCertificates
+) -> None:
+    caller = await connected(stack, await make_tenant(), make_caller)
+    live_before = [g for g in await stack.control_get("grants") if not g.get("revoked")]
+    with smtp_server(certs.trusted) as smtp:
+        saved = await stub(stack).SaveSmtpConfig(
+            pb.SaveSmtpConfigRequest(
+                email=SMTP_USER, senha=SMTP_PASSWORD, smtp_host=smtp.host, smtp_port=smtp.port
+            ),
+            metadata=stack.md(caller),
+        )
+    assert saved.tipo == pb.EMAIL_CONNECTION_KIND_SMTP_MANUAL
+    live_after = [g for g in await stack.control_get("grants") if not g.get("revoked")]
+    assert len(live_after) == len(live_before) - 1
+    status = await stub(stack).GetEmailConnection(
+        pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
+    )
+    assert status.connection.google_user_id == "" and status.connection.smtp_password_set

@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
-class TestCertificates:
+class MailCertificates:
     ca_file: Path  # the CA the server's SMTP client is told to trust
     trusted: ssl.SSLContext  # a server context whose certificate that CA signed
     untrusted: ssl.SSLContext  # a self-signed certificate nobody trusts
@@ -93,7 +93,7 @@ def _server_context(folder: Path, name: str, cert: x509.Certificate, key: Any) -
     return context
 
 
-def make_certificates(folder: Path) -> TestCertificates:
+def make_certificates(folder: Path) -> MailCertificates:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("Renove Test CA", ca_key, None, ca=True)
     leaf_key = ec.generate_private_key(ec.SECP256R1())
@@ -102,7 +102,7 @@ def make_certificates(folder: Path) -> TestCertificates:
     rogue = _cert("localhost", rogue_key, None, ca=False)
     ca_file = folder / "test-ca.pem"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return TestCertificates(
+    return MailCertificates(
         ca_file=ca_file,
         trusted=_server_context(folder, "trusted", leaf, leaf_key),
         untrusted=_server_context(folder, "rogue", rogue, rogue_key),
