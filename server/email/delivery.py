@@ -3,13 +3,14 @@
 SMTP 4xx is retried under the e-mail policy, 5xx is final; a 535 marks the connection
 `error` and alerts its owner (and the tenant admins) to save a new password. Gmail's rate
 limits are retried after the wait Google asks for (an hour for a daily limit); a dead grant
-is marked by the token keeper. The e-mail is
-marked `failed` when the job gives up, `sent` (with the connection's counters) when it went.
+is marked by the token keeper. The e-mail is marked `failed` when the job gives up, `sent`
+(with the connection's counters) when it went.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, update
@@ -24,6 +25,7 @@ from server.email.connection import (
     row_of,
     smtp_server_of,
 )
+from server.email.detection import preset_for_host
 from server.email.sending import record_status
 from server.errors import DomainError
 from server.providers.smtp import SmtpAuthFailed, SmtpClient
@@ -35,9 +37,11 @@ if TYPE_CHECKING:
     from server.bootstrap import Deps
 
 
+@dataclass(frozen=True)
 class _Sent:
-    def __init__(self, provider_id: str = "", thread_id: str = "", refused: str = "") -> None:
-        self.provider_id, self.thread_id, self.refused = provider_id, thread_id, refused
+    provider_id: str = ""
+    thread_id: str = ""
+    refused: str = ""  # recipients the SMTP server refused while accepting the others
 
 
 async def deliver(deps: Deps, smtp: SmtpClient, job: Job) -> None:
@@ -84,8 +88,6 @@ async def _send_smtp(
 async def _credentials_refused(
     deps: Deps, caller: Caller, connection: EmailConnection, exc: SmtpAuthFailed
 ) -> None:
-    from server.email.detection import preset_for_host
-
     preset = preset_for_host(connection.smtp_host or "")
     help_text = f" Veja: {preset.help_url}" if preset and preset.help_url else ""
     async with deps.db.unit_of_work(caller) as tx:

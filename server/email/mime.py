@@ -137,3 +137,14 @@ def with_bcc(raw: bytes, bcc: Sequence[str]) -> bytes:
     if not bcc:
         return raw
     return b"Bcc: " + ", ".join(bcc).encode() + b"\r\n" + raw
+
+
+def connection_test_message(address: str, date: dt.datetime) -> bytes:
+    """The message "Testar Conexao" sends to the address itself when asked to."""
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = message["To"] = address
+    message["Subject"] = "Teste de conexao SMTP - Renove"
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = new_message_id(address)
+    message.set_content("Sua conexao SMTP esta funcionando.", cte="quoted-printable")
+    return message.as_bytes()

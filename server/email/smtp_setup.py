@@ -20,7 +20,7 @@ from server.email.connection import (
     password_context,
     row_of,
 )
-from server.email.mime import check_address
+from server.email.mime import check_address, connection_test_message
 from server.email.views import connection_status
 from server.errors import FieldViolation, InvalidArgument
 from server.protoconv import timestamp
@@ -143,7 +143,9 @@ async def test(
     started = time.monotonic()
     try:
         if request.enviar_email_teste:
-            await smtp.send(server, email, [email], _test_message(email))
+            await smtp.send(
+                server, email, [email], connection_test_message(email, deps.clock.now())
+            )
         else:
             await smtp.check(server)
     except SmtpError as exc:
@@ -166,18 +168,6 @@ async def _stored_password(deps: Deps, caller: Caller, email: str) -> str:
     if row is None or row.tipo != SMTP or row.email != email or not row.smtp_pass_encrypted:
         raise InvalidArgument.field("senha", "required (no saved password for this address)")
     return deps.keyring.decrypt(row.smtp_pass_encrypted, password_context(row.organizacao_id))
-
-
-def _test_message(email: str) -> bytes:
-    from email.message import EmailMessage
-    from email.policy import SMTP as SMTP_POLICY
-
-    message = EmailMessage(policy=SMTP_POLICY)
-    message["From"] = email
-    message["To"] = email
-    message["Subject"] = "Teste de conexao SMTP - Renove"
-    message.set_content("Sua conexao SMTP esta funcionando.", cte="quoted-printable")
-    return message.as_bytes()
 
 
 async def save(
