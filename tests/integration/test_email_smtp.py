@@ -342,3 +342,33 @@ async def test_save_saves_nothing_when_the_test_fails(
         )
     assert _details(err.value)[0] == reason
     assert await _saved_rows(owner_engine, tenant.id) == 0
+
+
+async def test_the_json_gateway_speaks_the_spec_shapes(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    caller = make_caller(await make_tenant())
+    headers = {"authorization": f"Bearer {stack.server.token(caller)}"}
+    url = f"{stack.sidecar_url}/api/v1/conexoes/email/smtp/detectar"
+    found = await stack.http.post(url, json={"email": "usuario@gmail.com"}, headers=headers)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert {k: body[k] for k in ("detected", "provider", "smtp_host", "smtp_port", "smtp_tls")} == {
+        "detected": True,
+        "provider": "Gmail",
+        "smtp_host": "smtp.gmail.com",
+        "smtp_port": 587,
+        "smtp_tls": True,
+    }
+    assert body["requires_app_password"] is True
+    assert body["help_url"] == "https://support.google.com/accounts/answer/185833"
+
+    bad = await stack.http.post(url, json={"email": "sem-arroba"}, headers=headers)
+    assert bad.status_code == 400
+    details = bad.json()["details"]
+    violations = [d for d in details if d["@type"].endswith("BadRequest")]
+    assert violations[0]["field_violations"][0]["field"] == "email"
+
+    status = await stack.http.get(f"{stack.sidecar_url}/api/v1/conexoes/email", headers=headers)
+    assert status.status_code == 200
+    assert status.json()["status"] in ("CONNECTION_STATUS_DISCONNECTED", "disconnected")
