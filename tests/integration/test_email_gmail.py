@@ -294,3 +294,27 @@ async def test_saving_smtp_replaces_gmail_and_revokes_its_grant(
         pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
     )
     assert status.connection.google_user_id == "" and status.connection.smtp_password_set
+
+
+async def test_the_browser_flow_over_http(
+    stack: GoogleStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    """The frontend asks the gateway for the URL (the binding cookie comes with it), the
+    browser consents and comes back with that cookie: connected."""
+    caller = make_caller(await make_tenant())
+    answer = await stack.http.get(
+        f"{stack.sidecar_url}/api/v1/conexoes/email/google/auth-url",
+        headers={"authorization": f"Bearer {stack.server.token(caller)}"},
+    )
+    assert answer.status_code == 200, answer.text
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("renove_oauth_email_gmail=") and "HttpOnly" in cookie
+    name, _, value = cookie.split(";", 1)[0].partition("=")
+    callback = stack.internal(await stack.consent(answer.json()["auth_url"]))
+    landed = await stack.http.get(callback, headers={"cookie": f"{name}={value}"})
+    query = parse_qs(urlsplit(landed.headers["location"]).query)
+    assert query["status"] == ["ok"], query
+    status = await stub(stack).GetEmailConnection(
+        pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
+    )
+    assert status.connection.tipo == pb.EMAIL_CONNECTION_KIND_GMAIL_OAUTH
