@@ -30,6 +30,8 @@ class Profile:
     # 6. queue: jobs per drain, worker concurrencies
     queue_jobs: int
     queue_workers: tuple[int, ...]
+    # 7. e-mail: e-mails per drain
+    email_jobs: int = 200
     warmup_s: float = 1.0
 
 
@@ -71,5 +73,6 @@ QUICK = Profile(
     oauth_samples=2,
     queue_jobs=60,
     queue_workers=(1, 4),
+    email_jobs=20,
     warmup_s=0.3,
 )

@@ -32,6 +32,7 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "4": ("bench.scenarios.streams", "status streams", True),
     "6": ("bench.scenarios.queue", "queue drain", False),
     "7": ("bench.scenarios.calendar", "Calendar push to meeting", True),
+    "8": ("bench.scenarios.email", "e-mail send (SMTP)", False),
 }
 DEFAULT_WORKER_CONCURRENCY = 4
 

@@ -95,6 +95,7 @@ class Stack:
     grpc_addr: str
     http_url: str
     sandbox_url: str
+    smtp_certs: Any = None  # bench.smtp_sink.Certificates: the e-mail row's test CA
     embedded: Any = None
     procs: dict[str, Proc] = field(default_factory=dict)
 
@@ -190,9 +191,11 @@ def _prepare_data_dir(data_dir: Path, *, fresh: bool) -> None:
 
 async def start_stack(cores: Cores, data_dir: Path) -> Stack:
     """Starts everything; on failure whatever started is stopped before the error propagates."""
+    from bench.smtp_sink import make_certificates
     from server.security.cipher import Keyring
 
     _prepare_data_dir(data_dir, fresh=not os.environ.get("DATABASE_URL"))
+    smtp_certs = make_certificates(data_dir / "smtp")
     grpc_addr = f"127.0.0.1:{free_port()}"
     http_addr = f"127.0.0.1:{free_port()}"
     sandbox_addr = f"127.0.0.1:{free_port()}"
@@ -208,6 +211,9 @@ async def start_stack(cores: Cores, data_dir: Path) -> Stack:
         "CONEXOES_WEBHOOK_RATE_PER_SECOND": "1000000",
         "CONEXOES_WEBHOOK_RATE_BURST": "1000000",
         "CONEXOES_WORKER_POLL_SECONDS": "0.2",
+        # The e-mail row's SMTP sink listens on loopback with a certificate from a bench CA.
+        "CONEXOES_SMTP_ALLOW_PRIVATE_HOSTS": "1",
+        "CONEXOES_SMTP_CA_FILE": str(smtp_certs.ca_file),
         # The sandbox answers at once: its own delays would hide ours.
         "SANDBOX_WAHA_START_DELAY_SECONDS": "0",
         "SANDBOX_WAHA_QR_ROTATION_SECONDS": "3600",
@@ -239,6 +245,7 @@ async def start_stack(cores: Cores, data_dir: Path) -> Stack:
         grpc_addr=grpc_addr,
         http_url=plan.http_url,
         sandbox_url=f"http://{sandbox_addr}",
+        smtp_certs=smtp_certs,
         embedded=embedded,
     )
     try:

@@ -29,6 +29,8 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # An e-mail with its attachments may reach 20 MB (SendEmail); gRPC's default cap is 4 MB.
+    ("grpc.max_receive_message_length", 24 * 1024 * 1024),
 )
 
 

@@ -23,11 +23,13 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "ConversionsService": ("conversions_service", None),
     "AudiencesService": ("audiences_service", None),
     "GoogleCalendarService": ("google_calendar_service", "server.google_calendar.service"),
-    "EmailService": ("email_service", None),
+    "EmailService": ("email_service", "server.email.service"),
     "InstagramService": ("instagram_service", None),
     "ConnectionsService": ("connections_service", "server.connections.service"),
     "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),
     "CrmEventsService": ("crm_events_service", None),
+    "CrmDirectoryService": ("crm_directory_service", "server.crm_directory.service"),
+    "OutboundWebhooksService": ("outbound_webhooks_service", None),
 }
 PACKAGE = "renove.conexoes.v1"
 

@@ -91,6 +91,18 @@ class Settings:
     # Meta Lead Ads: how often each connection's token is checked with Graph's debug_token.
     meta_health_interval_seconds: float = 3600.0
     stream_heartbeat_seconds: float = 15.0
+    # E-mail: SMTP to loopback/private addresses only when allowed (tests, development);
+    # nameservers (ip or ip:port) for MX lookups, the system resolver when empty; an extra CA
+    # bundle trusted for SMTP TLS (a private CA); the limit on one SMTP conversation step.
+    smtp_allow_private_hosts: bool = False
+    dns_nameservers: tuple[str, ...] = ()
+    smtp_ca_file: str | None = None
+    smtp_timeout_seconds: float = 15.0
+    # The CRM change feed: how long recorded changes stay replayable (WatchEvents
+    # after_sequence), and whether outbound webhooks may target loopback/private addresses
+    # (development and tests only).
+    outbox_retention_days: float = 7.0
+    webhook_allow_private_targets: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,6 +153,18 @@ class Settings:
             stream_heartbeat_seconds=float(
                 env.get("CONEXOES_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds)
             ),
+            smtp_allow_private_hosts=env.get("CONEXOES_SMTP_ALLOW_PRIVATE_HOSTS", "") == "1",
+            dns_nameservers=tuple(
+                n.strip() for n in env.get("CONEXOES_DNS_NAMESERVERS", "").split(",") if n.strip()
+            ),
+            smtp_ca_file=env.get("CONEXOES_SMTP_CA_FILE") or None,
+            smtp_timeout_seconds=float(
+                env.get("CONEXOES_SMTP_TIMEOUT_SECONDS", cls.smtp_timeout_seconds)
+            ),
+            outbox_retention_days=float(
+                env.get("CONEXOES_OUTBOX_RETENTION_DAYS", cls.outbox_retention_days)
+            ),
+            webhook_allow_private_targets=env.get("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS") == "1",
             **urls,
         )
 

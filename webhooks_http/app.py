@@ -25,6 +25,7 @@ from webhooks_http.ingress import WebhookForwarder
 from webhooks_http.oauth import OAuthRedirects
 from webhooks_http.ratelimit import RateLimitOptions, TokenBucketLimiter
 from webhooks_http.service_identity import ServiceIdentity
+from webhooks_http.tracking import OpenPixel
 
 CONTRACT_PACKAGE = "renove.conexoes.v1"
 
@@ -107,6 +108,7 @@ def build_sidecar_app(
         frontend_url=settings.frontend_url,
         trusted_proxies=limits.trusted_proxies,
     )
+    pixel = OpenPixel(channel, identity, limiter, trusted_proxies=limits.trusted_proxies)
     health = health_pb2_grpc.HealthStub(channel)
 
     async def healthz(_: Request) -> Response:
@@ -127,6 +129,7 @@ def build_sidecar_app(
         Route("/readyz", readyz, methods=["GET"]),
         *webhooks.routes(),
         *oauth.routes(),
+        *pixel.routes(),
     ]
     if options.mount_gateway:
         routes = mount_gateway(routes, channel, settings)

@@ -14,6 +14,8 @@ from db.models.crm import (
     TenantSettings,
     User,
 )
+from db.models.crm_link import CrmCustomField, OutboundWebhook, OutboxEvent, OutboxSequence
+from db.models.email import SentEmail
 from db.models.meta import (
     ConversionsApiConfig,
     ConversionsApiLog,
@@ -51,7 +53,13 @@ GLOBAL_TABLES: frozenset[str] = frozenset(
 PLATFORM_ROW_TABLES: frozenset[str] = frozenset({"audit_log", "alerts", "idempotency_records"})
 # Personal connections: members see only their own row (spec's user_own_connection).
 PERSONAL_TABLES: frozenset[str] = frozenset(
-    {"sessoes_whatsapp", "conexoes_google", "conexoes_email", "conexoes_instagram"}
+    {
+        "sessoes_whatsapp",
+        "conexoes_google",
+        "conexoes_email",
+        "conexoes_instagram",
+        "emails_enviados",
+    }
 )
 # Every table isolated by organizacao_id.
 TENANT_TABLES: frozenset[str] = frozenset(
@@ -70,6 +78,7 @@ __all__ = [
     "Contact",
     "ConversionsApiConfig",
     "ConversionsApiLog",
+    "CrmCustomField",
     "CustomAudience",
     "CustomAudienceMember",
     "EmailConnection",
@@ -85,10 +94,14 @@ __all__ = [
     "OAuthState",
     "Opportunity",
     "Organization",
+    "OutboundWebhook",
+    "OutboxEvent",
+    "OutboxSequence",
     "PendingEvent",
     "Pipeline",
     "PipelineStage",
     "PlatformCredential",
+    "SentEmail",
     "TenantSettings",
     "User",
     "WebhookInbox",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
-from sandbox.google import calendar, control, oauth, watch
+from sandbox.google import calendar, control, gmail, oauth, watch
 from sandbox.google.push import PushDispatcher
 from sandbox.google.settings import GoogleSettings
 from sandbox.google.state import GoogleState
@@ -32,7 +32,10 @@ def build_google_fake(
     settings = settings or GoogleSettings()
     state = GoogleState(settings, clock)
     push = PushDispatcher(settings.push_rewrite)
-    app = Starlette(routes=[*control.ROUTES, *oauth.ROUTES, *watch.ROUTES, *calendar.ROUTES])
+    app = Starlette(
+        routes=[*control.ROUTES, *oauth.ROUTES, *watch.ROUTES, *calendar.ROUTES, *gmail.ROUTES]
+    )
     app.state.google = state
     app.state.google_push = push
+    app.state.gmail = gmail.GmailState()
     return GoogleFake(app, state, push)

@@ -25,6 +25,7 @@ from sandbox.google import GoogleFake
 from sandbox.settings import SandboxSettings
 from server.auth.caller import Caller, Role
 from server.providers.google_oauth import GoogleOAuthClient, Pkce, authorization_url
+from server.resilience.clock import Clock
 from tests.support.grpc_server import RunningServer, running_server, test_settings
 from tests.support.whatsapp_stack import free_port, poll
 from webhooks_http.app import SidecarOptions, build_sidecar_app
@@ -120,7 +121,7 @@ class GoogleStack:
 
 @asynccontextmanager
 async def google_stack(
-    owner_url: str, data_dir: str, **overrides: Any
+    owner_url: str, data_dir: str, *, clock: Clock | None = None, **overrides: Any
 ) -> AsyncIterator[GoogleStack]:
     sandbox_app = build_sandbox_app(SandboxSettings())
     fake: GoogleFake = sandbox_app.state.fakes["/google"]
@@ -147,7 +148,7 @@ async def google_stack(
             },
             **overrides,
         )
-        server = await stack.enter_async_context(running_server(settings))
+        server = await stack.enter_async_context(running_server(settings, clock=clock))
         sidecar_app = build_sidecar_app(
             server.deps.settings,
             server.channel,

@@ -891,3 +891,213 @@ class SendEmailResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendEmailResponse: _TypeAlias = SendEmailResponse  # noqa: Y015
+
+@_typing.final
+class SentEmail(_message.Message):
+    """An e-mail sent from a user's connection (emails_enviados), without its body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USUARIO_ID_FIELD_NUMBER: _builtins.int
+    TIPO_FIELD_NUMBER: _builtins.int
+    REMETENTE_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    CC_FIELD_NUMBER: _builtins.int
+    BCC_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    THREAD_ID_FIELD_NUMBER: _builtins.int
+    ERRO_FIELD_NUMBER: _builtins.int
+    RASTREAR_ABERTURA_FIELD_NUMBER: _builtins.int
+    ABERTURAS_FIELD_NUMBER: _builtins.int
+    PRIMEIRA_ABERTURA_EM_FIELD_NUMBER: _builtins.int
+    ULTIMA_ABERTURA_EM_FIELD_NUMBER: _builtins.int
+    ENVIADO_EM_FIELD_NUMBER: _builtins.int
+    CRIADO_EM_FIELD_NUMBER: _builtins.int
+    CONTATO_ID_FIELD_NUMBER: _builtins.int
+    OPORTUNIDADE_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """emails_enviados.id (uuid)."""
+    usuario_id: _builtins.str
+    """Sender (usuarios.id)."""
+    tipo: Global___EmailConnectionKind.ValueType
+    """Which connection sent it."""
+    remetente: _builtins.str
+    """From address."""
+    subject: _builtins.str
+    """Subject."""
+    status: _resources_pb2.MessageStatus.ValueType
+    """QUEUED, SENT or FAILED."""
+    message_id: _builtins.str
+    """The RFC 5322 Message-ID."""
+    provider_message_id: _builtins.str
+    """Gmail's message id (gmail_oauth)."""
+    thread_id: _builtins.str
+    """Gmail's thread id (gmail_oauth)."""
+    erro: _builtins.str
+    """Why it failed (redacted)."""
+    rastrear_abertura: _builtins.bool
+    """Whether opens are tracked."""
+    aberturas: _builtins.int
+    """Opens counted by the pixel."""
+    contato_id: _builtins.str
+    """CRM contact it is about."""
+    oportunidade_id: _builtins.str
+    """CRM opportunity it is about."""
+    @_builtins.property
+    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """To recipients."""
+
+    @_builtins.property
+    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Cc recipients."""
+
+    @_builtins.property
+    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Bcc recipients (never in the message headers)."""
+
+    @_builtins.property
+    def primeira_abertura_em(self) -> _timestamp_pb2.Timestamp:
+        """First open."""
+
+    @_builtins.property
+    def ultima_abertura_em(self) -> _timestamp_pb2.Timestamp:
+        """Latest open."""
+
+    @_builtins.property
+    def enviado_em(self) -> _timestamp_pb2.Timestamp:
+        """When the provider accepted it."""
+
+    @_builtins.property
+    def criado_em(self) -> _timestamp_pb2.Timestamp:
+        """When it was queued."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        usuario_id: _builtins.str = ...,
+        tipo: Global___EmailConnectionKind.ValueType = ...,
+        remetente: _builtins.str = ...,
+        to: _abc.Iterable[_builtins.str] | None = ...,
+        cc: _abc.Iterable[_builtins.str] | None = ...,
+        bcc: _abc.Iterable[_builtins.str] | None = ...,
+        subject: _builtins.str = ...,
+        status: _resources_pb2.MessageStatus.ValueType = ...,
+        message_id: _builtins.str = ...,
+        provider_message_id: _builtins.str = ...,
+        thread_id: _builtins.str = ...,
+        erro: _builtins.str = ...,
+        rastrear_abertura: _builtins.bool = ...,
+        aberturas: _builtins.int = ...,
+        primeira_abertura_em: _timestamp_pb2.Timestamp | None = ...,
+        ultima_abertura_em: _timestamp_pb2.Timestamp | None = ...,
+        enviado_em: _timestamp_pb2.Timestamp | None = ...,
+        criado_em: _timestamp_pb2.Timestamp | None = ...,
+        contato_id: _builtins.str = ...,
+        oportunidade_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["criado_em", b"criado_em", "enviado_em", b"enviado_em", "primeira_abertura_em", b"primeira_abertura_em", "ultima_abertura_em", b"ultima_abertura_em"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aberturas", b"aberturas", "bcc", b"bcc", "cc", b"cc", "contato_id", b"contato_id", "criado_em", b"criado_em", "enviado_em", b"enviado_em", "erro", b"erro", "id", b"id", "message_id", b"message_id", "oportunidade_id", b"oportunidade_id", "primeira_abertura_em", b"primeira_abertura_em", "provider_message_id", b"provider_message_id", "rastrear_abertura", b"rastrear_abertura", "remetente", b"remetente", "status", b"status", "subject", b"subject", "thread_id", b"thread_id", "tipo", b"tipo", "to", b"to", "ultima_abertura_em", b"ultima_abertura_em", "usuario_id", b"usuario_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SentEmail: _TypeAlias = SentEmail  # noqa: Y015
+
+@_typing.final
+class GetSentEmailRequest(_message.Message):
+    """Request of GetSentEmail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """emails_enviados.id (the `id` SendEmail returned)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSentEmailRequest: _TypeAlias = GetSentEmailRequest  # noqa: Y015
+
+@_typing.final
+class GetSentEmailResponse(_message.Message):
+    """Response of GetSentEmail; the HTTP body is `email`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def email(self) -> Global___SentEmail:
+        """The e-mail."""
+
+    def __init__(
+        self,
+        *,
+        email: Global___SentEmail | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["email", b"email"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSentEmailResponse: _TypeAlias = GetSentEmailResponse  # noqa: Y015
+
+@_typing.final
+class RecordEmailOpenRequest(_message.Message):
+    """Request of RecordEmailOpen: what the sidecar saw of the pixel request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    USER_AGENT_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The signed token of the pixel URL."""
+    user_agent: _builtins.str
+    """The client's User-Agent (prefetchers are told apart by it)."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        user_agent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "user_agent", b"user_agent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEmailOpenRequest: _TypeAlias = RecordEmailOpenRequest  # noqa: Y015
+
+@_typing.final
+class RecordEmailOpenResponse(_message.Message):
+    """Response of RecordEmailOpen."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTADA_FIELD_NUMBER: _builtins.int
+    contada: _builtins.bool
+    """True when the open was counted; false for a bad token or an ignored prefetch."""
+    def __init__(
+        self,
+        *,
+        contada: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contada", b"contada"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEmailOpenResponse: _TypeAlias = RecordEmailOpenResponse  # noqa: Y015

@@ -78,6 +78,16 @@ class EmailServiceStub:
                 request_serializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.SendEmailRequest.SerializeToString,
                 response_deserializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.SendEmailResponse.FromString,
                 _registered_method=True)
+        self.GetSentEmail = channel.unary_unary(
+                '/renove.conexoes.v1.EmailService/GetSentEmail',
+                request_serializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.GetSentEmailRequest.SerializeToString,
+                response_deserializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.GetSentEmailResponse.FromString,
+                _registered_method=True)
+        self.RecordEmailOpen = channel.unary_unary(
+                '/renove.conexoes.v1.EmailService/RecordEmailOpen',
+                request_serializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.RecordEmailOpenRequest.SerializeToString,
+                response_deserializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.RecordEmailOpenResponse.FromString,
+                _registered_method=True)
 
 
 class EmailServiceServicer:
@@ -167,6 +177,26 @@ class EmailServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSentEmail(self, request, context):
+        """Returns one e-mail the caller sent: delivery status, the provider's ids, and the opens
+        the tracking pixel counted (a member reads their own, an admin any of the tenant's).
+        Errors: INVALID_ARGUMENT (id not a UUID); NOT_FOUND (EMAIL_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEmailOpen(self, request, context):
+        """The open-tracking pixel (internal: the sidecar serves this path to mail clients without
+        authentication and calls it as its service identity). Counts an open of the message the
+        signed token names, the first one stamped; known prefetchers are ignored. The sidecar
+        answers the image whatever happens, so a bad token is reported in the response.
+        Errors: none besides authentication.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmailServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +239,16 @@ def add_EmailServiceServicer_to_server(servicer, server):
                     servicer.SendEmail,
                     request_deserializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.SendEmailRequest.FromString,
                     response_serializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.SendEmailResponse.SerializeToString,
+            ),
+            'GetSentEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSentEmail,
+                    request_deserializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.GetSentEmailRequest.FromString,
+                    response_serializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.GetSentEmailResponse.SerializeToString,
+            ),
+            'RecordEmailOpen': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEmailOpen,
+                    request_deserializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.RecordEmailOpenRequest.FromString,
+                    response_serializer=renove_dot_conexoes_dot_v1_dot_email__service__pb2.RecordEmailOpenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -431,6 +471,60 @@ class EmailService:
             '/renove.conexoes.v1.EmailService/SendEmail',
             renove_dot_conexoes_dot_v1_dot_email__service__pb2.SendEmailRequest.SerializeToString,
             renove_dot_conexoes_dot_v1_dot_email__service__pb2.SendEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSentEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/renove.conexoes.v1.EmailService/GetSentEmail',
+            renove_dot_conexoes_dot_v1_dot_email__service__pb2.GetSentEmailRequest.SerializeToString,
+            renove_dot_conexoes_dot_v1_dot_email__service__pb2.GetSentEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEmailOpen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/renove.conexoes.v1.EmailService/RecordEmailOpen',
+            renove_dot_conexoes_dot_v1_dot_email__service__pb2.RecordEmailOpenRequest.SerializeToString,
+            renove_dot_conexoes_dot_v1_dot_email__service__pb2.RecordEmailOpenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,18 @@ class EmailServiceStub:
     too large); FAILED_PRECONDITION (CONNECTION_NOT_FOUND, TOKEN_EXPIRED, CONNECTION_ERROR);
     NOT_FOUND (CONTACT_NOT_FOUND).
     """
+    GetSentEmail: _grpc.UnaryUnaryMultiCallable[_email_service_pb2.GetSentEmailRequest, _email_service_pb2.GetSentEmailResponse]
+    """Returns one e-mail the caller sent: delivery status, the provider's ids, and the opens
+    the tracking pixel counted (a member reads their own, an admin any of the tenant's).
+    Errors: INVALID_ARGUMENT (id not a UUID); NOT_FOUND (EMAIL_NOT_FOUND).
+    """
+    RecordEmailOpen: _grpc.UnaryUnaryMultiCallable[_email_service_pb2.RecordEmailOpenRequest, _email_service_pb2.RecordEmailOpenResponse]
+    """The open-tracking pixel (internal: the sidecar serves this path to mail clients without
+    authentication and calls it as its service identity). Counts an open of the message the
+    signed token names, the first one stamped; known prefetchers are ignored. The sidecar
+    answers the image whatever happens, so a bad token is reported in the response.
+    Errors: none besides authentication.
+    """
 
 @_typing.type_check_only
 class EmailServiceAsyncStub(EmailServiceStub):
@@ -142,6 +154,18 @@ class EmailServiceAsyncStub(EmailServiceStub):
     Errors: INVALID_ARGUMENT (no recipient, bad address, missing subject, no body, message
     too large); FAILED_PRECONDITION (CONNECTION_NOT_FOUND, TOKEN_EXPIRED, CONNECTION_ERROR);
     NOT_FOUND (CONTACT_NOT_FOUND).
+    """
+    GetSentEmail: _aio.UnaryUnaryMultiCallable[_email_service_pb2.GetSentEmailRequest, _email_service_pb2.GetSentEmailResponse]  # type: ignore[assignment]
+    """Returns one e-mail the caller sent: delivery status, the provider's ids, and the opens
+    the tracking pixel counted (a member reads their own, an admin any of the tenant's).
+    Errors: INVALID_ARGUMENT (id not a UUID); NOT_FOUND (EMAIL_NOT_FOUND).
+    """
+    RecordEmailOpen: _aio.UnaryUnaryMultiCallable[_email_service_pb2.RecordEmailOpenRequest, _email_service_pb2.RecordEmailOpenResponse]  # type: ignore[assignment]
+    """The open-tracking pixel (internal: the sidecar serves this path to mail clients without
+    authentication and calls it as its service identity). Counts an open of the message the
+    signed token names, the first one stamped; known prefetchers are ignored. The sidecar
+    answers the image whatever happens, so a bad token is reported in the response.
+    Errors: none besides authentication.
     """
 
 class EmailServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -245,6 +269,30 @@ class EmailServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT (no recipient, bad address, missing subject, no body, message
         too large); FAILED_PRECONDITION (CONNECTION_NOT_FOUND, TOKEN_EXPIRED, CONNECTION_ERROR);
         NOT_FOUND (CONTACT_NOT_FOUND).
+        """
+
+    @_abc_1.abstractmethod
+    def GetSentEmail(
+        self,
+        request: _email_service_pb2.GetSentEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_email_service_pb2.GetSentEmailResponse, _abc.Awaitable[_email_service_pb2.GetSentEmailResponse]]:
+        """Returns one e-mail the caller sent: delivery status, the provider's ids, and the opens
+        the tracking pixel counted (a member reads their own, an admin any of the tenant's).
+        Errors: INVALID_ARGUMENT (id not a UUID); NOT_FOUND (EMAIL_NOT_FOUND).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordEmailOpen(
+        self,
+        request: _email_service_pb2.RecordEmailOpenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_email_service_pb2.RecordEmailOpenResponse, _abc.Awaitable[_email_service_pb2.RecordEmailOpenResponse]]:
+        """The open-tracking pixel (internal: the sidecar serves this path to mail clients without
+        authentication and calls it as its service identity). Counts an open of the message the
+        signed token names, the first one stamped; known prefetchers are ignored. The sidecar
+        answers the image whatever happens, so a bad token is reported in the response.
+        Errors: none besides authentication.
         """
 
 def add_EmailServiceServicer_to_server(servicer: EmailServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
