@@ -20,14 +20,14 @@ Register = Callable[[grpc.aio.Server, Deps], str]
 SERVICES: dict[str, tuple[str, str | None]] = {
     "WhatsAppService": ("whatsapp_service", "server.whatsapp.service"),
     "MetaLeadsService": ("meta_leads_service", "server.meta_leads.service"),
-    "ConversionsService": ("conversions_service", None),
+    "ConversionsService": ("conversions_service", "server.conversions.service"),
     "AudiencesService": ("audiences_service", None),
     "GoogleCalendarService": ("google_calendar_service", None),
     "EmailService": ("email_service", None),
     "InstagramService": ("instagram_service", None),
     "ConnectionsService": ("connections_service", "server.connections.service"),
     "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),
-    "CrmEventsService": ("crm_events_service", None),
+    "CrmEventsService": ("crm_events_service", "server.crm_events.service"),
 }
 PACKAGE = "renove.conexoes.v1"
 

@@ -23,6 +23,7 @@ from db.models.meta import (
     MetaConnection,
     MetaLeadReceived,
     MetaPage,
+    PipelineEventRecord,
 )
 from db.models.personal import (
     EmailConnection,
@@ -87,6 +88,7 @@ __all__ = [
     "Organization",
     "PendingEvent",
     "Pipeline",
+    "PipelineEventRecord",
     "PipelineStage",
     "PlatformCredential",
     "TenantSettings",

@@ -44,7 +44,6 @@ ALLOWED: dict[str, set[str]] = {
     "super_admin": {SUPER, SUPER_IN_TENANT},  # platform app credentials
     "service": {SERVICE},  # webhooks and OAuth redirects through the sidecar
     "admin_or_service": ADMINS | {SERVICE},  # "Sistema/Admin"
-    "crm": TENANT_USERS | {SERVICE},
 }
 SERVICE_DEFAULT = {
     "WhatsAppService": "personal",
@@ -56,7 +55,7 @@ SERVICE_DEFAULT = {
     "AudiencesService": "admin",
     "ConnectionsService": "admin",
     "WebhookIngressService": "service",
-    "CrmEventsService": "crm",
+    "CrmEventsService": "admin_or_service",  # pipeline events: members refused
 }
 OVERRIDES = {
     "ListWhatsAppSessions": "admin",
