@@ -14,6 +14,7 @@ from db.models.crm import (
     TenantSettings,
     User,
 )
+from db.models.crm_link import CrmCustomField, OutboundWebhook, OutboxEvent, OutboxSequence
 from db.models.meta import (
     ConversionsApiConfig,
     ConversionsApiLog,
@@ -71,6 +72,7 @@ __all__ = [
     "Contact",
     "ConversionsApiConfig",
     "ConversionsApiLog",
+    "CrmCustomField",
     "CustomAudience",
     "CustomAudienceMember",
     "EmailConnection",
@@ -86,6 +88,9 @@ __all__ = [
     "OAuthState",
     "Opportunity",
     "Organization",
+    "OutboundWebhook",
+    "OutboxEvent",
+    "OutboxSequence",
     "PendingEvent",
     "Pipeline",
     "PipelineEventRecord",
