@@ -22,6 +22,9 @@ def contact_info(contact: Contact, *, lead_id: str = "") -> ContactInfo:
         first_name=first,
         last_name=last,
         city=contact.cidade or "",
+        state=contact.estado or "",
+        zip_code=contact.cep or "",
+        country=contact.pais or "",
         external_id=str(contact.id),
         lead_id=lead_id,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -28,7 +29,7 @@ from db.models import (
 from server.conversions import config as capi_config
 from server.conversions.delivery import record_pending
 from server.conversions.events import EVENT_NAMES, Money, meta_event
-from server.crm_events.contacts import ContactFields, upsert_contact
+from server.crm_directory.contacts import ContactValues, upsert_contact
 from server.errors import FieldViolation, InvalidArgument
 from server.providers.meta_user_data import ContactInfo, hash_value, user_data
 from server.resilience.jobs import enqueue
@@ -94,18 +95,7 @@ async def publish(
     session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEvent, now: dt.datetime
 ) -> Published:
     """Records `event` and enqueues its jobs, in the caller's transaction."""
-    contact = await upsert_contact(
-        session,
-        tenant_id,
-        event.contato_id,
-        ContactFields(
-            nome=event.nome,
-            email=event.contact.email,
-            telefone=event.contact.phone,
-            cidade=event.contact.city,
-            origem=event.summary.get("origem", ""),
-        ),
-    )
+    contact = await _mirror(session, tenant_id, event)
     capi_name = EVENT_NAMES[event.crm_event]
     record_id = uuid.uuid4()
     await session.execute(
@@ -130,6 +120,43 @@ async def publish(
             jobs.append(job)
     jobs.extend(await _enqueue_audiences(session, tenant_id, event, contact))
     return Published(record_id, event.request_id, capi_name, jobs)
+
+
+def _merged(first: str, known: Sequence[str] | None) -> tuple[str, ...]:
+    values = [first.strip()] if first.strip() else []
+    return tuple(dict.fromkeys([*values, *(known or ())]))
+
+
+async def _mirror(session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEvent) -> Contact:
+    """Upserts the contact mirror with what the event carries, as of when it happened (an
+    older event never overwrites the directory's newer data); what it leaves out is kept."""
+    known = await session.get(Contact, event.contato_id)
+    c = event.contact
+
+    def keep(value: str, attr: str) -> str | None:
+        return value.strip() or (getattr(known, attr) if known is not None else None)
+
+    await upsert_contact(
+        session,
+        tenant_id,
+        ContactValues(
+            id=event.contato_id,
+            updated_at=event.occurred_at,
+            nome=keep(event.nome, "nome"),
+            owner_id=known.owner_id if known is not None else None,
+            emails=_merged(c.email, known.emails if known is not None else None),
+            telefones=_merged(c.phone, known.telefones if known is not None else None),
+            cidade=keep(c.city, "cidade"),
+            estado=keep(c.state, "estado"),
+            cep=keep(c.zip_code, "cep"),
+            pais=keep(c.country, "pais"),
+            consentimento=known.consentimento if known is not None else None,
+        ),
+        prefix="contato.",
+    )
+    contact = await session.get(Contact, event.contato_id, populate_existing=True)
+    assert contact is not None  # created now, or a newer write of the directory exists
+    return contact
 
 
 async def _lead_id(session: AsyncSession, contato_id: uuid.UUID) -> str:

@@ -5,7 +5,7 @@ per producer request id per tenant), what each CAPI send needs to be logged once
 customer-file source and size range.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-07
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from db.migrations.r0001.security import APP_ROLE, TENANT
 
 revision: str = "0008"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
