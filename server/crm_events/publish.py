@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -29,6 +29,7 @@ from db.models import (
 from server.conversions import config as capi_config
 from server.conversions.delivery import record_pending
 from server.conversions.events import EVENT_NAMES, Money, meta_event
+from server.conversions.identity import contact_info
 from server.crm_directory.contacts import ContactValues, upsert_contact
 from server.errors import FieldViolation, InvalidArgument
 from server.providers.meta_user_data import ContactInfo, hash_value, user_data
@@ -182,15 +183,11 @@ async def _enqueue_capi(
         if contact.capi_lead_event_id not in (None, event.request_id):
             return None  # one Lead per contact: recorded, not sent again
         contact.capi_lead_event_id = event.request_id  # the upsert holds the row's lock
-    info = event.contact
-    lead_id = info.lead_id or await _lead_id(session, event.contato_id)
-    info = ContactInfo(
-        **{
-            **info.__dict__,
-            "external_id": info.external_id or str(event.contato_id),
-            "lead_id": lead_id,
-        }
-    )
+    # What the event leaves empty comes from the mirror (the directory, Lead Ads answers).
+    given = {k: v for k, v in event.contact.__dict__.items() if v.strip()}
+    info = replace(contact_info(contact), **given)
+    if not info.lead_id:
+        info = replace(info, lead_id=await _lead_id(session, event.contato_id))
     money = None
     if event.crm_event == "won" and capi_config.send_value(capi) and event.value > 0:
         money = Money(round(event.value, 2), event.currency or "BRL")

@@ -25,12 +25,13 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import Alert, PendingEvent
+from db.models import Alert, Contact, PendingEvent
 from server.auth.caller import Caller, Role
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
     MetaStack,
     isolated_database,
+    make_pipeline,
     meta_stack,
     owner_engine_for,
     poll,
@@ -393,3 +394,38 @@ async def test_breaker_open_postpones_without_spending_attempts(capi: Capi) -> N
         assert await capi.received() == []
     finally:
         breaker._close()
+
+
+async def test_lead_ads_contact_events_carry_lead_id_unhashed(
+    capi: Capi, owner_engine: AsyncEngine
+) -> None:
+    await capi.setup()
+    stack = capi.stack
+    await stack.set_meta_app()
+    await stack.connect(capi.admin)
+    funil, novos, _ = await make_pipeline(owner_engine, capi.tenant.id)
+    await stack.map_form(capi.admin, funil, novos)
+    leadgen_id = await stack.submit(
+        {"full_name": "Joao Silva", "email": KNOWN["em"][0], "phone_number": KNOWN["ph"][0]}
+    )
+    await stack.drain()
+    [lead] = await capi.wait_received(1)
+    assert lead["event_name"] == "Lead" and lead["user_data"]["lead_id"] == leadgen_id
+    assert lead["user_data"]["em"] == KNOWN["em"][1] and lead["user_data"]["ph"] == KNOWN["ph"][1]
+    assert lead["event_id"] == f"capi:lead:{leadgen_id}"
+    async with stack.server.deps.db.unit_of_work(capi.admin) as session:
+        contato = await session.scalar(
+            select(Contact.id).where(Contact.email == "joao.silva@example.com")
+        )
+    assert contato is not None
+    # The CRM's own CONTACT_CREATED for that contact: recorded, the Lead is not sent again.
+    repeat = await capi.publish(epb.PIPELINE_EVENT_TYPE_CONTACT_CREATED, contato_id=str(contato))
+    assert not repeat.jobs and not repeat.deduplicated
+    await capi.publish(
+        epb.PIPELINE_EVENT_TYPE_MQL, contato_id=str(contato), contato=epb.ContactData()
+    )
+    events = await capi.wait_received(2)
+    mql = events[1]
+    assert mql["event_name"] == "CompleteRegistration"
+    assert mql["user_data"]["lead_id"] == leadgen_id
+    assert mql["user_data"]["em"] == KNOWN["em"][1]
