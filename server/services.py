@@ -21,7 +21,7 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "WhatsAppService": ("whatsapp_service", "server.whatsapp.service"),
     "MetaLeadsService": ("meta_leads_service", "server.meta_leads.service"),
     "ConversionsService": ("conversions_service", "server.conversions.service"),
-    "AudiencesService": ("audiences_service", None),
+    "AudiencesService": ("audiences_service", "server.audiences.service"),
     "GoogleCalendarService": ("google_calendar_service", None),
     "EmailService": ("email_service", None),
     "InstagramService": ("instagram_service", None),
