@@ -30,6 +30,9 @@ class Profile:
     # 6. queue: jobs per drain, worker concurrencies
     queue_jobs: int
     queue_workers: tuple[int, ...]
+    # 7. CAPI: pipeline events per run, publishers at once
+    capi_events: int = 500
+    capi_concurrency: int = 16
     warmup_s: float = 1.0
 
 
@@ -71,5 +74,7 @@ QUICK = Profile(
     oauth_samples=2,
     queue_jobs=60,
     queue_workers=(1, 4),
+    capi_events=40,
+    capi_concurrency=8,
     warmup_s=0.3,
 )

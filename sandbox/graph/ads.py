@@ -12,6 +12,7 @@ import json
 import random
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 
 from sandbox.graph import errors
@@ -59,6 +60,8 @@ class Pixel:
     events: list[JSON] = field(default_factory=list)
     test_events: list[JSON] = field(default_factory=list)
     requests: int = 0
+    # event_id -> wall-clock time of arrival, for latency measurements (`make bench`).
+    arrivals: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,7 +151,9 @@ class AdsWorld:
                     "Invalid parameter", f"event {index}: rejected by the pixel's data quality"
                 )
         target = pixel.test_events if test_code else pixel.events
+        arrived = time.time()
         for event in data:
+            pixel.arrivals.setdefault(str(event.get("event_id", "")), arrived)
             target.append({**event, "test_event_code": test_code} if test_code else event)
         return {
             "events_received": len(data),

@@ -26,8 +26,15 @@ async def pixel_events(request: Request) -> Response:
     pixel = _state(request).ads.pixels.get(request.path_params["pixel_id"])
     if pixel is None:
         raise errors.unknown_object(request.path_params["pixel_id"])
+    if request.query_params.get("arrivals_only"):
+        return JSONResponse({"arrivals": pixel.arrivals, "requests": pixel.requests})
     return JSONResponse(
-        {"events": pixel.events, "test_events": pixel.test_events, "requests": pixel.requests}
+        {
+            "events": pixel.events,
+            "test_events": pixel.test_events,
+            "requests": pixel.requests,
+            "arrivals": pixel.arrivals,
+        }
     )
 
 

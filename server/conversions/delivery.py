@@ -15,6 +15,7 @@ configuration and alerts the tenant's admins.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,8 @@ CONNECTION_TYPE = "META_CONVERSIONS_API"
 _MAX_TEXT = 500
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext(:key))")
 _BUSY_RETRY_S = 0.5
+_LOCK_WAIT_S = 0.02
+_LOCK_TRIES = 150  # 3 s
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
     async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
         # One batch per tenant at a time, or concurrent jobs would split a backlog into
         # many small requests. Held until commit; a job that finds it taken waits briefly.
-        if not await session.scalar(_TRY_LOCK, {"key": f"capi:{job.tenant_id}"}):
+        if not await _batch_lock(session, job.tenant_id):
             raise BatchInFlight("this tenant's backlog is being sent", retry_after=_BUSY_RETRY_S)
         own = await session.scalar(
             select(ConversionsApiLog)
@@ -216,6 +219,16 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
             await _token_refused(session, cfg, failure)
     if failure is not None:
         raise failure
+
+
+async def _batch_lock(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """The tenant's batch lock, waiting a little for a batch in flight (whose answer usually
+    settles this job's event too) before handing the job back to the queue."""
+    for _ in range(_LOCK_TRIES):
+        if await session.scalar(_TRY_LOCK, {"key": f"capi:{tenant_id}"}):
+            return True
+        await asyncio.sleep(_LOCK_WAIT_S)
+    return False
 
 
 async def _others(session: AsyncSession, own_id: uuid.UUID) -> Sequence[ConversionsApiLog]:
