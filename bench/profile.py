@@ -30,7 +30,7 @@ class Profile:
     # 6. queue: jobs per drain, worker concurrencies
     queue_jobs: int
     queue_workers: tuple[int, ...]
-    # 7. CAPI: pipeline events per run, publishers at once
+    # 8. CAPI: pipeline events per run, publishers at once
     capi_events: int = 500
     capi_concurrency: int = 16
     warmup_s: float = 1.0

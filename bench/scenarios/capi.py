@@ -1,4 +1,4 @@
-"""Row 7: Conversions API, pipeline events until Meta (the Graph sandbox) has them.
+"""Row 8: Conversions API, pipeline events until Meta (the Graph sandbox) has them.
 
 The demo tenant gets a pixel of its own in the sandbox and an active CAPI configuration. N
 pipeline events (MQL, each for a new contact with e-mail and phone) are published through
@@ -33,7 +33,7 @@ from server.auth.caller import Role
 from server.conversions.events import meta_event
 from server.providers.meta_user_data import ContactInfo, user_data
 
-ROW = "7. CAPI event -> Meta"
+ROW = "8. CAPI event -> Meta"
 _VERSION = "v21.0"
 
 

@@ -2,7 +2,7 @@
 
 Every Meta call uses the tenant's Meta connection (the Lead Ads login, which asks for
 `ads_management`); a dead token marks that connection and the caller gets TOKEN_EXPIRED or
-TOKEN_REVOKED (server.meta_leads.connection.call_graph).
+TOKEN_REVOKED (server.audiences.connection.call_meta).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CustomAudience, CustomAudienceMember
+from server.audiences.connection import active_connection, call_meta, user_token
 from server.audiences.errors import AdAccountNotFound, AudienceNotFound, TermsNotAccepted
 from server.auth.caller import Caller
 from server.bootstrap import Deps
 from server.errors import FieldViolation, InvalidArgument
-from server.meta_leads.connection import active_connection, call_graph, user_token
 from server.providers.errors import ProviderPermissionDenied
 from server.providers.meta_audiences import AdAccount, MetaAudiencesClient
 from server.resilience.jobs import enqueue
@@ -49,7 +49,7 @@ async def ad_accounts(deps: Deps, caller: Caller) -> list[AdAccount]:
     assert caller.tenant_id is not None
     _, token = await meta_token(deps, caller)
     async with deps.breakers.guard("meta_audiences"):
-        return await call_graph(deps, caller.tenant_id, lambda: client(deps).ad_accounts(token))
+        return await call_meta(deps, caller.tenant_id, lambda: client(deps).ad_accounts(token))
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ async def create(deps: Deps, caller: Caller, values: AudienceInput) -> CustomAud
     conn_id, token = await meta_token(deps, caller)
     api = client(deps)
     async with deps.breakers.guard("meta_audiences"):
-        accounts = await call_graph(deps, caller.tenant_id, lambda: api.ad_accounts(token))
+        accounts = await call_meta(deps, caller.tenant_id, lambda: api.ad_accounts(token))
     account = next((a for a in accounts if a.id == values.ad_account_id), None)
     if account is None:
         raise AdAccountNotFound(f"the Meta connection cannot use {values.ad_account_id}")
@@ -107,7 +107,7 @@ async def create(deps: Deps, caller: Caller, values: AudienceInput) -> CustomAud
 
     try:
         async with deps.breakers.guard("meta_audiences"):
-            audience_id = await call_graph(deps, caller.tenant_id, made)
+            audience_id = await call_meta(deps, caller.tenant_id, made)
     except ProviderPermissionDenied as exc:
         raise TermsNotAccepted(str(exc)) from exc
     async with deps.db.unit_of_work(caller) as session:
@@ -192,7 +192,7 @@ async def update(
             )
 
         async with deps.breakers.guard("meta_audiences"):
-            await call_graph(deps, caller.tenant_id, rename)
+            await call_meta(deps, caller.tenant_id, rename)
     async with deps.db.unit_of_work(caller) as session:
         row = await get(session, audience_id)
         row.audience_name = merged.audience_name.strip()

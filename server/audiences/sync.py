@@ -19,10 +19,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Contact, CustomAudience, CustomAudienceMember, PipelineEventRecord
+from server.audiences.connection import active_connection, mark_broken, user_token
 from server.audiences.errors import SyncBusy
 from server.audiences.manage import client
 from server.bootstrap import Deps
-from server.meta_leads.connection import active_connection, mark_broken, user_token
 from server.providers.errors import ProviderAuthError, ProviderError, ProviderRejected
 from server.providers.meta_audiences import (
     MAX_ROWS_PER_REQUEST,
@@ -57,7 +57,7 @@ async def handle_sync(deps: Deps, job: Job) -> None:
     except ProviderError as exc:
         async with deps.db.unit_of_work(caller) as session:
             if isinstance(exc, ProviderAuthError):
-                await mark_broken(session, job.tenant_id, exc)
+                await mark_broken(session, exc)
             await session.execute(
                 update(CustomAudience)
                 .where(CustomAudience.id == audience_key)
@@ -214,5 +214,5 @@ async def handle_delete(deps: Deps, job: Job) -> None:
             raise
     except ProviderAuthError as exc:
         async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
-            await mark_broken(session, job.tenant_id, exc)
+            await mark_broken(session, exc)
         raise
