@@ -30,6 +30,9 @@ class Profile:
     # 6. queue: jobs per drain, worker concurrencies
     queue_jobs: int
     queue_workers: tuple[int, ...]
+    # 7. change feed: changes missed while away, then sequential live changes, per run
+    feed_missed: int = 50
+    feed_samples: int = 200
     # 8. CAPI: pipeline events per run, publishers at once
     capi_events: int = 500
     capi_concurrency: int = 16
@@ -74,6 +77,8 @@ QUICK = Profile(
     oauth_samples=2,
     queue_jobs=60,
     queue_workers=(1, 4),
+    feed_missed=10,
+    feed_samples=10,
     capi_events=40,
     capi_concurrency=8,
     warmup_s=0.3,

@@ -20,6 +20,10 @@ LEAD_ADS = granted("meta_lead_ads")
 ADMIN_OR_PLATFORM = Rule(ADMIN.roles, needs_tenant=False, label="tenant admin or super admin")
 USER_OR_PLATFORM = Rule(ANY_USER.roles, needs_tenant=False, label="any user or super admin")
 INSTAGRAM = granted("instagram_direct")
+# The CRM core (service identity naming the tenant) and the tenant's users.
+USER_OR_SERVICE = Rule(ANY_USER.roles | SERVICE.roles, label="any user or the CRM core")
+# The change feed: any user, a platform super admin, and the CRM core.
+FEED = Rule(ANY_USER.roles | SERVICE.roles, needs_tenant=False, label="user or CRM core")
 
 _BY_SERVICE: dict[str, dict[str, Rule]] = {
     "WhatsAppService": {
@@ -114,7 +118,7 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         # Each user reads their own alerts; admins also the tenant's.
         "ListAlerts": USER_OR_PLATFORM,
         "AcknowledgeAlert": USER_OR_PLATFORM,
-        "WatchEvents": USER_OR_PLATFORM,
+        "WatchEvents": FEED,
     },
     "WebhookIngressService": {
         "DeliverWahaWebhook": SERVICE,
@@ -123,6 +127,26 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "VerifyInstagramWebhook": SERVICE,
         "DeliverInstagramWebhook": SERVICE,
         "DeliverGoogleCalendarWebhook": SERVICE,
+    },
+    # The CRM core fills the directory; the frontend reads its dropdowns.
+    "CrmDirectoryService": {
+        **{
+            f"{verb}{entity}": SERVICE
+            for entity in ("CrmUser", "CrmPipeline", "CrmCustomField", "CrmContact")
+            for verb in ("Upsert", "Delete")
+        },
+        **{
+            f"BatchUpsert{entities}": SERVICE
+            for entities in ("CrmUsers", "CrmPipelines", "CrmCustomFields", "CrmContacts")
+        },
+        "ListCrmPipelines": USER_OR_SERVICE,
+        "ListCrmFields": USER_OR_SERVICE,
+    },
+    "OutboundWebhooksService": {
+        "CreateOutboundWebhook": ADMIN,
+        "ListOutboundWebhooks": ADMIN,
+        "UpdateOutboundWebhook": ADMIN,
+        "DeleteOutboundWebhook": ADMIN,
     },
     "CrmEventsService": {
         # Other CRM services publish pipeline events as a service, or a tenant admin does.

@@ -26,7 +26,20 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.events import Event, publish
-from server.resilience.policies import POLICIES
+
+# What the change feed carries (EventKind names): changes the CRM core must learn. Live-only
+# kinds (QR rotations, circuit states, failed jobs) stay on the bus alone.
+FEED_KINDS = frozenset(
+    {
+        "CONTACT_CHANGED",
+        "OPPORTUNITY_CREATED",
+        "MESSAGE_RECEIVED",
+        "MESSAGE_STATUS",
+        "CALENDAR_EVENT_CHANGED",
+        "CONNECTION_CHANGED",
+        "ALERT",
+    }
+)
 
 # The job that delivers one recorded change to one outbound webhook endpoint.
 DELIVERY_OPERATION = "outbound_webhook"
@@ -90,6 +103,11 @@ async def record_change(
         payload: the change's facts (ids, statuses); JSON-serialisable, never secrets.
         user_id: the user the change concerns (its owner), if any; streams filter on it.
     """
+    # Imported here: server.resilience's alerts record changes through this module.
+    from server.resilience.policies import POLICIES
+
+    if kind not in FEED_KINDS:
+        raise ValueError(f"{kind!r} is not a change-feed kind")
     event_id = uuid.uuid4()
     data = _plain(payload)
     row = (

@@ -44,6 +44,9 @@ ALLOWED: dict[str, set[str]] = {
     "super_admin": {SUPER, SUPER_IN_TENANT},  # platform app credentials
     "service": {SERVICE},  # webhooks and OAuth redirects through the sidecar
     "admin_or_service": ADMINS | {SERVICE},  # "Sistema/Admin"
+    "crm": TENANT_USERS | {SERVICE},
+    # The change feed: users as before, and the CRM core with the service identity.
+    "feed": TENANT_USERS | {SUPER, SERVICE},
 }
 SERVICE_DEFAULT = {
     "WhatsAppService": "personal",
@@ -56,6 +59,8 @@ SERVICE_DEFAULT = {
     "ConnectionsService": "admin",
     "WebhookIngressService": "service",
     "CrmEventsService": "admin_or_service",  # pipeline events: members refused
+    "CrmDirectoryService": "service",  # the CRM core writes the directory
+    "OutboundWebhooksService": "admin",
 }
 OVERRIDES = {
     "ListWhatsAppSessions": "admin",
@@ -72,7 +77,9 @@ OVERRIDES = {
     "ListCircuitBreakers": "admin_or_platform",
     "ListAlerts": "user_or_platform",
     "AcknowledgeAlert": "user_or_platform",
-    "WatchEvents": "user_or_platform",
+    "WatchEvents": "feed",
+    "ListCrmPipelines": "crm",
+    "ListCrmFields": "crm",
 }
 DENIED_CODES = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 
