@@ -12,8 +12,11 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from google.protobuf import timestamp_pb2
 from renove.conexoes.v1 import audiences_service_pb2 as pb
 from renove.conexoes.v1 import audiences_service_pb2_grpc as pb_grpc
+from renove.conexoes.v1 import crm_directory_service_pb2 as dpb
+from renove.conexoes.v1 import crm_directory_service_pb2_grpc as dpb_grpc
 from renove.conexoes.v1 import crm_events_service_pb2 as epb
 from renove.conexoes.v1 import crm_events_service_pb2_grpc as epb_grpc
 from sqlalchemy import func, select, text
@@ -164,6 +167,24 @@ async def test_accounts_create_and_event_additions(admin: Admin) -> None:
     assert members.total_size == 3 and all(m.sincronizado for m in members.members)
     assert KNOWN["em"][1] in {m.email_hash for m in members.members}
     assert "example.com" not in str(members)  # hashes only, never the e-mail
+
+    # The CRM core deletes one of them: it leaves the audience at Meta.
+    deleted_at = timestamp_pb2.Timestamp()
+    deleted_at.GetCurrentTime()
+    directory = dpb_grpc.CrmDirectoryServiceStub(admin.stack.server.channel)
+    await directory.DeleteCrmContact(
+        dpb.DeleteCrmContactRequest(id=contacts[1], updated_at=deleted_at),
+        metadata=admin.service_md,
+    )
+
+    async def removed() -> bool | None:
+        return True if (await admin.meta(audience.audience_id))["members"] == 2 else None
+
+    await poll(removed)
+    members = await admin.api.ListAudienceMembers(
+        pb.ListAudienceMembersRequest(id=audience.id), metadata=admin.md
+    )
+    assert members.total_size == 2 and contacts[1] not in {m.contato_id for m in members.members}
 
 
 async def test_manual_sync_of_more_than_10000_contacts(
