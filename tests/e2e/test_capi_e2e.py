@@ -22,7 +22,7 @@ from renove.conexoes.v1 import conversions_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import crm_events_service_pb2 as epb
 from renove.conexoes.v1 import crm_events_service_pb2_grpc as epb_grpc
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Alert, Contact, PendingEvent
@@ -429,3 +429,82 @@ async def test_lead_ads_contact_events_carry_lead_id_unhashed(
     assert mql["event_name"] == "CompleteRegistration"
     assert mql["user_data"]["lead_id"] == leadgen_id
     assert mql["user_data"]["em"] == KNOWN["em"][1]
+
+
+async def test_test_event_reports_meta_answer_and_is_recorded(capi: Capi) -> None:
+    await capi.setup()
+    md = capi.stack.md(capi.admin)
+    ok = await capi.capi.TestCapiConnection(
+        pb.TestCapiConnectionRequest(test_event_code="TEST4242", event_name="Purchase"),
+        metadata=md,
+    )
+    assert ok.sucesso and ok.events_received == 1 and ok.fbtrace_id and ok.response_code == 200
+    got = await capi.stack.http.get(
+        f"{capi.stack.graph_url}/_control/capi/pixels/{capi.pixel_id}/events"
+    )
+    [test_event] = got.json()["test_events"]
+    assert test_event["test_event_code"] == "TEST4242" and test_event["event_id"] == ok.event_id
+    assert got.json()["events"] == []
+    config = (await capi.capi.GetCapiConfig(pb.GetCapiConfigRequest(), metadata=md)).config
+    assert config.ultimo_teste_sucesso and config.HasField("ultimo_teste")
+
+    # Testing other credentials before saving them: Meta's refusal comes back in the body.
+    bad = await capi.capi.TestCapiConnection(
+        pb.TestCapiConnectionRequest(pixel_id=capi.pixel_id, access_token="EAAwrongtoken"),
+        metadata=md,
+    )
+    assert not bad.sucesso and bad.response_code == 400
+    assert "Meta recusou" in bad.mensagem and "EAAwrongtoken" not in bad.mensagem
+    config = (await capi.capi.GetCapiConfig(pb.GetCapiConfigRequest(), metadata=md)).config
+    assert config.ultimo_teste_sucesso  # the saved configuration's test still stands
+
+    tests = await capi.logs()
+    assert len(tests) == 2 and all(e.teste for e in tests)
+    failed = await capi.logs(status=pb.CAPI_LOG_STATUS_FAILED)
+    assert [e.event_id for e in failed] == [bad.event_id]
+    stats = await capi.capi.GetCapiStats(pb.GetCapiStatsRequest(period_days=7), metadata=md)
+    assert stats.eventos_enviados == 0  # test events are not the pipeline's
+
+
+async def test_nothing_saved_gets_defaults_and_test_needs_a_config(capi: Capi) -> None:
+    md = capi.stack.md(capi.admin)
+    config = (await capi.capi.GetCapiConfig(pb.GetCapiConfigRequest(), metadata=md)).config
+    assert not config.id and not config.ativo and config.eventos_habilitados.lead
+    assert config.config_eventos.won.enviar_valor
+    assert config.status == resources_pb2.CONNECTION_STATUS_DISCONNECTED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await capi.capi.TestCapiConnection(pb.TestCapiConnectionRequest(), metadata=md)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await capi.capi.SaveCapiConfig(pb.SaveCapiConfigRequest(pixel_id="123"), metadata=md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # the token is required
+    published = await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
+    assert not published.jobs  # nothing configured is not an error
+
+
+async def test_tenant_without_capi_retries_fails_after_one_attempt(
+    capi: Capi, owner_engine: AsyncEngine
+) -> None:
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(capi.tenant.id)}
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO configuracoes_tenant (organizacao_id, configuracoes_extra) VALUES"
+                ' (:t, \'{"retry_config": {"desativar_retry_capi": true}}\')'
+            ),
+            {"t": capi.tenant.id},
+        )
+    await capi.setup()
+    await capi.stack.control(
+        "faults",
+        {"pattern": f"/{capi.pixel_id}/events", "kind": "server_error", "status": 500, "times": 1},
+    )
+    published = await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
+    [entry] = await capi.wait_logs(1)
+    assert entry.status == pb.CAPI_LOG_STATUS_FAILED and entry.tentativas == 1
+    assert entry.response_code == 500
+    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+        job = await session.get(PendingEvent, uuid.UUID(published.jobs[0].job_id))
+    assert job is not None and job.status == "failed"  # dead-lettered, retriable by an admin
