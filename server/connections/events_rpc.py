@@ -86,6 +86,11 @@ def event_filter(caller: Caller, *, whole_tenant: bool, kinds: Collection[str]) 
     return accepts
 
 
+def _recorded_only(accepts: Predicate) -> Predicate:
+    """The change feed: events recorded in the outbox (they carry a sequence)."""
+    return lambda event: event.sequence is not None and accepts(event)
+
+
 def event_proto(event: Event) -> pb.ConnectionEvent:
     return pb.ConnectionEvent(
         id=event.id,
@@ -130,8 +135,7 @@ class EventRpcs:
         if resume is not None:
             if caller.tenant_id is None:
                 raise InvalidArgument.field("after_sequence", "the change feed is per tenant")
-            live_accepts = accepts
-            accepts = lambda e: e.sequence is not None and live_accepts(e)  # noqa: E731
+            accepts = _recorded_only(accepts)
         async with self.deps.bus.subscribe(accepts) as stream:
             if resume is not None:
                 async with self.deps.db.unit_of_work(caller) as session:
