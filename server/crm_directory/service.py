@@ -218,7 +218,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             if not fields.FIELD_ID.match(field_id):
                 raise InvalidArgument.field("id", "1-64 letters, digits, '_' or '-'")
             stamp = inputs.when(request.updated_at, request.HasField("updated_at"))
-            inputs.deletion(request.request_id, stamp)
+            inputs.require_stamp(stamp)
             applied = await fields.delete_field(session, tenant, field_id, stamp)
             return pb.DeleteCrmCustomFieldResponse(
                 result=pb.DirectoryWrite(id=field_id, applied=applied)
@@ -335,7 +335,7 @@ def _deletion(request: Any) -> tuple[uuid.UUID, Any]:
     if problems:
         raise InvalidArgument("invalid directory write", problems)
     stamp = inputs.when(request.updated_at, request.HasField("updated_at"))
-    inputs.deletion(request.request_id, stamp)
+    inputs.require_stamp(stamp)
     return record_id, stamp
 
 

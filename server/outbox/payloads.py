@@ -48,3 +48,15 @@ def opportunity_created(opportunity: Opportunity) -> dict[str, Any]:
         "origem": opportunity.origem,
         "titulo": opportunity.titulo,
     }
+
+
+def connection_changed(
+    connection_type: str, connection_id: uuid.UUID, status: str, *, requires_reconnect: bool
+) -> dict[str, Any]:
+    """CONNECTION_CHANGED (the same facts server.resilience.alerts records on break/recovery)."""
+    return {
+        "connection_type": connection_type,
+        "connection_id": str(connection_id),
+        "status": status,
+        "requires_reconnect": requires_reconnect,
+    }

@@ -29,7 +29,7 @@ from db.models import Alert, CircuitBreakerState
 from db.uow import Database
 from server.auth.caller import Caller, Role
 from server.events import Event, publish
-from server.outbox.record import record_change
+from server.outbox.record import DELIVERY_TIPO, record_change
 from server.resilience.breaker import BreakerState, Transition
 from server.resilience.queue import BACKLOG_ALERT_THRESHOLD, backlog_by_tenant
 from server.security.redaction import redact
@@ -114,7 +114,11 @@ async def raise_alert(
     if tenant_id is None:  # platform alerts are no tenant's change feed
         await publish(session, Event("ALERT", None, usuario_id, facts))
     else:
-        await record_change(session, tenant_id, "ALERT", facts, user_id=usuario_id)
+        # A dead-lettered webhook delivery is not delivered by webhook (no feedback loop).
+        about_delivery = (details or {}).get("tipo") == DELIVERY_TIPO
+        await record_change(
+            session, tenant_id, "ALERT", facts, user_id=usuario_id, deliver=not about_delivery
+        )
     return alert_id
 
 

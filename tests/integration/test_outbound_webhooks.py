@@ -18,7 +18,7 @@ from renove.conexoes.v1 import outbound_webhooks_service_pb2 as pb
 from renove.conexoes.v1 import outbound_webhooks_service_pb2_grpc as pb_grpc
 from sqlalchemy import select
 
-from db.models import PendingEvent
+from db.models import OutboxEvent, PendingEvent
 from server.auth.caller import Caller
 from server.outbound_webhooks.targets import target_problems
 from server.outbox import record_change
@@ -137,6 +137,18 @@ async def test_a_refusing_endpoint_is_dead_lettered_and_retried_by_the_admin(
 
         job = await poll(dead)
         assert job.tentativas == 1 and "HTTP 400" in (job.ultimo_erro or "")
+        # The dead letter's alert is on the feed, but not delivered to the endpoint that
+        # failed (each failure would feed it one more delivery).
+        async with stack.deps.db.unit_of_work(tenant.core) as session:
+            kinds = list(
+                await session.scalars(select(OutboxEvent.tipo).order_by(OutboxEvent.sequencia))
+            )
+            jobs = list(
+                await session.scalars(
+                    select(PendingEvent.id).where(PendingEvent.tipo == "webhook_saida")
+                )
+            )
+        assert kinds == ["CONTACT_CHANGED", "ALERT"] and len(jobs) == 1
         connections = cpb_grpc.ConnectionsServiceStub(stack.channel)
         await connections.RetryFailedEvent(
             cpb.RetryFailedEventRequest(id=str(job.id)), metadata=stack.metadata(tenant.admin)
