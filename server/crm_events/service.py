@@ -27,6 +27,8 @@ _EVENTS = {
     pb.PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST: "lost",
 }
 _MAX_TEXT = 255
+# Producers' clocks drift; Meta refuses events from the future.
+_CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def _contact(c: pb.ContactData) -> ContactInfo:
@@ -69,12 +71,14 @@ def _event(request: pb.PublishPipelineEventRequest, now: dt.datetime) -> Pipelin
     for name in ("content_name", "motivo_perda", "origem"):
         if len(getattr(request, name)) > _MAX_TEXT:
             problems.append(FieldViolation(name, f"at most {_MAX_TEXT} characters"))
+    occurred = from_timestamp(request.occurred_at, request.HasField("occurred_at"))
+    if occurred is not None and occurred > now + _CLOCK_SKEW:
+        problems.append(FieldViolation("occurred_at", "in the future"))
     if problems:
         raise InvalidArgument("invalid pipeline event", problems)
     assert crm_event is not None
     contato_id = parse_uuid("contato_id", request.contato_id, required=True)
     assert contato_id is not None
-    occurred = from_timestamp(request.occurred_at, request.HasField("occurred_at"))
     c = request.contato
     nome = " ".join(p for p in (c.primeiro_nome.strip(), c.sobrenome.strip()) if p)
     summary = {

@@ -281,6 +281,12 @@ async def test_bad_input_changes_nothing(capi: Capi) -> None:
         {"event_type": epb.PIPELINE_EVENT_TYPE_MQL, "value": -1.0},
         {"event_type": epb.PIPELINE_EVENT_TYPE_MQL, "currency": "REAIS"},
         {"event_type": epb.PIPELINE_EVENT_TYPE_UNSPECIFIED},
+        {
+            "event_type": epb.PIPELINE_EVENT_TYPE_MQL,
+            "occurred_at": dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        },
+        {"event_type": epb.PIPELINE_EVENT_TYPE_MQL, "contato": epb.ContactData(pais="Brasil")},
+        {"event_type": epb.PIPELINE_EVENT_TYPE_MQL, "contato": epb.ContactData(email="x@")},
     ]
     for fields in bad:
         with pytest.raises(grpc.aio.AioRpcError) as err:
