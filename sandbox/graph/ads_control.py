@@ -2,12 +2,15 @@
 
 POST /_control/capi/pixels                 a new pixel with its own system-user token
 GET  /_control/capi/pixels/{id}/events     events the pixel received (and test events)
+POST /_control/capi/pixels/{id}/tokens     another system-user token for the pixel
 POST /_control/capi/tokens/revoke          a CAPI token is invalidated (190/458 from then on)
 POST /_control/capi/reject                 Meta rejects events with these event_ids
 GET  /_control/audiences/{id}              an audience as Meta holds it: members, uploads
 """
 
 from __future__ import annotations
+
+import secrets
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,6 +39,15 @@ async def pixel_events(request: Request) -> Response:
             "arrivals": pixel.arrivals,
         }
     )
+
+
+async def new_token(request: Request) -> Response:
+    pixel = _state(request).ads.pixels.get(request.path_params["pixel_id"])
+    if pixel is None:
+        raise errors.unknown_object(request.path_params["pixel_id"])
+    token = "EAA" + secrets.token_urlsafe(24)
+    pixel.tokens.add(token)
+    return JSONResponse({"pixel_id": pixel.id, "access_token": token})
 
 
 async def revoke_token(request: Request) -> Response:
@@ -76,6 +88,7 @@ async def audience(request: Request) -> Response:
 ROUTES = [
     Route("/_control/capi/pixels", new_pixel, methods=["POST"]),
     Route("/_control/capi/pixels/{pixel_id}/events", pixel_events, methods=["GET"]),
+    Route("/_control/capi/pixels/{pixel_id}/tokens", new_token, methods=["POST"]),
     Route("/_control/capi/tokens/revoke", revoke_token, methods=["POST"]),
     Route("/_control/capi/reject", reject_events, methods=["POST"]),
     Route("/_control/audiences/{audience_id}", audience, methods=["GET"]),

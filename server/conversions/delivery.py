@@ -184,6 +184,10 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
             .where(ConversionsApiLog.event_id == event_id, ConversionsApiLog.teste.is_(False))
             .with_for_update()
         )
+        if own is not None and own.status == "failed" and own.evento_meta is not None:
+            # It failed for an outage or a refused token, not for its content: this job (its
+            # own, or one an admin retried from the dead-letter queue) sends it again.
+            own.status = "pending"
         if own is None or own.status != "pending":
             return  # another job's batch already delivered (or closed) it
         cfg = await capi_config.load(session)
@@ -212,8 +216,7 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
             row.response_code = failure.status_code if failure else None
             row.response_body = _text(str(failure)) if failure else None
             if last or _final(failure):
-                row.status = "failed"
-                row.evento_meta = None
+                row.status = "failed"  # kept sendable (evento_meta) for a retry
         await _count(session, cfg, results, now)
         if isinstance(failure, ProviderAuthError | ProviderPermissionDenied):
             await _token_refused(session, cfg, failure)

@@ -17,6 +17,8 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf import timestamp_pb2
+from renove.conexoes.v1 import connections_service_pb2 as cpb
+from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
 from renove.conexoes.v1 import conversions_service_pb2 as pb
 from renove.conexoes.v1 import conversions_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import crm_events_service_pb2 as epb
@@ -374,7 +376,36 @@ async def test_revoked_token_marks_the_config_and_alerts(capi: Capi) -> None:
     assert config.status == resources_pb2.CONNECTION_STATUS_REVOKED
     async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
         kinds = set(await session.scalars(select(Alert.kind)))
+        [job_id] = await session.scalars(
+            select(PendingEvent.id).where(PendingEvent.operacao == "capi_event")
+        )
     assert "token_refresh_failed" in kinds
+
+    # Nothing is lost: the admin saves a new token and retries the dead-lettered event.
+    fresh = await capi.stack.control(f"capi/pixels/{capi.pixel_id}/tokens")
+    md = capi.stack.md(capi.admin)
+    saved = await capi.capi.SaveCapiConfig(
+        pb.SaveCapiConfigRequest(access_token=fresh["access_token"]), metadata=md
+    )
+    assert saved.config.status == resources_pb2.CONNECTION_STATUS_ACTIVE
+
+    async def dead() -> bool | None:
+        async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+            job = await session.get(PendingEvent, job_id, populate_existing=True)
+        return True if job is not None and job.status == "failed" else None
+
+    await poll(dead)
+    await cpb_grpc.ConnectionsServiceStub(capi.stack.server.channel).RetryFailedEvent(
+        cpb.RetryFailedEventRequest(id=str(job_id)), metadata=md
+    )
+    [event] = await capi.wait_received(1)
+    assert event["event_id"] == entry.event_id
+
+    async def sent() -> bool | None:
+        [now] = await capi.logs()
+        return True if now.status == pb.CAPI_LOG_STATUS_SENT else None
+
+    await poll(sent)
 
 
 async def test_breaker_open_postpones_without_spending_attempts(capi: Capi) -> None:
