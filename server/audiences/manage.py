@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import CustomAudience, CustomAudienceMember
 from server.audiences.connection import active_connection, call_meta, user_token
 from server.audiences.errors import AdAccountNotFound, AudienceNotFound, TermsNotAccepted
+from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
 from server.errors import FieldViolation, InvalidArgument
@@ -125,6 +126,14 @@ async def create(deps: Deps, caller: Caller, values: AudienceInput) -> CustomAud
         )
         session.add(row)
         await session.flush()
+        await record_audit(
+            session,
+            caller,
+            "audience.created",
+            entity_type="custom_audiences_meta",
+            entity_id=row.id,
+            details={"audience_id": audience_id, "ad_account_id": account.id},
+        )
         await session.refresh(row)
         return row
 
@@ -201,6 +210,14 @@ async def update(
         row.evento_gatilho = merged.evento_gatilho
         row.ativo = merged.ativo
         await session.flush()
+        await record_audit(
+            session,
+            caller,
+            "audience.updated",
+            entity_type="custom_audiences_meta",
+            entity_id=row.id,
+            details={"fields": sorted(paths), "renamed_at_meta": renamed},
+        )
         await session.refresh(row)
         return row
 

@@ -17,6 +17,7 @@ from server.audiences import manage, views
 from server.audiences.errors import AudienceInactive, SyncInProgress
 from server.audiences.jobs import register_jobs as _register_jobs
 from server.audiences.sync import SYNC_OPERATION, matching_contacts
+from server.audit import record_audit
 from server.bootstrap import Deps
 from server.errors import InvalidArgument
 from server.interceptors.context import current_caller
@@ -152,6 +153,14 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
                 return prior
             row = await manage.get(session, request.id)
             await manage.delete(session, caller.tenant_id, row, request.delete_on_meta)
+            await record_audit(
+                session,
+                caller,
+                "audience.deleted",
+                entity_type="custom_audiences_meta",
+                entity_id=row.id,
+                details={"audience_id": row.audience_id, "at_meta": request.delete_on_meta},
+            )
             return await idempotency.remember(
                 session, caller.tenant_id, rpc, request, pb.DeleteAudienceResponse()
             )

@@ -8,6 +8,7 @@ from renove.conexoes.v1 import conversions_service_pb2 as pb
 from renove.conexoes.v1 import conversions_service_pb2_grpc as pb_grpc
 
 from server import idempotency
+from server.audit import record_audit
 from server.bootstrap import Deps
 from server.conversions import config as capi_config
 from server.conversions import reports, testing, views
@@ -79,6 +80,19 @@ class ConversionsServicer(pb_grpc.ConversionsServiceServicer):
             if prior is not None:
                 return prior
             row = await capi_config.save(self.deps, session, caller.tenant_id, change)
+            await record_audit(
+                session,
+                caller,
+                "capi.config_saved",
+                entity_type="config_conversions_api",
+                entity_id=row.id,
+                details={
+                    "pixel_id": row.pixel_id,
+                    "token_changed": change.access_token is not None,
+                    "ativo": bool(row.ativo),
+                    "eventos_habilitados": dict(row.eventos_habilitados or {}),
+                },
+            )
             response = pb.SaveCapiConfigResponse(config=views.config(row))
             return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
 

@@ -27,7 +27,7 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import Alert, Contact, PendingEvent
+from db.models import Alert, AuditEntry, Contact, PendingEvent
 from server.auth.caller import Caller, Role
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
@@ -245,6 +245,13 @@ async def test_five_pipeline_events_reach_meta_hashed_once(capi: Capi) -> None:
 
     # Still once after every job ran: the repeat never reached Meta.
     assert len(await capi.received()) == 5
+    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+        audit = list(
+            await session.scalars(
+                select(AuditEntry.details).where(AuditEntry.action == "capi.config_saved")
+            )
+        )
+    assert len(audit) == 1 and capi.token not in str(audit)
 
 
 async def test_value_is_sent_only_when_enabled_and_disabled_events_are_not_sent(
