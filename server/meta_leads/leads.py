@@ -32,7 +32,7 @@ from db.models import (
     User,
 )
 from server.bootstrap import Deps
-from server.crm_directory.users import distribution_pool
+from server.crm_directory import distribution_pool
 from server.events import Event, publish
 from server.meta_leads.connection import (
     PARKED_UNTIL,

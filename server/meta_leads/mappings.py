@@ -23,7 +23,7 @@ from db.models import LeadAdsForm, MetaPage, Pipeline, PipelineStage, User
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
-from server.crm_directory.fields import custom_targets
+from server.crm_directory import custom_targets
 from server.errors import FieldViolation, InvalidArgument
 from server.meta_leads.errors import MappingExists, MappingNotFound
 from server.meta_leads.forms import page_forms

@@ -96,6 +96,15 @@ async def test_guide_token_and_curl_work_and_ctrl_c_stops_everything(dev: Dev) -
         members = await http.get("/api/v1/conexoes/permissoes", headers=auth)
         pipelines = await http.get("/api/v1/conexoes/crm/funis", headers=auth)
         document = await http.get("/api/openapi.json")
+        core = {
+            "authorization": f"Bearer {values['CRM_CORE_TOKEN']}",
+            "accept": "application/x-ndjson",
+        }
+        async with http.stream(
+            "GET", "/api/v1/conexoes/eventos:watch?after_sequence=0", headers=core
+        ) as feed:
+            first = await anext(feed.aiter_lines())
+    assert "snapshot" in first  # the guide's change-feed command works
     assert members.status_code == 200, members.text
     # The demo tenant came from the CRM core through the directory.
     assert [m["nome"] for m in members.json()["members"]] == ["Marcos Vendedor"]
