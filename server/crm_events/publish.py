@@ -30,7 +30,7 @@ from server.conversions import config as capi_config
 from server.conversions.delivery import record_pending
 from server.conversions.events import EVENT_NAMES, Money, meta_event
 from server.conversions.identity import contact_info
-from server.crm_directory.contacts import ContactValues, upsert_contact
+from server.crm_directory import ContactValues, upsert_contact
 from server.errors import FieldViolation, InvalidArgument
 from server.providers.meta_user_data import ContactInfo, hash_value, user_data
 from server.resilience.jobs import enqueue
