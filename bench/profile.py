@@ -30,8 +30,14 @@ class Profile:
     # 6. queue: jobs per drain, worker concurrencies
     queue_jobs: int
     queue_workers: tuple[int, ...]
-    # 7. e-mail: e-mails per drain
+    # 8. e-mail: e-mails per drain
     email_jobs: int = 200
+    # 9. change feed: changes missed while away, then sequential live changes, per run
+    feed_missed: int = 50
+    feed_samples: int = 200
+    # 10. CAPI: pipeline events per run, publishers at once
+    capi_events: int = 500
+    capi_concurrency: int = 16
     warmup_s: float = 1.0
 
 
@@ -74,5 +80,9 @@ QUICK = Profile(
     queue_jobs=60,
     queue_workers=(1, 4),
     email_jobs=20,
+    feed_missed=10,
+    feed_samples=10,
+    capi_events=40,
+    capi_concurrency=8,
     warmup_s=0.3,
 )

@@ -33,6 +33,8 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "6": ("bench.scenarios.queue", "queue drain", False),
     "7": ("bench.scenarios.calendar", "Calendar push to meeting", True),
     "8": ("bench.scenarios.email", "e-mail send (SMTP)", False),
+    "9": ("bench.scenarios.feed", "change feed", False),
+    "10": ("bench.scenarios.capi", "CAPI event to Meta", True),
 }
 DEFAULT_WORKER_CONCURRENCY = 4
 

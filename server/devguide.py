@@ -90,6 +90,8 @@ def plan_environment(
     # Providers call back (webhooks, OAuth redirects) through the sidecar.
     server_env.setdefault("CONEXOES_PUBLIC_URL", http_url)
     public_url = server_env["CONEXOES_PUBLIC_URL"].rstrip("/")
+    # Development: outbound webhooks may go to a receiver on this machine.
+    server_env.setdefault("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
     sandbox_env = dict(server_env)
     if sandbox_addr is None:
         return DevPlan(server_env, sandbox_env, http_url)
@@ -114,7 +116,8 @@ def plan_environment(
 
 
 def mint_dev_tokens(settings: Settings, demo: DemoTenant, ttl: timedelta) -> dict[str, str]:
-    """Tokens for the demo tenant's admin and member, and a super admin (no tenant)."""
+    """Tokens for the demo tenant's admin and member, a super admin (no tenant), and the CRM
+    core's service identity for the demo tenant (the change feed's consumer)."""
     secret = settings.effective_jwt_secret
     if secret is None:  # RS256 only: tokens come from the identity provider
         return {}
@@ -127,6 +130,7 @@ def mint_dev_tokens(settings: Settings, demo: DemoTenant, ttl: timedelta) -> dic
             secret, role=Role.MEMBER, tenant_id=org, user_id=uuid.UUID(demo.member_id), ttl=ttl
         ),
         "super_admin": mint_token(secret, role=Role.SUPER_ADMIN, ttl=ttl),
+        "crm_core": mint_token(secret, role=Role.SERVICE, tenant_id=org, ttl=ttl),
     }
 
 
@@ -140,7 +144,12 @@ def write_env_file(settings: Settings, plan: DevPlan, tokens: Mapping[str, str])
     if plan.sandbox_url:
         sandbox_addr = plan.sandbox_url.removeprefix("http://")
         lines.append(f"export CONEXOES_SANDBOX_ADDR={shlex.quote(sandbox_addr)}")
-    names = {"admin": "CONEXOES_TOKEN", "member": "MEMBER_TOKEN", "super_admin": "SUPER_TOKEN"}
+    names = {
+        "admin": "CONEXOES_TOKEN",
+        "member": "MEMBER_TOKEN",
+        "super_admin": "SUPER_TOKEN",
+        "crm_core": "CRM_CORE_TOKEN",
+    }
     lines += [f"export {names[role]}={shlex.quote(tok)}" for role, tok in tokens.items()]
     path = settings.data_dir / "dev.env"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +189,7 @@ def guide_text(
             f"  admin        {tokens['admin']}",
             f"  member       {tokens['member']}",
             f"  super admin  {tokens['super_admin']}",
+            "  CRM core     $CRM_CORE_TOKEN (service identity of the demo tenant)",
         ]
     bearer = '-H "authorization: Bearer $CONEXOES_TOKEN"'
     out += [
@@ -191,6 +201,8 @@ def guide_text(
         "  .venv/bin/conexoes whatsapp connect     # QR in the terminal, then live status",
         "  .venv/bin/conexoes sandbox scan         # (third terminal) the sandbox phone scans it",
         "  .venv/bin/conexoes connections",
+        f'  curl -sN -H "authorization: Bearer $CRM_CORE_TOKEN" -H "accept: application/x-ndjson"'
+        f' "{url}/api/v1/conexoes/eventos:watch?after_sequence=0"   # the change feed',
         f'  grpcurl -plaintext -H "authorization: Bearer $CONEXOES_TOKEN" {settings.grpc_addr} '
         "renove.conexoes.v1.ConnectionsService/GetConnectionsOverview",
         "",

@@ -20,16 +20,16 @@ Register = Callable[[grpc.aio.Server, Deps], str]
 SERVICES: dict[str, tuple[str, str | None]] = {
     "WhatsAppService": ("whatsapp_service", "server.whatsapp.service"),
     "MetaLeadsService": ("meta_leads_service", "server.meta_leads.service"),
-    "ConversionsService": ("conversions_service", None),
-    "AudiencesService": ("audiences_service", None),
+    "ConversionsService": ("conversions_service", "server.conversions.service"),
+    "AudiencesService": ("audiences_service", "server.audiences.service"),
     "GoogleCalendarService": ("google_calendar_service", "server.google_calendar.service"),
     "EmailService": ("email_service", "server.email.service"),
     "InstagramService": ("instagram_service", None),
     "ConnectionsService": ("connections_service", "server.connections.service"),
     "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),
-    "CrmEventsService": ("crm_events_service", None),
+    "CrmEventsService": ("crm_events_service", "server.crm_events.service"),
     "CrmDirectoryService": ("crm_directory_service", "server.crm_directory.service"),
-    "OutboundWebhooksService": ("outbound_webhooks_service", None),
+    "OutboundWebhooksService": ("outbound_webhooks_service", "server.outbound_webhooks.service"),
 }
 PACKAGE = "renove.conexoes.v1"
 

@@ -32,7 +32,7 @@ from bench.stack import free_port
 from bench.stats import median_of
 from server.auth.caller import Role
 
-ROW = "7. e-mail send (SMTP)"
+ROW = "8. e-mail send (SMTP)"
 CONCURRENCY = 4
 
 

@@ -25,6 +25,7 @@ from db.models.meta import (
     MetaConnection,
     MetaLeadReceived,
     MetaPage,
+    PipelineEventRecord,
 )
 from db.models.personal import (
     EmailConnection,
@@ -99,6 +100,7 @@ __all__ = [
     "OutboxSequence",
     "PendingEvent",
     "Pipeline",
+    "PipelineEventRecord",
     "PipelineStage",
     "PlatformCredential",
     "SentEmail",

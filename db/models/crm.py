@@ -143,6 +143,8 @@ class Contact(Base):
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
     deletado_em: Mapped[dt.datetime | None]
+    # Migration 0008: the event_id of the CAPI Lead sent for this contact (one per contact).
+    capi_lead_event_id: Mapped[str | None] = mapped_column(String(100))
 
 
 class Opportunity(Base):

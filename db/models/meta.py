@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -121,7 +122,10 @@ class LeadAdsForm(Base):
 
 class ConversionsApiConfig(Base):
     __tablename__ = "config_conversions_api"
-    __table_args__ = (UniqueConstraint("organizacao_id"),)
+    __table_args__ = (
+        UniqueConstraint("organizacao_id"),
+        CheckConstraint(in_check("status", META_STATUSES), name="status"),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     organizacao_id: Mapped[uuid.UUID] = org_fk()
@@ -137,6 +141,9 @@ class ConversionsApiConfig(Base):
     ultimo_evento_enviado: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
+    # Migration 0008: Meta's last rejection (redacted), and the token's state.
+    ultimo_erro: Mapped[str | None]
+    status: Mapped[str] = mapped_column(String(20), server_default="active")
 
 
 class ConversionsApiLog(Base):
@@ -146,6 +153,14 @@ class ConversionsApiLog(Base):
         Index("idx_log_capi_org", "organizacao_id", text("criado_em DESC")),
         Index("idx_log_capi_status", "organizacao_id", "status"),
         Index("idx_log_capi_event", "organizacao_id", "event_name"),
+        # Migration 0008: one row per real event (its retries update it).
+        Index(
+            "uq_log_capi_event_id",
+            "organizacao_id",
+            "event_id",
+            unique=True,
+            postgresql_where=text("NOT teste"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -162,6 +177,12 @@ class ConversionsApiLog(Base):
     # Holds Meta's fbtrace_id (DESIGN: "Meta response id in logs").
     fbrq_event_id: Mapped[str | None] = mapped_column(String(100))
     criado_em: Mapped[dt.datetime] = created_at()
+    # Migration 0008: the event_id sent (Meta deduplicates on it), attempts, test sends.
+    event_id: Mapped[str | None] = mapped_column(String(100))
+    tentativas: Mapped[int] = mapped_column(Integer, server_default="0")
+    teste: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The event as sent to Meta (hashed user data only); cleared once Meta answered for it.
+    evento_meta: Mapped[Json | None]
 
 
 class CustomAudience(Base):
@@ -192,6 +213,14 @@ class CustomAudience(Base):
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
     deletado_em: Mapped[dt.datetime | None]
+    # Migration 0008: what Meta was told at creation, and the size range Meta reports.
+    description: Mapped[str | None]
+    customer_file_source: Mapped[str] = mapped_column(
+        String(40), server_default="USER_PROVIDED_ONLY"
+    )
+    approximate_count_lower_bound: Mapped[int | None] = mapped_column(BigInteger)
+    approximate_count_upper_bound: Mapped[int | None] = mapped_column(BigInteger)
+    ultimo_erro: Mapped[str | None]
 
 
 class CustomAudienceMember(Base):
@@ -252,4 +281,31 @@ class MetaLeadReceived(Base):
     owner_id: Mapped[uuid.UUID | None] = user_fk(nullable=True)
     origem: Mapped[str] = mapped_column(String(20), server_default="webhook")
     lead_criado_em: Mapped[dt.datetime | None]
+    criado_em: Mapped[dt.datetime] = created_at()
+
+
+PIPELINE_EVENTS = CRM_EVENTS
+
+
+class PipelineEventRecord(Base):
+    """`eventos_pipeline` (migration 0008): each pipeline event a CRM service published, once
+    per producer request id; audiences "sync now" read which contacts had which event here."""
+
+    __tablename__ = "eventos_pipeline"
+    __table_args__ = (
+        UniqueConstraint("organizacao_id", "request_id"),
+        CheckConstraint(in_check("evento", PIPELINE_EVENTS), name="evento"),
+        Index("idx_eventos_pipeline_evento", "organizacao_id", "evento"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organizacao_id: Mapped[uuid.UUID] = org_fk()
+    request_id: Mapped[str] = mapped_column(String(100))
+    evento: Mapped[str] = mapped_column(String(20))
+    contato_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contatos.id"))
+    oportunidade_id: Mapped[uuid.UUID | None]
+    meeting_id: Mapped[uuid.UUID | None]
+    ocorrido_em: Mapped[dt.datetime]
+    capi_event_name: Mapped[str] = mapped_column(String(50))
+    resumo: Mapped[Json | None]
     criado_em: Mapped[dt.datetime] = created_at()

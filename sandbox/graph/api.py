@@ -229,6 +229,10 @@ async def get_object(request: Request) -> Response:
         form = state.forms[object_id]
         state.page_token(token, form.page_id)
         return JSONResponse(state.form_json(form))
+    if object_id in state.ads.audiences:
+        from sandbox.graph.ads_api import audience_read
+
+        return await audience_read(request, object_id)
     if object_id in state.pages:
         page = state.pages[object_id]
         return JSONResponse({"id": page.id, "name": page.name, "category": page.category})

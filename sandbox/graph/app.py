@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from sandbox.graph import api, control
+from sandbox.graph import ads_api, ads_control, api, control
 from sandbox.graph.errors import GraphError
 from sandbox.graph.settings import GraphSettings
 from sandbox.graph.state import GraphState
@@ -39,7 +39,13 @@ def build_graph_fake(
     )
     state = GraphState(settings, dispatcher, clock)
     app = Starlette(
-        routes=[*control.ROUTES, *api.ROUTES],
+        routes=[
+            *control.ROUTES,
+            *ads_control.ROUTES,
+            *ads_api.ROUTES,
+            *api.ROUTES,
+            *ads_api.TAIL_ROUTES,
+        ],
         middleware=[Middleware(api.GraphGuard, state=state)],
         exception_handlers={
             GraphError: api.render_error,

@@ -31,6 +31,8 @@ class GraphError(Exception):
         self.type = type
         self.transient = transient
         self.headers = headers or {}
+        # Graph's `error_user_msg`: the reason a person can act on (which event, which field).
+        self.user_msg: str | None = None
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
@@ -38,6 +40,8 @@ class GraphError(Exception):
             error["error_subcode"] = self.subcode
         if self.transient is not None:
             error["is_transient"] = self.transient
+        if self.user_msg:
+            error["error_user_msg"] = self.user_msg
         error["fbtrace_id"] = "A" + secrets.token_urlsafe(8)
         return {"error": error}
 

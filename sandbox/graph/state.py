@@ -15,6 +15,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from sandbox.graph import errors
+from sandbox.graph.ads import AdsWorld
 from sandbox.graph.models import (
     JSON,
     PAGE_SCOPES,
@@ -67,6 +68,7 @@ class GraphState:
         self.dialog = DialogPlan()
         self.faults: list[Fault] = []
         self.requests: list[JSON] = []
+        self.ads = AdsWorld(self.rng)
         self.dispatcher.reset()
 
     def now(self) -> int:

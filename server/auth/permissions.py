@@ -152,10 +152,8 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "DeleteOutboundWebhook": ADMIN,
     },
     "CrmEventsService": {
-        # Other CRM services publish pipeline events as the tenant's users or as a service.
-        "PublishPipelineEvent": Rule(
-            ADMIN_OR_SERVICE.roles | ANY_USER.roles, label="CRM user or service"
-        ),
+        # Other CRM services publish pipeline events as a service, or a tenant admin does.
+        "PublishPipelineEvent": ADMIN_OR_SERVICE,
     },
 }
 

@@ -251,12 +251,16 @@ async def load_rows(session: AsyncSession, user: uuid.UUID | None) -> list[Row]:
             )
     capi = await session.scalar(select(ConversionsApiConfig))
     if capi is not None:
+        # A token Meta refused shows as such even while sending is switched on.
+        capi_status = (
+            capi.status if capi.status != "active" else "active" if capi.ativo else "disconnected"
+        )
         rows.append(
             Row(
                 T.CONNECTION_TYPE_META_CONVERSIONS_API,
                 capi.id,
                 None,
-                "active" if capi.ativo else "disconnected",
+                capi_status,
                 capi.pixel_id,
                 capi.criado_em,
                 "",

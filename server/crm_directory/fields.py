@@ -9,7 +9,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,7 +95,7 @@ async def delete_field(
         new.on_conflict_do_update(
             index_elements=[CrmCustomField.organizacao_id, CrmCustomField.campo_id],
             set_={"core_atualizado_em": updated_at, "deletado_em": func.now()},
-            where=or_(stamp <= new.excluded.core_atualizado_em),
+            where=stamp <= new.excluded.core_atualizado_em,
         ).returning(CrmCustomField.id)
     )
     return applied is not None

@@ -134,8 +134,7 @@ def batch(
     return values
 
 
-def deletion(request_id: str, updated_at: dt.datetime) -> None:
-    """Checks a delete's stamp (ids are checked by their parsers)."""
-    del request_id
+def require_stamp(updated_at: dt.datetime) -> None:
+    """A delete's `updated_at` must be given (its id is checked by its parser)."""
     if updated_at.tzinfo is None:
         raise InvalidArgument.field("updated_at", "required (a timestamp)")

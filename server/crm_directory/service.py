@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
 from server import idempotency
+from server.audiences import removal as audience_removal
 from server.bootstrap import Deps
 from server.crm_directory import contacts, fields, inputs, pipelines, users, views
 from server.errors import FieldViolation, InvalidArgument
@@ -217,7 +218,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             if not fields.FIELD_ID.match(field_id):
                 raise InvalidArgument.field("id", "1-64 letters, digits, '_' or '-'")
             stamp = inputs.when(request.updated_at, request.HasField("updated_at"))
-            inputs.deletion(request.request_id, stamp)
+            inputs.require_stamp(stamp)
             applied = await fields.delete_field(session, tenant, field_id, stamp)
             return pb.DeleteCrmCustomFieldResponse(
                 result=pb.DirectoryWrite(id=field_id, applied=applied)
@@ -241,14 +242,15 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             single=single,
         )
         await _check_owners(session, values, name, single)
-        return [
-            (
-                await contacts.upsert_contact(
-                    session, tenant, v, prefix=inputs.prefix_of(name, i, single)
-                )
-            ).applied
-            for i, v in enumerate(values)
-        ]
+        applied = []
+        for i, v in enumerate(values):
+            written = await contacts.upsert_contact(
+                session, tenant, v, prefix=inputs.prefix_of(name, i, single)
+            )
+            if written.consent_withdrawn:  # leaves every Custom Audience at Meta
+                await audience_removal.remove_contact(session, tenant, v.id)
+            applied.append(written.applied)
+        return applied
 
     async def UpsertCrmContact(
         self, request: pb.UpsertCrmContactRequest, context: grpc.aio.ServicerContext
@@ -281,6 +283,8 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
         async def apply(session: AsyncSession, tenant: uuid.UUID) -> pb.DeleteCrmContactResponse:
             contact_id, stamp = _deletion(request)
             written = await contacts.delete_contact(session, tenant, contact_id, stamp)
+            if written.applied:  # a deleted contact leaves every Custom Audience at Meta
+                await audience_removal.remove_contact(session, tenant, contact_id)
             return pb.DeleteCrmContactResponse(
                 result=pb.DirectoryWrite(id=str(contact_id), applied=written.applied)
             )
@@ -331,7 +335,7 @@ def _deletion(request: Any) -> tuple[uuid.UUID, Any]:
     if problems:
         raise InvalidArgument("invalid directory write", problems)
     stamp = inputs.when(request.updated_at, request.HasField("updated_at"))
-    inputs.deletion(request.request_id, stamp)
+    inputs.require_stamp(stamp)
     return record_id, stamp
 
 

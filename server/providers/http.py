@@ -163,8 +163,13 @@ def _graph_detail(err: Mapping[str, Any]) -> _Detail:
     cls = _graph_class(code) if isinstance(code, int) else None
     if cls is None and err.get("is_transient") is True:
         cls = ProviderServerError
+    message = _text(err.get("message"))
+    user_msg = _text(err.get("error_user_msg"))
+    if user_msg and user_msg != message:
+        # CAPI says which event and field were wrong only in error_user_msg.
+        message = f"{message}: {user_msg}" if message else user_msg
     return _Detail(
-        message=_text(err.get("message")),
+        message=message,
         code=code if isinstance(code, int) else None,
         subcode=subcode if isinstance(subcode, int) else None,
         fbtrace_id=str(err["fbtrace_id"]) if err.get("fbtrace_id") else None,

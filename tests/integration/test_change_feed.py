@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 
 import grpc
+import httpx
 import pytest
 from grpc_status import rpc_status
 from renove.conexoes.v1 import connections_service_pb2 as cpb
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Caller, Role
 from server.outbox import purge_outbox, record_change
+from tests.e2e.gateway_stack import running_sidecar
 from tests.support.crm_core import CrmCore
 from tests.support.grpc_server import RunningServer
 
@@ -129,3 +132,61 @@ async def test_members_resume_only_what_they_may_see(core: CrmCore) -> None:
     (mine,) = await events(watch, 1)
     assert (mine.sequence, mine.payload["n"]) == (2, 2)
     watch.cancel()
+
+
+async def test_the_feed_resumes_over_http_too(core: CrmCore) -> None:
+    tenant = (await core.sync_new_tenant(sellers=0)).core
+    assert tenant.tenant_id is not None
+    await produce(core.server, tenant.tenant_id, 3)
+    headers = {
+        "authorization": f"Bearer {core.server.token(tenant)}",
+        "accept": "application/x-ndjson",
+    }
+    async with (
+        running_sidecar(core.server.deps.settings, core.server.channel) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+        http.stream(
+            "GET", "/api/v1/conexoes/eventos:watch", params={"after_sequence": 1}, headers=headers
+        ) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+        messages = []
+        async with asyncio.timeout(10):
+            while len(messages) < 3:
+                line = await anext(lines)
+                if line.strip():
+                    messages.append(json.loads(line)["result"])
+    assert "snapshot" in messages[0]
+    assert [int(m["event"]["sequence"]) for m in messages[1:]] == [2, 3]
+
+
+async def test_a_bad_after_sequence_is_a_400_over_http(core: CrmCore) -> None:
+    tenant = (await core.sync_new_tenant(sellers=0)).core
+    headers = {"authorization": f"Bearer {core.server.token(tenant)}"}
+    async with (
+        running_sidecar(core.server.deps.settings, core.server.channel) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        ahead = await http.get(
+            "/api/v1/conexoes/eventos:watch", params={"after_sequence": 99}, headers=headers
+        )
+    assert ahead.status_code == 400
+    violations = ahead.json()["details"][-1]["field_violations"]
+    assert violations[0]["field"] == "after_sequence"
+
+
+async def test_a_change_too_large_for_notify_arrives_whole(core: CrmCore) -> None:
+    tenant = (await core.sync_new_tenant(sellers=0)).core
+    assert tenant.tenant_id is not None
+    resumed = core.watch_feed(tenant, 0)
+    live = core.connections.WatchEvents(cpb.WatchEventsRequest(), metadata=core.md(tenant))
+    for call in (resumed, live):
+        assert (await call.read()).WhichOneof("kind") == "snapshot"
+    text = "x" * 20_000  # NOTIFY payloads stop at 8000 bytes
+    async with core.server.deps.db.unit_of_work(tenant) as session:
+        await record_change(session, tenant.tenant_id, "MESSAGE_RECEIVED", {"body": text})
+    for call in (resumed, live):
+        (event,) = await events(call, 1)
+        call.cancel()
+        assert event.payload["body"] == text and event.sequence == 1

@@ -11,8 +11,10 @@ from grpc_status import rpc_status
 from renove.conexoes.v1 import crm_directory_service_pb2 as pb
 from sqlalchemy import select
 
-from db.models import Pipeline, PipelineStage, User
+from db.models import Contact, Pipeline, PipelineStage, User
+from db.uow import Database
 from server.auth.caller import Caller, Role
+from server.seed import seed_demo
 from tests.support.crm_core import CrmCore, stamp
 from tests.support.grpc_server import RunningServer
 
@@ -157,3 +159,26 @@ async def test_directory_writes_need_a_tenant_and_the_service_identity(core: Crm
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await core.directory.UpsertCrmUser(request, metadata=core.md(tenant.admin))
     assert error.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_the_demo_tenant_is_applied_through_the_directory_and_repeats_harmlessly(
+    db: Database,
+) -> None:
+    name = f"demo-{uuid.uuid4().hex[:6]}"
+    first = await seed_demo(db, name=name)
+    again = await seed_demo(db, name=name)
+    assert again == first
+    admin = Caller(
+        role=Role.ADMIN,
+        tenant_id=uuid.UUID(first.organizacao_id),
+        user_id=uuid.UUID(first.admin_id),
+    )
+    async with db.unit_of_work(admin) as session:
+        names = list(await session.scalars(select(User.nome).order_by(User.nome)))
+        stages = list(
+            await session.scalars(select(PipelineStage.nome).order_by(PipelineStage.ordem))
+        )
+        contact = await session.scalar(select(Contact))
+    assert names == ["Ana Admin", "Marcos Vendedor"]
+    assert stages[0] == "Novo lead" and len(stages) == 5
+    assert contact is not None and contact.owner_id == uuid.UUID(first.member_id)

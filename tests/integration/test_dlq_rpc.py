@@ -197,8 +197,9 @@ async def test_integration_health_counts_the_last_day(
             await conn.execute(
                 text(
                     "INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino,"
-                    " payload, tentativas, status, criado_em) VALUES (:t, :tipo, :tipo, '', '{}',"
-                    " :n, :s, now() - make_interval(hours => :age))"
+                    " payload, tentativas, status, criado_em, proxima_tentativa)"
+                    " VALUES (:t, :tipo, :tipo, '', '{}', :n, :s,"
+                    " now() - make_interval(hours => :age), now() + interval '1 day')"
                 ),
                 {"t": tenant.id, "tipo": tipo, "n": attempts, "s": status, "age": age},
             )

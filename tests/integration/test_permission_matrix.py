@@ -58,7 +58,7 @@ SERVICE_DEFAULT = {
     "AudiencesService": "admin",
     "ConnectionsService": "admin",
     "WebhookIngressService": "service",
-    "CrmEventsService": "crm",
+    "CrmEventsService": "admin_or_service",  # pipeline events: members refused
     "CrmDirectoryService": "service",  # the CRM core writes the directory
     "OutboundWebhooksService": "admin",
 }

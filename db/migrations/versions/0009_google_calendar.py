@@ -3,7 +3,7 @@ meeting needs to follow its Google event (the calendar it lives in, Google's las
 the attendees' answers).
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | None = "0005"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,7 +2,7 @@
 under forced tenant isolation and the personal-connection rule (a member sees their own).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 from db.migrations.r0001.security import APP_ROLE, ROLE, TENANT, USER
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -141,6 +141,10 @@ class Audience(_message.Message):
     ATIVO_FIELD_NUMBER: _builtins.int
     CRIADO_EM_FIELD_NUMBER: _builtins.int
     ATUALIZADO_EM_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FILE_SOURCE_FIELD_NUMBER: _builtins.int
+    APPROXIMATE_COUNT_LOWER_BOUND_FIELD_NUMBER: _builtins.int
+    APPROXIMATE_COUNT_UPPER_BOUND_FIELD_NUMBER: _builtins.int
+    TAMANHO_INSUFICIENTE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """custom_audiences_meta.id (uuid)."""
     audience_id: _builtins.str
@@ -167,6 +171,18 @@ class Audience(_message.Message):
     """Last sync error (redacted)."""
     ativo: _builtins.bool
     """Audience enabled (default true); "Desativar" sets false."""
+    customer_file_source: _builtins.str
+    """Where the customer data came from, as Meta asks at creation: "USER_PROVIDED_ONLY"
+    (default), "PARTNER_PROVIDED_ONLY" or "BOTH_USER_AND_PARTNER_PROVIDED".
+    """
+    approximate_count_lower_bound: _builtins.int
+    """Lower bound of the audience size Meta reports (approximate_count_lower_bound); unset
+    until Meta reports one.
+    """
+    approximate_count_upper_bound: _builtins.int
+    """Upper bound of the audience size Meta reports (approximate_count_upper_bound)."""
+    tamanho_insuficiente: _builtins.bool
+    """True when Meta reports the audience too small to show a size or be used for delivery."""
     @_builtins.property
     def ultimo_sync(self) -> _timestamp_pb2.Timestamp:
         """Last sync ("Ultimo sync")."""
@@ -198,15 +214,27 @@ class Audience(_message.Message):
         ativo: _builtins.bool | None = ...,
         criado_em: _timestamp_pb2.Timestamp | None = ...,
         atualizado_em: _timestamp_pb2.Timestamp | None = ...,
+        customer_file_source: _builtins.str = ...,
+        approximate_count_lower_bound: _builtins.int | None = ...,
+        approximate_count_upper_bound: _builtins.int | None = ...,
+        tamanho_insuficiente: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_ativo", b"_ativo", "_ultimo_sync_sucesso", b"_ultimo_sync_sucesso", "ativo", b"ativo", "atualizado_em", b"atualizado_em", "criado_em", b"criado_em", "ultimo_sync", b"ultimo_sync", "ultimo_sync_sucesso", b"ultimo_sync_sucesso"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_approximate_count_lower_bound", b"_approximate_count_lower_bound", "_approximate_count_upper_bound", b"_approximate_count_upper_bound", "_ativo", b"_ativo", "_ultimo_sync_sucesso", b"_ultimo_sync_sucesso", "approximate_count_lower_bound", b"approximate_count_lower_bound", "approximate_count_upper_bound", b"approximate_count_upper_bound", "ativo", b"ativo", "atualizado_em", b"atualizado_em", "criado_em", b"criado_em", "ultimo_sync", b"ultimo_sync", "ultimo_sync_sucesso", b"ultimo_sync_sucesso"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ativo", b"_ativo", "_ultimo_sync_sucesso", b"_ultimo_sync_sucesso", "ad_account_id", b"ad_account_id", "ativo", b"ativo", "atualizado_em", b"atualizado_em", "audience_id", b"audience_id", "audience_name", b"audience_name", "conexao_meta_id", b"conexao_meta_id", "criado_em", b"criado_em", "description", b"description", "evento_gatilho", b"evento_gatilho", "id", b"id", "pendentes_sincronizacao", b"pendentes_sincronizacao", "tipo_sincronizacao", b"tipo_sincronizacao", "total_usuarios", b"total_usuarios", "ultimo_erro", b"ultimo_erro", "ultimo_sync", b"ultimo_sync", "ultimo_sync_sucesso", b"ultimo_sync_sucesso"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_approximate_count_lower_bound", b"_approximate_count_lower_bound", "_approximate_count_upper_bound", b"_approximate_count_upper_bound", "_ativo", b"_ativo", "_ultimo_sync_sucesso", b"_ultimo_sync_sucesso", "ad_account_id", b"ad_account_id", "approximate_count_lower_bound", b"approximate_count_lower_bound", "approximate_count_upper_bound", b"approximate_count_upper_bound", "ativo", b"ativo", "atualizado_em", b"atualizado_em", "audience_id", b"audience_id", "audience_name", b"audience_name", "conexao_meta_id", b"conexao_meta_id", "criado_em", b"criado_em", "customer_file_source", b"customer_file_source", "description", b"description", "evento_gatilho", b"evento_gatilho", "id", b"id", "pendentes_sincronizacao", b"pendentes_sincronizacao", "tamanho_insuficiente", b"tamanho_insuficiente", "tipo_sincronizacao", b"tipo_sincronizacao", "total_usuarios", b"total_usuarios", "ultimo_erro", b"ultimo_erro", "ultimo_sync", b"ultimo_sync", "ultimo_sync_sucesso", b"ultimo_sync_sucesso"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__approximate_count_lower_bound: _TypeAlias = _typing.Literal["approximate_count_lower_bound"]  # noqa: Y015
+    _WhichOneofArgType__approximate_count_lower_bound: _TypeAlias = _typing.Literal["_approximate_count_lower_bound", b"_approximate_count_lower_bound"]  # noqa: Y015
+    _WhichOneofReturnType__approximate_count_upper_bound: _TypeAlias = _typing.Literal["approximate_count_upper_bound"]  # noqa: Y015
+    _WhichOneofArgType__approximate_count_upper_bound: _TypeAlias = _typing.Literal["_approximate_count_upper_bound", b"_approximate_count_upper_bound"]  # noqa: Y015
     _WhichOneofReturnType__ativo: _TypeAlias = _typing.Literal["ativo"]  # noqa: Y015
     _WhichOneofArgType__ativo: _TypeAlias = _typing.Literal["_ativo", b"_ativo"]  # noqa: Y015
     _WhichOneofReturnType__ultimo_sync_sucesso: _TypeAlias = _typing.Literal["ultimo_sync_sucesso"]  # noqa: Y015
     _WhichOneofArgType__ultimo_sync_sucesso: _TypeAlias = _typing.Literal["_ultimo_sync_sucesso", b"_ultimo_sync_sucesso"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__approximate_count_lower_bound) -> _WhichOneofReturnType__approximate_count_lower_bound | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__approximate_count_upper_bound) -> _WhichOneofReturnType__approximate_count_upper_bound | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ativo) -> _WhichOneofReturnType__ativo | None: ...
     @_typing.overload

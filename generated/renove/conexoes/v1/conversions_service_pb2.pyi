@@ -71,7 +71,7 @@ class CapiEnabledEvents(_message.Message):
     won: _builtins.bool
     """Opportunity won -> Purchase."""
     lost: _builtins.bool
-    """Opportunity lost -> Other (custom: lead_lost)."""
+    """Opportunity lost -> the custom event "lead_lost"."""
     def __init__(
         self,
         *,
@@ -255,7 +255,7 @@ class CapiLogEntry(_message.Message):
     config_id: _builtins.str
     """config_conversions_api.id."""
     event_name: _builtins.str
-    """Meta event name ("Lead", "Schedule", "CompleteRegistration", "Purchase", "Other")."""
+    """Meta event name ("Lead", "Schedule", "CompleteRegistration", "Purchase", "lead_lost")."""
     event_id: _builtins.str
     """The event_id sent to Meta for deduplication (the job's idempotency key)."""
     entidade_tipo: _builtins.str

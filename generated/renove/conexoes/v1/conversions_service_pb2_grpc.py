@@ -29,7 +29,7 @@ class ConversionsServiceStub:
     """Meta Conversions API (PRD-08 section 3): the tenant's pixel configuration
     (config_conversions_api), test events, the send log (log_conversions_api) and statistics.
     CRM events (CrmEventsService) become CAPI events: Lead, Schedule, CompleteRegistration,
-    Purchase, Other (lead_lost). Admin only.
+    Purchase, lead_lost (a custom event). Admin only.
     """
 
     def __init__(self, channel):
@@ -69,7 +69,7 @@ class ConversionsServiceServicer:
     """Meta Conversions API (PRD-08 section 3): the tenant's pixel configuration
     (config_conversions_api), test events, the send log (log_conversions_api) and statistics.
     CRM events (CrmEventsService) become CAPI events: Lead, Schedule, CompleteRegistration,
-    Purchase, Other (lead_lost). Admin only.
+    Purchase, lead_lost (a custom event). Admin only.
     """
 
     def GetCapiConfig(self, request, context):
@@ -160,7 +160,7 @@ class ConversionsService:
     """Meta Conversions API (PRD-08 section 3): the tenant's pixel configuration
     (config_conversions_api), test events, the send log (log_conversions_api) and statistics.
     CRM events (CrmEventsService) become CAPI events: Lead, Schedule, CompleteRegistration,
-    Purchase, Other (lead_lost). Admin only.
+    Purchase, lead_lost (a custom event). Admin only.
     """
 
     @staticmethod

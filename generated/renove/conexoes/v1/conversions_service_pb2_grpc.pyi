@@ -30,7 +30,7 @@ class ConversionsServiceStub:
     """Meta Conversions API (PRD-08 section 3): the tenant's pixel configuration
     (config_conversions_api), test events, the send log (log_conversions_api) and statistics.
     CRM events (CrmEventsService) become CAPI events: Lead, Schedule, CompleteRegistration,
-    Purchase, Other (lead_lost). Admin only.
+    Purchase, lead_lost (a custom event). Admin only.
     """
 
     @_typing.overload
@@ -71,7 +71,7 @@ class ConversionsServiceAsyncStub(ConversionsServiceStub):
     """Meta Conversions API (PRD-08 section 3): the tenant's pixel configuration
     (config_conversions_api), test events, the send log (log_conversions_api) and statistics.
     CRM events (CrmEventsService) become CAPI events: Lead, Schedule, CompleteRegistration,
-    Purchase, Other (lead_lost). Admin only.
+    Purchase, lead_lost (a custom event). Admin only.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -108,7 +108,7 @@ class ConversionsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Meta Conversions API (PRD-08 section 3): the tenant's pixel configuration
     (config_conversions_api), test events, the send log (log_conversions_api) and statistics.
     CRM events (CrmEventsService) become CAPI events: Lead, Schedule, CompleteRegistration,
-    Purchase, Other (lead_lost). Admin only.
+    Purchase, lead_lost (a custom event). Admin only.
     """
 
     @_abc_1.abstractmethod

@@ -37,7 +37,7 @@ class _PipelineEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Pip
     PIPELINE_EVENT_TYPE_OPPORTUNITY_WON: _PipelineEventType.ValueType  # 4
     """Opportunity won -> CAPI "Purchase" (with value when enviar_valor); trigger "won"."""
     PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST: _PipelineEventType.ValueType  # 5
-    """Opportunity lost -> CAPI "Other" (custom: lead_lost); audience trigger "lost"."""
+    """Opportunity lost -> CAPI custom event "lead_lost"; audience trigger "lost"."""
 
 class PipelineEventType(_PipelineEventType, metaclass=_PipelineEventTypeEnumTypeWrapper):
     """A pipeline event of the CRM (section 3.1 "Eventos suportados")."""
@@ -53,7 +53,7 @@ PIPELINE_EVENT_TYPE_MQL: PipelineEventType.ValueType  # 3
 PIPELINE_EVENT_TYPE_OPPORTUNITY_WON: PipelineEventType.ValueType  # 4
 """Opportunity won -> CAPI "Purchase" (with value when enviar_valor); trigger "won"."""
 PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST: PipelineEventType.ValueType  # 5
-"""Opportunity lost -> CAPI "Other" (custom: lead_lost); audience trigger "lost"."""
+"""Opportunity lost -> CAPI custom event "lead_lost"; audience trigger "lost"."""
 Global___PipelineEventType: _TypeAlias = PipelineEventType  # noqa: Y015
 
 @_typing.final
@@ -100,7 +100,7 @@ class ContactData(_message.Message):
     client_ip_address: _builtins.str
     """Client IP address captured with the lead, if any."""
     client_user_agent: _builtins.str
-    """Client user agent captured with the lead, if any (default "CRM-Renove/1.0")."""
+    """Client user agent captured with the lead, if any (sent only when given)."""
     fbc: _builtins.str
     """Meta click id cookie (_fbc), if captured."""
     fbp: _builtins.str
@@ -264,7 +264,7 @@ class PublishPipelineEventResponse(_message.Message):
     """The event_id sent to Meta (= request_id)."""
     capi_event_name: _builtins.str
     """The CAPI event name it maps to ("Lead", "Schedule", "CompleteRegistration",
-    "Purchase", "Other").
+    "Purchase", "lead_lost").
     """
     deduplicated: _builtins.bool
     """True when this request_id was seen before (nothing new was enqueued)."""
