@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from sandbox.graph import GraphSettings, build_graph_fake
+from sandbox.instagram import InstagramSettings, build_instagram_fake
 from sandbox.settings import SandboxSettings
 from sandbox.waha import build_waha_fake
 
@@ -30,10 +31,11 @@ class ProviderFake(Protocol):
 
 
 def _fakes(settings: SandboxSettings) -> dict[str, ProviderFake]:
-    # prefix -> fake; later: "/graph", "/instagram", "/google".
+    # prefix -> fake; later: "/google".
     return {
         "/waha": build_waha_fake(settings.waha),
         "/graph": build_graph_fake(GraphSettings.from_env()),
+        "/instagram": build_instagram_fake(InstagramSettings.from_env()),
     }
 
 
