@@ -24,7 +24,7 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "AudiencesService": ("audiences_service", None),
     "GoogleCalendarService": ("google_calendar_service", None),
     "EmailService": ("email_service", None),
-    "InstagramService": ("instagram_service", None),
+    "InstagramService": ("instagram_service", "server.instagram.service"),
     "ConnectionsService": ("connections_service", "server.connections.service"),
     "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),
     "CrmEventsService": ("crm_events_service", None),

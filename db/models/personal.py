@@ -11,7 +11,17 @@ import uuid
 from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.models.base import Base, created_at, in_check, org_fk, updated_at, user_fk, uuid_pk
+from db.models.base import (
+    EMPTY_JSON,
+    Base,
+    Json,
+    created_at,
+    in_check,
+    org_fk,
+    updated_at,
+    user_fk,
+    uuid_pk,
+)
 
 LIVE = text("deletado_em IS NULL")
 WHATSAPP_STATUSES = ("disconnected", "qr_pending", "connecting", "connected", "failed")
@@ -185,6 +195,9 @@ class InstagramConnection(Base):
     ultimo_erro: Mapped[str | None]
     refresh_falhas: Mapped[int] = mapped_column(Integer, server_default="0")
     refresh_bloqueado_ate: Mapped[dt.datetime | None]
+    # Revision 0011: when the token was issued (refresh needs 24 h) and the room's settings.
+    token_obtido_em: Mapped[dt.datetime | None]
+    configuracoes: Mapped[Json] = mapped_column(server_default=EMPTY_JSON)
     conectado_em: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
