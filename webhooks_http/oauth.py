@@ -11,7 +11,8 @@ builds it, but an open redirect on a public callback is worth a second check).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -38,6 +39,12 @@ from webhooks_http.service_identity import ServiceIdentity
 from webhooks_http.upstream import error_reason
 
 _log = logging.getLogger(__name__)
+# The OAuth browser binding: the auth-url response set `renove_oauth_<conexao>`; its value goes
+# back to the server, which compares it with the digest sealed in the state.
+BINDING_COOKIE_PREFIX = "renove_oauth_"
+BINDING_COOKIE_PATH = "/api/v1/conexoes"
+BINDING_METADATA = "x-oauth-browser-nonce"
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 # Query values are short tokens; anything longer is not a real provider redirect.
 _MAX_VALUE = 4096
 FRONTEND_PATH = "/configuracoes/conexoes"
@@ -98,6 +105,19 @@ def callback_request(request_class: type[Message], query: Any) -> Message:
     return message
 
 
+def binding_cookie(conexao: str) -> str:
+    return f"{BINDING_COOKIE_PREFIX}{conexao}"
+
+
+def binding_metadata(cookies: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """The browser's binding nonce as metadata; nothing when absent or not a nonce we mint
+    (the server then refuses a bound state with STATE_BROWSER_MISMATCH)."""
+    value = cookies.get(name, "")
+    if not _COOKIE_VALUE.fullmatch(value):
+        return ()
+    return ((BINDING_METADATA, value),)
+
+
 def error_redirect(frontend_url: str, conexao: str, reason: str) -> str:
     """The same query the server's own failure redirects carry: conexao, status=erro, motivo."""
     query = urlencode({"conexao": conexao, "status": "erro", "motivo": reason})
@@ -140,25 +160,30 @@ class OAuthRedirects:
             if wait is not None:
                 return too_many(wait)
             message = callback_request(callback.request_class, request.query_params)
+            cookie = binding_cookie(callback.conexao)
+            metadata = (*self._identity.metadata(), *binding_metadata(request.cookies, cookie))
             try:
-                reply = await call(
-                    message, metadata=self._identity.metadata(), timeout=self._deadline
-                )
+                reply = await call(message, metadata=metadata, timeout=self._deadline)
             except grpc.aio.AioRpcError as exc:
                 reason = error_reason(exc)
                 _log.warning("%s failed: %s (%s)", callback.rpc, exc.code().name, reason)
-                return self._redirect(error_redirect(self._frontend, callback.conexao, reason))
+                target = error_redirect(self._frontend, callback.conexao, reason)
+                return self._redirect(target, clear_cookie=cookie)
             target = reply.result.redirect_url
             if not is_frontend_url(target, self._frontend):
                 reason = reply.result.motivo_erro or "INVALID_REDIRECT"
                 if target:
                     _log.warning("%s returned a redirect outside the frontend", callback.rpc)
                 target = error_redirect(self._frontend, callback.conexao, reason)
-            return self._redirect(target)
+            return self._redirect(target, clear_cookie=cookie)
 
         return endpoint
 
     @staticmethod
-    def _redirect(url: str) -> Response:
+    def _redirect(url: str, *, clear_cookie: str | None = None) -> Response:
         # 302 + no-store: the URL carries a one-time outcome, never to be cached or replayed.
-        return RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+        response = RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+        if clear_cookie is not None:
+            # The binding served its one callback (the state is single-use anyway).
+            response.delete_cookie(clear_cookie, path=BINDING_COOKIE_PATH, httponly=True)
+        return response

@@ -2,8 +2,9 @@
 
 The state travels through the browser and the provider, so it is sealed with the keyring
 (AES-GCM: tamper-proof and unreadable, which matters because it carries the PKCE verifier).
-It binds tenant, user, provider and redirect; single use is enforced by the caller recording
-``nonce`` in ``oauth_states`` when the callback consumes it.
+It binds tenant, user, provider and redirect (and, when given, the digest of the browser's
+binding cookie, see `server.security.browser_binding`); single use is enforced by the caller
+recording ``nonce`` in ``oauth_states`` when the callback consumes it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class OAuthState:
     redirect_uri: str
     expires_at: datetime
     code_verifier: str | None = None
+    browser_digest: str | None = None
 
 
 def issue_state(
@@ -49,6 +51,7 @@ def issue_state(
     redirect_uri: str,
     now: datetime,
     code_verifier: str | None = None,
+    browser_digest: str | None = None,
 ) -> tuple[str, OAuthState]:
     state = OAuthState(
         nonce=secrets.token_urlsafe(16),
@@ -58,6 +61,7 @@ def issue_state(
         redirect_uri=redirect_uri,
         expires_at=now + STATE_TTL,
         code_verifier=code_verifier,
+        browser_digest=browser_digest,
     )
     payload = json.dumps(
         {
@@ -68,6 +72,7 @@ def issue_state(
             "r": redirect_uri,
             "e": int(state.expires_at.timestamp()),
             "v": code_verifier,
+            "b": browser_digest,
         },
         separators=(",", ":"),
     )
@@ -94,4 +99,5 @@ def open_state(keyring: Keyring, token: str, *, provider: str, now: datetime) ->
         redirect_uri=data["r"],
         expires_at=expires_at,
         code_verifier=data.get("v"),
+        browser_digest=data.get("b"),
     )

@@ -44,6 +44,9 @@ from .transcode import ResponseEncoder, TranscodeError, build_request
 _log = logging.getLogger(__name__)
 
 FORWARDED_HEADERS = ("authorization", "x-request-id")
+# Response metadata a server sets for the browser (e.g. the OAuth browser-binding cookie):
+# each value is a whole Set-Cookie header.
+SET_COOKIE_METADATA = "x-set-cookie"
 _METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -133,6 +136,8 @@ def build_gateway(
                     "accept",
                 ],
                 expose_headers=["retry-after", "x-request-id"],
+                # Cookies (the OAuth browser binding) cross only to the configured origins.
+                allow_credentials=True,
                 max_age=600,
             )
         )
@@ -247,12 +252,18 @@ class _Endpoint:
                 headers=echo,
             )
         try:
-            reply = await method.unary(message, metadata=metadata, timeout=timeout)
+            call = method.unary(message, metadata=metadata, timeout=timeout)
+            reply = await call
+            initial = await call.initial_metadata()
         except grpc.aio.AioRpcError as error:
             status = status_from_rpc_error(error)
             return _error(status, http_status_of(status), echo)
         payload = self._encoder.encode(reply, match.rule.response_body)
-        return Response(_dumps(payload), media_type="application/json", headers=echo)
+        response = Response(_dumps(payload), media_type="application/json", headers=echo)
+        for key, value in initial or ():
+            if key == SET_COOKIE_METADATA and isinstance(value, str):
+                response.headers.append("set-cookie", value)
+        return response
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")

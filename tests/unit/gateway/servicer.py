@@ -106,6 +106,10 @@ class ThingService:
         return self._pb.Thing(thing_id=request.thing_id, display_name=request.owner_id)
 
     async def get_default(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # A server that hands the browser a cookie (as the OAuth auth-url RPCs do).
+        await context.send_initial_metadata(
+            (("x-set-cookie", "binding=n0nce; Path=/api; HttpOnly; SameSite=Lax"),)
+        )
         return self._pb.Thing(thing_id="default")
 
     async def create(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -35,3 +35,20 @@ async def test_simple_request_carries_cors_headers(client: httpx.AsyncClient) ->
     response = await client.get("/api/v1/things/t1", headers={"Origin": CORS_ORIGIN})
     assert response.headers["access-control-allow-origin"] == CORS_ORIGIN
     assert "retry-after" in response.headers["access-control-expose-headers"].lower()
+
+
+async def test_credentialed_requests_allowed_for_the_configured_origin(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/v1/things/t1", headers={"Origin": CORS_ORIGIN})
+    assert response.headers["access-control-allow-credentials"] == "true"
+
+
+async def test_server_cookie_metadata_becomes_set_cookie(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/things/default")
+    assert response.status_code == 200
+    assert response.headers.get_list("set-cookie") == [
+        "binding=n0nce; Path=/api; HttpOnly; SameSite=Lax"
+    ]
+    plain = await client.get("/api/v1/things/t1")
+    assert "set-cookie" not in plain.headers
