@@ -37,6 +37,7 @@ from server.instagram.errors import BadOAuthState, PlatformNotConfigured
 from server.providers.errors import ProviderError
 from server.providers.instagram import Account, authorize_url
 from server.resilience.alerts import connection_recovered, resolve_alerts
+from server.security.browser_binding import BrowserBinding, check_binding, new_binding
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
 from server.security.oauth_state import OAuthState as State
 
@@ -51,6 +52,7 @@ MESSAGES = {
     "STATE_INVALID": "O link de conexao nao e valido. Inicie a conexao novamente.",
     "STATE_EXPIRED": "O link de conexao expirou (10 minutos). Inicie a conexao novamente.",
     "STATE_REUSED": "Este link de conexao ja foi usado. Inicie a conexao novamente.",
+    "STATE_BROWSER_MISMATCH": "A conexao foi iniciada em outro navegador. Inicie-a novamente aqui.",
     "CODE_EXCHANGE_FAILED": "Nao foi possivel concluir a conexao com o Instagram. Tente de novo.",
     "PLATFORM_NOT_CONFIGURED": "O aplicativo Instagram da plataforma nao esta configurado.",
     "NOT_PROFESSIONAL_ACCOUNT": "Conecte uma conta Instagram Business ou Creator.",
@@ -64,6 +66,7 @@ class AuthUrl:
     state: str
     expires_at: dt.datetime
     redirect_uri: str
+    binding: BrowserBinding
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
     async with deps.db.unit_of_work(caller) as session:
         app = await instagram_app(deps, session)
     callback = redirect_uri(deps)
+    # The state is bound to this browser: the callback must come back with its cookie.
+    binding = new_binding(CONNECTION_TYPE)
     token, state = issue_state(
         deps.keyring,
         provider=PROVIDER,
@@ -99,11 +104,12 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
         user_id=user,
         redirect_uri=f"{callback}#{_safe_return(return_to or DEFAULT_RETURN)}",
         now=deps.clock.now(),
+        browser_digest=binding.digest,
     )
     url = authorize_url(
         deps.settings.instagram_oauth_url, app_id=app.app_id, redirect_uri=callback, state=token
     )
-    return AuthUrl(url, token, state.expires_at, callback)
+    return AuthUrl(url, token, state.expires_at, callback, binding)
 
 
 def _frontend(deps: Deps, return_to: str, status: str, reason: str = "") -> str:
@@ -144,10 +150,18 @@ async def _held_elsewhere(deps: Deps, account_id: str, tenant: object) -> bool:
 
 
 async def handle_callback(
-    deps: Deps, *, code: str, state_token: str, error: str, error_reason: str
+    deps: Deps,
+    *,
+    code: str,
+    state_token: str,
+    error: str,
+    error_reason: str,
+    browser_nonce: str,
 ) -> CallbackResult:
     try:
         state = open_state(deps.keyring, state_token, provider=PROVIDER, now=deps.clock.now())
+        # Checked before the state is consumed: the right browser can still finish.
+        check_binding(state, browser_nonce)
     except InvalidOAuthState as exc:
         raise BadOAuthState(MESSAGES[exc.reason], exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")

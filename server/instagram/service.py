@@ -20,6 +20,7 @@ from server.instagram.views import ATTACHMENT_KIND, connection_proto, message_pr
 from server.interceptors.context import current_caller
 from server.protoconv import parse_uuid, timestamp
 from server.providers.instagram import SCOPES
+from server.security.browser_binding import nonce_from_metadata
 
 _SERVICE = "InstagramService"
 
@@ -32,6 +33,8 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
         self, request: pb.GetInstagramAuthUrlRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetInstagramAuthUrlResponse:
         url = await oauth.auth_url(self.deps, current_caller(), request.return_to)
+        secure = self.deps.settings.public_url.startswith("https://")
+        await context.send_initial_metadata(url.binding.metadata(secure=secure))
         return pb.GetInstagramAuthUrlResponse(
             oauth=resources_pb2.OAuthUrl(
                 auth_url=url.url,
@@ -51,6 +54,7 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
             state_token=request.state,
             error=request.error,
             error_reason=request.error_reason,
+            browser_nonce=nonce_from_metadata(context.invocation_metadata()),
         )
         return pb.HandleInstagramOAuthCallbackResponse(
             result=resources_pb2.OAuthCallbackResult(

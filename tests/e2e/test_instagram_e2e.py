@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -347,6 +348,14 @@ async def test_members_need_the_grant_and_accounts_belong_to_one_tenant(
     # Denied consent lands on the frontend with the reason.
     landed = await stack.authorize(make_caller(other, Role.ADMIN), deny=True)
     assert landed["motivo"] == "ACCESS_DENIED"
+    # A link finished in another browser is refused; the browser that started it still can.
+    await stack.control("dialog", {"account_id": await _account(stack, "loja_outra")})
+    callback = await stack.login(make_caller(other, Role.ADMIN))
+    async with httpx.AsyncClient(timeout=10) as stranger:
+        refused = await stranger.get(callback)
+    assert "motivo=STATE_BROWSER_MISMATCH" in refused.headers["location"]
+    finished = await stack.http.get(callback)
+    assert "status=ok" in finished.headers["location"]
 
 
 async def test_token_refresh_revocation_and_expiry(

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from renove.conexoes.v1 import connections_service_pb2 as cpb
 from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
-from renove.conexoes.v1 import instagram_service_pb2 as pb
 from renove.conexoes.v1 import instagram_service_pb2_grpc as pb_grpc
 from sqlalchemy import text
 
@@ -71,21 +70,30 @@ class InstagramStack:
         callback; returns the query of the frontend page the browser lands on."""
         if plan:
             await self.control("dialog", plan)
-        url = await self.stub.GetInstagramAuthUrl(
-            pb.GetInstagramAuthUrlRequest(), metadata=self.md(caller)
-        )
-        login = url.oauth.auth_url
-        assert login.startswith(self.instagram_url)
-        answer = await self.http.get(login)
-        assert answer.status_code == 302
-        callback = answer.headers["location"]
-        assert callback.startswith(self.sidecar_url)
-        assert callback.endswith("#_") or "error=access_denied" in callback
+        callback = await self.login(caller)
         landed = await self.http.get(callback)
         assert landed.status_code in (302, 303, 307), landed.text
         location = landed.headers["location"]
         assert location.startswith(FRONTEND)
         return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+    async def login(self, caller: Caller) -> str:
+        """The browser asks the gateway for the auth URL (getting the binding cookie) and goes
+        through Instagram Login; returns the callback URL Instagram redirects to."""
+        token = self.server.token(caller)
+        answer = await self.http.get(
+            f"{self.sidecar_url}/api/v1/conexoes/instagram/auth-url",
+            headers={"authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 200, answer.text
+        login = answer.json()["auth_url"]
+        assert login.startswith(self.instagram_url)
+        answer = await self.http.get(login)
+        assert answer.status_code == 302
+        callback = str(answer.headers["location"])
+        assert callback.startswith(self.sidecar_url)
+        assert callback.endswith("#_") or "error=access_denied" in callback
+        return callback
 
     async def dm(self, **body: Any) -> dict[str, Any]:
         made: dict[str, Any] = await self.control("dm", body)
