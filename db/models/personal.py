@@ -195,8 +195,7 @@ class InstagramConnection(Base):
     ultimo_erro: Mapped[str | None]
     refresh_falhas: Mapped[int] = mapped_column(Integer, server_default="0")
     refresh_bloqueado_ate: Mapped[dt.datetime | None]
-    # Revision 0011: when the token was issued (refresh needs 24 h) and the room's settings.
-    token_obtido_em: Mapped[dt.datetime | None]
+    # Revision 0011: the room's settings (the pre-opportunity's funil_id/etapa_id).
     configuracoes: Mapped[Json] = mapped_column(server_default=EMPTY_JSON)
     conectado_em: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
     criado_em: Mapped[dt.datetime] = created_at()

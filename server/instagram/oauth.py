@@ -252,7 +252,6 @@ async def _store(
         "access_token_encrypted": deps.keyring.encrypt(token, token_context(tenant)),
         "token_type": "long_lived",
         "token_expires_at": expires,
-        "token_obtido_em": now,
         "permissions": list(permissions) or None,
         "webhook_subscribed": subscribed,
         "status": "active",

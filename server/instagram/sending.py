@@ -22,8 +22,8 @@ from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.errors import DomainError, InvalidArgument
 from server.events import Event, publish
+from server.instagram import refresh
 from server.instagram.connection import (
-    access_token,
     break_on_auth_error,
     client,
     dead_token_error,
@@ -212,7 +212,7 @@ async def _call(
         kind = str(attachments[0].get("type") or "image")
     try:
         sent = await client(deps).send(
-            access_token(deps, conn),
+            await refresh.keeper(deps).access_token(conn.organizacao_id, conn.id),
             conn.instagram_user_id,
             recipient_id=str(meta.get("recipient_id") or ""),
             text=text,

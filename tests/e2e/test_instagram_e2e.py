@@ -387,10 +387,7 @@ async def test_token_refresh_revocation_and_expiry(
     # Two days on (on both sides): the scheduler refreshes a token with < 50 days left.
     await stack.control("clock", {"advance_seconds": 2 * 86400})
     now = dt.datetime.now(dt.UTC)
-    await age(
-        token_obtido_em=now - dt.timedelta(days=12),
-        token_expires_at=now + dt.timedelta(days=48),
-    )
+    await age(token_expires_at=now + dt.timedelta(days=48))
     assert await run_refresh(stack.server.deps) >= 1
     got = await stack.stub.GetInstagramConnection(
         pb.GetInstagramConnectionRequest(), metadata=stack.md(admin)
@@ -399,8 +396,13 @@ async def test_token_refresh_revocation_and_expiry(
     world = (await stack.http.get(f"{stack.instagram_url}/_control/world")).json()
     assert sum(1 for t in world["tokens"] if t["account_id"] == account and t["long_lived"]) == 2
 
-    # A token that cannot be refreshed and expires within 7 days warns its owner once.
-    await age(token_obtido_em=now, token_expires_at=now + dt.timedelta(days=3))
+    # A token whose refreshes keep failing (cooling down) and that expires within 7 days
+    # warns its owner, once.
+    await age(
+        token_expires_at=now + dt.timedelta(days=3),
+        refresh_falhas=3,
+        refresh_bloqueado_ate=now + dt.timedelta(hours=1),
+    )
     await run_refresh(stack.server.deps)
     await run_refresh(stack.server.deps)
     async with stack.server.deps.db.unit_of_work(admin) as session:
@@ -408,7 +410,7 @@ async def test_token_refresh_revocation_and_expiry(
     assert len(warnings) == 1 and warnings[0].usuario_id == tenant.admin_id
 
     # Revoked at Instagram: the refresh marks the connection and alerts the owner.
-    await age(token_obtido_em=now - dt.timedelta(days=3))
+    await age(refresh_bloqueado_ate=None)
     await stack.control("tokens/revoke", {"account_id": account})
     with pytest.raises(grpc.aio.AioRpcError) as revoked:
         await stack.stub.RefreshInstagramToken(
@@ -421,7 +423,7 @@ async def test_token_refresh_revocation_and_expiry(
     assert got.connection.status == resources_pb2.CONNECTION_STATUS_REVOKED
     async with stack.server.deps.db.unit_of_work(admin) as session:
         kinds = set(await session.scalars(select(Alert.kind)))
-    assert "instagram_token_revoked" in kinds
+    assert "token_refresh_failed" in kinds
 
     # Reconnecting keeps the row; disconnecting forgets the token and keeps the conversations.
     first_id = got.connection.id

@@ -1,5 +1,4 @@
-"""Instagram Direct: when the stored token was issued (Instagram refreshes only tokens at
-least 24 hours old) and the connection's settings (`funil_id`/`etapa_id` of the stage the
+"""Instagram Direct: the connection's settings (`funil_id`/`etapa_id` of the stage the
 pre-opportunity of a first DM lands in). conexoes_instagram keeps its forced tenant isolation.
 
 Revision ID: 0011
@@ -24,10 +23,6 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column(
         "conexoes_instagram",
-        sa.Column("token_obtido_em", sa.DateTime(timezone=True), nullable=True),
-    )
-    op.add_column(
-        "conexoes_instagram",
         sa.Column(
             "configuracoes",
             postgresql.JSONB(astext_type=sa.Text()),
@@ -39,4 +34,3 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("conexoes_instagram", "configuracoes")
-    op.drop_column("conexoes_instagram", "token_obtido_em")
