@@ -15,6 +15,7 @@ from server.auth.tokens import TokenVerifier
 from server.connections.platform_credentials import PlatformCredentials
 from server.events import EventBus
 from server.identity import Identities
+from server.outbox import install_outbox_retention
 from server.resilience.alerts import BreakerAlerts
 from server.resilience.breaker import BreakerRegistry
 from server.resilience.clock import Clock, SystemClock
@@ -85,6 +86,7 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     jobs = JobRegistry()
     scheduler = Scheduler(db, clock)
     install_housekeeping(scheduler, db)
+    install_outbox_retention(scheduler, db, settings.outbox_retention_days)
     return Deps(
         settings=settings,
         keyring=keyring,

@@ -91,6 +91,11 @@ class Settings:
     # Meta Lead Ads: how often each connection's token is checked with Graph's debug_token.
     meta_health_interval_seconds: float = 3600.0
     stream_heartbeat_seconds: float = 15.0
+    # The CRM change feed: how long recorded changes stay replayable (WatchEvents
+    # after_sequence), and whether outbound webhooks may target loopback/private addresses
+    # (development and tests only).
+    outbox_retention_days: float = 7.0
+    webhook_allow_private_targets: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,6 +146,10 @@ class Settings:
             stream_heartbeat_seconds=float(
                 env.get("CONEXOES_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds)
             ),
+            outbox_retention_days=float(
+                env.get("CONEXOES_OUTBOX_RETENTION_DAYS", cls.outbox_retention_days)
+            ),
+            webhook_allow_private_targets=env.get("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS") == "1",
             **urls,
         )
 

@@ -14,6 +14,7 @@ from db.models.crm import (
     TenantSettings,
     User,
 )
+from db.models.crm_link import CrmCustomField, OutboundWebhook, OutboxEvent, OutboxSequence
 from db.models.meta import (
     ConversionsApiConfig,
     ConversionsApiLog,
@@ -70,6 +71,7 @@ __all__ = [
     "Contact",
     "ConversionsApiConfig",
     "ConversionsApiLog",
+    "CrmCustomField",
     "CustomAudience",
     "CustomAudienceMember",
     "EmailConnection",
@@ -85,6 +87,9 @@ __all__ = [
     "OAuthState",
     "Opportunity",
     "Organization",
+    "OutboundWebhook",
+    "OutboxEvent",
+    "OutboxSequence",
     "PendingEvent",
     "Pipeline",
     "PipelineStage",

@@ -53,6 +53,11 @@ class User(Base):
     ativo: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     # Admin-granted member permissions ("Modelo de Permissoes para Member").
     permissoes_conexoes: Mapped[Json] = mapped_column(server_default=DEFAULT_MEMBER_GRANTS)
+    # CRM directory: whether Lead Ads distributes leads to this user, and the core's
+    # updated_at of the last write applied (older writes are ignored).
+    participa_distribuicao: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    core_atualizado_em: Mapped[dt.datetime | None]
+    deletado_em: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()
 
 
@@ -63,6 +68,9 @@ class Pipeline(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     organizacao_id: Mapped[uuid.UUID] = org_fk()
     nome: Mapped[str] = mapped_column(String(255))
+    ordem: Mapped[int] = mapped_column(Integer, server_default="0")
+    core_atualizado_em: Mapped[dt.datetime | None]
+    deletado_em: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()
 
 
@@ -78,6 +86,7 @@ class PipelineStage(Base):
     funil_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("funis.id", ondelete="CASCADE"))
     nome: Mapped[str] = mapped_column(String(255))
     ordem: Mapped[int] = mapped_column(Integer, server_default="0")
+    deletado_em: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()
 
 
@@ -112,6 +121,15 @@ class Contact(Base):
     empresa: Mapped[str | None] = mapped_column(String(255))
     cargo: Mapped[str | None] = mapped_column(String(255))
     cidade: Mapped[str | None] = mapped_column(String(255))
+    # CRM directory mirror: every e-mail and phone the core knows (`email`/`telefone` hold
+    # the first of each), address, marketing consent and the core's last updated_at.
+    emails: Mapped[list[str]] = mapped_column(server_default=text("'{}'::text[]"))
+    telefones: Mapped[list[str]] = mapped_column(server_default=text("'{}'::text[]"))
+    estado: Mapped[str | None] = mapped_column(String(100))
+    cep: Mapped[str | None] = mapped_column(String(20))
+    pais: Mapped[str | None] = mapped_column(String(2))
+    consentimento: Mapped[bool | None] = mapped_column(Boolean)
+    core_atualizado_em: Mapped[dt.datetime | None]
     campos_customizados: Mapped[Json] = mapped_column(server_default=EMPTY_JSON)
     tags: Mapped[list[str]] = mapped_column(server_default=text("'{}'::text[]"))
     origem: Mapped[str | None] = mapped_column(String(50))

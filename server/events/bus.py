@@ -38,6 +38,11 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The tenant's change-feed sequence when the event was recorded in the outbox
+    # (server/outbox); None for live-only events.
+    sequence: int | None = None
+    # False when `data` was left out to fit NOTIFY: the outbox row holds it.
+    complete: bool = True
     # One Event object reaches every local subscriber: what they derive from it (a decoded
     # message, a parsed stamp) is computed once here instead of once per stream.
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -48,20 +53,23 @@ class Event:
         return cast(T, self.memo[key])
 
     def encode(self) -> str:
-        body = json.dumps(
-            {
-                "id": self.id,
-                "kind": self.kind,
-                "tenant": str(self.tenant_id) if self.tenant_id else None,
-                "user": str(self.user_id) if self.user_id else None,
-                "at": self.occurred_at.isoformat(),
-                "data": self.data,
-            },
-            separators=(",", ":"),
-            default=str,
-        )
+        fields: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "tenant": str(self.tenant_id) if self.tenant_id else None,
+            "user": str(self.user_id) if self.user_id else None,
+            "at": self.occurred_at.isoformat(),
+            "data": self.data,
+        }
+        if self.sequence is not None:
+            fields["seq"] = self.sequence
+        body = json.dumps(fields, separators=(",", ":"), default=str)
         if len(body.encode()) > MAX_PAYLOAD:
-            raise ValueError(f"event {self.kind} too large for NOTIFY ({len(body)} bytes)")
+            if self.sequence is None:
+                raise ValueError(f"event {self.kind} too large for NOTIFY ({len(body)} bytes)")
+            # A recorded change is announced without its data; streams read it from the outbox.
+            fields["data"], fields["partial"] = {}, True
+            body = json.dumps(fields, separators=(",", ":"), default=str)
         return body
 
     @classmethod
@@ -74,6 +82,8 @@ class Event:
             user_id=uuid.UUID(raw["user"]) if raw.get("user") else None,
             occurred_at=datetime.fromisoformat(raw["at"]),
             data=raw.get("data") or {},
+            sequence=int(raw["seq"]) if raw.get("seq") is not None else None,
+            complete=not raw.get("partial"),
         )
 
 

@@ -32,6 +32,7 @@ DEFINER_FUNCTIONS = {
     "app_claim_jobs",
     "app_list_tenants",
     "app_ensure_identity",
+    "app_purge_outbox",
 }
 TENANT_ORDER = [t.name for t in metadata.sorted_tables if t.name in TENANT_TABLES]
 APPEND_ONLY = {"audit_log"}

@@ -1,0 +1,122 @@
+"""Recording a change for the CRM core: one call, in the transaction that makes the change.
+
+`record_change` numbers the change with the tenant's next sequence, stores it in
+`outbox_eventos`, enqueues its delivery to each of the tenant's outbound webhooks that wants
+its kind, and announces it on the event bus (live `WatchEvents` streams) — all in the
+caller's transaction, so the change, its record and its deliveries commit or vanish together.
+
+Why sequences are gap-free in commit order: the tenant's counter row in `outbox_sequencias`
+is updated (and so locked) until the transaction ends, so a second transaction of the same
+tenant waits for the first to commit or roll back before taking the next number. A consumer
+that saw sequence N therefore never later finds an N-1 it missed. The price is that the
+tenant's recording transactions serialize from this call to their commit: call it as late
+in the transaction as the change allows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.events import Event, publish
+from server.resilience.policies import POLICIES
+
+# The job that delivers one recorded change to one outbound webhook endpoint.
+DELIVERY_OPERATION = "outbound_webhook"
+DELIVERY_TIPO = "webhook_saida"
+
+_RECORD = text(
+    """
+WITH seq AS (
+  INSERT INTO outbox_sequencias AS s (organizacao_id, ultima_sequencia)
+  VALUES (:tenant, 1)
+  ON CONFLICT (organizacao_id) DO UPDATE SET ultima_sequencia = s.ultima_sequencia + 1
+  RETURNING s.ultima_sequencia
+), ev AS (
+  INSERT INTO outbox_eventos (id, organizacao_id, sequencia, tipo, usuario_id, payload)
+  SELECT :id, :tenant, seq.ultima_sequencia, :kind, :user, CAST(:payload AS jsonb) FROM seq
+  RETURNING sequencia, criado_em
+), hooks AS (
+  INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino, payload,
+                                 idempotency_key, max_tentativas, proxima_tentativa)
+  SELECT w.organizacao_id, :tipo, :operation, w.url,
+         jsonb_build_object('endpoint_id', w.id, 'event_id', CAST(:id AS text),
+                            'sequence', ev.sequencia),
+         'webhook:' || w.id || ':' || CAST(:id AS text), :attempts, now()
+    FROM webhooks_saida w, ev
+   WHERE w.ativo AND w.deletado_em IS NULL
+     AND (cardinality(w.eventos) = 0 OR :kind = ANY (w.eventos))
+  ON CONFLICT (organizacao_id, idempotency_key) DO NOTHING
+  RETURNING 1
+)
+SELECT ev.sequencia, ev.criado_em, (SELECT count(*) FROM hooks) AS deliveries FROM ev
+"""
+)
+
+
+@dataclass(frozen=True)
+class RecordedChange:
+    id: uuid.UUID
+    sequence: int
+    recorded_at: dt.datetime
+    deliveries: int  # outbound webhook jobs enqueued
+
+
+def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
+    # JSON round trip: uuids, datetimes and decimals become strings, as consumers read them.
+    plain: dict[str, Any] = json.loads(json.dumps(dict(payload), default=str))
+    return plain
+
+
+async def record_change(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    user_id: uuid.UUID | None = None,
+) -> RecordedChange:
+    """Records a change for the CRM core in `session`'s transaction (see the module docstring).
+
+    Args:
+        kind: an EventKind name without its prefix ("CONTACT_CHANGED", "MESSAGE_RECEIVED").
+        payload: the change's facts (ids, statuses); JSON-serialisable, never secrets.
+        user_id: the user the change concerns (its owner), if any; streams filter on it.
+    """
+    event_id = uuid.uuid4()
+    data = _plain(payload)
+    row = (
+        await session.execute(
+            _RECORD,
+            {
+                "id": event_id,
+                "tenant": tenant_id,
+                "kind": kind,
+                "user": user_id,
+                "payload": json.dumps(data),
+                "tipo": DELIVERY_TIPO,
+                "operation": DELIVERY_OPERATION,
+                "attempts": POLICIES[DELIVERY_OPERATION].max_attempts,
+            },
+        )
+    ).one()
+    await publish(
+        session,
+        Event(
+            kind,
+            tenant_id,
+            user_id,
+            data,
+            occurred_at=row.criado_em,
+            id=str(event_id),
+            sequence=int(row.sequencia),
+        ),
+    )
+    return RecordedChange(event_id, int(row.sequencia), row.criado_em, int(row.deliveries))
