@@ -81,6 +81,7 @@ async def _stage(
             select(PipelineStage).where(
                 PipelineStage.id == uuid.UUID(str(etapa)),
                 PipelineStage.funil_id == uuid.UUID(str(funil)),
+                PipelineStage.deletado_em.is_(None),
             )
         )
         if stage is not None:
@@ -88,7 +89,10 @@ async def _stage(
     first = await session.scalar(
         select(PipelineStage)
         .join(Pipeline, Pipeline.id == PipelineStage.funil_id)
-        .order_by(Pipeline.criado_em, Pipeline.id, PipelineStage.ordem, PipelineStage.id)
+        .where(Pipeline.deletado_em.is_(None), PipelineStage.deletado_em.is_(None))
+        .order_by(
+            Pipeline.ordem, Pipeline.criado_em, Pipeline.id, PipelineStage.ordem, PipelineStage.id
+        )
         .limit(1)
     )
     return (first.funil_id, first.id) if first is not None else (None, None)

@@ -29,11 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import InstagramConnection, Message, WebhookInbox
 from server.bootstrap import Deps
-from server.events import Event, publish
 from server.ingress.routes import instagram_events
 from server.instagram import contacts
 from server.instagram.connection import CONNECTION_TYPE, access_token, client, tenant_service
 from server.instagram.views import CANAL, message_event_data
+from server.outbox import record_change
 from server.providers.errors import ProviderError
 from server.providers.instagram import Profile
 from server.resilience.jobs import Job
@@ -212,21 +212,21 @@ async def _message(
     if conn.ultima_mensagem_em is None or at > conn.ultima_mensagem_em:
         conn.ultima_mensagem_em = at
     kind = "MESSAGE_STATUS" if echo else "MESSAGE_RECEIVED"
-    await publish(tx, Event(kind, conn.organizacao_id, conn.usuario_id, message_event_data(row)))
+    await record_change(
+        tx, conn.organizacao_id, kind, message_event_data(row), user_id=conn.usuario_id
+    )
     if found.opportunity_id is not None:
-        await publish(
+        await record_change(
             tx,
-            Event(
-                "LEAD_RECEIVED",
-                conn.organizacao_id,
-                conn.usuario_id,
-                {
-                    "contato_id": str(found.id),
-                    "oportunidade_id": str(found.opportunity_id),
-                    "connection_type": CONNECTION_TYPE,
-                    "origem": "instagram",
-                },
-            ),
+            conn.organizacao_id,
+            "LEAD_RECEIVED",
+            {
+                "contato_id": str(found.id),
+                "oportunidade_id": str(found.opportunity_id),
+                "connection_type": CONNECTION_TYPE,
+                "origem": "instagram",
+            },
+            user_id=conn.usuario_id,
         )
 
 
@@ -260,14 +260,18 @@ async def _adopt(
     pending.external_id = mid
     pending.status = "sent"
     pending.enviado_em = at
-    await publish(
+    await record_change(
         tx,
-        Event(
-            "MESSAGE_STATUS",
-            conn.organizacao_id,
-            conn.usuario_id,
-            {"canal": CANAL, "id": str(pending.id), "status": "sent", "message_id": mid},
-        ),
+        conn.organizacao_id,
+        "MESSAGE_STATUS",
+        {
+            "canal": CANAL,
+            "connection_type": CONNECTION_TYPE,
+            "id": str(pending.id),
+            "status": "sent",
+            "message_id": mid,
+        },
+        user_id=conn.usuario_id,
     )
     return True
 
@@ -300,14 +304,17 @@ async def _read(tx: AsyncSession, conn: InstagramConnection, customer: str, mid:
         .returning(Message.id)
     )
     for message_id in read:
-        await publish(
+        await record_change(
             tx,
-            Event(
-                "MESSAGE_STATUS",
-                conn.organizacao_id,
-                conn.usuario_id,
-                {"canal": CANAL, "id": str(message_id), "status": "read"},
-            ),
+            conn.organizacao_id,
+            "MESSAGE_STATUS",
+            {
+                "canal": CANAL,
+                "connection_type": CONNECTION_TYPE,
+                "id": str(message_id),
+                "status": "read",
+            },
+            user_id=conn.usuario_id,
         )
 
 
@@ -324,12 +331,15 @@ async def _reaction(tx: AsyncSession, conn: InstagramConnection, value: Mapping[
     else:
         meta["reacao"] = {"reaction": value.get("reaction"), "emoji": value.get("emoji")}
     message.metadata_ = meta
-    await publish(
+    await record_change(
         tx,
-        Event(
-            "MESSAGE_STATUS",
-            conn.organizacao_id,
-            conn.usuario_id,
-            {"canal": CANAL, "id": str(message.id), "reacao": meta.get("reacao")},
-        ),
+        conn.organizacao_id,
+        "MESSAGE_STATUS",
+        {
+            "canal": CANAL,
+            "connection_type": CONNECTION_TYPE,
+            "id": str(message.id),
+            "reacao": meta.get("reacao"),
+        },
+        user_id=conn.usuario_id,
     )

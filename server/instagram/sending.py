@@ -21,7 +21,6 @@ from db.models import Contact, InstagramConnection, Message
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.errors import DomainError, InvalidArgument
-from server.events import Event, publish
 from server.instagram import refresh
 from server.instagram.connection import (
     break_on_auth_error,
@@ -34,6 +33,7 @@ from server.instagram.connection import (
 from server.instagram.errors import ConversationNotFound, MessagingWindowClosed
 from server.instagram.views import CANAL
 from server.instagram.window import decide
+from server.outbox import record_change
 from server.providers.errors import ProviderAuthError, ProviderError
 from server.providers.instagram import is_window_error
 from server.resilience.jobs import Job, enqueue
@@ -244,18 +244,16 @@ async def _fail(deps: Deps, tenant: uuid.UUID, message_id: uuid.UUID, exc: Excep
 
 
 async def _status(tx: AsyncSession, row: Message) -> None:
-    await publish(
+    await record_change(
         tx,
-        Event(
-            "MESSAGE_STATUS",
-            row.organizacao_id,
-            row.usuario_id,
-            {
-                "canal": CANAL,
-                "connection_type": "instagram_direct",
-                "id": str(row.id),
-                "status": row.status or "",
-                "message_id": row.external_id or "",
-            },
-        ),
+        row.organizacao_id,
+        "MESSAGE_STATUS",
+        {
+            "canal": CANAL,
+            "connection_type": "instagram_direct",
+            "id": str(row.id),
+            "status": row.status or "",
+            "message_id": row.external_id or "",
+        },
+        user_id=row.usuario_id,
     )

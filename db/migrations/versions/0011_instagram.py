@@ -2,7 +2,7 @@
 pre-opportunity of a first DM lands in). conexoes_instagram keeps its forced tenant isolation.
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
