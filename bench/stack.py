@@ -224,7 +224,9 @@ async def start_stack(cores: Cores, data_dir: Path) -> Stack:
     if cores.load is not None:
         os.sched_setaffinity(0, {cores.load})
     base_env["DATABASE_URL"] = owner_url
-    plan = plan_environment(base_env, settings, sandbox_addr, mounted=["/waha", "/graph"])
+    plan = plan_environment(
+        base_env, settings, sandbox_addr, mounted=["/waha", "/graph", "/instagram"]
+    )
     server_env = {**plan.server_env, "CONEXOES_WORKER_CONCURRENCY": "0"}
     stack = Stack(
         cores=cores,
