@@ -30,6 +30,7 @@ from server.instagram.connection import (
     access_token,
     client,
     instagram_app,
+    own_connection,
     tenant_service,
     token_context,
 )
@@ -140,13 +141,17 @@ async def _consume(deps: Deps, state: State) -> bool:
     return inserted is not None
 
 
-async def _held_elsewhere(deps: Deps, account_id: str, tenant: object) -> bool:
+async def _held_elsewhere(deps: Deps, account_id: str, actor: Caller) -> bool:
+    """Whether another live connection (another tenant's, or another user's here) holds the
+    account: webhooks name only the account, so it can belong to one connection."""
+    async with deps.db.unit_of_work(actor) as session:
+        own = await own_connection(session, actor.require_user())
     async with deps.db.system() as session:
         rows = await session.execute(
-            text("SELECT organizacao_id FROM app_resolve_instagram_account(:id)"),
+            text("SELECT conexao_id FROM app_resolve_instagram_account(:id)"),
             {"id": account_id},
         )
-        return any(org != tenant for (org,) in rows)
+        return any(own is None or conn_id != own.id for (conn_id,) in rows)
 
 
 async def handle_callback(
@@ -196,7 +201,7 @@ async def handle_callback(
         return _failure(deps, return_to, "PLATFORM_NOT_CONFIGURED")
     if account.account_type.upper() not in PROFESSIONAL or not account.user_id:
         return _failure(deps, return_to, "NOT_PROFESSIONAL_ACCOUNT")
-    if await _held_elsewhere(deps, account.user_id, state.tenant_id):
+    if await _held_elsewhere(deps, account.user_id, actor):
         return _failure(deps, return_to, "ACCOUNT_IN_USE")
     try:
         subscribed = await api.subscribe(grant.access_token)

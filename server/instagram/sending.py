@@ -94,62 +94,62 @@ async def last_inbound(
     return found
 
 
-async def send(deps: Deps, caller: Caller, out: Outgoing) -> Queued:
-    """Checks the window, stores the message pending and enqueues its send (one transaction)."""
+async def send(deps: Deps, tx: AsyncSession, caller: Caller, out: Outgoing) -> Queued:
+    """Checks the window, stores the message pending and enqueues its send, in `tx` (the
+    caller's unit of work, which also holds the request id's idempotency slot)."""
     validate(out)
     tenant, user = caller.require_tenant(), caller.require_user()
     human = caller.role is not Role.SERVICE
     if out.human_agent_requested and not human:
         raise InvalidArgument.field("tag", "HUMAN_AGENT is for messages a person sends")
-    async with deps.db.unit_of_work(caller) as tx:
-        conn = usable(await own_connection(tx, user))
-        contact = await tx.scalar(
-            select(Contact).where(
-                Contact.instagram_igsid == out.recipient_id.strip(), Contact.deletado_em.is_(None)
-            )
+    conn = usable(await own_connection(tx, user))
+    contact = await tx.scalar(
+        select(Contact).where(
+            Contact.instagram_igsid == out.recipient_id.strip(), Contact.deletado_em.is_(None)
         )
-        if contact is None:
-            raise ConversationNotFound(
-                "no Instagram conversation with this recipient",
-                metadata={"recipient_id": out.recipient_id},
-            )
-        decision = decide(await last_inbound(tx, user, contact.id), deps.clock.now(), human=human)
-        if not decision.allowed:
-            raise MessagingWindowClosed(decision.why, metadata={"recipient_id": out.recipient_id})
-        message = Message(
-            organizacao_id=tenant,
-            canal=CANAL,
-            contato_id=contact.id,
-            usuario_id=user,
-            direcao="outbound",
-            conteudo=out.text,
-            tipo="text" if out.text else out.attachment_type,
-            status="pending",
-            metadata_={
-                "sender_id": conn.instagram_user_id,
-                "recipient_id": contact.instagram_igsid,
-                "attachments": [{"type": out.attachment_type, "url": out.attachment_url}]
-                if out.attachment_url
-                else [],
-                "image_url": out.attachment_url,
-                "human": human,
-                "tag": "HUMAN_AGENT" if decision.human_agent_tag else None,
-                "source": "api",
-                "conexao_id": str(conn.id),
-            },
+    )
+    if contact is None:
+        raise ConversationNotFound(
+            "no Instagram conversation with this recipient",
+            metadata={"recipient_id": out.recipient_id},
         )
-        tx.add(message)
-        await tx.flush()
-        await tx.refresh(message)
-        job_id = await enqueue(
-            tx,
-            tenant_id=tenant,
-            operation=OPERATION,
-            payload={"message_id": str(message.id)},
-            idempotency_key=f"{OPERATION}:{out.request_id or message.id}",
-            destino=contact.instagram_igsid or "",
-        )
-        return Queued(message, job_id)
+    decision = decide(await last_inbound(tx, user, contact.id), deps.clock.now(), human=human)
+    if not decision.allowed:
+        raise MessagingWindowClosed(decision.why, metadata={"recipient_id": out.recipient_id})
+    message = Message(
+        organizacao_id=tenant,
+        canal=CANAL,
+        contato_id=contact.id,
+        usuario_id=user,
+        direcao="outbound",
+        conteudo=out.text,
+        tipo="text" if out.text else out.attachment_type,
+        status="pending",
+        metadata_={
+            "sender_id": conn.instagram_user_id,
+            "recipient_id": contact.instagram_igsid,
+            "attachments": [{"type": out.attachment_type, "url": out.attachment_url}]
+            if out.attachment_url
+            else [],
+            "image_url": out.attachment_url,
+            "human": human,
+            "tag": "HUMAN_AGENT" if decision.human_agent_tag else None,
+            "source": "api",
+            "conexao_id": str(conn.id),
+        },
+    )
+    tx.add(message)
+    await tx.flush()
+    await tx.refresh(message)
+    job_id = await enqueue(
+        tx,
+        tenant_id=tenant,
+        operation=OPERATION,
+        payload={"message_id": str(message.id)},
+        idempotency_key=f"{OPERATION}:{out.request_id or message.id}",
+        destino=contact.instagram_igsid or "",
+    )
+    return Queued(message, job_id)
 
 
 async def send_job(deps: Deps, job: Job) -> None:

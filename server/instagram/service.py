@@ -113,26 +113,24 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
             request_id=request.request_id,
         )
         sending.validate(outgoing)
-        if request.request_id:
-            async with self.deps.db.unit_of_work(caller) as session:
-                prior = await idempotency.claim(
-                    session, caller.tenant_id, rpc, request, pb.SendInstagramMessageResponse
-                )
-            if prior is not None and prior.ByteSize():
+        # The request id's slot, the message and its job commit together: a repeat (even a
+        # concurrent one) returns the first answer and queues nothing.
+        async with self.deps.db.unit_of_work(caller) as session:
+            prior = await idempotency.claim(
+                session, caller.tenant_id, rpc, request, pb.SendInstagramMessageResponse
+            )
+            if prior is not None:
                 return prior
-        queued = await sending.send(self.deps, caller, outgoing)
-        view = message_proto(queued.message)
-        response = pb.SendInstagramMessageResponse(
-            message_id=view.message_id,
-            id=view.id,
-            status=view.status,
-            job_id=str(queued.job_id or ""),
-            recipient_id=view.recipient_id,
-        )
-        if request.request_id:
-            async with self.deps.db.unit_of_work(caller) as session:
-                return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
-        return response
+            queued = await sending.send(self.deps, session, caller, outgoing)
+            view = message_proto(queued.message)
+            response = pb.SendInstagramMessageResponse(
+                message_id=view.message_id,
+                id=view.id,
+                status=view.status,
+                job_id=str(queued.job_id or ""),
+                recipient_id=view.recipient_id,
+            )
+            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
 
     async def ListInstagramConversations(
         self, request: pb.ListInstagramConversationsRequest, context: grpc.aio.ServicerContext

@@ -341,6 +341,9 @@ async def test_members_need_the_grant_and_accounts_belong_to_one_tenant(
             {"u": tenant.member_id},
         )
     account = await _connect(stack, member, "loja_membro")
+    # Another user of the same tenant cannot take the account over either.
+    landed = await stack.authorize(make_caller(tenant, Role.ADMIN), account_id=account)
+    assert landed["motivo"] == "ACCOUNT_IN_USE"
     # The same professional account in another tenant is refused, without naming the first.
     other = await make_tenant(members=0)
     landed = await stack.authorize(make_caller(other, Role.ADMIN), account_id=account)
