@@ -30,6 +30,9 @@ class Profile:
     # 6. queue: jobs per drain, worker concurrencies
     queue_jobs: int
     queue_workers: tuple[int, ...]
+    # 7. change feed: changes missed while away, then sequential live changes, per run
+    feed_missed: int = 50
+    feed_samples: int = 200
     warmup_s: float = 1.0
 
 
@@ -71,5 +74,7 @@ QUICK = Profile(
     oauth_samples=2,
     queue_jobs=60,
     queue_workers=(1, 4),
+    feed_missed=10,
+    feed_samples=10,
     warmup_s=0.3,
 )

@@ -30,6 +30,7 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "5": ("bench.scenarios.latency", "QR code and OAuth callback", True),
     "2": ("bench.scenarios.results", "webhook to result", True),
     "4": ("bench.scenarios.streams", "status streams", True),
+    "7": ("bench.scenarios.feed", "change feed", False),
     "6": ("bench.scenarios.queue", "queue drain", False),
 }
 DEFAULT_WORKER_CONCURRENCY = 4

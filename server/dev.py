@@ -1,9 +1,11 @@
 """`python -m server dev` (what `make run` runs): the whole stack on one machine, wired together.
 
-Database first, in this process: the embedded PostgreSQL (unless DATABASE_URL is set) is started,
-migrated and given the demo tenant; this process keeps a handle on it so it stays up while the
-children come and go. Then the children, each in its own process group so that a Ctrl-C in the
-terminal reaches only this supervisor, which stops them in order and in time:
+Database first, in this process: the embedded PostgreSQL (unless DATABASE_URL is set) is started
+and migrated; this process keeps a handle on it so it stays up while the children come and go.
+Then the children, each in its own process group so that a Ctrl-C in the terminal reaches
+only this supervisor, which stops them in order and in time. Once the server serves, this
+process plays the CRM core: the demo tenant arrives through CrmDirectoryService like any
+tenant of the core (server/seed.py).
 
     sandbox   python -m sandbox        provider fakes, for every provider URL left unset
     server    python -m server serve   gRPC (health SERVING before the next one starts)
@@ -20,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -36,25 +39,13 @@ from server.devguide import (
     plan_environment,
     write_env_file,
 )
-from server.seed import STAGES, DemoTenant, _id
+from server.seed import DemoTenant, demo_ids, sync_demo_directory
 from server.settings import PROVIDER_URL_ENV, Settings
 
 DEFAULT_SANDBOX_ADDR = "127.0.0.1:8090"
 STOP_GRACE_S = 12.0  # the server drains for up to 10 s (GrpcApp.stop), uvicorn likewise
 START_TIMEOUT_S = 90.0
 TOKEN_TTL = timedelta(hours=24)
-
-
-def demo_ids(name: str = "demo") -> DemoTenant:
-    """The demo tenant's ids without a database: seed_demo derives them the same way."""
-    stages = [str(_id(f"{name}:etapa:{i}")) for i in range(len(STAGES))]
-    return DemoTenant(
-        organizacao_id=str(_id(f"{name}:org")),
-        admin_id=str(_id(f"{name}:admin")),
-        member_id=str(_id(f"{name}:member")),
-        funil_id=str(_id(f"{name}:funil")),
-        etapa_ids=stages,
-    )
 
 
 class ChildExited(Exception):
@@ -209,22 +200,38 @@ async def _sandbox_providers(url: str) -> list[str]:
         return list((await http.get(f"{url}/")).json().get("providers", []))
 
 
-async def _prepare_database(settings: Settings) -> tuple[DemoTenant, object | None]:
-    """Migrate and seed in this process; returns the demo tenant and the embedded handle."""
+async def _prepare_database(settings: Settings) -> object | None:
+    """Migrate in this process; returns the embedded handle (None with DATABASE_URL)."""
     from db.bootstrap import prepare_database
-    from db.uow import Database
     from server.bootstrap import database_urls
-    from server.seed import seed_demo
 
     owner_url, embedded = await database_urls(settings)
     if embedded is not None:
         _forget_dead_handles(embedded)
-    db = Database(await prepare_database(owner_url, data_dir=settings.data_dir))
-    try:
-        demo = await seed_demo(db)
-    finally:
-        await db.dispose()
-    return demo, embedded
+    await prepare_database(owner_url, data_dir=settings.data_dir)
+    return embedded
+
+
+async def _sync_demo_tenant(settings: Settings) -> DemoTenant:
+    """The CRM core's part: the demo tenant through CrmDirectoryService, as a service."""
+    import grpc
+
+    from server.auth.caller import Role
+    from server.auth.tokens import mint_token
+
+    demo = demo_ids()
+    secret = settings.effective_jwt_secret
+    if secret is None:
+        raise RuntimeError("an RS256-only deployment cannot mint the CRM core's token here")
+    token = mint_token(
+        secret,
+        role=Role.SERVICE,
+        tenant_id=uuid.UUID(demo.organizacao_id),
+        ttl=timedelta(minutes=5),
+    )
+    async with grpc.aio.insecure_channel(settings.grpc_addr) as channel:
+        await sync_demo_directory(channel, token)
+    return demo
 
 
 def _forget_dead_handles(embedded: object) -> None:
@@ -253,8 +260,9 @@ async def run_dev(env: Mapping[str, str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop_requested.set)
 
-    print("preparing the database (migrations, demo tenant)...", flush=True)
-    demo, embedded = await _prepare_database(settings)
+    print("preparing the database (migrations)...", flush=True)
+    embedded = await _prepare_database(settings)
+    demo = demo_ids()
     try:
         plan = plan_environment(env, settings, sandbox_addr if use_sandbox else None, mounted=None)
         if use_sandbox and not supervisor.stop_requested.is_set():
@@ -270,6 +278,8 @@ async def run_dev(env: Mapping[str, str]) -> int:
         if not supervisor.stop_requested.is_set():
             server = supervisor.child("server", [python, "-m", "server", "serve"], plan.server_env)
             await supervisor.start_and_wait(server, _grpc_serving(settings.grpc_addr))
+            print("the CRM core syncs the demo tenant (CrmDirectoryService)...", flush=True)
+            demo = await _sync_demo_tenant(settings)
         if not supervisor.stop_requested.is_set():
             sidecar = supervisor.child("sidecar", [python, "-m", "webhooks_http"], plan.server_env)
             await supervisor.start_and_wait(sidecar, _http_ok(f"{plan.http_url}/readyz"))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from db.models import User
 from db.uow import Database
-from server.auth.caller import GRANTABLE, Caller, Role
+from server.auth.caller import GRANTABLE, Caller
 
 
 class Identities:
@@ -20,7 +20,8 @@ class Identities:
         self._cache_size = cache_size
 
     async def ensure(self, caller: Caller) -> None:
-        if caller.role is Role.SERVICE or caller.tenant_id is None:
+        # A service token naming a tenant is the CRM core: its tenant exists from then on.
+        if caller.tenant_id is None:
             return
         key = (caller.tenant_id, caller.user_id)
         if key in self._seen:

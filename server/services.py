@@ -28,6 +28,8 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "ConnectionsService": ("connections_service", "server.connections.service"),
     "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),
     "CrmEventsService": ("crm_events_service", None),
+    "CrmDirectoryService": ("crm_directory_service", "server.crm_directory.service"),
+    "OutboundWebhooksService": ("outbound_webhooks_service", "server.outbound_webhooks.service"),
 }
 PACKAGE = "renove.conexoes.v1"
 

@@ -26,6 +26,10 @@ INSTAGRAM = granted("instagram_direct")
 INSTAGRAM_SEND = Rule(
     INSTAGRAM.roles | {Role.SERVICE}, member_grant="instagram_direct", label="instagram_direct"
 )
+# The CRM core (service identity naming the tenant) and the tenant's users.
+USER_OR_SERVICE = Rule(ANY_USER.roles | SERVICE.roles, label="any user or the CRM core")
+# The change feed: any user, a platform super admin, and the CRM core.
+FEED = Rule(ANY_USER.roles | SERVICE.roles, needs_tenant=False, label="user or CRM core")
 
 _BY_SERVICE: dict[str, dict[str, Rule]] = {
     "WhatsAppService": {
@@ -120,7 +124,7 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         # Each user reads their own alerts; admins also the tenant's.
         "ListAlerts": USER_OR_PLATFORM,
         "AcknowledgeAlert": USER_OR_PLATFORM,
-        "WatchEvents": USER_OR_PLATFORM,
+        "WatchEvents": FEED,
     },
     "WebhookIngressService": {
         "DeliverWahaWebhook": SERVICE,
@@ -129,6 +133,26 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "VerifyInstagramWebhook": SERVICE,
         "DeliverInstagramWebhook": SERVICE,
         "DeliverGoogleCalendarWebhook": SERVICE,
+    },
+    # The CRM core fills the directory; the frontend reads its dropdowns.
+    "CrmDirectoryService": {
+        **{
+            f"{verb}{entity}": SERVICE
+            for entity in ("CrmUser", "CrmPipeline", "CrmCustomField", "CrmContact")
+            for verb in ("Upsert", "Delete")
+        },
+        **{
+            f"BatchUpsert{entities}": SERVICE
+            for entities in ("CrmUsers", "CrmPipelines", "CrmCustomFields", "CrmContacts")
+        },
+        "ListCrmPipelines": USER_OR_SERVICE,
+        "ListCrmFields": USER_OR_SERVICE,
+    },
+    "OutboundWebhooksService": {
+        "CreateOutboundWebhook": ADMIN,
+        "ListOutboundWebhooks": ADMIN,
+        "UpdateOutboundWebhook": ADMIN,
+        "DeleteOutboundWebhook": ADMIN,
     },
     "CrmEventsService": {
         # Other CRM services publish pipeline events as the tenant's users or as a service.

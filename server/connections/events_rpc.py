@@ -6,7 +6,12 @@ every event the caller may see, and a heartbeat after each idle `stream_heartbea
 It ends when the client cancels, or cleanly when the server stops (the bus ends its
 subscribers); a subscriber that falls behind gets UNAVAILABLE and re-subscribes.
 
+With `after_sequence` the stream is the change feed (server/outbox): after the snapshot it
+replays the recorded changes after that sequence from the outbox, then follows live ones,
+dropping any the replay already gave (subscribed first, so none falls in between).
+
 Who sees what:
+    the CRM core (service)         every event of the tenant its token names
     super admin without a tenant   platform events (no tenant)
     admin, scope TENANT            every event of the tenant, and circuit changes
     admin, scope MINE (default)    their own, tenant-wide ones, alerts for admins, circuits
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -25,12 +30,14 @@ from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import func, select
 
-from server.auth.caller import Caller
+from server.auth.caller import Caller, Role
 from server.connections.alerts_rpc import connection_type_of
-from server.errors import PermissionNotGranted, Unavailable
+from server.errors import InvalidArgument, PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
 from server.events.bus import Predicate
 from server.interceptors.context import current_caller
+from server.outbox import check_resumable, read_after, read_one
+from server.outbox.feed import REPLAY_PAGE
 from server.protoconv import struct, timestamp
 from server.resilience.alerts import open_alert_count
 
@@ -56,6 +63,8 @@ def event_filter(caller: Caller, *, whole_tenant: bool, kinds: Collection[str]) 
     def accepts(event: Event) -> bool:
         if event.kind not in KINDS or (wanted and event.kind not in wanted):
             return False
+        if caller.role is Role.SERVICE:
+            return caller.tenant_id is not None and event.tenant_id == caller.tenant_id
         if caller.tenant_id is None:
             return event.tenant_id is None
         if event.tenant_id is None:
@@ -77,6 +86,11 @@ def event_filter(caller: Caller, *, whole_tenant: bool, kinds: Collection[str]) 
     return accepts
 
 
+def _recorded_only(accepts: Predicate) -> Predicate:
+    """The change feed: events recorded in the outbox (they carry a sequence)."""
+    return lambda event: event.sequence is not None and accepts(event)
+
+
 def event_proto(event: Event) -> pb.ConnectionEvent:
     return pb.ConnectionEvent(
         id=event.id,
@@ -86,6 +100,7 @@ def event_proto(event: Event) -> pb.ConnectionEvent:
         connection_type=connection_type_of(event.data.get("connection_type")),
         occurred_at=timestamp(event.occurred_at),
         payload=struct(event.data),
+        sequence=event.sequence or 0,
     )
 
 
@@ -108,15 +123,59 @@ class EventRpcs:
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
         caller = current_caller()
-        whole_tenant = request.scope == pb.OVERVIEW_SCOPE_TENANT
-        if whole_tenant and not caller.is_admin:
+        service = caller.role is Role.SERVICE
+        if service:
+            caller.require_tenant()
+        whole_tenant = request.scope == pb.OVERVIEW_SCOPE_TENANT or service
+        if whole_tenant and not (caller.is_admin or service):
             raise PermissionNotGranted("only admins may watch the whole tenant (scope TENANT)")
         kinds = [pb.EventKind.Name(k).removeprefix("EVENT_KIND_") for k in request.kinds if k]
         accepts = event_filter(caller, whole_tenant=whole_tenant, kinds=kinds)
+        resume = request.after_sequence if request.HasField("after_sequence") else None
+        if resume is not None:
+            if caller.tenant_id is None:
+                raise InvalidArgument.field("after_sequence", "the change feed is per tenant")
+            accepts = _recorded_only(accepts)
         async with self.deps.bus.subscribe(accepts) as stream:
+            if resume is not None:
+                async with self.deps.db.unit_of_work(caller) as session:
+                    await check_resumable(session, resume)
             yield pb.WatchEventsResponse(snapshot=await self._snapshot(caller, whole_tenant))
-            async for message in self._follow(stream):
+            if resume is None:
+                async for message in self._follow(stream):
+                    yield message
+                return
+            async for message in self._feed(caller, stream, resume, accepts):
                 yield message
+
+    async def _feed(
+        self, caller: Caller, stream: AsyncIterator[Event], after: int, accepts: Predicate
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        """Replays recorded changes after `after`, then follows live ones past the replay."""
+        last = after
+        while True:
+            async with self.deps.db.unit_of_work(caller) as session:
+                page = await read_after(session, last)
+            for event in page:
+                last = event.sequence or last
+                if accepts(event):
+                    yield _watch_response(event)
+            if len(page) < REPLAY_PAGE:
+                break
+
+        async def past_replay(event: Event) -> Event | None:
+            nonlocal last
+            if event.sequence is None or event.sequence <= last:
+                return None  # the replay gave it already
+            last = event.sequence
+            if event.complete:
+                return event
+            # Announced without its data (too large for NOTIFY): the outbox has it.
+            async with self.deps.db.unit_of_work(caller) as session:
+                return await read_one(session, event.sequence)
+
+        async for message in self._follow(stream, past_replay):
+            yield message
 
     async def _snapshot(self, caller: Caller, whole_tenant: bool) -> pb.EventsSnapshot:
         async with self.deps.db.unit_of_work(caller) as session:
@@ -128,7 +187,11 @@ class EventRpcs:
             as_of=timestamp(as_of),
         )
 
-    async def _follow(self, stream: AsyncIterator[Event]) -> AsyncIterator[pb.WatchEventsResponse]:
+    async def _follow(
+        self,
+        stream: AsyncIterator[Event],
+        gate: Callable[[Event], Awaitable[Event | None]] | None = None,
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
         interval = self.deps.settings.stream_heartbeat_seconds
         events = aiter(stream)
         # One pending read survives heartbeats: cancelling a read would close the stream.
@@ -152,6 +215,11 @@ class EventRpcs:
                     raise Unavailable(
                         "event stream fell behind; watch again", retry_after=1.0
                     ) from exc
+                if gate is not None:
+                    gated = await gate(event)
+                    if gated is None:
+                        continue
+                    event = gated
                 yield _watch_response(event)
         finally:
             if pending is not None:

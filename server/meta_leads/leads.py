@@ -32,6 +32,7 @@ from db.models import (
     User,
 )
 from server.bootstrap import Deps
+from server.crm_directory.users import distribution_pool
 from server.events import Event, publish
 from server.meta_leads.connection import (
     PARKED_UNTIL,
@@ -40,7 +41,9 @@ from server.meta_leads.connection import (
     page_token,
     tenant_service,
 )
-from server.meta_leads.contacts import ORIGIN, map_fields, upsert_contact
+from server.meta_leads.contacts import ORIGIN, find_contact, map_fields, upsert_contact
+from server.outbox import record_change
+from server.outbox.payloads import contact_changed, opportunity_created
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import LeadData
 from server.resilience.jobs import Job, enqueue
@@ -197,14 +200,13 @@ async def _park(session: AsyncSession, job: Job) -> None:
 
 
 async def next_owner(session: AsyncSession, mapping: LeadAdsForm) -> uuid.UUID | None:
-    """The mapping's owner, or the next active user after the last one this form assigned."""
+    """The mapping's owner while active, or the next user of the directory's distribution
+    pool after the last one this form assigned (round-robin)."""
     if mapping.owner_id is not None:
-        return mapping.owner_id
-    users = list(
-        await session.scalars(
-            select(User.id).where(User.ativo.is_(True)).order_by(User.criado_em, User.id)
-        )
-    )
+        owner = await session.get(User, mapping.owner_id)
+        if owner is not None and owner.ativo and owner.deletado_em is None:
+            return mapping.owner_id
+    users = await distribution_pool(session)
     if not users:
         return None
     last = await session.scalar(
@@ -228,6 +230,7 @@ async def _create(
 ) -> None:
     data = map_fields(lead, mapping.mapeamento_campos or {})
     owner = await next_owner(session, mapping)
+    known = await find_contact(session, data)
     contact = await upsert_contact(
         session, tenant, data, list(mapping.tags_automaticas or []), owner
     )
@@ -258,6 +261,18 @@ async def _create(
     if not recorded:
         # Another run took this lead in first: undo ours by failing the transaction.
         raise _AlreadyTaken()
+    # The CRM core learns what the lead created (change feed, outbound webhooks).
+    await record_change(
+        session,
+        tenant,
+        "CONTACT_CHANGED",
+        contact_changed(contact, created=known is None, origem=ORIGIN),
+        user_id=owner,
+    )
+    if opportunity is not None:
+        await record_change(
+            session, tenant, "OPPORTUNITY_CREATED", opportunity_created(opportunity), user_id=owner
+        )
     if mapping.notificar_owner is not False and owner is not None:
         await publish(
             session,

@@ -3,9 +3,10 @@
 A mapping is checked as a whole before it is stored: the page is selected and the form is
 one of its forms (asked of Meta, which also gives the question keys), the pipeline and stage
 exist and belong together, the owner is an active user of the tenant (empty = automatic
-round-robin), every field-map key is a question of the form and every value a CRM field
-(`nome`, `email`, `telefone`, `empresa`, `cargo`, `cidade`) or a custom field
-`custom:<name>`. Every problem is reported at once as a field violation.
+round-robin over the directory's distribution pool), every field-map key is a question of the
+form and every value a CRM field (`nome`, `email`, `telefone`, `empresa`, `cargo`, `cidade`)
+or one of the CRM directory's custom fields `custom:<id>` (free-form while the directory
+defines none). Every problem is reported at once as a field violation.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from db.models import LeadAdsForm, MetaPage, Pipeline, PipelineStage, User
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
+from server.crm_directory.fields import custom_targets
 from server.errors import FieldViolation, InvalidArgument
 from server.meta_leads.errors import MappingExists, MappingNotFound
 from server.meta_leads.forms import page_forms
 
 CRM_FIELDS = frozenset({"nome", "email", "telefone", "empresa", "cargo", "cidade"})
-_CUSTOM = re.compile(r"^custom:[a-z0-9_]{1,50}$")
+# `custom:<id>`: a custom field of the CRM directory (server/crm_directory/fields.py).
+_CUSTOM = re.compile(r"^custom:[A-Za-z0-9_-]{1,64}$")
 MAX_TAGS, MAX_TAG_LEN = 20, 50
 WRITABLE = frozenset(
     {
@@ -76,8 +79,8 @@ async def _validate_destination(
     funil = etapa = owner = None
     if not data.funil_id:
         problems.append(FieldViolation("mapping.funil_id", "required"))
-    elif (funil := _uuid(data.funil_id, "mapping.funil_id", problems)) and not await session.get(
-        Pipeline, funil
+    elif (funil := _uuid(data.funil_id, "mapping.funil_id", problems)) and not _live(
+        await session.get(Pipeline, funil)
     ):
         problems.append(FieldViolation("mapping.funil_id", "no such pipeline"))
         funil = None
@@ -85,7 +88,7 @@ async def _validate_destination(
         problems.append(FieldViolation("mapping.etapa_destino_id", "required"))
     elif etapa := _uuid(data.etapa_destino_id, "mapping.etapa_destino_id", problems):
         stage = await session.get(PipelineStage, etapa)
-        if stage is None:
+        if stage is None or not _live(stage):
             problems.append(FieldViolation("mapping.etapa_destino_id", "no such stage"))
         elif funil is not None and stage.funil_id != funil:
             problems.append(
@@ -93,13 +96,20 @@ async def _validate_destination(
             )
     if data.owner_id and (owner := _uuid(data.owner_id, "mapping.owner_id", problems)):
         user = await session.get(User, owner)
-        if user is None or not user.ativo:
+        if user is None or not user.ativo or not _live(user):
             problems.append(FieldViolation("mapping.owner_id", "no active user with this id"))
     return funil, etapa, owner
 
 
+def _live(row: Pipeline | PipelineStage | User | None) -> bool:
+    return row is not None and row.deletado_em is None
+
+
 def _validate_fields(
-    mapping: Mapping[str, str], questions: Iterable[str] | None, problems: list[FieldViolation]
+    mapping: Mapping[str, str],
+    questions: Iterable[str] | None,
+    problems: list[FieldViolation],
+    custom: frozenset[str] | None = None,
 ) -> None:
     keys = set(questions) if questions is not None else None
     used: set[str] = set()
@@ -110,9 +120,11 @@ def _validate_fields(
         if target not in CRM_FIELDS and not _CUSTOM.match(target):
             problems.append(
                 FieldViolation(
-                    name, "must be nome, email, telefone, empresa, cargo, cidade or custom:<name>"
+                    name, "must be nome, email, telefone, empresa, cargo, cidade or custom:<id>"
                 )
             )
+        elif _CUSTOM.match(target) and custom is not None and target not in custom:
+            problems.append(FieldViolation(name, "not a custom field of the CRM directory"))
         elif target in used:
             problems.append(FieldViolation(name, f"'{target}' is already mapped"))
         used.add(target)
@@ -152,7 +164,7 @@ async def create(deps: Deps, caller: Caller, data: MappingInput) -> LeadAdsForm:
             select(MetaPage).where(MetaPage.page_id == data.page_id, MetaPage.ativo.is_(True))
         )
         funil, etapa, owner = await _validate_destination(session, data, problems)
-        _validate_fields(data.mapeamento_campos, keys, problems)
+        _validate_fields(data.mapeamento_campos, keys, problems, await custom_targets(session))
         tags = _validate_tags(data.tags_automaticas, problems)
         if problems:
             raise InvalidArgument("invalid mapping", problems)
@@ -230,7 +242,7 @@ async def update(
     async with deps.db.unit_of_work(caller) as session:
         row = await get(session, mapping_id)
         funil, etapa, owner = await _validate_destination(session, merged, problems)
-        _validate_fields(merged.mapeamento_campos, keys, problems)
+        _validate_fields(merged.mapeamento_campos, keys, problems, await custom_targets(session))
         tags = _validate_tags(
             data.tags_automaticas if "tags_automaticas" in paths else row.tags_automaticas or [],
             problems,

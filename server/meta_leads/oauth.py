@@ -25,6 +25,7 @@ from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.errors import ConnectionNotFound
 from server.meta_leads.connection import (
+    CONNECTION_TYPE,
     EXPIRING_KIND,
     graph,
     mark_recovered,
@@ -35,6 +36,8 @@ from server.meta_leads.connection import (
     user_token_context,
 )
 from server.meta_leads.errors import BadOAuthState, PlatformNotConfigured
+from server.outbox import record_change
+from server.outbox.payloads import connection_changed
 from server.providers.errors import ProviderError
 from server.providers.meta_graph import TokenInfo, dialog_url
 from server.resilience.alerts import resolve_alerts
@@ -237,6 +240,16 @@ async def _store(
         await resolve_alerts(
             session, tenant_id=tenant, kind=EXPIRING_KIND, at=now, entidade_id=str(conn_id)
         )
+        if prior is None:
+            await record_change(
+                session,
+                tenant,
+                "CONNECTION_CHANGED",
+                connection_changed(
+                    CONNECTION_TYPE.upper(), row.id, "active", requires_reconnect=False
+                ),
+                user_id=actor.user_id,
+            )
     await record_audit(
         session,
         actor,
@@ -317,6 +330,15 @@ async def disconnect(deps: Deps, caller: Caller) -> MetaConnection:
         )
         await record_audit(
             session, caller, "meta.disconnected", entity_type="conexoes_meta", entity_id=conn.id
+        )
+        await record_change(
+            session,
+            conn.organizacao_id,
+            "CONNECTION_CHANGED",
+            connection_changed(
+                CONNECTION_TYPE.upper(), conn.id, "disconnected", requires_reconnect=False
+            ),
+            user_id=conn.conectado_por,
         )
         refreshed = await session.scalar(select(MetaConnection).where(MetaConnection.id == conn.id))
     assert refreshed is not None

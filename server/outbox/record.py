@@ -26,7 +26,20 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.events import Event, publish
-from server.resilience.policies import POLICIES
+
+# What the change feed carries (EventKind names): changes the CRM core must learn. Live-only
+# kinds (QR rotations, circuit states, failed jobs) stay on the bus alone.
+FEED_KINDS = frozenset(
+    {
+        "CONTACT_CHANGED",
+        "OPPORTUNITY_CREATED",
+        "MESSAGE_RECEIVED",
+        "MESSAGE_STATUS",
+        "CALENDAR_EVENT_CHANGED",
+        "CONNECTION_CHANGED",
+        "ALERT",
+    }
+)
 
 # The job that delivers one recorded change to one outbound webhook endpoint.
 DELIVERY_OPERATION = "outbound_webhook"
@@ -51,7 +64,7 @@ WITH seq AS (
                             'sequence', ev.sequencia),
          'webhook:' || w.id || ':' || CAST(:id AS text), :attempts, now()
     FROM webhooks_saida w, ev
-   WHERE w.ativo AND w.deletado_em IS NULL
+   WHERE :deliver AND w.ativo AND w.deletado_em IS NULL
      AND (cardinality(w.eventos) = 0 OR :kind = ANY (w.eventos))
   ON CONFLICT (organizacao_id, idempotency_key) DO NOTHING
   RETURNING 1
@@ -82,6 +95,7 @@ async def record_change(
     payload: Mapping[str, Any],
     *,
     user_id: uuid.UUID | None = None,
+    deliver: bool = True,
 ) -> RecordedChange:
     """Records a change for the CRM core in `session`'s transaction (see the module docstring).
 
@@ -89,7 +103,15 @@ async def record_change(
         kind: an EventKind name without its prefix ("CONTACT_CHANGED", "MESSAGE_RECEIVED").
         payload: the change's facts (ids, statuses); JSON-serialisable, never secrets.
         user_id: the user the change concerns (its owner), if any; streams filter on it.
+        deliver: False keeps the change off outbound webhooks (still on the feed): for
+            news about a failed webhook delivery itself, which would otherwise feed the
+            failing endpoint a new delivery for each of its failures.
     """
+    # Imported here: server.resilience's alerts record changes through this module.
+    from server.resilience.policies import POLICIES
+
+    if kind not in FEED_KINDS:
+        raise ValueError(f"{kind!r} is not a change-feed kind")
     event_id = uuid.uuid4()
     data = _plain(payload)
     row = (
@@ -104,6 +126,7 @@ async def record_change(
                 "tipo": DELIVERY_TIPO,
                 "operation": DELIVERY_OPERATION,
                 "attempts": POLICIES[DELIVERY_OPERATION].max_attempts,
+                "deliver": deliver,
             },
         )
     ).one()

@@ -29,6 +29,7 @@ from db.models import Alert, CircuitBreakerState
 from db.uow import Database
 from server.auth.caller import Caller, Role
 from server.events import Event, publish
+from server.outbox.record import DELIVERY_TIPO, record_change
 from server.resilience.breaker import BreakerState, Transition
 from server.resilience.queue import BACKLOG_ALERT_THRESHOLD, backlog_by_tenant
 from server.security.redaction import redact
@@ -103,21 +104,21 @@ async def raise_alert(
         )
     )
     await session.flush()
-    await publish(
-        session,
-        Event(
-            "ALERT",
-            tenant_id,
-            usuario_id,
-            {
-                "id": str(alert_id),
-                "kind": kind,
-                "severity": severity,
-                "audience": audience,
-                "message": redact(message)[:500],
-            },
-        ),
-    )
+    facts = {
+        "id": str(alert_id),
+        "kind": kind,
+        "severity": severity,
+        "audience": audience,
+        "message": redact(message)[:500],
+    }
+    if tenant_id is None:  # platform alerts are no tenant's change feed
+        await publish(session, Event("ALERT", None, usuario_id, facts))
+    else:
+        # A dead-lettered webhook delivery is not delivered by webhook (no feedback loop).
+        about_delivery = (details or {}).get("tipo") == DELIVERY_TIPO
+        await record_change(
+            session, tenant_id, "ALERT", facts, user_id=usuario_id, deliver=not about_delivery
+        )
     return alert_id
 
 
@@ -210,19 +211,17 @@ async def connection_broken(
         },
         dedupe=True,
     )
-    await publish(
+    await record_change(
         session,
-        Event(
-            "CONNECTION_CHANGED",
-            tenant_id,
-            owner_id,
-            {
-                "connection_type": connection_type,
-                "connection_id": str(connection_id),
-                "status": status,
-                "requires_reconnect": True,
-            },
-        ),
+        tenant_id,
+        "CONNECTION_CHANGED",
+        {
+            "connection_type": connection_type,
+            "connection_id": str(connection_id),
+            "status": status,
+            "requires_reconnect": True,
+        },
+        user_id=owner_id,
     )
     return alert_id
 
@@ -247,19 +246,17 @@ async def connection_recovered(
         await resolve_alerts(
             session, tenant_id=tenant_id, kind=kind, at=at, entidade_id=str(connection_id)
         )
-    await publish(
+    await record_change(
         session,
-        Event(
-            "CONNECTION_CHANGED",
-            tenant_id,
-            owner_id,
-            {
-                "connection_type": connection_type,
-                "connection_id": str(connection_id),
-                "status": status,
-                "requires_reconnect": False,
-            },
-        ),
+        tenant_id,
+        "CONNECTION_CHANGED",
+        {
+            "connection_type": connection_type,
+            "connection_id": str(connection_id),
+            "status": status,
+            "requires_reconnect": False,
+        },
+        user_id=owner_id,
     )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Message, WhatsAppSession
 from server.errors import Unavailable
-from server.events import Event, publish
+from server.outbox import record_change
 from server.whatsapp import status as st
 from server.whatsapp.messages import CANAL, contact_for_phone
 from server.whatsapp.views import message_proto, phone_of_chat
@@ -117,7 +117,9 @@ async def store_message(
     if row.ultima_mensagem_em is None or sent_at > row.ultima_mensagem_em:
         row.ultima_mensagem_em = sent_at
     kind = "MESSAGE_STATUS" if from_me else "MESSAGE_RECEIVED"
-    await publish(tx, Event(kind, row.organizacao_id, row.usuario_id, message_event_data(message)))
+    await record_change(
+        tx, row.organizacao_id, kind, message_event_data(message), user_id=row.usuario_id
+    )
     return message
 
 
@@ -141,14 +143,12 @@ async def apply_ack(tx: AsyncSession, row: WhatsAppSession, payload: Mapping[str
     message.ack = level
     if message.direcao == "outbound":
         message.status = st.ACK_STATUS.get(level, message.status or "sent")
-        await publish(
+        await record_change(
             tx,
-            Event(
-                "MESSAGE_STATUS",
-                row.organizacao_id,
-                row.usuario_id,
-                {"canal": CANAL, "id": str(message.id), "status": message.status, "ack": level},
-            ),
+            row.organizacao_id,
+            "MESSAGE_STATUS",
+            {"canal": CANAL, "id": str(message.id), "status": message.status, "ack": level},
+            user_id=row.usuario_id,
         )
     return True
 

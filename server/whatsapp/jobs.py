@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import Message, WhatsAppSession
 from server.auth.caller import Caller, Role
 from server.errors import DomainError
-from server.events import Event, publish
+from server.outbox import record_change
 from server.providers.errors import ProviderError
 from server.providers.waha import is_not_found
 from server.resilience.jobs import Job, enqueue
@@ -156,12 +156,10 @@ async def _mark_failed(deps: Deps, caller: Caller, message_id: uuid.UUID, exc: E
 
 
 async def _publish_status(tx: AsyncSession, message: Message) -> None:
-    await publish(
+    await record_change(
         tx,
-        Event(
-            "MESSAGE_STATUS",
-            message.organizacao_id,
-            message.usuario_id,
-            {"canal": CANAL, "id": str(message.id), "status": message.status or ""},
-        ),
+        message.organizacao_id,
+        "MESSAGE_STATUS",
+        {"canal": CANAL, "id": str(message.id), "status": message.status or ""},
+        user_id=message.usuario_id,
     )

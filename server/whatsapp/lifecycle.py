@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User, WhatsAppSession
 from server.events import Event, publish
+from server.outbox import record_change
+from server.outbox.payloads import connection_changed
 from server.providers.waha import WahaMe
 from server.whatsapp import status as st
 from server.whatsapp.views import phone_of_chat, session_json, session_proto
@@ -110,4 +112,19 @@ async def announce(
         **extra,
     }
     await publish(tx, Event(EVENT_KIND, row.organizacao_id, row.usuario_id, data))
+    if change in ("status", "phone"):
+        # Status transitions and the number connected (not QR rotations) are changes the CRM
+        # core learns.
+        await record_change(
+            tx,
+            row.organizacao_id,
+            "CONNECTION_CHANGED",
+            connection_changed(
+                "WHATSAPP",
+                row.id,
+                row.status,
+                requires_reconnect=row.status in (st.FAILED, st.DISCONNECTED),
+            ),
+            user_id=row.usuario_id,
+        )
     return data

@@ -16,6 +16,8 @@ from db.models import Contact, Message
 from server import idempotency
 from server.auth.caller import Caller
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.outbox import record_change
+from server.outbox.payloads import contact_changed
 from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid, timestamp
 from server.resilience.jobs import enqueue
@@ -64,6 +66,21 @@ async def contact_for_phone(
         .returning(Contact.id)
     )
     if created is not None:
+        await record_change(
+            tx,
+            tenant,
+            "CONTACT_CHANGED",
+            contact_changed(
+                None,
+                created=True,
+                origem="whatsapp",
+                contato_id=created,
+                nome=name or phone,
+                telefone=phone,
+                owner_id=owner,
+            ),
+            user_id=owner,
+        )
         return created
     found = await tx.scalar(
         select(Contact.id).where(Contact.telefone == phone, Contact.deletado_em.is_(None))
@@ -140,6 +157,19 @@ async def send(
             payload={"message_id": str(message.id)},
             idempotency_key=f"{SEND_OPERATION}:{request.request_id or message.id}",
             destino=chat,
+        )
+        await record_change(
+            tx,
+            tenant,
+            "MESSAGE_STATUS",
+            {
+                "canal": CANAL,
+                "id": str(message.id),
+                "status": message.status,
+                "direcao": "outbound",
+                "contato_id": str(contato_id),
+            },
+            user_id=user,
         )
         response = pb.SendWhatsAppMessageResponse(
             message=message_proto(message), job_id=str(job_id or "")

@@ -94,9 +94,14 @@ async def test_guide_token_and_curl_work_and_ctrl_c_stops_everything(dev: Dev) -
     async with httpx.AsyncClient(base_url=values["CONEXOES_HTTP_URL"], timeout=10) as http:
         auth = {"authorization": f"Bearer {values['CONEXOES_TOKEN']}"}
         members = await http.get("/api/v1/conexoes/permissoes", headers=auth)
+        pipelines = await http.get("/api/v1/conexoes/crm/funis", headers=auth)
         document = await http.get("/api/openapi.json")
     assert members.status_code == 200, members.text
-    assert [m["nome"] for m in members.json()["members"]] == ["Marcos Vendedor"]  # the seed
+    # The demo tenant came from the CRM core through the directory.
+    assert [m["nome"] for m in members.json()["members"]] == ["Marcos Vendedor"]
+    assert pipelines.status_code == 200, pipelines.text
+    (funil,) = pipelines.json()["pipelines"]
+    assert funil["nome"] == "Vendas" and len(funil["etapas"]) == 5
     assert members.json()["total_size"] == 1
     assert document.status_code == 200
     children = dev.children()

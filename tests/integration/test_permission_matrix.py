@@ -46,6 +46,8 @@ ALLOWED: dict[str, set[str]] = {
     "service": {SERVICE},  # webhooks and OAuth redirects through the sidecar
     "admin_or_service": ADMINS | {SERVICE},  # "Sistema/Admin"
     "crm": TENANT_USERS | {SERVICE},
+    # The change feed: users as before, and the CRM core with the service identity.
+    "feed": TENANT_USERS | {SUPER, SERVICE},
 }
 SERVICE_DEFAULT = {
     "WhatsAppService": "personal",
@@ -58,6 +60,8 @@ SERVICE_DEFAULT = {
     "ConnectionsService": "admin",
     "WebhookIngressService": "service",
     "CrmEventsService": "crm",
+    "CrmDirectoryService": "service",  # the CRM core writes the directory
+    "OutboundWebhooksService": "admin",
 }
 OVERRIDES = {
     "ListWhatsAppSessions": "admin",
@@ -75,7 +79,9 @@ OVERRIDES = {
     "ListCircuitBreakers": "admin_or_platform",
     "ListAlerts": "user_or_platform",
     "AcknowledgeAlert": "user_or_platform",
-    "WatchEvents": "user_or_platform",
+    "WatchEvents": "feed",
+    "ListCrmPipelines": "crm",
+    "ListCrmFields": "crm",
 }
 DENIED_CODES = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 

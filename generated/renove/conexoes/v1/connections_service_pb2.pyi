@@ -296,6 +296,14 @@ class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.V
     """A calendar event changed at Google (payload: event_id, meeting_id, status)."""
     EVENT_KIND_AUDIENCE_SYNCED: _EventKind.ValueType  # 10
     """An audience sync finished (payload: audience id, sucesso, total_usuarios)."""
+    EVENT_KIND_CONTACT_CHANGED: _EventKind.ValueType  # 11
+    """This service created or updated a contact, from a lead or a message (payload:
+    contato_id, created, origem, nome, email, telefone, owner_id).
+    """
+    EVENT_KIND_OPPORTUNITY_CREATED: _EventKind.ValueType  # 12
+    """This service created an opportunity (payload: oportunidade_id, contato_id, funil_id,
+    etapa_id, owner_id, origem, titulo).
+    """
 
 class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper):
     """Kind of a live event on WatchEvents."""
@@ -322,6 +330,14 @@ EVENT_KIND_CALENDAR_EVENT_CHANGED: EventKind.ValueType  # 9
 """A calendar event changed at Google (payload: event_id, meeting_id, status)."""
 EVENT_KIND_AUDIENCE_SYNCED: EventKind.ValueType  # 10
 """An audience sync finished (payload: audience id, sucesso, total_usuarios)."""
+EVENT_KIND_CONTACT_CHANGED: EventKind.ValueType  # 11
+"""This service created or updated a contact, from a lead or a message (payload:
+contato_id, created, origem, nome, email, telefone, owner_id).
+"""
+EVENT_KIND_OPPORTUNITY_CREATED: EventKind.ValueType  # 12
+"""This service created an opportunity (payload: oportunidade_id, contato_id, funil_id,
+etapa_id, owner_id, origem, titulo).
+"""
 Global___EventKind: _TypeAlias = EventKind  # noqa: Y015
 
 @_typing.final
@@ -1147,6 +1163,7 @@ class ConnectionEvent(_message.Message):
     CONNECTION_TYPE_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Event id (uuid); increasing per stream."""
     kind: Global___EventKind.ValueType
@@ -1157,6 +1174,10 @@ class ConnectionEvent(_message.Message):
     """User concerned; empty for tenant-wide events."""
     connection_type: _resources_pb2.ConnectionType.ValueType
     """Connection concerned, if any."""
+    sequence: _builtins.int
+    """Change-feed sequence (per tenant, increasing by one in commit order); 0 for live-only
+    events that are not recorded (QR rotations, circuit states, failed jobs).
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""
@@ -1175,10 +1196,11 @@ class ConnectionEvent(_message.Message):
         connection_type: _resources_pb2.ConnectionType.ValueType = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         payload: _struct_pb2.Struct | None = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_type", b"connection_type", "id", b"id", "kind", b"kind", "occurred_at", b"occurred_at", "organizacao_id", b"organizacao_id", "payload", b"payload", "usuario_id", b"usuario_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_type", b"connection_type", "id", b"id", "kind", b"kind", "occurred_at", b"occurred_at", "organizacao_id", b"organizacao_id", "payload", b"payload", "sequence", b"sequence", "usuario_id", b"usuario_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2078,8 +2100,13 @@ class WatchEventsRequest(_message.Message):
 
     SCOPE_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     scope: Global___OverviewScope.ValueType
     """MINE (default) or TENANT (admin: events of every user of the tenant)."""
+    after_sequence: _builtins.int
+    """Resume the change feed after this sequence (0: from the oldest retained change). Set,
+    the stream carries recorded changes only (see WatchEvents).
+    """
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___EventKind.ValueType]:
         """Only these kinds; empty = all."""
@@ -2089,12 +2116,15 @@ class WatchEventsRequest(_message.Message):
         *,
         scope: Global___OverviewScope.ValueType = ...,
         kinds: _abc.Iterable[Global___EventKind.ValueType] | None = ...,
+        after_sequence: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kinds", b"kinds", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "kinds", b"kinds", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
+    _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_sequence) -> _WhichOneofReturnType__after_sequence | None: ...
 
 Global___WatchEventsRequest: _TypeAlias = WatchEventsRequest  # noqa: Y015
 

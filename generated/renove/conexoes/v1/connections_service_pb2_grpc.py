@@ -261,7 +261,17 @@ class ConnectionsServiceServicer:
         event the caller may see (WhatsApp status, messages received, leads, alerts, failed jobs,
         connection changes), with heartbeats while idle. Served by the HTTP gateway as
         Server-Sent Events. Works across server replicas (PostgreSQL LISTEN/NOTIFY).
-        Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) when a member asks for scope TENANT.
+        The change feed: changes this service records for the CRM core (contacts and
+        opportunities it created, messages, meetings, connection status, alerts) carry a
+        per-tenant `sequence`. With `after_sequence` the stream is that feed alone: after the
+        snapshot it replays every retained change after that sequence, in order, then follows
+        live ones, so a consumer resuming with the last sequence it saw misses nothing and sees
+        nothing twice. The CRM core watches with the service identity (a `service` token naming
+        the tenant), which sees every event of the tenant.
+        Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) when a member asks for scope TENANT;
+        FAILED_PRECONDITION (SEQUENCE_EXPIRED) when changes after `after_sequence` are past the
+        retention (the error's metadata names the oldest available); INVALID_ARGUMENT for an
+        `after_sequence` that is negative, ahead of the feed, or given without a tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

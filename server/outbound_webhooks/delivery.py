@@ -1,0 +1,104 @@
+"""Delivering one recorded change to one endpoint (the `outbound_webhook` job, tipo
+`webhook_saida`, enqueued by server/outbox/record.py in the change's own transaction).
+
+The body is the change as JSON with sorted keys, so every attempt sends the same bytes and
+the same signature: `X-Renove-Signature: sha256=<hex HMAC-SHA256 of the raw body>` under the
+endpoint's secret; `X-Renove-Event-Id` (the receiver deduplicates on it: delivery is at
+least once) and `X-Renove-Sequence` (the tenant's change-feed order). A 2xx completes the
+job; 408, 429, 5xx and network failures are retried with the `outbound_webhook` policy
+(Retry-After honoured); any other answer fails at once; after the last attempt the job is
+dead-lettered and an admin may retry or discard it like any job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from db.models import OutboundWebhook, OutboxEvent
+from server.bootstrap import Deps
+from server.outbound_webhooks.endpoints import secret_context
+from server.outbound_webhooks.targets import target_problems
+from server.providers.errors import ProviderError, ProviderRejected, ProviderServerError
+from server.providers.http import parse_retry_after, translate_errors
+from server.resilience.jobs import Job
+from server.resilience.worker import tenant_service
+
+_log = logging.getLogger(__name__)
+PROVIDER = "outbound_webhook"
+SIGNATURE_HEADER = "X-Renove-Signature"
+USER_AGENT = "Renove-Conexoes-Webhooks/1.0"
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def body_of(row: OutboxEvent) -> bytes:
+    document: dict[str, Any] = {
+        "id": str(row.id),
+        "sequence": row.sequencia,
+        "kind": row.tipo,
+        "organizacao_id": str(row.organizacao_id),
+        "usuario_id": str(row.usuario_id) if row.usuario_id else None,
+        "occurred_at": row.criado_em.isoformat(),
+        "payload": row.payload or {},
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+async def deliver(deps: Deps, job: Job) -> None:
+    """The `outbound_webhook` job handler."""
+    endpoint_id = uuid.UUID(str(job.payload["endpoint_id"]))
+    event_id = uuid.UUID(str(job.payload["event_id"]))
+    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+        endpoint = await session.scalar(
+            select(OutboundWebhook).where(OutboundWebhook.id == endpoint_id)
+        )
+        event = await session.scalar(select(OutboxEvent).where(OutboxEvent.id == event_id))
+    if endpoint is None or endpoint.deletado_em is not None or not endpoint.ativo:
+        _log.info("webhook %s removed or inactive: delivery of %s dropped", endpoint_id, event_id)
+        return
+    if event is None:
+        raise ProviderRejected(
+            f"change {event_id} is past the feed's retention", provider=PROVIDER, retryable=False
+        )
+    problems = await target_problems(
+        endpoint.url, allow_private=deps.settings.webhook_allow_private_targets
+    )
+    if problems:
+        raise ProviderRejected(problems[0].description, provider=PROVIDER, retryable=False)
+    secret = deps.keyring.decrypt(endpoint.segredo_encrypted, secret_context(job.tenant_id))
+    body = body_of(event)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        SIGNATURE_HEADER: sign(secret, body),
+        "X-Renove-Event-Id": str(event.id),
+        "X-Renove-Sequence": str(event.sequencia),
+        "X-Renove-Event": event.tipo,
+        "X-Renove-Delivery-Attempt": str(job.attempt),
+    }
+    async with translate_errors(PROVIDER):
+        response = await deps.http.post(endpoint.url, content=body, headers=headers)
+    if not response.is_success:
+        raise _failure(response.status_code, response.headers.get("retry-after"))
+
+
+def _failure(status: int, retry_after: str | None) -> ProviderError:
+    # Judged by the status alone: a receiver's error body means nothing to us.
+    retryable = status in (408, 429) or status >= 500
+    cls = ProviderServerError if retryable else ProviderRejected
+    return cls(
+        f"HTTP {status}",
+        provider=PROVIDER,
+        status_code=status,
+        retryable=retryable,
+        retry_after=parse_retry_after(retry_after),
+    )
