@@ -27,13 +27,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import InstagramConnection, Message, WebhookInbox
+from db.models import Contact, InstagramConnection, Message, Opportunity, WebhookInbox
 from server.bootstrap import Deps
+from server.events import Event, publish
 from server.ingress.routes import instagram_events
 from server.instagram import contacts
 from server.instagram.connection import CONNECTION_TYPE, access_token, client, tenant_service
 from server.instagram.views import CANAL, message_event_data
 from server.outbox import record_change
+from server.outbox.payloads import contact_changed, opportunity_created
 from server.providers.errors import ProviderError
 from server.providers.instagram import Profile
 from server.resilience.jobs import Job
@@ -211,23 +213,39 @@ async def _message(
         conn.total_mensagens_recebidas = (conn.total_mensagens_recebidas or 0) + 1
     if conn.ultima_mensagem_em is None or at > conn.ultima_mensagem_em:
         conn.ultima_mensagem_em = at
-    kind = "MESSAGE_STATUS" if echo else "MESSAGE_RECEIVED"
-    await record_change(
-        tx, conn.organizacao_id, kind, message_event_data(row), user_id=conn.usuario_id
-    )
-    if found.opportunity_id is not None:
+    tenant, owner = conn.organizacao_id, conn.usuario_id
+    if found.created:
+        contact = await tx.get(Contact, found.id)
         await record_change(
             tx,
-            conn.organizacao_id,
-            "LEAD_RECEIVED",
-            {
-                "contato_id": str(found.id),
-                "oportunidade_id": str(found.opportunity_id),
-                "connection_type": CONNECTION_TYPE,
-                "origem": "instagram",
-            },
-            user_id=conn.usuario_id,
+            tenant,
+            "CONTACT_CHANGED",
+            contact_changed(contact, created=True, origem=contacts.ORIGIN),
+            user_id=owner,
         )
+    if found.opportunity_id is not None:
+        opportunity = await tx.get(Opportunity, found.opportunity_id)
+        assert opportunity is not None
+        await record_change(
+            tx, tenant, "OPPORTUNITY_CREATED", opportunity_created(opportunity), user_id=owner
+        )
+        # The owner hears of the new pre-opportunity live, as of a new lead.
+        await publish(
+            tx,
+            Event(
+                "LEAD_RECEIVED",
+                tenant,
+                owner,
+                {
+                    "contato_id": str(found.id),
+                    "oportunidade_id": str(found.opportunity_id),
+                    "connection_type": CONNECTION_TYPE,
+                    "origem": contacts.ORIGIN,
+                },
+            ),
+        )
+    kind = "MESSAGE_STATUS" if echo else "MESSAGE_RECEIVED"
+    await record_change(tx, tenant, kind, message_event_data(row), user_id=owner)
 
 
 async def _adopt(

@@ -35,6 +35,8 @@ from server.instagram.connection import (
     token_context,
 )
 from server.instagram.errors import BadOAuthState, PlatformNotConfigured
+from server.outbox import record_change
+from server.outbox.payloads import connection_changed
 from server.providers.errors import ProviderError
 from server.providers.instagram import Account, authorize_url
 from server.resilience.alerts import connection_recovered, resolve_alerts
@@ -288,6 +290,16 @@ async def _store(
             connection_type=CONNECTION_TYPE.upper(),
             at=now,
         )
+    if prior is None or prior.deletado_em is not None:
+        await record_change(
+            session,
+            tenant,
+            "CONNECTION_CHANGED",
+            connection_changed(
+                CONNECTION_TYPE.upper(), conn_id, "active", requires_reconnect=False
+            ),
+            user_id=user,
+        )
     for kind in ("instagram_token_expired", "instagram_token_revoked", "token_expiring"):
         await resolve_alerts(session, tenant_id=tenant, kind=kind, at=now, entidade_id=str(conn_id))
     await record_audit(
@@ -327,6 +339,15 @@ async def disconnect(deps: Deps, caller: Caller) -> InstagramConnection:
                 webhook_subscribed=False,
                 deletado_em=deps.clock.now(),
             )
+        )
+        await record_change(
+            session,
+            conn.organizacao_id,
+            "CONNECTION_CHANGED",
+            connection_changed(
+                CONNECTION_TYPE.upper(), conn.id, "disconnected", requires_reconnect=False
+            ),
+            user_id=conn.usuario_id,
         )
         await record_audit(
             session,

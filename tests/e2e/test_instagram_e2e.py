@@ -196,6 +196,30 @@ async def test_dm_in_reply_out_and_the_window(
         )
     assert [(o.funil_id, o.etapa_id, o.owner_id) for o in opps] == [(funil, novos, tenant.admin_id)]
 
+    # The CRM core resuming the change feed learns the connection, the contact, the
+    # pre-opportunity and the message, in order.
+    core = Caller(role=Role.SERVICE, tenant_id=tenant.id)
+    feed = stack.connections.WatchEvents(
+        cpb.WatchEventsRequest(after_sequence=0), metadata=stack.md(core)
+    )
+    assert (await feed.read()).WhichOneof("kind") == "snapshot"
+    recorded: list[tuple[int, Any]] = []
+    async with asyncio.timeout(15):
+        while len(recorded) < 4:
+            message = await feed.read()
+            if message.WhichOneof("kind") == "event":
+                recorded.append((message.event.kind, message.event))
+    feed.cancel()
+    assert [kind for kind, _ in recorded] == [
+        cpb.EVENT_KIND_CONNECTION_CHANGED,
+        cpb.EVENT_KIND_CONTACT_CHANGED,
+        cpb.EVENT_KIND_OPPORTUNITY_CREATED,
+        cpb.EVENT_KIND_MESSAGE_RECEIVED,
+    ]
+    assert [e.sequence for _, e in recorded] == [1, 2, 3, 4]
+    assert recorded[1][1].payload["origem"] == "instagram"
+    assert recorded[2][1].payload["etapa_id"] == str(novos)
+
     # A reply inside 24 h goes out untagged; its echo is recognised, not stored again.
     sent = await _send(stack, admin, customer, "Ola Joana! Custa R$ 100.", request_id="r-1")
     assert sent.status == resources_pb2.MESSAGE_STATUS_QUEUED
