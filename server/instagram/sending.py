@@ -149,6 +149,20 @@ async def send(deps: Deps, tx: AsyncSession, caller: Caller, out: Outgoing) -> Q
         idempotency_key=f"{OPERATION}:{out.request_id or message.id}",
         destino=contact.instagram_igsid or "",
     )
+    await record_change(
+        tx,
+        tenant,
+        "MESSAGE_STATUS",
+        {
+            "canal": CANAL,
+            "connection_type": "instagram_direct",
+            "id": str(message.id),
+            "status": message.status,
+            "direcao": "outbound",
+            "contato_id": str(contact.id),
+        },
+        user_id=user,
+    )
     return Queued(message, job_id)
 
 
