@@ -32,6 +32,7 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "4": ("bench.scenarios.streams", "status streams", True),
     "7": ("bench.scenarios.feed", "change feed", False),
     "6": ("bench.scenarios.queue", "queue drain", False),
+    "8": ("bench.scenarios.calendar", "Calendar push to meeting", True),
 }
 DEFAULT_WORKER_CONCURRENCY = 4
 

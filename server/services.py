@@ -22,7 +22,7 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "MetaLeadsService": ("meta_leads_service", "server.meta_leads.service"),
     "ConversionsService": ("conversions_service", None),
     "AudiencesService": ("audiences_service", None),
-    "GoogleCalendarService": ("google_calendar_service", None),
+    "GoogleCalendarService": ("google_calendar_service", "server.google_calendar.service"),
     "EmailService": ("email_service", None),
     "InstagramService": ("instagram_service", "server.instagram.service"),
     "ConnectionsService": ("connections_service", "server.connections.service"),

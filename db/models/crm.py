@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import (
@@ -231,6 +233,13 @@ class Meeting(Base):
     google_meet_link: Mapped[str | None]
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
+    # Revision 0009: the calendar the event lives in, Google's last change applied, and the
+    # attendees with their answers ([{"email", "response_status"}]).
+    google_calendar_id: Mapped[str | None]
+    google_atualizado_em: Mapped[dt.datetime | None]
+    participantes: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB(), server_default=text("'[]'::jsonb")
+    )
 
 
 class TenantSettings(Base):

@@ -26,6 +26,7 @@ from db.models.base import (
 LIVE = text("deletado_em IS NULL")
 WHATSAPP_STATUSES = ("disconnected", "qr_pending", "connecting", "connected", "failed")
 OAUTH_STATUSES = ("active", "expired", "revoked", "error")
+SYNC_STATUSES = ("idle", "syncing", "ok", "error")
 EMAIL_STATUSES = ("active", "expired", "revoked", "error", "testing")
 
 
@@ -73,6 +74,7 @@ class GoogleConnection(Base):
     __table_args__ = (
         UniqueConstraint("organizacao_id", "usuario_id"),
         CheckConstraint(in_check("status", OAUTH_STATUSES), name="status"),
+        CheckConstraint(in_check("sync_status", SYNC_STATUSES), name="sync_status"),
         Index("idx_conexoes_google_org", "organizacao_id", postgresql_where=LIVE),
         Index("idx_conexoes_google_user", "usuario_id", postgresql_where=LIVE),
         Index("idx_conexoes_google_status", "organizacao_id", "status"),
@@ -114,6 +116,11 @@ class GoogleConnection(Base):
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
     deletado_em: Mapped[dt.datetime | None]
+    # Revision 0009: granted scopes and the two-way sync's state (ultimo_sync = last success).
+    scopes_concedidos: Mapped[list[str] | None]
+    sync_status: Mapped[str] = mapped_column(String(20), server_default="idle")
+    sync_falhas: Mapped[int] = mapped_column(Integer, server_default="0")
+    ultimo_sync_erro: Mapped[str | None]
 
 
 class EmailConnection(Base):

@@ -49,7 +49,8 @@ async def events(request: Request) -> Response:
 
 async def change_event(request: Request) -> Response:
     """Change an event as its owner would in Google Calendar: `start`/`end` (RFC 3339),
-    `summary`, `status: cancelled`, `responses: {email: declined|accepted}`; then push."""
+    `summary`, `status: cancelled`, `responses: {email: declined|accepted}`; then push
+    (unless `push: false`, when the caller delivers the notification itself)."""
     state = _state(request)
     cal = _find(state, request.path_params["calendar_id"])
     event = cal.events.get(request.path_params["event_id"]) if cal else None
@@ -69,7 +70,7 @@ async def change_event(request: Request) -> Response:
             attendee["responseStatus"] = answer
     changed(state, event)
     push: PushDispatcher = request.app.state.google_push
-    for channel in state.channels.values():
+    for channel in state.channels.values() if body.get("push", True) else ():
         live = not channel.stopped and channel.expiration_ms / 1000 > state.clock()
         if channel.calendar_id == cal.id and live:
             push.notify(channel, "exists")

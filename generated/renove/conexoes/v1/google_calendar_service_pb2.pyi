@@ -74,6 +74,11 @@ class GoogleCalendarConnection(_message.Message):
     CONECTADO_EM_FIELD_NUMBER: _builtins.int
     CRIADO_EM_FIELD_NUMBER: _builtins.int
     ATUALIZADO_EM_FIELD_NUMBER: _builtins.int
+    SYNC_STATUS_FIELD_NUMBER: _builtins.int
+    SYNC_FALHAS_FIELD_NUMBER: _builtins.int
+    ULTIMO_SYNC_ERRO_FIELD_NUMBER: _builtins.int
+    PUSH_ATIVO_FIELD_NUMBER: _builtins.int
+    CHANNEL_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """conexoes_google.id (uuid); empty when not connected."""
     usuario_id: _builtins.str
@@ -98,6 +103,14 @@ class GoogleCalendarConnection(_message.Message):
     """Link to open the calendar ("Abrir Calendar")."""
     ultimo_erro: _builtins.str
     """Last error (redacted)."""
+    sync_status: _builtins.str
+    """Two-way sync state: "idle" (never ran), "syncing", "ok", "error"."""
+    sync_falhas: _builtins.int
+    """Consecutive failed syncs (0 after a success)."""
+    ultimo_sync_erro: _builtins.str
+    """Why the last sync failed (redacted); empty after a success."""
+    push_ativo: _builtins.bool
+    """True while a Google push channel reports changes (renewed before it expires)."""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Scopes granted."""
@@ -122,6 +135,10 @@ class GoogleCalendarConnection(_message.Message):
     def atualizado_em(self) -> _timestamp_pb2.Timestamp:
         """Row update time."""
 
+    @_builtins.property
+    def channel_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the current push channel expires."""
+
     def __init__(
         self,
         *,
@@ -143,10 +160,15 @@ class GoogleCalendarConnection(_message.Message):
         conectado_em: _timestamp_pb2.Timestamp | None = ...,
         criado_em: _timestamp_pb2.Timestamp | None = ...,
         atualizado_em: _timestamp_pb2.Timestamp | None = ...,
+        sync_status: _builtins.str = ...,
+        sync_falhas: _builtins.int = ...,
+        ultimo_sync_erro: _builtins.str = ...,
+        push_ativo: _builtins.bool = ...,
+        channel_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["atualizado_em", b"atualizado_em", "conectado_em", b"conectado_em", "criado_em", b"criado_em", "token_expires_at", b"token_expires_at", "ultimo_sync", b"ultimo_sync"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["atualizado_em", b"atualizado_em", "channel_expires_at", b"channel_expires_at", "conectado_em", b"conectado_em", "criado_em", b"criado_em", "token_expires_at", b"token_expires_at", "ultimo_sync", b"ultimo_sync"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["atualizado_em", b"atualizado_em", "calendar_id", b"calendar_id", "calendar_name", b"calendar_name", "calendar_url", b"calendar_url", "conectado_em", b"conectado_em", "criado_em", b"criado_em", "criar_google_meet", b"criar_google_meet", "google_user_email", b"google_user_email", "google_user_id", b"google_user_id", "google_user_name", b"google_user_name", "id", b"id", "scopes", b"scopes", "sincronizar_eventos", b"sincronizar_eventos", "status", b"status", "token_expires_at", b"token_expires_at", "ultimo_erro", b"ultimo_erro", "ultimo_sync", b"ultimo_sync", "usuario_id", b"usuario_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["atualizado_em", b"atualizado_em", "calendar_id", b"calendar_id", "calendar_name", b"calendar_name", "calendar_url", b"calendar_url", "channel_expires_at", b"channel_expires_at", "conectado_em", b"conectado_em", "criado_em", b"criado_em", "criar_google_meet", b"criar_google_meet", "google_user_email", b"google_user_email", "google_user_id", b"google_user_id", "google_user_name", b"google_user_name", "id", b"id", "push_ativo", b"push_ativo", "scopes", b"scopes", "sincronizar_eventos", b"sincronizar_eventos", "status", b"status", "sync_falhas", b"sync_falhas", "sync_status", b"sync_status", "token_expires_at", b"token_expires_at", "ultimo_erro", b"ultimo_erro", "ultimo_sync", b"ultimo_sync", "ultimo_sync_erro", b"ultimo_sync_erro", "usuario_id", b"usuario_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -786,12 +808,20 @@ class CreateGoogleCalendarEventResponse(_message.Message):
     HTML_LINK_FIELD_NUMBER: _builtins.int
     GOOGLE_MEET_LINK_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    GOOGLE_MEET_STATUS_FIELD_NUMBER: _builtins.int
+    MOTIVO_MEET_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Google event id ("abc123xyz")."""
     html_link: _builtins.str
     """Google event page."""
     google_meet_link: _builtins.str
     """Google Meet link ("https://meet.google.com/abc-defg-hij"); empty without Meet."""
+    google_meet_status: _builtins.str
+    """Google Meet creation: "success", "pending" (Google is still creating it; the link
+    arrives with the sync), "failure"; empty when no Meet was asked for.
+    """
+    motivo_meet: _builtins.str
+    """Why there is no Meet link when one was asked for (MEET_NOT_ALLOWED, MEET_PENDING)."""
     @_builtins.property
     def event(self) -> Global___GoogleCalendarEvent:
         """The full event."""
@@ -803,10 +833,12 @@ class CreateGoogleCalendarEventResponse(_message.Message):
         html_link: _builtins.str = ...,
         google_meet_link: _builtins.str = ...,
         event: Global___GoogleCalendarEvent | None = ...,
+        google_meet_status: _builtins.str = ...,
+        motivo_meet: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "event_id", b"event_id", "google_meet_link", b"google_meet_link", "html_link", b"html_link"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "event_id", b"event_id", "google_meet_link", b"google_meet_link", "google_meet_status", b"google_meet_status", "html_link", b"html_link", "motivo_meet", b"motivo_meet"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -900,12 +932,20 @@ class UpdateGoogleCalendarEventResponse(_message.Message):
     HTML_LINK_FIELD_NUMBER: _builtins.int
     GOOGLE_MEET_LINK_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    GOOGLE_MEET_STATUS_FIELD_NUMBER: _builtins.int
+    MOTIVO_MEET_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Google event id."""
     html_link: _builtins.str
     """Google event page."""
     google_meet_link: _builtins.str
     """Google Meet link; empty without Meet."""
+    google_meet_status: _builtins.str
+    """Google Meet creation: "success", "pending" (Google is still creating it; the link
+    arrives with the sync), "failure"; empty when no Meet was asked for.
+    """
+    motivo_meet: _builtins.str
+    """Why there is no Meet link when one was asked for (MEET_NOT_ALLOWED, MEET_PENDING)."""
     @_builtins.property
     def event(self) -> Global___GoogleCalendarEvent:
         """The full event."""
@@ -917,10 +957,12 @@ class UpdateGoogleCalendarEventResponse(_message.Message):
         html_link: _builtins.str = ...,
         google_meet_link: _builtins.str = ...,
         event: Global___GoogleCalendarEvent | None = ...,
+        google_meet_status: _builtins.str = ...,
+        motivo_meet: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "event_id", b"event_id", "google_meet_link", b"google_meet_link", "html_link", b"html_link"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "event_id", b"event_id", "google_meet_link", b"google_meet_link", "google_meet_status", b"google_meet_status", "html_link", b"html_link", "motivo_meet", b"motivo_meet"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,7 +5,7 @@ import warnings
 
 from renove.conexoes.v1 import google_calendar_service_pb2 as renove_dot_conexoes_dot_v1_dot_google__calendar__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -99,7 +99,9 @@ class GoogleCalendarServiceServicer:
 
     def GetGoogleAuthUrl(self, request, context):
         """Returns the Google OAuth URL (scopes calendar, calendar.events, openid email profile;
-        offline access with PKCE).
+        offline access, forced consent, incremental authorization, PKCE S256). The response
+        metadata `x-set-cookie` binds the state to the browser (the JSON gateway sets it as an
+        HttpOnly cookie; the callback refuses a state without it: STATE_BROWSER_MISMATCH).
         Errors: FAILED_PRECONDITION (PLATFORM_NOT_CONFIGURED) when the super admin has not set
         the Google App.
         """
@@ -111,8 +113,10 @@ class GoogleCalendarServiceServicer:
         """OAuth redirect target (called by the sidecar with the browser's query string): verifies
         the signed state, exchanges the code (with the PKCE verifier), stores the tokens encrypted,
         selects the primary calendar by default and returns where to redirect the browser.
-        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED); provider-side
-        failures are reported in the result with sucesso=false.
+        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED,
+        STATE_BROWSER_MISMATCH); denied consent, missing scopes and provider-side failures are
+        reported in the result with sucesso=false (ACCESS_DENIED, MISSING_SCOPES,
+        CODE_EXCHANGE_FAILED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,8 +132,8 @@ class GoogleCalendarServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DisconnectGoogle(self, request, context):
-        """Disconnects: revokes the token at Google (best effort, retried as a job), stops the
-        calendar watch channel and deletes the stored tokens.
+        """Disconnects: stops the calendar watch channel (while the token still works), then
+        revokes the grant at Google (best effort) and deletes the stored tokens.
         Errors: NOT_FOUND (CONNECTION_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

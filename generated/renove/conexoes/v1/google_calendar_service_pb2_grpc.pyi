@@ -39,7 +39,9 @@ class GoogleCalendarServiceStub:
     def __new__(cls, channel: _aio.Channel) -> GoogleCalendarServiceAsyncStub: ...
     GetGoogleAuthUrl: _grpc.UnaryUnaryMultiCallable[_google_calendar_service_pb2.GetGoogleAuthUrlRequest, _google_calendar_service_pb2.GetGoogleAuthUrlResponse]
     """Returns the Google OAuth URL (scopes calendar, calendar.events, openid email profile;
-    offline access with PKCE).
+    offline access, forced consent, incremental authorization, PKCE S256). The response
+    metadata `x-set-cookie` binds the state to the browser (the JSON gateway sets it as an
+    HttpOnly cookie; the callback refuses a state without it: STATE_BROWSER_MISMATCH).
     Errors: FAILED_PRECONDITION (PLATFORM_NOT_CONFIGURED) when the super admin has not set
     the Google App.
     """
@@ -47,8 +49,10 @@ class GoogleCalendarServiceStub:
     """OAuth redirect target (called by the sidecar with the browser's query string): verifies
     the signed state, exchanges the code (with the PKCE verifier), stores the tokens encrypted,
     selects the primary calendar by default and returns where to redirect the browser.
-    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED); provider-side
-    failures are reported in the result with sucesso=false.
+    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED,
+    STATE_BROWSER_MISMATCH); denied consent, missing scopes and provider-side failures are
+    reported in the result with sucesso=false (ACCESS_DENIED, MISSING_SCOPES,
+    CODE_EXCHANGE_FAILED).
     """
     GetGoogleConnection: _grpc.UnaryUnaryMultiCallable[_google_calendar_service_pb2.GetGoogleConnectionRequest, _google_calendar_service_pb2.GetGoogleConnectionResponse]
     """Returns the caller's Google Calendar connection (served flat as the HTTP body); status
@@ -56,8 +60,8 @@ class GoogleCalendarServiceStub:
     Errors: none besides authentication.
     """
     DisconnectGoogle: _grpc.UnaryUnaryMultiCallable[_google_calendar_service_pb2.DisconnectGoogleRequest, _google_calendar_service_pb2.DisconnectGoogleResponse]
-    """Disconnects: revokes the token at Google (best effort, retried as a job), stops the
-    calendar watch channel and deletes the stored tokens.
+    """Disconnects: stops the calendar watch channel (while the token still works), then
+    revokes the grant at Google (best effort) and deletes the stored tokens.
     Errors: NOT_FOUND (CONNECTION_NOT_FOUND).
     """
     ListGoogleCalendars: _grpc.UnaryUnaryMultiCallable[_google_calendar_service_pb2.ListGoogleCalendarsRequest, _google_calendar_service_pb2.ListGoogleCalendarsResponse]
@@ -110,7 +114,9 @@ class GoogleCalendarServiceAsyncStub(GoogleCalendarServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetGoogleAuthUrl: _aio.UnaryUnaryMultiCallable[_google_calendar_service_pb2.GetGoogleAuthUrlRequest, _google_calendar_service_pb2.GetGoogleAuthUrlResponse]  # type: ignore[assignment]
     """Returns the Google OAuth URL (scopes calendar, calendar.events, openid email profile;
-    offline access with PKCE).
+    offline access, forced consent, incremental authorization, PKCE S256). The response
+    metadata `x-set-cookie` binds the state to the browser (the JSON gateway sets it as an
+    HttpOnly cookie; the callback refuses a state without it: STATE_BROWSER_MISMATCH).
     Errors: FAILED_PRECONDITION (PLATFORM_NOT_CONFIGURED) when the super admin has not set
     the Google App.
     """
@@ -118,8 +124,10 @@ class GoogleCalendarServiceAsyncStub(GoogleCalendarServiceStub):
     """OAuth redirect target (called by the sidecar with the browser's query string): verifies
     the signed state, exchanges the code (with the PKCE verifier), stores the tokens encrypted,
     selects the primary calendar by default and returns where to redirect the browser.
-    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED); provider-side
-    failures are reported in the result with sucesso=false.
+    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED,
+    STATE_BROWSER_MISMATCH); denied consent, missing scopes and provider-side failures are
+    reported in the result with sucesso=false (ACCESS_DENIED, MISSING_SCOPES,
+    CODE_EXCHANGE_FAILED).
     """
     GetGoogleConnection: _aio.UnaryUnaryMultiCallable[_google_calendar_service_pb2.GetGoogleConnectionRequest, _google_calendar_service_pb2.GetGoogleConnectionResponse]  # type: ignore[assignment]
     """Returns the caller's Google Calendar connection (served flat as the HTTP body); status
@@ -127,8 +135,8 @@ class GoogleCalendarServiceAsyncStub(GoogleCalendarServiceStub):
     Errors: none besides authentication.
     """
     DisconnectGoogle: _aio.UnaryUnaryMultiCallable[_google_calendar_service_pb2.DisconnectGoogleRequest, _google_calendar_service_pb2.DisconnectGoogleResponse]  # type: ignore[assignment]
-    """Disconnects: revokes the token at Google (best effort, retried as a job), stops the
-    calendar watch channel and deletes the stored tokens.
+    """Disconnects: stops the calendar watch channel (while the token still works), then
+    revokes the grant at Google (best effort) and deletes the stored tokens.
     Errors: NOT_FOUND (CONNECTION_NOT_FOUND).
     """
     ListGoogleCalendars: _aio.UnaryUnaryMultiCallable[_google_calendar_service_pb2.ListGoogleCalendarsRequest, _google_calendar_service_pb2.ListGoogleCalendarsResponse]  # type: ignore[assignment]
@@ -184,7 +192,9 @@ class GoogleCalendarServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_google_calendar_service_pb2.GetGoogleAuthUrlResponse, _abc.Awaitable[_google_calendar_service_pb2.GetGoogleAuthUrlResponse]]:
         """Returns the Google OAuth URL (scopes calendar, calendar.events, openid email profile;
-        offline access with PKCE).
+        offline access, forced consent, incremental authorization, PKCE S256). The response
+        metadata `x-set-cookie` binds the state to the browser (the JSON gateway sets it as an
+        HttpOnly cookie; the callback refuses a state without it: STATE_BROWSER_MISMATCH).
         Errors: FAILED_PRECONDITION (PLATFORM_NOT_CONFIGURED) when the super admin has not set
         the Google App.
         """
@@ -198,8 +208,10 @@ class GoogleCalendarServiceServicer(metaclass=_abc_1.ABCMeta):
         """OAuth redirect target (called by the sidecar with the browser's query string): verifies
         the signed state, exchanges the code (with the PKCE verifier), stores the tokens encrypted,
         selects the primary calendar by default and returns where to redirect the browser.
-        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED); provider-side
-        failures are reported in the result with sucesso=false.
+        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED,
+        STATE_BROWSER_MISMATCH); denied consent, missing scopes and provider-side failures are
+        reported in the result with sucesso=false (ACCESS_DENIED, MISSING_SCOPES,
+        CODE_EXCHANGE_FAILED).
         """
 
     @_abc_1.abstractmethod
@@ -219,8 +231,8 @@ class GoogleCalendarServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _google_calendar_service_pb2.DisconnectGoogleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_google_calendar_service_pb2.DisconnectGoogleResponse, _abc.Awaitable[_google_calendar_service_pb2.DisconnectGoogleResponse]]:
-        """Disconnects: revokes the token at Google (best effort, retried as a job), stops the
-        calendar watch channel and deletes the stored tokens.
+        """Disconnects: stops the calendar watch channel (while the token still works), then
+        revokes the grant at Google (best effort) and deletes the stored tokens.
         Errors: NOT_FOUND (CONNECTION_NOT_FOUND).
         """
 
