@@ -2,7 +2,7 @@
 pre-opportunity of a first DM lands in). conexoes_instagram keeps its forced tenant isolation.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0007, 0009 (joins the CRM link and Google Calendar branches into one head)
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011"
-down_revision: str | None = "0007"
+down_revision: tuple[str, ...] = ("0007", "0009")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
