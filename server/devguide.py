@@ -90,6 +90,8 @@ def plan_environment(
     # Providers call back (webhooks, OAuth redirects) through the sidecar.
     server_env.setdefault("CONEXOES_PUBLIC_URL", http_url)
     public_url = server_env["CONEXOES_PUBLIC_URL"].rstrip("/")
+    # Development: outbound webhooks may go to a receiver on this machine.
+    server_env.setdefault("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
     sandbox_env = dict(server_env)
     if sandbox_addr is None:
         return DevPlan(server_env, sandbox_env, http_url)

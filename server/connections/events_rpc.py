@@ -142,7 +142,7 @@ class EventRpcs:
                     await check_resumable(session, resume)
             yield pb.WatchEventsResponse(snapshot=await self._snapshot(caller, whole_tenant))
             if resume is None:
-                async for message in self._follow(stream):
+                async for message in self._follow(stream, self._whole(caller)):
                     yield message
                 return
             async for message in self._feed(caller, stream, resume, accepts):
@@ -168,14 +168,23 @@ class EventRpcs:
             if event.sequence is None or event.sequence <= last:
                 return None  # the replay gave it already
             last = event.sequence
-            if event.complete:
+            return await whole(event)
+
+        whole = self._whole(caller)
+        async for message in self._follow(stream, past_replay):
+            yield message
+
+    def _whole(self, caller: Caller) -> Callable[[Event], Awaitable[Event | None]]:
+        """A recorded change announced without its data (too large for NOTIFY) is read
+        from the outbox; every other event passes as it is."""
+
+        async def whole(event: Event) -> Event | None:
+            if event.complete or event.sequence is None or event.tenant_id is None:
                 return event
-            # Announced without its data (too large for NOTIFY): the outbox has it.
             async with self.deps.db.unit_of_work(caller) as session:
                 return await read_one(session, event.sequence)
 
-        async for message in self._follow(stream, past_replay):
-            yield message
+        return whole
 
     async def _snapshot(self, caller: Caller, whole_tenant: bool) -> pb.EventsSnapshot:
         async with self.deps.db.unit_of_work(caller) as session:

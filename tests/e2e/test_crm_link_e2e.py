@@ -101,7 +101,11 @@ async def test_a_directory_tenant_maps_a_form_and_its_leads_reach_the_core(
             ),
             metadata=core.md(admin),
         )
-        feed = core.watch_feed(tenant.core, 0)
+        feed = core.watch_feed(
+            tenant.core,
+            0,
+            kinds=[cpb.EVENT_KIND_CONTACT_CHANGED, cpb.EVENT_KIND_OPPORTUNITY_CREATED],
+        )
         assert (await feed.read()).WhichOneof("kind") == "snapshot"
         for i in range(2):
             await stack.submit(

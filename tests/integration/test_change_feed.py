@@ -174,3 +174,19 @@ async def test_a_bad_after_sequence_is_a_400_over_http(core: CrmCore) -> None:
     assert ahead.status_code == 400
     violations = ahead.json()["details"][-1]["field_violations"]
     assert violations[0]["field"] == "after_sequence"
+
+
+async def test_a_change_too_large_for_notify_arrives_whole(core: CrmCore) -> None:
+    tenant = (await core.sync_new_tenant(sellers=0)).core
+    assert tenant.tenant_id is not None
+    resumed = core.watch_feed(tenant, 0)
+    live = core.connections.WatchEvents(cpb.WatchEventsRequest(), metadata=core.md(tenant))
+    for call in (resumed, live):
+        assert (await call.read()).WhichOneof("kind") == "snapshot"
+    text = "x" * 20_000  # NOTIFY payloads stop at 8000 bytes
+    async with core.server.deps.db.unit_of_work(tenant) as session:
+        await record_change(session, tenant.tenant_id, "MESSAGE_RECEIVED", {"body": text})
+    for call in (resumed, live):
+        (event,) = await events(call, 1)
+        call.cancel()
+        assert event.payload["body"] == text and event.sequence == 1

@@ -143,6 +143,11 @@ def test_make_run_points_only_unset_providers_at_the_sandbox(tmp_path: Path) -> 
         "/waha": ["CONEXOES_WAHA_URL"],
         "/graph": ["CONEXOES_META_OAUTH_URL"],
     }
+    # Outbound webhooks may go to a receiver on this machine, unless told otherwise.
+    assert server["CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS"] == "1"
+    refused = {**env, "CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS": "0"}
+    again = plan_environment(refused, Settings.from_env(refused), None, mounted=None)
+    assert again.server_env["CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS"] == "0"
 
 
 def test_make_run_without_a_sandbox_when_every_provider_is_given(tmp_path: Path) -> None:
