@@ -489,3 +489,78 @@ async def test_token_refresh_revocation_and_expiry(
         pb.GetInstagramConnectionRequest(), metadata=stack.md(admin)
     )
     assert got.connection.status == resources_pb2.CONNECTION_STATUS_EXPIRED
+
+
+async def test_attachments_story_mentions_reactions_and_the_json_api(
+    stack: InstagramStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=0)
+    admin = make_caller(tenant, Role.ADMIN)
+    account = await _connect(stack, admin, "loja_midia")
+    expiry = int(time.time()) + 3 * 86400
+    photo = f"https://scontent.cdninstagram.test/v/foto.jpg?oe={expiry:X}"
+    first = await stack.dm(
+        account_id=account, attachments=[{"type": "image", "payload": {"url": photo}}]
+    )
+    customer = first["sender_id"]
+    await stack.dm(
+        account_id=account,
+        sender_id=customer,
+        story_mention_url="https://lookaside.test/story/123",
+    )
+    await stack.drain()
+    conversation = await _conversation_of(stack, admin, customer)
+
+    async def both() -> list[Any] | None:
+        rows = await _messages(stack, admin, conversation.id)
+        return rows if len(rows) == 2 else None
+
+    story, image = await poll(both)
+    assert image.message.attachment.type == pb.INSTAGRAM_ATTACHMENT_TYPE_IMAGE
+    assert image.message.attachment.payload.url == photo
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        stored = await session.scalar(select(Message).where(Message.external_id == first["mid"]))
+        assert stored is not None
+        assert stored.metadata_["attachments"] == [
+            {
+                "type": "image",
+                "url": photo,
+                "expira_em": dt.datetime.fromtimestamp(expiry, dt.UTC).isoformat(),
+            }
+        ]
+        mention = await session.scalar(
+            select(Message).where(Message.external_id == story.message_id)
+        )
+        assert mention is not None and mention.tipo == "story_mention"
+
+    # The spec's JSON body through the gateway.
+    token = stack.server.token(admin)
+    answer = await stack.http.post(
+        f"{stack.sidecar_url}/api/v1/conexoes/instagram/mensagens",
+        json={"recipient_id": customer, "message": {"text": "Vi sua mencao, obrigado!"}},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    reply = await _status_of(
+        stack, admin, conversation.id, body["id"], resources_pb2.MESSAGE_STATUS_SENT
+    )
+    bad = await stack.http.post(
+        f"{stack.sidecar_url}/api/v1/conexoes/instagram/mensagens",
+        json={"recipient_id": customer, "message": {}},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert bad.status_code == 400
+
+    # The customer reacts to our reply.
+    await stack.control(
+        "reaction", {"account_id": account, "sender_id": customer, "mid": reply.message_id}
+    )
+    await stack.drain()
+
+    async def reacted() -> dict[str, Any] | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            row = await session.scalar(select(Message).where(Message.id == uuid.UUID(reply.id)))
+        return (row.metadata_ or {}).get("reacao") if row else None
+
+    assert (await poll(reacted))["reaction"] == "love"
