@@ -564,3 +564,23 @@ async def test_attachments_story_mentions_reactions_and_the_json_api(
         return (row.metadata_ or {}).get("reacao") if row else None
 
     assert (await poll(reacted))["reaction"] == "love"
+
+
+async def test_instagrams_own_window_refusal_fails_the_message_with_the_same_reason(
+    stack: InstagramStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=0)
+    admin = make_caller(tenant, Role.ADMIN)
+    account = await _connect(stack, admin, "loja_relogio")
+    dm = await stack.dm(account_id=account, text="Oi", timestamp_ms=int(time.time() * 1000))
+    conversation = await _conversation_of(stack, admin, dm["sender_id"])
+    # Instagram's clock says two days have passed; ours says the window is open.
+    await stack.control("clock", {"advance_seconds": 2 * 86400})
+    sent = await _send(stack, admin, dm["sender_id"], "Oi! Tudo bem?")
+    failed = await _status_of(
+        stack, admin, conversation.id, sent.id, resources_pb2.MESSAGE_STATUS_FAILED
+    )
+    assert "window" in failed.erro
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        row = await session.get(Message, uuid.UUID(sent.id))
+    assert row is not None and row.metadata_["motivo"] == "MESSAGING_WINDOW_CLOSED"
