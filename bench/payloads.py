@@ -92,3 +92,23 @@ def leadgen(app_secret: str, page_id: str, form_id: str, leadgen_id: str, now: i
     body = json.dumps({"object": "page", "entry": [entry]}, separators=(",", ":")).encode()
     signature = "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
     return Signed(body, {"content-type": "application/json", "x-hub-signature-256": signature})
+
+
+def instagram_dm(app_secret: str, account_id: str, run: str, index: int, now_ms: int) -> Signed:
+    """An Instagram DM from a distinct sender per index (a new contact and pre-opportunity
+    each), as Meta posts it: `entry[].id` the account's user_id, ms timestamps, signed with
+    X-Hub-Signature-256. The text starts with `bench:<run>:<index>` to match its event."""
+    sender = f"9{zlib.crc32(run.encode()) % 10**6:06d}{index:09d}"
+    item = {
+        "sender": {"id": sender},
+        "recipient": {"id": account_id},
+        "timestamp": now_ms,
+        "message": {
+            "mid": f"aWdfbench{run}{index:09d}",
+            "text": f"bench:{run}:{index} Oi, vi o anuncio e quero saber o preco",
+        },
+    }
+    entry = {"id": account_id, "time": now_ms, "messaging": [item]}
+    body = json.dumps({"object": "instagram", "entry": [entry]}, separators=(",", ":")).encode()
+    signature = "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return Signed(body, {"content-type": "application/json", "x-hub-signature-256": signature})

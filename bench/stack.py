@@ -231,7 +231,7 @@ async def start_stack(cores: Cores, data_dir: Path) -> Stack:
         os.sched_setaffinity(0, {cores.load})
     base_env["DATABASE_URL"] = owner_url
     plan = plan_environment(
-        base_env, settings, sandbox_addr, mounted=["/waha", "/graph", "/google"]
+        base_env, settings, sandbox_addr, mounted=["/waha", "/graph", "/instagram", "/google"]
     )
     server_env = {**plan.server_env, "CONEXOES_WORKER_CONCURRENCY": "0"}
     stack = Stack(

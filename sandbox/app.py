@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from sandbox.google import GoogleSettings, build_google_fake
 from sandbox.graph import GraphSettings, build_graph_fake
+from sandbox.instagram import InstagramSettings, build_instagram_fake
 from sandbox.settings import SandboxSettings
 from sandbox.waha import build_waha_fake
 
@@ -31,10 +32,11 @@ class ProviderFake(Protocol):
 
 
 def _fakes(settings: SandboxSettings) -> dict[str, ProviderFake]:
-    # prefix -> fake; later: "/instagram".
+    # prefix -> fake
     return {
         "/waha": build_waha_fake(settings.waha),
         "/graph": build_graph_fake(GraphSettings.from_env()),
+        "/instagram": build_instagram_fake(InstagramSettings.from_env()),
         "/google": build_google_fake(GoogleSettings.from_env()),
     }
 

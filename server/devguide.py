@@ -101,6 +101,7 @@ def plan_environment(
             sandbox_env.setdefault(name, value)
     # The Graph fake delivers leadgen webhooks here (it sends none until told where).
     sandbox_env.setdefault("SANDBOX_META_WEBHOOK_URL", f"{public_url}/webhooks/meta-leads")
+    sandbox_env.setdefault("SANDBOX_INSTAGRAM_WEBHOOK_URL", f"{public_url}/webhooks/instagram")
     available = set(SANDBOX_PREFIXES if mounted is None else mounted)
     sandboxed: dict[str, list[str]] = {}
     for prefix, names in SANDBOX_PREFIXES.items():

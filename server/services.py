@@ -24,7 +24,7 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "AudiencesService": ("audiences_service", "server.audiences.service"),
     "GoogleCalendarService": ("google_calendar_service", "server.google_calendar.service"),
     "EmailService": ("email_service", "server.email.service"),
-    "InstagramService": ("instagram_service", None),
+    "InstagramService": ("instagram_service", "server.instagram.service"),
     "ConnectionsService": ("connections_service", "server.connections.service"),
     "WebhookIngressService": ("webhook_ingress_service", "server.ingress.service"),
     "CrmEventsService": ("crm_events_service", "server.crm_events.service"),

@@ -39,6 +39,7 @@ async def serve(config: dict[str, Any]) -> None:
         routes=[
             Route("/webhooks/waha/{tenant_id}", ingest, methods=["POST"]),
             Route("/webhooks/meta-leads", ingest, methods=["POST"]),
+            Route("/webhooks/instagram", ingest, methods=["POST"]),
         ]
     )
     host, _, port = config["address"].rpartition(":")

@@ -2,13 +2,13 @@
 or not earlier ones were answered, and its latency runs until its result is observed.
 
 side "ours":  the result is the event on Connections.WatchEvents (MESSAGE_RECEIVED carrying the
-              message body, or LEAD_RECEIVED carrying the leadgen id), i.e. after the sidecar,
-              the inbox, the queue, the worker, the CRM rows and NOTIFY.
+              message body or the DM's text, or LEAD_RECEIVED carrying the leadgen id), i.e.
+              after the sidecar, the inbox, the queue, the worker, the CRM rows and NOTIFY.
 side "bare":  the same bodies to the bare Starlette -> grpc.aio -> INSERT + NOTIFY baseline; the
               result is the NOTIFY heard on a LISTEN connection.
 
-Config: side, kind (whatsapp | leads), url, path, rate, duration_s, drain_s, requests (a list of
-{key, body_b64, headers}), and target + token (ours) or dsn (bare).
+Config: side, kind (whatsapp | leads | instagram), url, path, rate, duration_s, drain_s,
+requests (a list of {key, body_b64, headers}), and target + token (ours) or dsn (bare).
 """
 
 from __future__ import annotations
@@ -67,7 +67,11 @@ def _key_of(event: cpb.ConnectionEvent, kind: str) -> str | None:
     if kind == "leads":
         value = payload.get("leadgen_id")
         return None if value is None else str(value)
-    body = str((payload.get("message") or {}).get("body") or "")
+    message = payload.get("message") or {}
+    if kind == "instagram":  # an InstagramMessage: its content is message.text
+        body = str((message.get("message") or {}).get("text") or "")
+    else:
+        body = str(message.get("body") or "")
     return body.split(" ", 1)[0] if body.startswith("bench:") else None
 
 

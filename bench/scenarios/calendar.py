@@ -1,4 +1,4 @@
-"""Row 7: a Google Calendar push notification until the CRM meeting is updated, one sample at
+"""Row 8: a Google Calendar push notification until the CRM meeting is updated, one sample at
 a time: the event is renamed in the Google sandbox, then Google's notification (empty body,
 X-Goog-* headers) is posted to the sidecar; the latency runs until CALENDAR_EVENT_CHANGED
 for the meeting arrives on WatchEvents (ingress check of the channel token, inbox, job,

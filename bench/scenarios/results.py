@@ -3,6 +3,9 @@
 - WhatsApp: signed `message` webhooks at a steady rate; the result is the MESSAGE_RECEIVED event
   on Connections.WatchEvents (contact found or created, message stored in `conversas`, counters
   moved, NOTIFY). Afterwards the row checks every message is in `conversas`.
+- Instagram: signed DM webhooks (a new sender each); the result is the MESSAGE_RECEIVED event
+  (contact and pre-opportunity created, the sender's profile asked of the sandbox, message
+  stored with its window). Afterwards the row checks every DM is in `conversas`.
 - Lead Ads: signed `leadgen` webhooks for leads waiting in the Graph sandbox; the result is the
   LEAD_RECEIVED event (lead fetched from Graph, contact + opportunity created). Afterwards the
   row checks every lead has its opportunity.
@@ -24,7 +27,7 @@ import asyncpg
 from renove.conexoes.v1 import meta_leads_service_pb2 as mpb
 from renove.conexoes.v1 import meta_leads_service_pb2_grpc as mpb_grpc
 
-from bench.payloads import Signed, inbound_message, leadgen
+from bench.payloads import Signed, inbound_message, instagram_dm, leadgen
 from bench.report import Figure
 from bench.scenarios.context import Context, config_arg
 from bench.scenarios.ingest import waha_target
@@ -33,6 +36,7 @@ from server.auth.caller import Role
 
 ROW_WA = "2a. WhatsApp message -> event"
 ROW_LEAD = "2b. leadgen -> contact + opportunity"
+ROW_IG = "2c. Instagram DM -> event"
 FIELDS = {"full_name": "nome", "email": "email", "phone_number": "telefone"}
 
 
@@ -73,6 +77,23 @@ async def connect_meta(ctx: Context) -> tuple[str, str]:
     return PAGE_ID, FORM_ID
 
 
+async def connect_instagram(ctx: Context) -> str:
+    """Admin connects Instagram through Instagram Login, as a browser does (the auth URL from
+    the gateway sets the binding cookie the callback needs). Returns the account's user_id."""
+    stack = ctx.stack
+    answer = await ctx.http.get(
+        f"{stack.http_url}/api/v1/conexoes/instagram/auth-url",
+        headers={"authorization": f"Bearer {stack.token(Role.ADMIN)}"},
+    )
+    answer.raise_for_status()
+    login = await ctx.http.get(answer.json()["auth_url"])
+    landed = await ctx.http.get(login.headers["location"])
+    if "status=ok" not in landed.headers.get("location", ""):
+        raise RuntimeError(f"Instagram Login did not connect: {landed.headers}")
+    world = await ctx.http.get(f"{stack.sandbox_url}/instagram/_control/world")
+    return str(world.json()["accounts"][0]["user_id"])
+
+
 async def _new_leads(ctx: Context, form_id: str, count: int, run: str) -> list[str]:
     ids = []
     for index in range(count):
@@ -91,7 +112,12 @@ async def _verify(dsn: str, run: str, leadgen_ids: list[str]) -> dict[str, int]:
     conn = await asyncpg.connect(dsn)
     try:
         messages = await conn.fetchval(
-            "SELECT count(*) FROM conversas WHERE conteudo LIKE $1", f"bench:{run}:%"
+            "SELECT count(*) FROM conversas WHERE canal = 'whatsapp' AND conteudo LIKE $1",
+            f"bench:{run}:%",
+        )
+        dms = await conn.fetchval(
+            "SELECT count(*) FROM conversas WHERE canal = 'instagram' AND conteudo LIKE $1",
+            f"bench:{run}:%",
         )
         leads = await conn.fetchval(
             "SELECT count(*) FROM leads_meta_recebidos l JOIN oportunidades o"
@@ -100,12 +126,18 @@ async def _verify(dsn: str, run: str, leadgen_ids: list[str]) -> dict[str, int]:
         )
     finally:
         await conn.close()
-    return {"messages_stored": int(messages), "leads_with_opportunity": int(leads)}
+    return {
+        "messages_stored": int(messages),
+        "dms_stored": int(dms),
+        "leads_with_opportunity": int(leads),
+    }
 
 
 async def run(ctx: Context) -> None:
     stack, profile = ctx.stack, ctx.profile
     page_id, form_id = await connect_meta(ctx)
+    account_id = await connect_instagram(ctx)
+    ig_secret = stack.server_env["CONEXOES_INSTAGRAM_APP_SECRET"]
     app_secret = stack.server_env["CONEXOES_META_APP_SECRET"]
     target = waha_target(ctx)
     grpc_addr, http_addr = ctx.baseline_address(), ctx.baseline_address()
@@ -114,7 +146,8 @@ async def run(ctx: Context) -> None:
     wa_count = max(2, int(profile.result_rate * profile.result_seconds))
     lead_count = max(2, int(profile.lead_rate * profile.lead_seconds))
     token = stack.token(Role.ADMIN)
-    out: dict[str, list[dict[str, Any]]] = {k: [] for k in ("wa", "wa_bare", "lead", "lead_bare")}
+    kinds = ("wa", "wa_bare", "ig", "ig_bare", "lead", "lead_bare")
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     checks = []
 
     async def drive(side: str, kind: str, path: str, rate: float, requests: list[dict[str, Any]],
@@ -142,6 +175,19 @@ async def run(ctx: Context) -> None:
             out["wa_bare"].append(
                 await drive("bare", "whatsapp", wa_path, profile.result_rate, wa, secs)
             )
+            dms = _requests(
+                [
+                    (f"bench:{run_id}:{i}", instagram_dm(ig_secret, account_id, run_id, i, now_ms))
+                    for i in range(wa_count)
+                ]
+            )
+            ig_path = "/webhooks/instagram"
+            out["ig"].append(
+                await drive("ours", "instagram", ig_path, profile.result_rate, dms, secs)
+            )
+            out["ig_bare"].append(
+                await drive("bare", "instagram", ig_path, profile.result_rate, dms, secs)
+            )
             ids = await _new_leads(ctx, form_id, lead_count, run_id)
             now = int(time.time())
             leads = _requests([(i, leadgen(app_secret, page_id, form_id, i, now)) for i in ids])
@@ -157,6 +203,7 @@ async def run(ctx: Context) -> None:
     for check in checks:
         if (
             check["messages_stored"] < check["sent"]
+            or check["dms_stored"] < check["sent"]
             or check["leads_with_opportunity"] < check["leads"]
         ):
             ctx.report.notes.append(f"row 2: not every result was stored: {check}")
@@ -169,6 +216,7 @@ async def run(ctx: Context) -> None:
     label = "Starlette -> grpc.aio -> INSERT+NOTIFY -> LISTEN"
     for row, ours, bare, rate in (
         (ROW_WA, out["wa"], out["wa_bare"], profile.result_rate),
+        (ROW_IG, out["ig"], out["ig_bare"], profile.result_rate),
         (ROW_LEAD, out["lead"], out["lead_bare"], profile.lead_rate),
     ):
         note = f"steady {rate:g}/s"

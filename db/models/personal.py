@@ -11,7 +11,17 @@ import uuid
 from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.models.base import Base, created_at, in_check, org_fk, updated_at, user_fk, uuid_pk
+from db.models.base import (
+    EMPTY_JSON,
+    Base,
+    Json,
+    created_at,
+    in_check,
+    org_fk,
+    updated_at,
+    user_fk,
+    uuid_pk,
+)
 
 LIVE = text("deletado_em IS NULL")
 WHATSAPP_STATUSES = ("disconnected", "qr_pending", "connecting", "connected", "failed")
@@ -192,6 +202,8 @@ class InstagramConnection(Base):
     ultimo_erro: Mapped[str | None]
     refresh_falhas: Mapped[int] = mapped_column(Integer, server_default="0")
     refresh_bloqueado_ate: Mapped[dt.datetime | None]
+    # Revision 0011: the room's settings (the pre-opportunity's funil_id/etapa_id).
+    configuracoes: Mapped[Json] = mapped_column(server_default=EMPTY_JSON)
     conectado_em: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from server.auth.caller import Role
 from server.auth.rules import ADMIN, ADMIN_OR_SERVICE, ANY_USER, SERVICE, SUPER_ADMIN, Rule, granted
 
 PACKAGE = "renove.conexoes.v1"
@@ -20,6 +21,11 @@ LEAD_ADS = granted("meta_lead_ads")
 ADMIN_OR_PLATFORM = Rule(ADMIN.roles, needs_tenant=False, label="tenant admin or super admin")
 USER_OR_PLATFORM = Rule(ANY_USER.roles, needs_tenant=False, label="any user or super admin")
 INSTAGRAM = granted("instagram_direct")
+# Sending is also open to the service identity: other CRM services' automations (never tagged
+# HUMAN_AGENT, see server/instagram/window.py).
+INSTAGRAM_SEND = Rule(
+    INSTAGRAM.roles | {Role.SERVICE}, member_grant="instagram_direct", label="instagram_direct"
+)
 # The CRM core (service identity naming the tenant) and the tenant's users.
 USER_OR_SERVICE = Rule(ANY_USER.roles | SERVICE.roles, label="any user or the CRM core")
 # The change feed: any user, a platform super admin, and the CRM core.
@@ -99,7 +105,7 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "HandleInstagramOAuthCallback": SERVICE,
         "GetInstagramConnection": INSTAGRAM,
         "DisconnectInstagram": INSTAGRAM,
-        "SendInstagramMessage": INSTAGRAM,
+        "SendInstagramMessage": INSTAGRAM_SEND,
         "ListInstagramConversations": INSTAGRAM,
         "ListInstagramMessages": INSTAGRAM,
         # "Sistema/Admin": the scheduler refreshes ahead of expiry; an admin may force it.

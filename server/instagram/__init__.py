@@ -1,0 +1,1 @@
+"""Instagram Direct: Instagram Login, DMs in and out within the messaging window, token refresh."""

@@ -74,6 +74,10 @@ def _revoked(_: StoredToken, __: ProviderAuthError, ___: dt.datetime) -> str:
     return "revoked"
 
 
+def _invalid_grant(exc: ProviderError) -> bool:
+    return isinstance(exc, ProviderAuthError) and exc.provider_code == "invalid_grant"
+
+
 @dataclass(frozen=True)
 class TokenKind:
     """How one table's tokens are kept. The model needs the columns `id`, `organizacao_id`,
@@ -84,6 +88,11 @@ class TokenKind:
     model: Any
     refresh: RefreshFn
     dead_status: DeadStatusFn = _revoked
+    # Which refusal means the grant is gone for good (OAuth's invalid_grant by default).
+    is_dead: Callable[[ProviderError], bool] = _invalid_grant
+    # The column holding what the refresh call consumes: a refresh token, or (Instagram's
+    # long-lived tokens refresh themselves) the access token.
+    refresh_column: str = "refresh_token_encrypted"
     use_window: dt.timedelta = dt.timedelta(minutes=15)
     ahead_window: dt.timedelta = dt.timedelta(minutes=30)
     max_failures: int = 5
@@ -109,7 +118,8 @@ class TokenKeeper:
     def stored(self, row: Any) -> StoredToken:
         tenant = row.organizacao_id
         decrypt = self._deps.keyring.decrypt
-        refresh = row.refresh_token_encrypted
+        column = self.kind.refresh_column
+        refresh = getattr(row, column)
         return StoredToken(
             connection_id=row.id,
             tenant_id=tenant,
@@ -117,9 +127,7 @@ class TokenKeeper:
             access_token=decrypt(
                 row.access_token_encrypted, self.kind.context("access_token_encrypted", tenant)
             ),
-            refresh_token=decrypt(refresh, self.kind.context("refresh_token_encrypted", tenant))
-            if refresh
-            else None,
+            refresh_token=decrypt(refresh, self.kind.context(column, tenant)) if refresh else None,
             expires_at=row.token_expires_at,
             connected_at=getattr(row, "conectado_em", None),
         )
@@ -206,9 +214,9 @@ class TokenKeeper:
             "refresh_falhas": 0,
             "refresh_bloqueado_ate": None,
         }
-        if fresh.refresh_token:
-            values["refresh_token_encrypted"] = self.encrypt(
-                "refresh_token_encrypted", fresh.refresh_token, tenant
+        if fresh.refresh_token and self.kind.refresh_column != "access_token_encrypted":
+            values[self.kind.refresh_column] = self.encrypt(
+                self.kind.refresh_column, fresh.refresh_token, tenant
             )
         await session.execute(update(model).where(model.id == row.id).values(**values))
         if row.status != "active":
@@ -232,7 +240,7 @@ class TokenKeeper:
     ) -> DomainError:
         model, tenant = self.kind.model, row.organizacao_id
         failures = int(row.refresh_falhas or 0) + 1
-        grant_dead = isinstance(exc, ProviderAuthError) and exc.provider_code == "invalid_grant"
+        grant_dead = self.kind.is_dead(exc)
         final = grant_dead or failures >= self.kind.max_failures
         if final:
             cooldown = self.kind.final_cooldown
@@ -279,7 +287,7 @@ class TokenKeeper:
                         select(model.id).where(
                             model.deletado_em.is_(None),
                             model.status.in_(("active", "error")),
-                            model.refresh_token_encrypted.is_not(None),
+                            getattr(model, self.kind.refresh_column).is_not(None),
                             model.token_expires_at < now + self.kind.ahead_window,
                             (model.refresh_bloqueado_ate.is_(None))
                             | (model.refresh_bloqueado_ate <= now),

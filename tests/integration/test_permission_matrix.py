@@ -38,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "personal": TENANT_USERS,  # WhatsApp, Google Calendar, Gmail, SMTP: always allowed
     "lead_ads": ADMINS | {GRANTED},  # member only with conexao.meta_lead_ads
     "instagram": ADMINS | {GRANTED},  # member only with conexao.instagram_direct
+    "instagram_send": ADMINS | {GRANTED, SERVICE},  # and automations of other CRM services
     "admin": ADMINS,  # CAPI, Custom Audiences, tenant administration
     "admin_or_platform": ADMINS | {SUPER},
     "user_or_platform": TENANT_USERS | {SUPER},
@@ -70,6 +71,7 @@ OVERRIDES = {
     "RecordEmailOpen": "service",
     "HandleInstagramOAuthCallback": "service",
     "RefreshInstagramToken": "admin_or_service",
+    "SendInstagramMessage": "instagram_send",
     "GetConnectionsOverview": "personal",
     "ListPlatformCredentials": "super_admin",
     "GetPlatformCredentials": "super_admin",
