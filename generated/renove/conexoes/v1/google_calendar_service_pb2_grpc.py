@@ -5,7 +5,7 @@ import warnings
 
 from renove.conexoes.v1 import google_calendar_service_pb2 as renove_dot_conexoes_dot_v1_dot_google__calendar__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
