@@ -10,6 +10,7 @@
     ├── AlreadyExists              ALREADY_EXISTS
     ├── FailedPrecondition         FAILED_PRECONDITION
     │   └── TokenExpired           a provider credential must be renewed by its owner
+    ├── Aborted                    ABORTED (+ RetryInfo): a concurrent attempt holds the slot
     ├── ResourceExhausted          RESOURCE_EXHAUSTED (+ RetryInfo)
     └── Unavailable                UNAVAILABLE (+ RetryInfo)
         ├── ProviderUnavailable
@@ -100,6 +101,12 @@ class FailedPrecondition(DomainError):
 
 class TokenExpired(FailedPrecondition):
     reason = "TOKEN_EXPIRED"
+
+
+class Aborted(DomainError):
+    grpc_code = grpc.StatusCode.ABORTED
+    reason = "ABORTED"
+    retryable = True
 
 
 class ResourceExhausted(DomainError):

@@ -12,7 +12,7 @@ from sqlalchemy import func, literal, select, tuple_
 
 from db.models import Alert
 from server.errors import InvalidArgument, NotFound
-from server.idempotency import claim, remember
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
 from server.paging import decode_token, keyset_page
 from server.protoconv import parse_uuid, struct, timestamp
@@ -21,7 +21,6 @@ from server.resilience.alerts import DETAIL_KEYS, SEVERITIES, open_alert, visibl
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-_SERVICE = "/renove.conexoes.v1.ConnectionsService/"
 MAX_ALERTS_PAGE = 200
 _DEFAULT_TITLES = {
     "circuit_open": "Provedor indisponivel",
@@ -133,18 +132,13 @@ class AlertRpcs:
             alerts=[alert_proto(r) for r in page], next_page_token=token, total_size=int(total or 0)
         )
 
+    @idempotent
     async def AcknowledgeAlert(
         self, request: pb.AcknowledgeAlertRequest, context: grpc.aio.ServicerContext
     ) -> pb.AcknowledgeAlertResponse:
         caller = current_caller()
         alert_id = parse_uuid(request.id, "id")
-        rpc = _SERVICE + "AcknowledgeAlert"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await claim(
-                session, caller.tenant_id, rpc, request, pb.AcknowledgeAlertResponse
-            )
-            if prior is not None:
-                return prior
             row = await session.scalar(
                 select(Alert).where(Alert.id == alert_id, *visible_to(caller)).with_for_update()
             )
@@ -155,5 +149,4 @@ class AlertRpcs:
                 if caller.user_id is not None:
                     row.details = {**(row.details or {}), "reconhecido_por": str(caller.user_id)}
                 await session.flush()
-            response = pb.AcknowledgeAlertResponse(alert=alert_proto(row))
-            return await remember(session, caller.tenant_id, rpc, request, response)
+            return pb.AcknowledgeAlertResponse(alert=alert_proto(row))

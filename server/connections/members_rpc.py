@@ -11,9 +11,9 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import ColumnElement, func, literal, select, tuple_
 
 from db.models import User
-from server import idempotency
 from server.audit import record_audit
 from server.errors import InvalidArgument, NotFound
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
 from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid
@@ -26,7 +26,6 @@ ROLES = {
     "admin": resources_pb2.USER_ROLE_ADMIN,
     "member": resources_pb2.USER_ROLE_MEMBER,
 }
-_RPC = "ConnectionsService/UpdateMemberPermissions"
 
 
 def member_proto(user: User) -> pb.MemberPermissions:
@@ -72,6 +71,7 @@ class MemberRpcs:
             members=[member_proto(u) for u in page], next_page_token=token, total_size=total or 0
         )
 
+    @idempotent
     async def UpdateMemberPermissions(
         self, request: pb.UpdateMemberPermissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateMemberPermissionsResponse:
@@ -85,11 +85,6 @@ class MemberRpcs:
         if not changes:
             raise InvalidArgument.field("meta_lead_ads", "set meta_lead_ads or instagram_direct")
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, _RPC, request, pb.UpdateMemberPermissionsResponse
-            )
-            if prior is not None:
-                return prior
             user = await session.get(User, user_id, with_for_update=True)
             if user is None:
                 raise NotFound("user not found", metadata={"usuario_id": str(user_id)})
@@ -106,5 +101,4 @@ class MemberRpcs:
                 details={"before": {k: before.get(k, False) for k in changes}, "after": changes},
             )
             await session.flush()
-            response = pb.UpdateMemberPermissionsResponse(member=member_proto(user))
-            return await idempotency.remember(session, caller.tenant_id, _RPC, request, response)
+            return pb.UpdateMemberPermissionsResponse(member=member_proto(user))

@@ -12,7 +12,7 @@ from sqlalchemy import func, literal, select, tuple_
 from db.models import PendingEvent
 from server.audit import record_audit, scrub
 from server.errors import InvalidArgument
-from server.idempotency import claim, remember
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
 from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid, struct, timestamp
@@ -21,7 +21,6 @@ from server.resilience import queue
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-_SERVICE = "/renove.conexoes.v1.ConnectionsService/"
 STATUS_NAMES = {
     pb.QUEUED_EVENT_STATUS_PENDING: "pending",
     pb.QUEUED_EVENT_STATUS_PROCESSING: "processing",
@@ -110,18 +109,13 @@ class QueueRpcs:
             total_size=int(total or 0),
         )
 
+    @idempotent
     async def RetryFailedEvent(
         self, request: pb.RetryFailedEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryFailedEventResponse:
         caller = current_caller()
         job_id = parse_uuid(request.id, "id")
-        rpc = _SERVICE + "RetryFailedEvent"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await claim(
-                session, caller.tenant_id, rpc, request, pb.RetryFailedEventResponse
-            )
-            if prior is not None:
-                return prior
             row = await queue.retry_failed(
                 session,
                 job_id,
@@ -140,9 +134,9 @@ class QueueRpcs:
                     "request_id": request.request_id,
                 },
             )
-            response = pb.RetryFailedEventResponse(event=failed_event_proto(row))
-            return await remember(session, caller.tenant_id, rpc, request, response)
+            return pb.RetryFailedEventResponse(event=failed_event_proto(row))
 
+    @idempotent
     async def DiscardFailedEvent(
         self, request: pb.DiscardFailedEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.DiscardFailedEventResponse:
@@ -150,13 +144,7 @@ class QueueRpcs:
         job_id = parse_uuid(request.id, "id")
         if len(request.motivo) > 500:
             raise InvalidArgument.field("motivo", "at most 500 characters")
-        rpc = _SERVICE + "DiscardFailedEvent"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await claim(
-                session, caller.tenant_id, rpc, request, pb.DiscardFailedEventResponse
-            )
-            if prior is not None:
-                return prior
             row = await queue.discard_failed(session, job_id)
             await record_audit(
                 session,
@@ -170,5 +158,4 @@ class QueueRpcs:
                     "request_id": request.request_id,
                 },
             )
-            response = pb.DiscardFailedEventResponse(event=failed_event_proto(row))
-            return await remember(session, caller.tenant_id, rpc, request, response)
+            return pb.DiscardFailedEventResponse(event=failed_event_proto(row))

@@ -12,9 +12,9 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import func, select
 
 from db.models import LeadAdsForm, MetaPage
-from server import idempotency
 from server.bootstrap import Deps
 from server.errors import InvalidArgument
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
 from server.meta_leads import forms, mappings, oauth, pages, views
 from server.meta_leads.connection import live_connection
@@ -23,7 +23,6 @@ from server.paging import decode_token, encode_token, page_size
 from server.protoconv import timestamp
 from server.providers.meta_graph import LEAD_ADS_SCOPES
 
-_SERVICE = "MetaLeadsService"
 _MAX_PAGE = 100
 
 
@@ -106,21 +105,14 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             row = await live_connection(session)
             return pb.GetMetaConnectionResponse(connection=await views.connection(session, row))
 
+    @idempotent
     async def DisconnectMeta(
         self, request: pb.DisconnectMetaRequest, context: grpc.aio.ServicerContext
     ) -> pb.DisconnectMetaResponse:
         caller = current_caller()
-        rpc = f"{_SERVICE}/DisconnectMeta"
-        async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.DisconnectMetaResponse
-            )
-        if prior is not None and prior.ByteSize():
-            return prior
         row = await oauth.disconnect(self.deps, caller)
         async with self.deps.db.unit_of_work(caller) as session:
-            response = pb.DisconnectMetaResponse(connection=await views.connection(session, row))
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+            return pb.DisconnectMetaResponse(connection=await views.connection(session, row))
 
     async def ListMetaPages(
         self, request: pb.ListMetaPagesRequest, context: grpc.aio.ServicerContext
@@ -131,6 +123,7 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             pages=[views.page_view(p) for p in chunk], next_page_token=token
         )
 
+    @idempotent
     async def SelectMetaPage(
         self, request: pb.SelectMetaPageRequest, context: grpc.aio.ServicerContext
     ) -> pb.SelectMetaPageResponse:
@@ -185,24 +178,16 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             total_size=int(total or 0),
         )
 
+    @idempotent
     async def CreateLeadFormMapping(
         self, request: pb.CreateLeadFormMappingRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateLeadFormMappingResponse:
         caller = current_caller()
-        rpc = f"{_SERVICE}/CreateLeadFormMapping"
-        if request.request_id:
-            async with self.deps.db.unit_of_work(caller) as session:
-                prior = await idempotency.claim(
-                    session, caller.tenant_id, rpc, request, pb.CreateLeadFormMappingResponse
-                )
-            if prior is not None and prior.ByteSize():
-                return prior
         row = await mappings.create(self.deps, caller, _input(request.mapping))
         async with self.deps.db.unit_of_work(caller) as session:
-            response = pb.CreateLeadFormMappingResponse(
+            return pb.CreateLeadFormMappingResponse(
                 mapping=await views.mapping(session, await mappings.get(session, str(row.id)))
             )
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
 
     async def GetLeadFormMapping(
         self, request: pb.GetLeadFormMappingRequest, context: grpc.aio.ServicerContext
@@ -211,6 +196,7 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             row = await mappings.get(session, request.id)
             return pb.GetLeadFormMappingResponse(mapping=await views.mapping(session, row))
 
+    @idempotent
     async def UpdateLeadFormMapping(
         self, request: pb.UpdateLeadFormMappingRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateLeadFormMappingResponse:
@@ -225,6 +211,7 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             fresh = await mappings.get(session, str(row.id))
             return pb.UpdateLeadFormMappingResponse(mapping=await views.mapping(session, fresh))
 
+    @idempotent
     async def DeleteLeadFormMapping(
         self, request: pb.DeleteLeadFormMappingRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteLeadFormMappingResponse:

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Contact, Message
-from server import idempotency
 from server.auth.caller import Caller
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.paging import decode_token, keyset_page, page_size
@@ -103,11 +102,7 @@ async def send(
         raise InvalidArgument.field("text", "must not be empty")
     if len(text) > MAX_TEXT:
         raise InvalidArgument.field("text", f"at most {MAX_TEXT} characters")
-    rpc = "WhatsAppService/SendWhatsAppMessage"
     async with deps.db.unit_of_work(caller) as tx:
-        prior = await idempotency.claim(tx, tenant, rpc, request, pb.SendWhatsAppMessageResponse)
-        if prior is not None:
-            return prior
         session = await own_row(tx, caller)
         if session is None or session.status != st.CONNECTED:
             raise SessionNotConnected("connect WhatsApp before sending messages")
@@ -141,10 +136,9 @@ async def send(
             idempotency_key=f"{SEND_OPERATION}:{request.request_id or message.id}",
             destino=chat,
         )
-        response = pb.SendWhatsAppMessageResponse(
+        return pb.SendWhatsAppMessageResponse(
             message=message_proto(message), job_id=str(job_id or "")
         )
-        return await idempotency.remember(tx, tenant, rpc, request, response)
 
 
 def _mine(user: uuid.UUID) -> list[ColumnElement[bool]]:

@@ -15,6 +15,7 @@ from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from renove.conexoes.v1 import whatsapp_service_pb2_grpc as pb_grpc
 
 from server.bootstrap import Deps
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
 from server.whatsapp import health, messages, sessions, streaming
 from server.whatsapp.jobs import register_jobs as _register_jobs
@@ -27,6 +28,7 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
+    @idempotent
     async def StartWhatsAppSession(
         self, request: pb.StartWhatsAppSessionRequest, context: Context
     ) -> pb.StartWhatsAppSessionResponse:
@@ -37,6 +39,7 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
     ) -> pb.GetWhatsAppQrCodeResponse:
         return await sessions.qr_code(self.deps, current_caller(), request)
 
+    @idempotent
     async def RequestWhatsAppPairingCode(
         self, request: pb.RequestWhatsAppPairingCodeRequest, context: Context
     ) -> pb.RequestWhatsAppPairingCodeResponse:
@@ -53,6 +56,7 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
         async for message in streaming.watch(self.deps, current_caller(), request):
             yield message
 
+    @idempotent
     async def DisconnectWhatsApp(
         self, request: pb.DisconnectWhatsAppRequest, context: Context
     ) -> pb.DisconnectWhatsAppResponse:
@@ -63,6 +67,7 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
     ) -> pb.ListWhatsAppSessionsResponse:
         return await sessions.list_sessions(self.deps, current_caller(), request)
 
+    @idempotent
     async def SendWhatsAppMessage(
         self, request: pb.SendWhatsAppMessageRequest, context: Context
     ) -> pb.SendWhatsAppMessageResponse:

@@ -18,7 +18,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User, WhatsAppSession
-from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.errors import ConnectionNotFound, FailedPrecondition, PermissionNotGranted
@@ -124,15 +123,6 @@ async def start(
     name = session_name(tenant, user)
     url = webhook_url(deps, tenant)
     async with deps.db.unit_of_work(caller) as tx:
-        prior = await idempotency.claim(
-            tx,
-            tenant,
-            "WhatsAppService/StartWhatsAppSession",
-            request,
-            pb.StartWhatsAppSessionResponse,
-        )
-        if prior is not None:
-            return prior
         # The row exists before WAHA does, so the first webhooks find their tenant.
         await tx.execute(
             insert(WhatsAppSession)
@@ -182,14 +172,11 @@ async def start(
             entity_id=row.id,
             details={"session_name": name, "waha_status": current.status},
         )
-        response = pb.StartWhatsAppSessionResponse(
+        return pb.StartWhatsAppSessionResponse(
             id=str(row.id),
             session_name=name,
             status=st.STATUS_PROTO[st.CONNECTED if connected else st.QR_PENDING],
             message=CONNECTED_MESSAGE if connected else START_MESSAGE,
-        )
-        return await idempotency.remember(
-            tx, tenant, "WhatsAppService/StartWhatsAppSession", request, response
         )
 
 
@@ -297,15 +284,10 @@ async def disconnect(
 ) -> pb.DisconnectWhatsAppResponse:
     from server.whatsapp.jobs import enqueue_cleanup
 
-    tenant = caller.require_tenant()
-    rpc = "WhatsAppService/DisconnectWhatsApp"
     async with deps.db.unit_of_work(caller) as tx:
         row = await own_row(tx, caller, request.usuario_id)
         if row is None:
             raise ConnectionNotFound("no WhatsApp session for this user")
-        prior = await idempotency.claim(tx, tenant, rpc, request, pb.DisconnectWhatsAppResponse)
-        if prior is not None:
-            return prior
     cleanup_error: str | None = None
     if not (row.status == st.DISCONNECTED and row.motivo_desconexao in st.DELIBERATE):
         try:
@@ -341,8 +323,7 @@ async def disconnect(
             if cleanup_error:
                 await enqueue_cleanup(tx, fresh, ("logout", "delete"))
         owner = await tx.scalar(select(User.nome).where(User.id == fresh.usuario_id))
-        response = pb.DisconnectWhatsAppResponse(session=session_proto(fresh, owner or ""))
-        return await idempotency.remember(tx, tenant, rpc, request, response)
+        return pb.DisconnectWhatsAppResponse(session=session_proto(fresh, owner or ""))
 
 
 async def _logout_and_delete(client: WahaClient, name: str) -> None:
