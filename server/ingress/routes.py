@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.resilience import operations
+from server.resilience.operations import Operation
+
 # webhook_inbox.provider_event_id is VARCHAR(255).
 _MAX_EVENT_ID = 255
 
@@ -40,8 +43,7 @@ class ProviderRoute:
     """How one provider's deliveries are stored and processed."""
 
     provider: str  # webhook_inbox.provider and the idempotency-key prefix
-    operation: str  # eventos_pendentes.operacao consumed by the provider room's handler
-    policy: str  # retry policy row (server.resilience.policies.POLICIES) for max attempts
+    operation: Operation  # the job each event becomes (its policy sets the attempts)
     resolver: str  # SECURITY DEFINER function: lookup -> (organizacao_id, <ids>...)
     resolver_ids: tuple[str, ...]  # the resolver's extra columns, copied into the job payload
     unknown_action: str  # audit action when the lookup names nothing of ours
@@ -49,32 +51,28 @@ class ProviderRoute:
 
 WAHA = ProviderRoute(
     provider="waha",
-    operation="waha_event",
-    policy="inbound_event",
+    operation=operations.WAHA_EVENT,
     resolver="app_resolve_whatsapp_session",
     resolver_ids=("usuario_id", "sessao_id"),
     unknown_action="webhook.unknown_session",
 )
 META_LEADGEN = ProviderRoute(
     provider="meta_leadgen",
-    operation="meta_leadgen",
-    policy="lead_processing",
+    operation=operations.META_LEADGEN,
     resolver="app_resolve_meta_page",
     resolver_ids=("pagina_id",),
     unknown_action="webhook.unknown_page",
 )
 INSTAGRAM = ProviderRoute(
     provider="instagram",
-    operation="instagram_event",
-    policy="inbound_event",
+    operation=operations.INSTAGRAM_EVENT,
     resolver="app_resolve_instagram_account",
     resolver_ids=("conexao_id",),
     unknown_action="webhook.unknown_account",
 )
 GOOGLE_CALENDAR = ProviderRoute(
     provider="google_calendar",
-    operation="google_calendar_notification",
-    policy="inbound_event",
+    operation=operations.GOOGLE_CALENDAR_NOTIFICATION,
     resolver="app_resolve_google_channel",
     resolver_ids=("usuario_id", "conexao_id"),
     unknown_action="webhook.unknown_channel",

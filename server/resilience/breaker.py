@@ -15,10 +15,11 @@ slow call started before the circuit opened) changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -262,6 +263,18 @@ class CircuitBreaker:
         )
 
 
+# Breakers whose permit the current task (and the tasks it starts) already holds: the
+# worker's attempt of a job. A provider call inside it is counted once, by the worker.
+_held: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "breakers_held", default=frozenset()
+)
+
+
+@asynccontextmanager
+async def _already_guarded() -> AsyncIterator[Permit | None]:
+    yield None
+
+
 class BreakerRegistry:
     """Every provider's breaker, built from `configs`; the one object the app wires in."""
 
@@ -282,8 +295,26 @@ class BreakerRegistry:
         """Raises KeyError for a provider without a config: a typo must not go unguarded."""
         return self._breakers[provider]
 
-    def guard(self, provider: str) -> AbstractAsyncContextManager[Permit]:
-        return self.get(provider).guard()
+    def guard(self, provider: str) -> AbstractAsyncContextManager[Permit | None]:
+        """`async with breakers.guard("waha"):` around one provider call. Inside a job whose
+        operation names this breaker, the worker holds the permit already: a no-op then."""
+        breaker = self.get(provider)
+        if provider in _held.get():
+            return _already_guarded()
+        return breaker.guard()
+
+    @contextmanager
+    def held(self, provider: str | None) -> Iterator[None]:
+        """Marks `provider`'s breaker as guarded by the caller (the worker, around a job's
+        handler) for the block, so guards inside it do not count the same call again."""
+        if provider is None:
+            yield
+            return
+        token = _held.set(_held.get() | {provider})
+        try:
+            yield
+        finally:
+            _held.reset(token)
 
     def snapshot(self) -> list[BreakerSnapshot]:
         return [b.snapshot() for b in self._breakers.values()]

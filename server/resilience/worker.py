@@ -275,24 +275,25 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(job))
         error: BaseException | None = None
         try:
-            async with asyncio.timeout(policy.timeout_s):
-                await spec.handler(
-                    Job(
-                        id=job.id,
-                        tenant_id=job.tenant_id,
-                        operation=job.operation,
-                        tipo=job.tipo,
-                        destino=job.destino,
-                        payload=job.payload,
-                        idempotency_key=job.idempotency_key,
-                        attempt=attempt,
-                        max_attempts=max_attempts,
+            with self._breakers.held(spec.breaker):
+                async with asyncio.timeout(policy.timeout_s):
+                    await spec.handler(
+                        Job(
+                            id=job.id,
+                            tenant_id=job.tenant_id,
+                            operation=job.operation,
+                            tipo=job.tipo,
+                            destino=job.destino,
+                            payload=job.payload,
+                            idempotency_key=job.idempotency_key,
+                            attempt=attempt,
+                            max_attempts=max_attempts,
+                        )
                     )
-                )
         except TimeoutError as exc:
             error = ProviderTimeout(
                 f"attempt {attempt} took longer than {policy.timeout_s:g}s",
-                provider=spec.breaker or spec.operation,
+                provider=spec.breaker or spec.operation.name,
             )
             error.__cause__ = exc
         except Exception as exc:
@@ -314,8 +315,9 @@ class Worker:
 
     async def _budget(self, job: ClaimedJob, spec: HandlerSpec) -> tuple[RetryPolicy, int]:
         retry_config = await self._retry_config(job.tenant_id)
-        policy = self._policy_lookup(spec.policy, retry_config)
-        overridden = policy.max_attempts != self._policy_lookup(spec.policy, None).max_attempts
+        row = spec.operation.policy.operation
+        policy = self._policy_lookup(row, retry_config)
+        overridden = policy.max_attempts != self._policy_lookup(row, None).max_attempts
         if job.tentativas == 0 and overridden:
             return policy, policy.max_attempts
         return policy, job.max_tentativas

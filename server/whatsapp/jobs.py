@@ -20,16 +20,16 @@ from server.events import Event, publish
 from server.providers.errors import ProviderError
 from server.providers.waha import is_not_found
 from server.resilience.jobs import Job, enqueue
+from server.resilience.operations import WAHA_CLEANUP, WAHA_EVENT, WHATSAPP_SEND
 from server.security.redaction import redact
 from server.whatsapp import status as st
 from server.whatsapp import webhook
-from server.whatsapp.messages import CANAL, SEND_OPERATION, SessionNotConnected
+from server.whatsapp.messages import CANAL, SessionNotConnected
 from server.whatsapp.sessions import waha
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-CLEANUP_OPERATION = "waha_cleanup"
 _ACTIONS = ("stop", "logout", "delete")
 
 
@@ -43,9 +43,9 @@ def register_jobs(deps: Deps) -> None:
     async def on_cleanup(job: Job) -> None:
         await cleanup_session(deps, job)
 
-    deps.jobs.register(webhook.OPERATION, on_event, policy="inbound_event")
-    deps.jobs.register(SEND_OPERATION, on_send, policy="whatsapp_send", breaker="waha")
-    deps.jobs.register(CLEANUP_OPERATION, on_cleanup, policy="whatsapp_send", breaker="waha")
+    deps.jobs.register(WAHA_EVENT, on_event)
+    deps.jobs.register(WHATSAPP_SEND, on_send)
+    deps.jobs.register(WAHA_CLEANUP, on_cleanup)
 
 
 async def enqueue_cleanup(
@@ -56,10 +56,10 @@ async def enqueue_cleanup(
     return await enqueue(
         tx,
         tenant_id=row.organizacao_id,
-        operation=CLEANUP_OPERATION,
+        operation=WAHA_CLEANUP,
         payload={"sessao_id": str(row.id), "session": row.session_name, "actions": list(actions)},
         # One per end of a session: the reason and time say which end it was.
-        idempotency_key=f"{CLEANUP_OPERATION}:{row.id}:{row.motivo_desconexao}:"
+        idempotency_key=f"{WAHA_CLEANUP.name}:{row.id}:{row.motivo_desconexao}:"
         f"{row.desconectado_em.isoformat() if row.desconectado_em else ''}",
         destino=row.session_name,
     )

@@ -18,6 +18,7 @@ from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid, timestamp
 from server.resilience.jobs import enqueue
+from server.resilience.operations import WHATSAPP_SEND
 from server.whatsapp import status as st
 from server.whatsapp.sessions import own_row
 from server.whatsapp.views import chat_id_of, chat_of_phone, message_proto, phone_of_chat
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from server.bootstrap import Deps
 
 CANAL = "whatsapp"
-SEND_OPERATION = "whatsapp_send"
 MAX_TEXT = 65_536  # WhatsApp's own limit on a text message
 
 
@@ -131,9 +131,9 @@ async def send(
         job_id = await enqueue(
             tx,
             tenant_id=tenant,
-            operation=SEND_OPERATION,
+            operation=WHATSAPP_SEND,
             payload={"message_id": str(message.id)},
-            idempotency_key=f"{SEND_OPERATION}:{request.request_id or message.id}",
+            idempotency_key=f"{WHATSAPP_SEND.name}:{request.request_id or message.id}",
             destino=chat,
         )
         return pb.SendWhatsAppMessageResponse(

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from server.bootstrap import Deps
 
 _log = logging.getLogger(__name__)
-OPERATION = "waha_event"
 
 
 @dataclass(frozen=True)
