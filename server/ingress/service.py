@@ -3,8 +3,8 @@
 Order for every delivery: authenticate (signature or channel token) before trusting a byte,
 then parse, then resolve the recipient from our own records, then store + enqueue (inbox.py),
 and only then answer 200. What fails authentication is audited and never processed. A database
-outage surfaces as UNAVAILABLE (availability.py) so the sidecar answers 503 and the provider
-retries.
+outage surfaces as UNAVAILABLE (the error interceptor, server/interceptors/outages.py) so the
+sidecar answers 503 and the provider retries.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from renove.conexoes.v1 import webhook_ingress_service_pb2_grpc as pb_grpc
 
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
-from server.ingress.availability import outage_as_unavailable
 from server.ingress.inbox import Inbox, Recipient, Stored
 from server.ingress.routes import (
     GOOGLE_CALENDAR,
@@ -126,7 +125,6 @@ class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
 
     # --- WAHA ------------------------------------------------------------------------------
 
-    @outage_as_unavailable
     async def DeliverWahaWebhook(
         self, request: pb.DeliverWahaWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeliverWahaWebhookResponse:
@@ -163,21 +161,18 @@ class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
 
     # --- Meta Lead Ads and Instagram ------------------------------------------------------------
 
-    @outage_as_unavailable
     async def VerifyMetaLeadsWebhook(
         self, request: pb.VerifyMetaLeadsWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyMetaLeadsWebhookResponse:
         response, outcome = await self._handshake(request.request)
         return pb.VerifyMetaLeadsWebhookResponse(response=response, outcome=outcome)
 
-    @outage_as_unavailable
     async def VerifyInstagramWebhook(
         self, request: pb.VerifyInstagramWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyInstagramWebhookResponse:
         response, outcome = await self._handshake(request.request)
         return pb.VerifyInstagramWebhookResponse(response=response, outcome=outcome)
 
-    @outage_as_unavailable
     async def DeliverMetaLeadsWebhook(
         self, request: pb.DeliverMetaLeadsWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeliverMetaLeadsWebhookResponse:
@@ -187,7 +182,6 @@ class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
         )
         return pb.DeliverMetaLeadsWebhookResponse(response=response, outcome=outcome, inbox_ids=ids)
 
-    @outage_as_unavailable
     async def DeliverInstagramWebhook(
         self, request: pb.DeliverInstagramWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeliverInstagramWebhookResponse:
@@ -267,7 +261,6 @@ class WebhookIngressServicer(pb_grpc.WebhookIngressServiceServicer):
 
     # --- Google Calendar ------------------------------------------------------------------------
 
-    @outage_as_unavailable
     async def DeliverGoogleCalendarWebhook(
         self, request: pb.DeliverGoogleCalendarWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeliverGoogleCalendarWebhookResponse:
