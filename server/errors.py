@@ -9,7 +9,8 @@
     │   └── ConnectionNotFound
     ├── AlreadyExists              ALREADY_EXISTS
     ├── FailedPrecondition         FAILED_PRECONDITION
-    │   └── TokenExpired           a provider credential must be renewed by its owner
+    │   ├── TokenExpired           a provider credential must be renewed by its owner
+    │   └── PlatformNotConfigured  the super admin has not set the provider's app credentials
     ├── Aborted                    ABORTED (+ RetryInfo): a concurrent attempt holds the slot
     ├── ResourceExhausted          RESOURCE_EXHAUSTED (+ RetryInfo)
     └── Unavailable                UNAVAILABLE (+ RetryInfo)
@@ -101,6 +102,10 @@ class FailedPrecondition(DomainError):
 
 class TokenExpired(FailedPrecondition):
     reason = "TOKEN_EXPIRED"
+
+
+class PlatformNotConfigured(FailedPrecondition):
+    reason = "PLATFORM_NOT_CONFIGURED"
 
 
 class Aborted(DomainError):

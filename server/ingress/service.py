@@ -20,7 +20,6 @@ import grpc
 from renove.conexoes.v1 import webhook_ingress_service_pb2 as pb
 from renove.conexoes.v1 import webhook_ingress_service_pb2_grpc as pb_grpc
 
-from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.ingress.inbox import Inbox, Recipient, Stored
 from server.ingress.routes import (
@@ -50,7 +49,6 @@ from server.security.cipher import DecryptionError, SecretContext
 Outcome = pb.DeliveryOutcome
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
-_SERVICE = Caller(role=Role.SERVICE)
 
 
 def _answer(status: int, body: dict[str, Any]) -> pb.RawHttpResponse:

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import MetaConnection, MetaPage, PendingEvent
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
-from server.errors import TokenExpired
-from server.meta_leads.errors import MetaNotConnected, PlatformNotConfigured, TokenRevoked
+from server.errors import PlatformNotConfigured, TokenExpired
+from server.meta_leads.errors import MetaNotConnected, TokenRevoked
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import MetaGraphClient
 from server.resilience.alerts import connection_broken, connection_recovered, resolve_alerts

@@ -22,7 +22,5 @@ def register_jobs(deps: Deps) -> None:
         await run_health_probe(deps)
 
     deps.jobs.register(META_LEADGEN, leadgen)
-    scheduler = getattr(deps, "scheduler", None)
-    if scheduler is not None:
-        scheduler.every("meta_leads.backfill", INTERVAL_S, backfill)
-        scheduler.every(HEALTH_TASK, deps.settings.meta_health_interval_seconds, health_probe)
+    deps.scheduler.every("meta_leads.backfill", INTERVAL_S, backfill)
+    deps.scheduler.every(HEALTH_TASK, deps.settings.meta_health_interval_seconds, health_probe)

@@ -17,17 +17,13 @@ from typing import Any
 
 import httpx
 
-from server.errors import FailedPrecondition
+from server.errors import PlatformNotConfigured
 from server.providers.errors import ProviderError, ProviderRejected
 from server.providers.http import raise_for_provider_response, translate_errors
 
 PROVIDER = "waha"
 # Events the CRM consumes (providers.md 1.6); never "*" (heavy).
 WEBHOOK_EVENTS: tuple[str, ...] = ("session.status", "message", "message.any", "message.ack")
-
-
-class PlatformNotConfigured(FailedPrecondition):
-    reason = "PLATFORM_NOT_CONFIGURED"
 
 
 @dataclass(frozen=True)

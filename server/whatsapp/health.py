@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 
 from db.models import WhatsAppSession
 from server.auth.caller import Caller, Role
-from server.errors import CircuitOpen
+from server.errors import CircuitOpen, PlatformNotConfigured
 from server.providers.errors import ProviderError
 from server.providers.waha import WahaClient, WahaSession, is_not_found
 from server.whatsapp import status as st
@@ -49,7 +49,7 @@ async def check_sessions(deps: Deps) -> HealthReport:
     report = HealthReport()
     try:
         client = await waha(deps)
-    except Exception as exc:  # not configured: nothing to check against
+    except PlatformNotConfigured as exc:  # nothing to check against
         _log.info("WhatsApp health check skipped: %s", exc)
         return report
     async with deps.db.system() as tx:
@@ -112,9 +112,7 @@ async def _check_tenant(
 
 def register_schedule(deps: Deps) -> bool:
     """Run `check_sessions` on the scheduler, if this process has one. Returns whether it did."""
-    scheduler = getattr(deps, "scheduler", None)
-    if scheduler is None:
-        return False
+    scheduler = deps.scheduler
     interval = deps.settings.whatsapp_health_interval_seconds
 
     async def run() -> None:

@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import User, WhatsAppSession
 from server.audit import record_audit
 from server.auth.caller import Caller
-from server.errors import ConnectionNotFound, FailedPrecondition, PermissionNotGranted
+from server.errors import (
+    ConnectionNotFound,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionNotGranted,
+)
 from server.paging import decode_token, keyset_page, page_size
 from server.protoconv import parse_uuid
 from server.providers.errors import ProviderError
@@ -233,8 +238,6 @@ async def pairing_code(
 ) -> pb.RequestWhatsAppPairingCodeResponse:
     phone = e164(request.phone_number, "phone_number") if request.phone_number else ""
     if not phone:
-        from server.errors import InvalidArgument
-
         raise InvalidArgument.field("phone_number", "required, E.164 (+5511999999999)")
     row = await _pending_row(deps, caller)
     client = await waha(deps)
