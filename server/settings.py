@@ -91,6 +91,9 @@ class Settings:
     # Meta Lead Ads: how often each connection's token is checked with Graph's debug_token.
     meta_health_interval_seconds: float = 3600.0
     stream_heartbeat_seconds: float = 15.0
+    # Test hook (CONEXOES_TEST_JOB_MODULE): a module whose `register_jobs(deps)` adds handlers
+    # to a worker process, so tests can run a real `python -m server worker` with their own.
+    extra_job_modules: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +143,9 @@ class Settings:
             ),
             stream_heartbeat_seconds=float(
                 env.get("CONEXOES_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds)
+            ),
+            extra_job_modules=tuple(
+                m for m in (env.get("CONEXOES_TEST_JOB_MODULE", "").strip(),) if m
             ),
             **urls,
         )
