@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import func, select
 
 from db.models import Alert
 from server.errors import InvalidArgument, NotFound
 from server.idempotency import idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, keyset_page
+from server.paging import keyset_after, keyset_page
 from server.protoconv import parse_uuid, struct, timestamp
 from server.resilience.alerts import DETAIL_KEYS, SEVERITIES, open_alert, visible_to
 
@@ -111,16 +111,14 @@ class AlertRpcs:
         if not request.incluir_resolvidos:
             filters.append(open_alert()[1])
         query = select(Alert).where(*filters)
-        cursor = decode_token(request.page_token)
-        if cursor:
-            try:
-                at = dt.datetime.fromisoformat(cursor["at"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise InvalidArgument.field("page_token", "not a token this API issued") from exc
-            last_id = parse_uuid(str(cursor.get("id")), "page_token")
-            query = query.where(
-                tuple_(Alert.criado_em, Alert.id) < tuple_(literal(at), literal(last_id))
-            )
+        after = keyset_after(
+            request.page_token,
+            (("at", "time"), ("id", "uuid")),
+            (Alert.criado_em, Alert.id),
+            descending=True,
+        )
+        if after is not None:
+            query = query.where(after)
         query = query.order_by(Alert.criado_em.desc(), Alert.id.desc()).limit(size + 1)
         async with self.deps.db.unit_of_work(caller) as session:
             rows = list(await session.scalars(query))

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import ColumnElement, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, func, select
 
 from db.models import User
 from server.audit import record_audit
 from server.errors import InvalidArgument, NotFound
 from server.idempotency import idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid
 
 if TYPE_CHECKING:
@@ -42,10 +41,6 @@ def member_proto(user: User) -> pb.MemberPermissions:
     )
 
 
-def _cursor_id(cursor: dict[str, object]) -> uuid.UUID:
-    return parse_uuid(str(cursor.get("id")), "page_token")
-
-
 class MemberRpcs:
     deps: Deps
 
@@ -53,16 +48,18 @@ class MemberRpcs:
         self, request: pb.ListMemberPermissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMemberPermissionsResponse:
         size = page_size(request.page_size)
-        cursor = decode_token(request.page_token)
         filters: list[ColumnElement[bool]] = [User.ativo.is_(True)]
         if not request.incluir_admins:
             filters.append(User.role == "member")
         query = select(User).where(*filters).order_by(User.nome, User.id)
-        if cursor:
-            query = query.where(
-                tuple_(User.nome, User.id)
-                > tuple_(literal(str(cursor.get("nome", ""))), literal(_cursor_id(cursor)))
-            )
+        after = keyset_after(
+            request.page_token,
+            (("nome", "text"), ("id", "uuid")),
+            (User.nome, User.id),
+            descending=False,
+        )
+        if after is not None:
+            query = query.where(after)
         async with self.deps.db.unit_of_work(current_caller()) as session:
             users = list(await session.scalars(query.limit(size + 1)))
             total = await session.scalar(select(func.count()).select_from(User).where(*filters))

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import func, select
 
 from db.models import PendingEvent
 from server.audit import record_audit, scrub
 from server.errors import InvalidArgument
 from server.idempotency import idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid, struct, timestamp
 from server.resilience import queue
 
@@ -83,17 +83,14 @@ class QueueRpcs:
         if end:
             filters.append(PendingEvent.criado_em < end)
         query = select(PendingEvent).where(*filters)
-        cursor = decode_token(request.page_token)
-        if cursor:
-            try:
-                at = dt.datetime.fromisoformat(cursor["at"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise InvalidArgument.field("page_token", "not a token this API issued") from exc
-            last_id = parse_uuid(str(cursor.get("id")), "page_token")
-            query = query.where(
-                tuple_(PendingEvent.criado_em, PendingEvent.id)
-                < tuple_(literal(at), literal(last_id))
-            )
+        after = keyset_after(
+            request.page_token,
+            (("at", "time"), ("id", "uuid")),
+            (PendingEvent.criado_em, PendingEvent.id),
+            descending=True,
+        )
+        if after is not None:
+            query = query.where(after)
         query = query.order_by(PendingEvent.criado_em.desc(), PendingEvent.id.desc())
         async with self.deps.db.unit_of_work(caller) as session:
             rows = list(await session.scalars(query.limit(size + 1)))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import TYPE_CHECKING
 
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
-from sqlalchemy import and_, desc, func, literal, select, tuple_
+from sqlalchemy import and_, desc, func, select
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -15,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from db.models import Contact, Message
 from server.auth.caller import Caller
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid, timestamp
 from server.resilience.jobs import enqueue
 from server.resilience.operations import WHATSAPP_SEND
@@ -150,7 +149,6 @@ async def list_conversations(
 ) -> pb.ListWhatsAppConversationsResponse:
     user = caller.require_user()
     size = min(page_size(request.page_size), 200)
-    cursor = decode_token(request.page_token)
     unread = func.count().filter(and_(Message.direcao == "inbound", Message.status == "received"))
     summary = (
         select(
@@ -165,14 +163,14 @@ async def list_conversations(
     query = select(summary).order_by(desc(summary.c.ultima), desc(summary.c.contato_id))
     if request.somente_nao_lidas:
         query = query.where(summary.c.nao_lidas > 0)
-    if cursor:
-        query = query.where(
-            tuple_(summary.c.ultima, summary.c.contato_id)
-            < tuple_(
-                literal(_parse_time(cursor.get("t"))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    after = keyset_after(
+        request.page_token,
+        (("t", "time"), ("id", "uuid")),
+        (summary.c.ultima, summary.c.contato_id),
+        descending=True,
+    )
+    if after is not None:
+        query = query.where(after)
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
         page, token = keyset_page(
@@ -215,23 +213,22 @@ async def list_messages(
     user = caller.require_user()
     contato_id = parse_uuid(request.contato_id, "contato_id")
     size = page_size(request.page_size)
-    cursor = decode_token(request.page_token)
+    after = keyset_after(
+        request.page_token,
+        (("t", "time"), ("id", "uuid")),
+        (Message.criado_em, Message.id),
+        descending=True,
+    )
     query = (
         select(Message)
         .where(*_mine(user), Message.contato_id == contato_id)
         .order_by(desc(Message.criado_em), desc(Message.id))
     )
-    if cursor:
-        query = query.where(
-            tuple_(Message.criado_em, Message.id)
-            < tuple_(
-                literal(_parse_time(cursor.get("t"))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    if after is not None:
+        query = query.where(after)
     async with deps.db.unit_of_work(caller) as tx:
         rows = list(await tx.scalars(query.limit(size + 1)))
-    if not rows and not cursor:
+    if not rows and after is None:
         raise ContactNotFound(
             "no WhatsApp conversation with this contact", metadata={"contato_id": str(contato_id)}
         )
@@ -239,10 +236,3 @@ async def list_messages(
     return pb.ListWhatsAppMessagesResponse(
         messages=[message_proto(m) for m in page], next_page_token=token
     )
-
-
-def _parse_time(value: object) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise InvalidArgument.field("page_token", "not a token this API issued") from exc

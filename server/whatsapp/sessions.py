@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ from server.errors import (
     InvalidArgument,
     PermissionNotGranted,
 )
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid
 from server.providers.errors import ProviderError
 from server.providers.waha import (
@@ -343,7 +343,6 @@ async def list_sessions(
     deps: Deps, caller: Caller, request: pb.ListWhatsAppSessionsRequest
 ) -> pb.ListWhatsAppSessionsResponse:
     size = min(page_size(request.page_size), 200)
-    cursor = decode_token(request.page_token)
     base = (
         select(WhatsAppSession, User.nome)
         .join(User, User.id == WhatsAppSession.usuario_id)
@@ -353,14 +352,14 @@ async def list_sessions(
         wanted = st.PROTO_STATUS.get(request.status)
         base = base.where(WhatsAppSession.status == (wanted or "-"))
     query = base.order_by(User.nome, WhatsAppSession.id)
-    if cursor:
-        query = query.where(
-            tuple_(User.nome, WhatsAppSession.id)
-            > tuple_(
-                literal(str(cursor.get("nome", ""))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    after = keyset_after(
+        request.page_token,
+        (("nome", "text"), ("id", "uuid")),
+        (User.nome, WhatsAppSession.id),
+        descending=False,
+    )
+    if after is not None:
+        query = query.where(after)
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
         total = await tx.scalar(select(func.count()).select_from(base.subquery()))
