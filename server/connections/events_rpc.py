@@ -15,10 +15,8 @@ Who sees what:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
@@ -30,6 +28,7 @@ from server.connections.alerts_rpc import connection_type_of
 from server.errors import PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
 from server.events.bus import Predicate
+from server.events.heartbeats import with_heartbeats
 from server.interceptors.context import current_caller
 from server.protoconv import struct, timestamp
 from server.resilience.alerts import open_alert_count
@@ -130,31 +129,13 @@ class EventRpcs:
 
     async def _follow(self, stream: AsyncIterator[Event]) -> AsyncIterator[pb.WatchEventsResponse]:
         interval = self.deps.settings.stream_heartbeat_seconds
-        events = aiter(stream)
-        # One pending read survives heartbeats: cancelling a read would close the stream.
-        pending: asyncio.Future[Any] | None = None
         try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({pending}, timeout=interval)
-                if not done:
+            async for event in with_heartbeats(stream, interval):
+                if event is None:
                     yield pb.WatchEventsResponse(
                         heartbeat=resources_pb2.Heartbeat(sent_at=timestamp(self.deps.clock.now()))
                     )
-                    continue
-                read, pending = pending, None
-                try:
-                    event: Event = read.result()
-                except StopAsyncIteration:
-                    return  # the bus stopped: end the stream cleanly
-                except SubscriberLagged as exc:
-                    raise Unavailable(
-                        "event stream fell behind; watch again", retry_after=1.0
-                    ) from exc
-                yield _watch_response(event)
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                    await pending
+                else:
+                    yield _watch_response(event)
+        except SubscriberLagged as exc:
+            raise Unavailable("event stream fell behind; watch again", retry_after=1.0) from exc

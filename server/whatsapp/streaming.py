@@ -9,8 +9,6 @@ bus ends every subscription); a subscriber that fell behind is told to re-subscr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -24,6 +22,7 @@ from db.models import User, WhatsAppSession
 from server.auth.caller import Caller
 from server.errors import PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
+from server.events.heartbeats import with_heartbeats
 from server.protoconv import parse_uuid
 from server.whatsapp.lifecycle import EVENT_KIND, VERSION_KEY
 from server.whatsapp.views import session_from_json, session_proto
@@ -93,10 +92,6 @@ def _response(event: Event) -> pb.WatchWhatsAppStatusResponse:
     )
 
 
-async def _next(events: AsyncIterator[Event]) -> Event:
-    return await anext(events)
-
-
 async def watch(
     deps: Deps, caller: Caller, request: pb.WatchWhatsAppStatusRequest
 ) -> AsyncIterator[pb.WatchWhatsAppStatusResponse]:
@@ -116,31 +111,13 @@ async def watch(
         # published before we read) or overtaken by a later one is not sent again.
         versions: dict[str, datetime] = {}
         yield await _snapshot(deps, caller, user, versions)
-        pending: asyncio.Task[Event] | None = None
         try:
-            while True:
-                # One long-lived __anext__ task: cancelling it on every heartbeat would close
-                # the subscription's generator.
-                if pending is None:
-                    pending = asyncio.create_task(_next(events))
-                done, _ = await asyncio.wait({pending}, timeout=heartbeat)
-                if not done:
+            async for event in with_heartbeats(events, heartbeat):
+                if event is None:
                     beat = resources_pb2.Heartbeat()
                     beat.sent_at.FromDatetime(deps.clock.now())
                     yield pb.WatchWhatsAppStatusResponse(heartbeat=beat)
-                    continue
-                task, pending = pending, None
-                try:
-                    event = task.result()
-                except StopAsyncIteration:
-                    return  # the bus stopped: the server is shutting down
-                except SubscriberLagged as exc:
-                    raise Unavailable("status stream fell behind; re-subscribe") from exc
-                if _is_stale(event, versions):
-                    continue
-                yield _response(event)
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+                elif not _is_stale(event, versions):
+                    yield _response(event)
+        except SubscriberLagged as exc:
+            raise Unavailable("status stream fell behind; re-subscribe") from exc
