@@ -208,6 +208,15 @@ class CircuitBreaker:
         if permit.probe and permit.generation == self._generation:
             self._probe_started = None
 
+    def settle(self, permit: Permit, error: BaseException | None) -> None:
+        """Reports how the call `permit` allowed went: None for a success, else what it
+        raised (an outage counts, a provider's answer proves life, anything else such as a
+        cancellation hands the permit back). Every guarded call ends here, once."""
+        if error is None:
+            self.record_success(permit)
+        else:
+            self.record_failure(permit, error)
+
     @asynccontextmanager
     async def guard(self) -> AsyncIterator[Permit]:
         """`async with breaker.guard():` around one call. Put per-call timeouts inside it, so
@@ -216,9 +225,9 @@ class CircuitBreaker:
         try:
             yield permit
         except BaseException as exc:
-            self.record_failure(permit, exc)
+            self.settle(permit, exc)
             raise
-        self.record_success(permit)
+        self.settle(permit, None)
 
     def snapshot(self) -> BreakerSnapshot:
         next_probe = None

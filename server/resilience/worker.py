@@ -298,19 +298,16 @@ class Worker:
             error.__cause__ = exc
         except Exception as exc:
             error = exc
-        except BaseException:
+        except BaseException as exc:  # cancelled: no verdict on the provider
             if breaker is not None and permit is not None:
-                breaker.release(permit)
+                breaker.settle(permit, exc)
             raise
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         if breaker is not None and permit is not None:
-            if error is None:
-                breaker.record_success(permit)
-            else:
-                breaker.record_failure(permit, error)
+            breaker.settle(permit, error)
         return error
 
     async def _budget(self, job: ClaimedJob, spec: HandlerSpec) -> tuple[RetryPolicy, int]:
