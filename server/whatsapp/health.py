@@ -22,7 +22,7 @@ from server.errors import CircuitOpen, PlatformNotConfigured
 from server.providers.errors import ProviderError
 from server.providers.waha import WahaClient, WahaSession, is_not_found
 from server.whatsapp import status as st
-from server.whatsapp.sessions import waha
+from server.whatsapp.connection import waha
 from server.whatsapp.webhook import apply_session_status
 
 if TYPE_CHECKING:
@@ -107,16 +107,4 @@ async def _check_tenant(
                 continue
             if outcome.change:
                 report.changed += 1
-    return True
-
-
-def register_schedule(deps: Deps) -> bool:
-    """Run `check_sessions` on the scheduler, if this process has one. Returns whether it did."""
-    scheduler = deps.scheduler
-    interval = deps.settings.whatsapp_health_interval_seconds
-
-    async def run() -> None:
-        await check_sessions(deps)
-
-    scheduler.every(SCHEDULE_NAME, interval, run)
     return True

@@ -20,7 +20,8 @@ from db.models import Message, WhatsAppSession
 from server.errors import Unavailable
 from server.events import Event, publish
 from server.whatsapp import status as st
-from server.whatsapp.messages import CANAL, contact_for_phone
+from server.whatsapp.connection import CANAL
+from server.whatsapp.contacts import contact_for_phone
 from server.whatsapp.views import message_proto, phone_of_chat
 
 # NOTIFY payloads are capped at 8 kB: events carry a preview, the full text is in the row.

@@ -7,67 +7,27 @@ from typing import TYPE_CHECKING
 
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from sqlalchemy import and_, desc, func, select
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Contact, Message
 from server.auth.caller import Caller
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.errors import InvalidArgument
 from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid, timestamp
 from server.resilience.jobs import enqueue
 from server.resilience.operations import WHATSAPP_SEND
 from server.whatsapp import status as st
-from server.whatsapp.sessions import own_row
+from server.whatsapp.connection import CANAL, own_row
+from server.whatsapp.contacts import contact_for_phone
+from server.whatsapp.errors import ContactNotFound, SessionNotConnected
 from server.whatsapp.views import chat_id_of, chat_of_phone, message_proto, phone_of_chat
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-CANAL = "whatsapp"
 MAX_TEXT = 65_536  # WhatsApp's own limit on a text message
-
-
-class SessionNotConnected(FailedPrecondition):
-    reason = "SESSION_NOT_CONNECTED"
-
-
-class ContactNotFound(NotFound):
-    reason = "CONTACT_NOT_FOUND"
-
-
-async def contact_for_phone(
-    tx: AsyncSession,
-    tenant: uuid.UUID,
-    phone: str,
-    *,
-    name: str | None,
-    owner: uuid.UUID | None,
-) -> uuid.UUID:
-    """The live contact with this E.164 phone, created (origem whatsapp) when there is none."""
-    created = await tx.scalar(
-        insert(Contact)
-        .values(
-            organizacao_id=tenant,
-            telefone=phone,
-            nome=name or phone,
-            origem="whatsapp",
-            owner_id=owner,
-        )
-        .on_conflict_do_nothing(
-            index_elements=["organizacao_id", "telefone"],
-            index_where=Contact.telefone.is_not(None) & Contact.deletado_em.is_(None),
-        )
-        .returning(Contact.id)
-    )
-    if created is not None:
-        return created
-    found = await tx.scalar(
-        select(Contact.id).where(Contact.telefone == phone, Contact.deletado_em.is_(None))
-    )
-    assert found is not None  # the conflict says it exists
-    return found
 
 
 async def _recipient(

@@ -17,7 +17,7 @@ from renove.conexoes.v1 import whatsapp_service_pb2_grpc as pb_grpc
 from server.bootstrap import Deps
 from server.idempotency import idempotent
 from server.interceptors.context import current_caller
-from server.whatsapp import health, messages, sessions, streaming
+from server.whatsapp import messages, sessions, streaming
 from server.whatsapp.jobs import register_jobs as _register_jobs
 
 SERVICE_NAME = "renove.conexoes.v1.WhatsAppService"
@@ -90,6 +90,5 @@ def register(server: grpc.aio.Server, deps: Deps) -> str:
 
 
 def register_jobs(deps: Deps) -> None:
-    """Job handlers for the worker, and the health check for the scheduler (when present)."""
+    """Job handlers for the worker and the health check for the scheduler (jobs.py)."""
     _register_jobs(deps)
-    health.register_schedule(deps)

@@ -8,14 +8,11 @@ outage is reported as UNAVAILABLE/CIRCUIT_OPEN rather than a hang.
 from __future__ import annotations
 
 import base64
-import hashlib
-import uuid
 from typing import TYPE_CHECKING
 
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User, WhatsAppSession
 from server.audit import record_audit
@@ -24,21 +21,21 @@ from server.errors import (
     ConnectionNotFound,
     FailedPrecondition,
     InvalidArgument,
-    PermissionNotGranted,
 )
 from server.paging import keyset_after, keyset_page, page_size
-from server.protoconv import parse_uuid
 from server.providers.errors import ProviderError
 from server.providers.waha import (
     WEBHOOK_EVENTS,
     WahaClient,
-    WahaCredentials,
     WahaSession,
     config_matches,
     is_not_found,
     session_config,
 )
 from server.whatsapp import status as st
+from server.whatsapp.cleanup import enqueue_cleanup
+from server.whatsapp.connection import own_row, session_name, waha, webhook_url
+from server.whatsapp.errors import SessionNotPending
 from server.whatsapp.lifecycle import announce
 from server.whatsapp.views import e164, session_proto
 
@@ -47,49 +44,6 @@ if TYPE_CHECKING:
 
 START_MESSAGE = "Sessao criada. Solicite o QR Code para continuar."
 CONNECTED_MESSAGE = "Sessao ja conectada."
-
-
-class SessionNotPending(FailedPrecondition):
-    reason = "SESSION_NOT_PENDING"
-
-
-def session_name(org: uuid.UUID, user: uuid.UUID) -> str:
-    """`wpp-{org}-{hash}`: deterministic, 33 chars (WAHA caps names at 54), collision-resistant.
-
-    The spec's `wpp-{org_id}-{user_id}` is 77 characters with full UUIDs. The org prefix keeps
-    it readable for operators; 100 bits of SHA-256 over both ids keep it unique. The full ids
-    travel in the session's metadata.
-    """
-    digest = hashlib.sha256(org.bytes + user.bytes).digest()
-    return f"wpp-{org.hex[:8]}-{base64.b32encode(digest).decode()[:20].lower()}"
-
-
-async def waha(deps: Deps) -> WahaClient:
-    """A client for the platform's WAHA (super-admin credentials over env defaults)."""
-    values = await deps.platform.current(deps.db, "waha")
-    return WahaClient(deps.http, WahaCredentials.from_platform(values))
-
-
-def webhook_url(deps: Deps, tenant_id: uuid.UUID) -> str:
-    return f"{deps.settings.public_url}/webhooks/waha/{tenant_id}"
-
-
-async def own_row(
-    tx: AsyncSession, caller: Caller, usuario_id: str = "", *, lock: bool = False
-) -> WhatsAppSession | None:
-    """The session of `usuario_id` (default: the caller). Members may name only themselves."""
-    user = caller.require_user()
-    if usuario_id:
-        target = parse_uuid(usuario_id, "usuario_id")
-        if target != user and not caller.is_admin:
-            raise PermissionNotGranted("members manage only their own WhatsApp session")
-        user = target
-    query = select(WhatsAppSession).where(
-        WhatsAppSession.usuario_id == user, WhatsAppSession.deletado_em.is_(None)
-    )
-    if lock:
-        query = query.with_for_update()
-    return await tx.scalar(query)
 
 
 async def _ensure_started(
@@ -285,8 +239,6 @@ async def get_status(deps: Deps, caller: Caller) -> pb.GetWhatsAppStatusResponse
 async def disconnect(
     deps: Deps, caller: Caller, request: pb.DisconnectWhatsAppRequest
 ) -> pb.DisconnectWhatsAppResponse:
-    from server.whatsapp.jobs import enqueue_cleanup
-
     async with deps.db.unit_of_work(caller) as tx:
         row = await own_row(tx, caller, request.usuario_id)
         if row is None:

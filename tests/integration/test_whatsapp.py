@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Role
+from server.whatsapp.connection import session_name
 from server.whatsapp.health import check_sessions
-from server.whatsapp.sessions import session_name
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.whatsapp_stack import Stack, poll, wait_waha_status, whatsapp_stack
