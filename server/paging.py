@@ -52,6 +52,14 @@ def keyset_page(
     return page, encode_token(cursor(page[-1])) if len(rows) > size else ""
 
 
+def window(items: Sequence[T], size: int, token: str, *, cap: int) -> tuple[list[T], str]:
+    """A page of a list held whole in memory (a provider's answer), by offset."""
+    start = int((decode_token(token) or {}).get("o", 0))
+    size = min(page_size(size), cap)
+    more = start + size < len(items)
+    return list(items[start : start + size]), encode_token({"o": start + size}) if more else ""
+
+
 KeyKind = Literal["time", "uuid", "text"]
 _NOT_OURS = "not a token this API issued"
 
