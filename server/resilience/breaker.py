@@ -108,19 +108,28 @@ class _Notifier:
     def __init__(self, hook: TransitionHook | None) -> None:
         self._hook = hook
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last: asyncio.Task[None] | None = None
 
     def send(self, transition: Transition) -> None:
         if self._hook is None:
             return
         try:
-            task = asyncio.get_running_loop().create_task(self._run(self._hook, transition))
+            task = asyncio.get_running_loop().create_task(
+                self._run(self._hook, transition, self._last)
+            )
         except RuntimeError:
             _log.warning("breaker transition outside an event loop not reported: %s", transition)
             return
+        self._last = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, hook: TransitionHook, transition: Transition) -> None:
+    async def _run(
+        self, hook: TransitionHook, transition: Transition, previous: asyncio.Task[None] | None
+    ) -> None:
+        # In order: a quick open -> half-open -> closed must not be stored as half-open.
+        if previous is not None:
+            await asyncio.wait({previous})
         try:
             await hook(transition)
         except Exception:
