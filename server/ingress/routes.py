@@ -3,7 +3,7 @@ and how a parsed delivery splits into events (each with the provider's own id fo
 
 The extractors are pure: they see the parsed body (or headers) and return `InboundEvent`s, or
 raise `Malformed` (answered 400). IDs are kept as strings: Meta's leadgen ids are JSON numbers
-beyond 2^53 (providers.md §0), which Python's json keeps exact as int.
+beyond 2^53 (docs/providers.md, rules), which Python's json keeps exact as int.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _list(value: Any, what: str) -> list[Any]:
 
 
 def waha_events(body: Any, raw: bytes) -> list[InboundEvent]:
-    """One WAHA envelope (providers.md §1.6). Dedupe on `id`; older servers omit it, then
+    """One WAHA envelope (docs/providers.md, WAHA). Dedupe on `id`; older servers omit it, then
     (session, event, payload.id, payload.ack), then the body's hash (a retry resends it as is).
     """
     envelope = _object(body, "the WAHA envelope")
@@ -132,7 +132,7 @@ def waha_events(body: Any, raw: bytes) -> list[InboundEvent]:
     facts = {"event": event, "session": session}
     metadata = envelope.get("metadata")
     if isinstance(metadata, dict):
-        # The WhatsApp room writes organizacao_id; providers.md's example uses tenant_id.
+        # The WhatsApp room writes organizacao_id; the WAHA documentation's example uses tenant_id.
         echoed = {_id(metadata.get(k)) for k in ("organizacao_id", "tenant_id")} - {""}
         if echoed:
             facts["metadata_tenant_id"] = ",".join(sorted(echoed))
@@ -143,7 +143,8 @@ _LEADGEN_FACTS = ("form_id", "ad_id", "adgroup_id", "created_time")
 
 
 def meta_leadgen_events(body: Any, raw: bytes) -> list[InboundEvent]:
-    """Every `leadgen` change of a Page notification (providers.md §3.4); other fields skipped."""
+    """Every `leadgen` change of a Page notification (docs/providers.md, Meta Lead Ads);
+    other fields skipped."""
     root = _object(body, "the notification")
     events: list[InboundEvent] = []
     for entry in _list(root.get("entry"), "entry"):
@@ -168,7 +169,8 @@ _MESSAGING_KINDS = ("message", "reaction", "read", "postback", "referral", "mess
 
 
 def instagram_events(body: Any, raw: bytes) -> list[InboundEvent]:
-    """Every messaging item of an Instagram notification (providers.md §6.2); dedupe on `mid`.
+    """Every messaging item of an Instagram notification (docs/providers.md, Instagram);
+    dedupe on `mid`.
 
     The account is the entry's id (our professional account, also for echoes, where the
     recipient is the customer), falling back to the recipient.
@@ -201,7 +203,8 @@ def instagram_events(body: Any, raw: bytes) -> list[InboundEvent]:
 
 
 def google_calendar_events(headers: Mapping[str, str]) -> list[InboundEvent]:
-    """One push notification (providers.md §8.5): the body is empty, the headers are the event."""
+    """One push notification (docs/providers.md, Google Calendar): the body is empty, the
+    headers are the event."""
     channel = headers.get("x-goog-channel-id", "").strip()
     number = headers.get("x-goog-message-number", "").strip()
     if not channel or not number:

@@ -1,6 +1,6 @@
 """WAHA message events into `conversas`: inbound messages, phone-sent mirrors, delivery acks.
 
-providers.md 1.6: `message` carries incoming messages only; `message.any` every message,
+docs/providers.md, WAHA: `message` carries incoming messages only; `message.any` every message,
 ours included (`source` "api" for those we sent, already stored; "app" for the phone's).
 Both fire for an incoming message, so rows are deduplicated on the WAHA message id.
 """

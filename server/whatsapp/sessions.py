@@ -59,7 +59,7 @@ async def _ensure_started(
         if not config_matches(current, config):
             current = await client.update_session(name, config)
         if current.status in ("STOPPED", "FAILED"):
-            # providers.md 1.2: a FAILED session is restarted.
+            # docs/providers.md, WAHA: a FAILED session is restarted.
             current = await client.restart(name)
         return current
 

@@ -18,7 +18,7 @@ CONNECTING = "connecting"
 CONNECTED = "connected"
 FAILED = "failed"
 
-# WAHA status -> sessoes_whatsapp.status (providers.md 1.2).
+# WAHA status -> sessoes_whatsapp.status (docs/providers.md, WAHA).
 WAHA_TO_OURS: Mapping[str, str] = MappingProxyType(
     {
         "SCAN_QR_CODE": QR_PENDING,

@@ -38,7 +38,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Envelope:
-    """The WAHA webhook envelope (providers.md 1.6)."""
+    """The WAHA webhook envelope (docs/providers.md, WAHA)."""
 
     event: str
     session: str
