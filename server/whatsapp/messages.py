@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from sqlalchemy import and_, desc, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,14 +16,14 @@ from db.models import Contact, Message
 from server.auth.caller import Caller
 from server.errors import InvalidArgument
 from server.paging import keyset_after, keyset_page, page_size
-from server.protoconv import parse_uuid, timestamp
+from server.protoconv import parse_uuid
 from server.resilience.jobs import enqueue
 from server.resilience.operations import WHATSAPP_SEND
 from server.whatsapp import status as st
 from server.whatsapp.connection import CANAL, own_row
 from server.whatsapp.contacts import contact_for_phone
 from server.whatsapp.errors import ContactNotFound, SessionNotConnected
-from server.whatsapp.views import chat_id_of, chat_of_phone, message_proto, phone_of_chat
+from server.whatsapp.views import chat_id_of, chat_of_phone, phone_of_chat
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -30,8 +31,28 @@ if TYPE_CHECKING:
 MAX_TEXT = 65_536  # WhatsApp's own limit on a text message
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A text to send: to a CRM contact (`contato_id`), a phone or chat id (`to`), or both."""
+
+    text: str
+    to: str = ""
+    contato_id: str = ""
+    reply_to: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    contato_id: uuid.UUID
+    contact: Contact | None
+    last: Message | None
+    last_at: dt.datetime
+    unread: int
+
+
 async def _recipient(
-    tx: AsyncSession, tenant: uuid.UUID, user: uuid.UUID, request: pb.SendWhatsAppMessageRequest
+    tx: AsyncSession, tenant: uuid.UUID, user: uuid.UUID, request: Outgoing
 ) -> tuple[uuid.UUID, str]:
     chat = chat_id_of(request.to, "to") if request.to else None
     if request.contato_id:
@@ -51,9 +72,7 @@ async def _recipient(
     return await contact_for_phone(tx, tenant, phone, name=None, owner=user), chat
 
 
-async def send(
-    deps: Deps, caller: Caller, request: pb.SendWhatsAppMessageRequest
-) -> pb.SendWhatsAppMessageResponse:
+async def send(deps: Deps, caller: Caller, request: Outgoing) -> tuple[Message, uuid.UUID | None]:
     """Stores the outbound message (pending) and enqueues its send, in one transaction."""
     tenant, user = caller.require_tenant(), caller.require_user()
     text = request.text
@@ -95,9 +114,7 @@ async def send(
             idempotency_key=f"{WHATSAPP_SEND.name}:{request.request_id or message.id}",
             destino=chat,
         )
-        return pb.SendWhatsAppMessageResponse(
-            message=message_proto(message), job_id=str(job_id or "")
-        )
+        return message, job_id
 
 
 def _mine(user: uuid.UUID) -> list[ColumnElement[bool]]:
@@ -105,10 +122,11 @@ def _mine(user: uuid.UUID) -> list[ColumnElement[bool]]:
 
 
 async def list_conversations(
-    deps: Deps, caller: Caller, request: pb.ListWhatsAppConversationsRequest
-) -> pb.ListWhatsAppConversationsResponse:
+    deps: Deps, caller: Caller, *, only_unread: bool, size: int, token: str
+) -> tuple[list[Conversation], str]:
+    """The caller's WhatsApp conversations, latest first, with their last message."""
     user = caller.require_user()
-    size = min(page_size(request.page_size), 200)
+    size = min(page_size(size), 200)
     unread = func.count().filter(and_(Message.direcao == "inbound", Message.status == "received"))
     summary = (
         select(
@@ -121,10 +139,10 @@ async def list_conversations(
         .subquery()
     )
     query = select(summary).order_by(desc(summary.c.ultima), desc(summary.c.contato_id))
-    if request.somente_nao_lidas:
+    if only_unread:
         query = query.where(summary.c.nao_lidas > 0)
     after = keyset_after(
-        request.page_token,
+        token,
         (("t", "time"), ("id", "uuid")),
         (summary.c.ultima, summary.c.contato_id),
         descending=True,
@@ -133,7 +151,7 @@ async def list_conversations(
         query = query.where(after)
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
-        page, token = keyset_page(
+        page, next_token = keyset_page(
             rows, size, lambda r: {"t": r.ultima.isoformat(), "id": str(r.contato_id)}
         )
         ids = [r.contato_id for r in page]
@@ -147,34 +165,28 @@ async def list_conversations(
                 .ext(distinct_on(Message.contato_id))
             )
         }
-    conversations = []
-    for r in page:
-        contact, last = contacts.get(r.contato_id), latest.get(r.contato_id)
-        phone = contact.telefone if contact and contact.telefone else ""
-        item = pb.WhatsAppConversation(
-            contato_id=str(r.contato_id),
-            contato_nome=(contact.nome or "") if contact else "",
-            phone_number=phone,
-            chat_id=chat_of_phone(phone) if phone else "",
-            nao_lidas=r.nao_lidas,
+    conversations = [
+        Conversation(
+            r.contato_id,
+            contacts.get(r.contato_id),
+            latest.get(r.contato_id),
+            r.ultima,
+            r.nao_lidas,
         )
-        if last is not None:
-            item.ultima_mensagem.CopyFrom(message_proto(last))
-        ts = timestamp(r.ultima)
-        if ts is not None:
-            item.ultima_mensagem_em.CopyFrom(ts)
-        conversations.append(item)
-    return pb.ListWhatsAppConversationsResponse(conversations=conversations, next_page_token=token)
+        for r in page
+    ]
+    return conversations, next_token
 
 
 async def list_messages(
-    deps: Deps, caller: Caller, request: pb.ListWhatsAppMessagesRequest
-) -> pb.ListWhatsAppMessagesResponse:
+    deps: Deps, caller: Caller, contato_id_text: str, *, size: int, token: str
+) -> tuple[list[Message], str]:
+    """The caller's messages with one contact, newest first."""
     user = caller.require_user()
-    contato_id = parse_uuid(request.contato_id, "contato_id")
-    size = page_size(request.page_size)
+    contato_id = parse_uuid(contato_id_text, "contato_id")
+    size = page_size(size)
     after = keyset_after(
-        request.page_token,
+        token,
         (("t", "time"), ("id", "uuid")),
         (Message.criado_em, Message.id),
         descending=True,
@@ -192,7 +204,4 @@ async def list_messages(
         raise ContactNotFound(
             "no WhatsApp conversation with this contact", metadata={"contato_id": str(contato_id)}
         )
-    page, token = keyset_page(rows, size, lambda m: {"t": m.criado_em.isoformat(), "id": str(m.id)})
-    return pb.ListWhatsAppMessagesResponse(
-        messages=[message_proto(m) for m in page], next_page_token=token
-    )
+    return keyset_page(rows, size, lambda m: {"t": m.criado_em.isoformat(), "id": str(m.id)})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from typing import TYPE_CHECKING
+
 import phonenumbers
 from google.protobuf import json_format
 from renove.conexoes.v1 import resources_pb2
@@ -11,6 +14,10 @@ from db.models import Message, WhatsAppSession
 from server.errors import InvalidArgument
 from server.protoconv import timestamp
 from server.whatsapp import status as st
+
+if TYPE_CHECKING:
+    from server.whatsapp.messages import Conversation
+    from server.whatsapp.sessions import QrCode, Started
 
 DEFAULT_REGION = "BR"
 # Chat ids that are not a person's phone: groups, broadcast lists, hidden ids, newsletters.
@@ -132,3 +139,52 @@ def chat_id_of(raw: str, field: str) -> str:
             raise InvalidArgument.field(field, "not a person's WhatsApp chat id")
         return raw
     return chat_of_phone(e164(raw, field))
+
+
+START_MESSAGE = "Sessao criada. Solicite o QR Code para continuar."
+CONNECTED_MESSAGE = "Sessao ja conectada."
+
+
+def started(result: Started) -> pb.StartWhatsAppSessionResponse:
+    return pb.StartWhatsAppSessionResponse(
+        id=str(result.id),
+        session_name=result.session_name,
+        status=st.STATUS_PROTO[st.CONNECTED if result.connected else st.QR_PENDING],
+        message=CONNECTED_MESSAGE if result.connected else START_MESSAGE,
+    )
+
+
+def qr_code(qr: QrCode) -> pb.GetWhatsAppQrCodeResponse:
+    response = pb.GetWhatsAppQrCodeResponse(
+        qr_code=f"data:{qr.mimetype};base64,{base64.b64encode(qr.png).decode()}",
+        expires_in=qr.expires_in,
+        status=pb.WAHA_SESSION_STATUS_QR_PENDING,
+        qr_value=qr.value,
+    )
+    response.gerado_em.FromDatetime(qr.generated_at)
+    return response
+
+
+def status_of(row: WhatsAppSession | None, owner: str, user_id: str) -> pb.WhatsAppSession:
+    """A session as GetWhatsAppStatus shows it; never started reads as disconnected."""
+    if row is None:
+        return pb.WhatsAppSession(usuario_id=user_id, status=pb.WAHA_SESSION_STATUS_DISCONNECTED)
+    return session_proto(row, owner)
+
+
+def conversation(item: Conversation) -> pb.WhatsAppConversation:
+    contact = item.contact
+    phone = contact.telefone if contact and contact.telefone else ""
+    out = pb.WhatsAppConversation(
+        contato_id=str(item.contato_id),
+        contato_nome=(contact.nome or "") if contact else "",
+        phone_number=phone,
+        chat_id=chat_of_phone(phone) if phone else "",
+        nao_lidas=item.unread,
+    )
+    if item.last is not None:
+        out.ultima_mensagem.CopyFrom(message_proto(item.last))
+    ts = timestamp(item.last_at)
+    if ts is not None:
+        out.ultima_mensagem_em.CopyFrom(ts)
+    return out
