@@ -17,6 +17,10 @@ The slot's life:
 4. an unanswered slot older than ``IN_PROGRESS_LEASE_S`` was abandoned by a crashed process and
    is taken over by the next repeat.
 
+An RPC whose work ends in one transaction calls ``await answer_in(tx, response)`` in it: the
+answer then commits with the work (a crash in between can neither lose the answer nor let a
+retry do the work again). Otherwise the decorator stores the answer right after the RPC returns.
+
 The decorated method must live on a servicer holding ``self.deps`` (Deps). A contract test
 (tests/unit/test_idempotent_rpcs.py) fails when an RPC of a built room takes a ``request_id``
 and is not decorated.
@@ -25,6 +29,7 @@ and is not decorated.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import functools
 import hashlib
@@ -40,6 +45,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import IdempotencyRecord
 from db.uow import Database
@@ -211,6 +217,31 @@ class IdempotencyStore:
             )
 
 
+@dataclass
+class _Running:
+    slot: Slot
+    answered: bool = False
+
+
+_running: contextvars.ContextVar[_Running | None] = contextvars.ContextVar(
+    "idempotent_rpc", default=None
+)
+
+
+async def answer_in(tx: AsyncSession, response: Message) -> None:
+    """Stores the running RPC's answer in `tx`, the unit of work that does its work, so both
+    commit together. Does nothing outside an `@idempotent` RPC called with a request_id."""
+    running = _running.get()
+    if running is None:
+        return
+    await tx.execute(
+        update(IdempotencyRecord)
+        .where(*_matches(running.slot))
+        .values(response=response.SerializeToString(deterministic=True))
+    )
+    running.answered = True
+
+
 def _matches(slot: Slot) -> tuple[Any, ...]:
     return (
         IdempotencyRecord.organizacao_id.is_not_distinct_from(slot.tenant_id),
@@ -239,12 +270,17 @@ def idempotent(method: RpcMethod[S, Req, Resp]) -> RpcMethod[S, Req, Resp]:
         prior = await store.claim(caller, slot, request, response_type)
         if prior is not None:
             return prior
+        running = _Running(slot)
+        token = _running.set(running)
         try:
             response = await method(self, request, context)
         except BaseException:
             await asyncio.shield(_release_quietly(store, caller, slot))
             raise
-        await store.answer(caller, slot, response)
+        finally:
+            _running.reset(token)
+        if not running.answered:
+            await store.answer(caller, slot, response)
         return response
 
     setattr(call, MARKER, True)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from db.models import Alert
 from server.errors import InvalidArgument, NotFound
-from server.idempotency import idempotent
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.paging import keyset_after, keyset_page
 from server.protoconv import parse_uuid, struct, timestamp
@@ -147,4 +147,6 @@ class AlertRpcs:
                 if caller.user_id is not None:
                     row.details = {**(row.details or {}), "reconhecido_por": str(caller.user_id)}
                 await session.flush()
-            return pb.AcknowledgeAlertResponse(alert=alert_proto(row))
+            response = pb.AcknowledgeAlertResponse(alert=alert_proto(row))
+            await answer_in(session, response)
+        return response

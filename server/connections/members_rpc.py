@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, func, select
 from db.models import User
 from server.audit import record_audit
 from server.errors import InvalidArgument, NotFound
-from server.idempotency import idempotent
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid
@@ -98,4 +98,6 @@ class MemberRpcs:
                 details={"before": {k: before.get(k, False) for k in changes}, "after": changes},
             )
             await session.flush()
-            return pb.UpdateMemberPermissionsResponse(member=member_proto(user))
+            response = pb.UpdateMemberPermissionsResponse(member=member_proto(user))
+            await answer_in(session, response)
+        return response

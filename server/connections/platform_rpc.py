@@ -13,7 +13,7 @@ from renove.conexoes.v1 import resources_pb2
 from server.audit import record_audit
 from server.connections.platform_credentials import CATALOG, CredentialView
 from server.errors import InvalidArgument
-from server.idempotency import idempotent
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.protoconv import timestamp
 
@@ -84,7 +84,9 @@ class PlatformRpcs:
                 tenant_id=None,
             )
             view = await self.deps.platform.view(session, provider)
-        return pb.UpdatePlatformCredentialsResponse(credentials=self._to_proto(view))
+            response = pb.UpdatePlatformCredentialsResponse(credentials=self._to_proto(view))
+            await answer_in(session, response)
+        return response
 
     def _to_proto(self, view: CredentialView) -> pb.PlatformCredentials:
         base = self.deps.settings.public_url

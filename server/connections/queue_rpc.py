@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from db.models import PendingEvent
 from server.audit import record_audit, scrub
 from server.errors import InvalidArgument
-from server.idempotency import idempotent
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid, struct, timestamp
@@ -131,7 +131,9 @@ class QueueRpcs:
                     "request_id": request.request_id,
                 },
             )
-            return pb.RetryFailedEventResponse(event=failed_event_proto(row))
+            response = pb.RetryFailedEventResponse(event=failed_event_proto(row))
+            await answer_in(session, response)
+        return response
 
     @idempotent
     async def DiscardFailedEvent(
@@ -155,4 +157,6 @@ class QueueRpcs:
                     "request_id": request.request_id,
                 },
             )
-            return pb.DiscardFailedEventResponse(event=failed_event_proto(row))
+            response = pb.DiscardFailedEventResponse(event=failed_event_proto(row))
+            await answer_in(session, response)
+        return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -20,9 +21,12 @@ from server.idempotency import (
     RequestIdReused,
     RequestInProgress,
     Slot,
+    answer_in,
     caller_key,
+    idempotent,
     rpc_name,
 )
+from server.interceptors.context import current_caller, reset_caller, set_caller
 from server.resilience.alerts import raise_alert
 from server.security.cipher import Keyring
 
@@ -163,3 +167,66 @@ async def test_a_running_attempt_holds_the_slot_until_its_lease_ends(db, make_te
     answer = pb.AcknowledgeAlertResponse(alert=pb.Alert(id=request.id))
     await store.answer(caller, slot, answer)
     assert await store.claim(caller, slot, request, pb.AcknowledgeAlertResponse) == answer
+
+
+class _Servicer:
+    """An idempotent RPC whose work ends in one transaction (answer_in) and may fail after."""
+
+    def __init__(self, db, keyring, fail_inside: bool, fail_after: bool) -> None:  # type: ignore[no-untyped-def]
+        self.deps = SimpleNamespace(db=db, keyring=keyring)
+        self.fail_inside, self.fail_after, self.runs = fail_inside, fail_after, 0
+
+    @idempotent
+    async def AcknowledgeAlert(self, request, context):  # type: ignore[no-untyped-def]
+        self.runs += 1
+        caller = current_caller()
+        async with self.deps.db.unit_of_work(caller) as tx:
+            alert_id = await raise_alert(
+                tx,
+                tenant_id=caller.tenant_id,
+                audience="tenant_admin",
+                kind="permanent_failure",
+                severity="info",
+                message=request.id,
+            )
+            response = pb.AcknowledgeAlertResponse(alert=pb.Alert(id=str(alert_id)))
+            await answer_in(tx, response)
+            if self.fail_inside:
+                raise RuntimeError("rolled back with its answer")
+        if self.fail_after:
+            raise RuntimeError("failed after the work committed")
+        return response
+
+
+async def _alerts_about(owner_engine, tenant_id, marker):  # type: ignore[no-untyped-def]
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant_id)}
+        )
+        return await conn.scalar(
+            text("SELECT count(*) FROM alerts WHERE message = :m"), {"m": marker}
+        )
+
+
+async def test_an_answer_in_the_work_transaction_commits_with_it(db, make_tenant, owner_engine):
+    tenant = await make_tenant()
+    keyring = Keyring.parse(Keyring.generate_key_spec("k1"))
+    token = set_caller(Caller(role=Role.ADMIN, tenant_id=tenant.id, user_id=tenant.admin_id))
+    try:
+        marker = uuid.uuid4().hex
+        request = pb.AcknowledgeAlertRequest(id=marker, request_id="atomic-1")
+        rolled_back = _Servicer(db, keyring, fail_inside=True, fail_after=False)
+        with pytest.raises(RuntimeError):
+            await rolled_back.AcknowledgeAlert(request, None)
+        assert await _alerts_about(owner_engine, tenant.id, marker) == 0
+        assert await _records(owner_engine, tenant.id) == []  # released: a retry runs again
+
+        committed = _Servicer(db, keyring, fail_inside=False, fail_after=True)
+        with pytest.raises(RuntimeError):
+            await committed.AcknowledgeAlert(request, None)
+        # The work and its answer committed together: the repeat replays, nothing runs twice.
+        again = await committed.AcknowledgeAlert(request, None)
+        assert committed.runs == 1 and again.alert.id
+        assert await _alerts_about(owner_engine, tenant.id, marker) == 1
+    finally:
+        reset_caller(token)
