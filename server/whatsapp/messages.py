@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,13 @@ async def _recipient(
     return await contact_for_phone(tx, tenant, phone, name=None, owner=user), chat
 
 
-async def send(deps: Deps, caller: Caller, request: Outgoing) -> tuple[Message, uuid.UUID | None]:
+# Called inside send's transaction with what it stored (the RPC stores its answer there).
+BeforeCommit = Callable[[AsyncSession, Message, uuid.UUID | None], Awaitable[None]]
+
+
+async def send(
+    deps: Deps, caller: Caller, request: Outgoing, *, before_commit: BeforeCommit | None = None
+) -> tuple[Message, uuid.UUID | None]:
     """Stores the outbound message (pending) and enqueues its send, in one transaction."""
     tenant, user = caller.require_tenant(), caller.require_user()
     text = request.text
@@ -114,6 +121,8 @@ async def send(deps: Deps, caller: Caller, request: Outgoing) -> tuple[Message, 
             idempotency_key=f"{WHATSAPP_SEND.name}:{request.request_id or message.id}",
             destino=chat,
         )
+        if before_commit is not None:
+            await before_commit(tx, message, job_id)
         return message, job_id
 
 

@@ -9,15 +9,18 @@ by jobs.py), health.py (the periodic reconciliation with WAHA), errors.py, views
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from renove.conexoes.v1 import whatsapp_service_pb2_grpc as pb_grpc
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.models import Message
 from server.bootstrap import Deps
-from server.idempotency import idempotent
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.whatsapp import messages, sessions, streaming, views
 from server.whatsapp import status as st
@@ -104,10 +107,19 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
             reply_to=request.reply_to,
             request_id=request.request_id,
         )
-        message, job_id = await messages.send(self.deps, current_caller(), outgoing)
-        return pb.SendWhatsAppMessageResponse(
-            message=views.message_proto(message), job_id=str(job_id or "")
+
+        def respond(message: Message, job_id: uuid.UUID | None) -> pb.SendWhatsAppMessageResponse:
+            return pb.SendWhatsAppMessageResponse(
+                message=views.message_proto(message), job_id=str(job_id or "")
+            )
+
+        async def answer(tx: AsyncSession, message: Message, job_id: uuid.UUID | None) -> None:
+            await answer_in(tx, respond(message, job_id))
+
+        message, job_id = await messages.send(
+            self.deps, current_caller(), outgoing, before_commit=answer
         )
+        return respond(message, job_id)
 
     async def ListWhatsAppConversations(
         self, request: pb.ListWhatsAppConversationsRequest, context: Context
