@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 CONNECTION_TYPE = "whatsapp"
 CANAL = "whatsapp"  # mensagens.canal
+# The bus event of a session's status change, and the key of its row version (atualizado_em)
+# that lets a stream drop an event older than what it already sent.
+EVENT_KIND = "WHATSAPP_STATUS"
+VERSION_KEY = "row_version"
 
 
 def session_name(org: uuid.UUID, user: uuid.UUID) -> str:

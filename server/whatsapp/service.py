@@ -23,7 +23,6 @@ from server.bootstrap import Deps
 from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.whatsapp import messages, sessions, streaming, views
-from server.whatsapp import status as st
 from server.whatsapp.jobs import register_jobs as _register_jobs
 
 SERVICE_NAME = "renove.conexoes.v1.WhatsAppService"
@@ -69,8 +68,14 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
     async def WatchWhatsAppStatus(
         self, request: pb.WatchWhatsAppStatusRequest, context: Context
     ) -> AsyncIterator[pb.WatchWhatsAppStatusResponse]:
-        async for message in streaming.watch(self.deps, current_caller(), request):
-            yield message
+        updates = streaming.watch(
+            self.deps,
+            current_caller(),
+            all_sessions=request.all_sessions,
+            usuario_id=request.usuario_id,
+        )
+        async for update in updates:
+            yield views.watch_response(update)
 
     @idempotent
     async def DisconnectWhatsApp(
@@ -86,7 +91,7 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
             self.deps,
             current_caller(),
             # An unknown status matches nothing (no stored status is "-").
-            status=(st.PROTO_STATUS.get(request.status) or "-") if request.status else None,
+            status=(views.PROTO_STATUS.get(request.status) or "-") if request.status else None,
             size=request.page_size,
             token=request.page_token,
         )
