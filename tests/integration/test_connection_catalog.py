@@ -18,6 +18,7 @@ from server.auth.permissions import PACKAGE, PERMISSIONS
 from server.catalog import KINDS, SHARED_OPERATIONS, ConnectionKind, MemberAccess
 from server.connections.platform_credentials import CATALOG as PLATFORM_CATALOG
 from server.connections.platform_rpc import PROVIDER_KEYS
+from server.devguide import SANDBOX_PREFIXES
 from server.ingress import routes
 from server.resilience.breaker import BREAKER_CONFIGS
 from server.resilience.operations import OPERATIONS
@@ -92,6 +93,7 @@ async def test_a_built_room_has_its_sandbox_fake(kind: ConnectionKind) -> None:
     if kind.sandbox is None:
         assert kind.type == rpb.CONNECTION_TYPE_EMAIL_SMTP_MANUAL  # a real SMTP server
         return
+    assert kind.sandbox in SANDBOX_PREFIXES  # `make run` points the provider's URLs at it
     app = build_sandbox_app(SandboxSettings())
     try:
         assert kind.sandbox in app.state.fakes
