@@ -32,6 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy server db webhooks_http
+	$(VENV)/bin/lint-imports
 	npx --no-install buf lint
 
 fmt: install

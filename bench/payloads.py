@@ -36,7 +36,7 @@ def waha_headers(key: str, body: bytes) -> dict[str, str]:
 
 def waha_envelope(target: WahaTarget, event: str, payload: dict[str, object], event_id: str,
                   now_ms: int) -> Signed:  # fmt: skip
-    """A WAHA webhook envelope (providers.md 1.6) as the WAHA fake sends it."""
+    """A WAHA webhook envelope (docs/providers.md, WAHA) as the WAHA fake sends it."""
     envelope = {
         "id": event_id,
         "timestamp": now_ms,

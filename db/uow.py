@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.engine import APPLICATION_NAME, asyncpg_dsn, make_engine
-from server.auth.caller import Caller
+
+
+class Identity(Protocol):
+    """Who a unit of work runs as (the server's verified caller): db/ needs only these."""
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None: ...
+    @property
+    def user_id(self) -> uuid.UUID | None: ...
+    @property
+    def role(self) -> str: ...
+
 
 # Transaction-local (is_local = true): the settings vanish at COMMIT/ROLLBACK, so a pooled
 # connection never carries one caller's tenant into the next transaction.
@@ -22,18 +34,18 @@ SET_CONTEXT = text(
 )
 
 
-def caller_settings(caller: Caller | None) -> dict[str, str]:
+def caller_settings(caller: Identity | None) -> dict[str, str]:
     """The three RLS settings for a caller; empty strings where there is nothing to set."""
     if caller is None:
         return {"tenant": "", "user": "", "role": ""}
     return {
         "tenant": str(caller.tenant_id) if caller.tenant_id else "",
         "user": str(caller.user_id) if caller.user_id else "",
-        "role": str(caller.role.value),
+        "role": str(caller.role),
     }
 
 
-async def act_as(session: AsyncSession, caller: Caller) -> None:
+async def act_as(session: AsyncSession, caller: Identity) -> None:
     """Switches the RLS settings of `session`'s open transaction to `caller` (still
     transaction-local): one transaction may resolve as the service, then write as a tenant.
     """
@@ -58,7 +70,7 @@ class Database:
         return self._engine
 
     @asynccontextmanager
-    async def unit_of_work(self, caller: Caller) -> AsyncIterator[AsyncSession]:
+    async def unit_of_work(self, caller: Identity) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction, with the caller's tenant, user and role set.
 
         Commits when the block exits cleanly, rolls back when it raises. The settings come
@@ -77,14 +89,14 @@ class Database:
             await session.execute(SET_CONTEXT, caller_settings(None))
             yield session
 
-    async def ensure_identity(self, caller: Caller) -> None:
+    async def ensure_identity(self, caller: Identity) -> None:
         """Create the caller's organization and user on first sight (just-in-time)."""
         if caller.tenant_id is None:
             return
         async with self.system() as session:
             await session.execute(
                 text("SELECT app_ensure_identity(:org, :user, :role)"),
-                {"org": caller.tenant_id, "user": caller.user_id, "role": caller.role.value},
+                {"org": caller.tenant_id, "user": caller.user_id, "role": str(caller.role)},
             )
 
     async def raw_connection(self, **kw: Any) -> asyncpg.Connection:

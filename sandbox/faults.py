@@ -89,7 +89,7 @@ class Reply:
         fbtrace_id: str = "AbCdEfGhIjK",
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        """Graph API error envelope (shared/providers.md 2.3)."""
+        """Graph API error envelope (docs/providers.md, Meta Graph)."""
         error: dict[str, Any] = {
             "message": message,
             "type": type,
@@ -102,7 +102,7 @@ class Reply:
 
     @classmethod
     def google_error(cls, status: int, reason: str, message: str = "scripted") -> Reply:
-        """Google API error envelope (shared/providers.md 8.6)."""
+        """Google API error envelope (docs/providers.md, Google Calendar)."""
         body = {
             "error": {
                 "code": status,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import uuid
 from datetime import timedelta
@@ -23,11 +22,6 @@ async def _serve(settings: Settings) -> None:
     await serve_until_signal(GrpcApp(deps), settings.grpc_addr)
 
 
-# Test hook: a module whose `register_jobs(deps)` adds handlers to a worker process, so tests
-# can run a real `python -m server worker` with job handlers of their own.
-TEST_JOB_MODULE_ENV = "CONEXOES_TEST_JOB_MODULE"
-
-
 async def _worker(settings: Settings) -> None:
     """Queue workers and the scheduler, no gRPC; SIGTERM/SIGINT drain and exit."""
     import logging
@@ -37,8 +31,7 @@ async def _worker(settings: Settings) -> None:
     from server.services import register_jobs
 
     deps = await build_deps(settings)
-    test_module = os.environ.get(TEST_JOB_MODULE_ENV)
-    register_jobs(deps, [test_module] if test_module else [])
+    register_jobs(deps, settings.extra_job_modules)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -35,7 +35,7 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
 
 
 class GrpcApp:
-    """The running server, with the shutdown sequence DESIGN.md describes."""
+    """The running server and its shutdown sequence."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps

@@ -9,7 +9,9 @@
     │   └── ConnectionNotFound
     ├── AlreadyExists              ALREADY_EXISTS
     ├── FailedPrecondition         FAILED_PRECONDITION
-    │   └── TokenExpired           a provider credential must be renewed by its owner
+    │   ├── TokenExpired           a provider credential must be renewed by its owner
+    │   └── PlatformNotConfigured  the super admin has not set the provider's app credentials
+    ├── Aborted                    ABORTED (+ RetryInfo): a concurrent attempt holds the slot
     ├── ResourceExhausted          RESOURCE_EXHAUSTED (+ RetryInfo)
     └── Unavailable                UNAVAILABLE (+ RetryInfo)
         ├── ProviderUnavailable
@@ -100,6 +102,16 @@ class FailedPrecondition(DomainError):
 
 class TokenExpired(FailedPrecondition):
     reason = "TOKEN_EXPIRED"
+
+
+class PlatformNotConfigured(FailedPrecondition):
+    reason = "PLATFORM_NOT_CONFIGURED"
+
+
+class Aborted(DomainError):
+    grpc_code = grpc.StatusCode.ABORTED
+    reason = "ABORTED"
+    retryable = True
 
 
 class ResourceExhausted(DomainError):

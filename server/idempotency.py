@@ -1,82 +1,295 @@
-"""AIP-155 request ids: a mutating RPC repeated with the same id returns the first response.
+"""AIP-155 request ids, declared once per RPC: ``@idempotent`` on a servicer method.
 
-``claim`` runs inside the RPC's own unit of work: the insert takes the slot, so a concurrent
-repeat waits on the unique index until the first commits, then replays its response.
+A mutating RPC whose request carries ``request_id`` answers a repeat with its first response and
+does its work once. The slot is keyed by the caller (tenant, and user or service identity), the
+full RPC name (``/renove.conexoes.v1.WhatsAppService/SendWhatsAppMessage``, read from the
+request's own descriptor) and the request id. The stored fingerprint of the request is an
+HMAC keyed from the encryption keyring, so a stored row reveals nothing about secrets the
+request carried. The same request id with a different request is refused with
+``FAILED_PRECONDITION`` / ``REQUEST_ID_REUSED``.
+
+The slot's life:
+
+1. claimed (committed, no response) before the RPC runs; a concurrent repeat meanwhile gets
+   ``ABORTED`` / ``REQUEST_IN_PROGRESS`` with RetryInfo, so the work never runs twice at once;
+2. answered (the serialized response stored) when the RPC returns;
+3. released (deleted) when the RPC raises, so a retry runs it again: errors are not replayed;
+4. an unanswered slot older than ``IN_PROGRESS_LEASE_S`` was abandoned by a crashed process and
+   is taken over by the next repeat.
+
+An RPC whose work ends in one transaction calls ``await answer_in(tx, response)`` in it: the
+answer then commits with the work (a crash in between can neither lose the answer nor let a
+retry do the work again). Otherwise the decorator stores the answer right after the RPC returns.
+
+The decorated method must live on a servicer holding ``self.deps`` (Deps). A contract test
+(tests/unit/test_idempotent_rpcs.py) fails when an RPC of a built room takes a ``request_id``
+and is not decorated.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import datetime as dt
+import functools
 import hashlib
+import hmac
+import logging
 import uuid
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
 
+from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
-from sqlalchemy import select, update
+from google.protobuf.message_factory import GetMessageClass
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import IdempotencyRecord
-from server.errors import InvalidArgument
+from db.uow import Database
+from server.auth.caller import Caller
+from server.errors import Aborted, FailedPrecondition, InvalidArgument
+from server.interceptors.context import current_caller
+from server.security.cipher import Keyring
 
-M = TypeVar("M", bound=Message)
+_log = logging.getLogger(__name__)
+
+MAX_REQUEST_ID = 100
+# How long an unanswered slot counts as "running": longer than any RPC's provider calls.
+IN_PROGRESS_LEASE_S = 120.0
+_LEASE = dt.timedelta(seconds=IN_PROGRESS_LEASE_S)
+_FINGERPRINT_PURPOSE = "renove-conexoes/idempotency-fingerprint/v1"
+MARKER = "__idempotent__"
 
 
-def _digest(request: Message) -> str:
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+class RequestIdReused(FailedPrecondition):
+    reason = "REQUEST_ID_REUSED"
 
 
-async def claim(
-    session: AsyncSession,
-    tenant_id: uuid.UUID | None,
-    rpc: str,
-    request: Message,
-    response_type: type[M],
-) -> M | None:
-    """Takes the request id's slot; returns the earlier response when it was taken before."""
-    request_id = getattr(request, "request_id", "")
-    if not request_id:
+class RequestInProgress(Aborted):
+    reason = "REQUEST_IN_PROGRESS"
+
+
+class _HasDeps(Protocol):
+    @property
+    def deps(self) -> Any: ...
+
+
+S = TypeVar("S", bound=_HasDeps)
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+RpcMethod = Callable[[S, Req, Any], Awaitable[Resp]]
+
+
+@dataclass(frozen=True)
+class Slot:
+    tenant_id: uuid.UUID | None
+    caller: str
+    rpc: str
+    request_id: str
+
+
+def caller_key(caller: Caller) -> str:
+    """The identity part of the slot: the user, or the service role when there is none."""
+    return f"user:{caller.user_id}" if caller.user_id is not None else caller.role.value
+
+
+_METHODS: dict[str, MethodDescriptor] = {}
+
+
+def method_of(request_type: Any) -> MethodDescriptor:
+    """The RPC whose input is `request_type` (AIP: one `<Rpc>Request` per RPC)."""
+    found = _METHODS.get(request_type.full_name)
+    if found is None:
+        for service in request_type.file.services_by_name.values():
+            for method in service.methods:
+                if method.input_type.full_name == request_type.full_name:
+                    found = method
+        if found is None:
+            raise LookupError(f"no RPC takes {request_type.full_name}")
+        _METHODS[request_type.full_name] = found
+    return found
+
+
+def rpc_name(request: Message) -> str:
+    method = method_of(request.DESCRIPTOR)
+    return f"/{method.containing_service.full_name}/{method.name}"
+
+
+def fingerprint(keyring: Keyring, request: Message, key_id: str | None = None) -> str | None:
+    """`<key id>:<HMAC-SHA256 of the deterministic serialization>`; None if the key is gone."""
+    derived = keyring.derived_key(_FINGERPRINT_PURPOSE, key_id)
+    if derived is None:
         return None
-    if len(request_id) > 100:
-        raise InvalidArgument.field("request_id", "at most 100 characters")
-    digest = _digest(request)
-    inserted = await session.scalar(
-        insert(IdempotencyRecord)
-        .values(organizacao_id=tenant_id, rpc=rpc, request_id=request_id, request_hash=digest)
-        .on_conflict_do_nothing()
-        .returning(IdempotencyRecord.id)
+    kid, key = derived
+    digest = hmac.new(key, request.SerializeToString(deterministic=True), hashlib.sha256)
+    return f"{kid}:{digest.hexdigest()}"
+
+
+def _same_request(keyring: Keyring, request: Message, stored: str | None) -> bool:
+    if not stored or ":" not in stored:
+        return False
+    expected = fingerprint(keyring, request, stored.split(":", 1)[0])
+    # A slot fingerprinted with a key since removed from the ring cannot be checked: the
+    # replay wins over a refusal (a retry must never do the work twice).
+    return expected is None or hmac.compare_digest(expected, stored)
+
+
+class IdempotencyStore:
+    """The slots in `idempotency_records`, one short transaction per step."""
+
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        self._db = db
+        self._keyring = keyring
+
+    async def claim(
+        self, caller: Caller, slot: Slot, request: Message, response_type: type[Resp]
+    ) -> Resp | None:
+        """Takes the slot; returns the first response when the request was answered before.
+
+        Raises:
+            RequestIdReused: the slot holds a different request.
+            RequestInProgress: an attempt holding the slot is still running.
+        """
+        digest = fingerprint(self._keyring, request)
+        async with self._db.unit_of_work(caller) as tx:
+            inserted = await tx.scalar(
+                insert(IdempotencyRecord)
+                .values(
+                    organizacao_id=slot.tenant_id,
+                    caller=slot.caller,
+                    rpc=slot.rpc,
+                    request_id=slot.request_id,
+                    request_hash=digest,
+                )
+                .on_conflict_do_nothing()
+                .returning(IdempotencyRecord.id)
+            )
+            if inserted is not None:
+                return None
+            lease_over = IdempotencyRecord.claimed_at < func.now() - _LEASE
+            prior = (
+                await tx.execute(
+                    select(
+                        IdempotencyRecord.id,
+                        IdempotencyRecord.request_hash,
+                        IdempotencyRecord.response,
+                        lease_over.label("abandoned"),
+                    )
+                    .where(*_matches(slot))
+                    .with_for_update()
+                )
+            ).one()
+            if not _same_request(self._keyring, request, prior.request_hash):
+                raise RequestIdReused(
+                    "request_id was already used for a different request",
+                    metadata={"request_id": slot.request_id},
+                )
+            if prior.response is not None:
+                return response_type.FromString(prior.response)
+            if not prior.abandoned:
+                raise RequestInProgress(
+                    "a request with this request_id is still running", retry_after=1.0
+                )
+            await tx.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.id == prior.id)
+                .values(claimed_at=func.now())
+            )
+            return None
+
+    async def answer(self, caller: Caller, slot: Slot, response: Message) -> None:
+        async with self._db.unit_of_work(caller) as tx:
+            await tx.execute(
+                update(IdempotencyRecord)
+                .where(*_matches(slot))
+                .values(response=response.SerializeToString(deterministic=True))
+            )
+
+    async def release(self, caller: Caller, slot: Slot) -> None:
+        async with self._db.unit_of_work(caller) as tx:
+            await tx.execute(
+                delete(IdempotencyRecord).where(
+                    *_matches(slot), IdempotencyRecord.response.is_(None)
+                )
+            )
+
+
+@dataclass
+class _Running:
+    slot: Slot
+    answered: bool = False
+
+
+_running: contextvars.ContextVar[_Running | None] = contextvars.ContextVar(
+    "idempotent_rpc", default=None
+)
+
+
+async def answer_in(tx: AsyncSession, response: Message) -> None:
+    """Stores the running RPC's answer in `tx`, the unit of work that does its work, so both
+    commit together. Does nothing outside an `@idempotent` RPC called with a request_id."""
+    running = _running.get()
+    if running is None:
+        return
+    await tx.execute(
+        update(IdempotencyRecord)
+        .where(*_matches(running.slot))
+        .values(response=response.SerializeToString(deterministic=True))
     )
-    if inserted is not None:
-        return None
-    prior = (
-        await session.execute(
-            select(IdempotencyRecord.request_hash, IdempotencyRecord.response).where(
-                IdempotencyRecord.organizacao_id.is_not_distinct_from(tenant_id),
-                IdempotencyRecord.rpc == rpc,
-                IdempotencyRecord.request_id == request_id,
-            )
-        )
-    ).one()
-    if prior.request_hash != digest:
-        raise InvalidArgument.field("request_id", "already used for a different request")
-    if prior.response is None:
-        # Claimed but never answered: an RPC that commits its claim before a provider call
-        # which then failed. Replaying would answer an empty success; run the request again.
-        return None
-    return response_type.FromString(prior.response)
+    running.answered = True
 
 
-async def remember(
-    session: AsyncSession, tenant_id: uuid.UUID | None, rpc: str, request: Message, response: M
-) -> M:
-    request_id = getattr(request, "request_id", "")
-    if request_id:
-        await session.execute(
-            update(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.organizacao_id.is_not_distinct_from(tenant_id),
-                IdempotencyRecord.rpc == rpc,
-                IdempotencyRecord.request_id == request_id,
-            )
-            .values(response=response.SerializeToString())
+def _matches(slot: Slot) -> tuple[Any, ...]:
+    return (
+        IdempotencyRecord.organizacao_id.is_not_distinct_from(slot.tenant_id),
+        IdempotencyRecord.caller == slot.caller,
+        IdempotencyRecord.rpc == slot.rpc,
+        IdempotencyRecord.request_id == slot.request_id,
+    )
+
+
+def idempotent(method: RpcMethod[S, Req, Resp]) -> RpcMethod[S, Req, Resp]:
+    """Makes a servicer method honour its request's `request_id` (see the module docstring)."""
+
+    @functools.wraps(method)
+    async def call(self: S, request: Req, context: Any) -> Resp:
+        request_id = str(getattr(request, "request_id", ""))
+        if not request_id:
+            return await method(self, request, context)
+        if len(request_id) > MAX_REQUEST_ID:
+            raise InvalidArgument.field("request_id", f"at most {MAX_REQUEST_ID} characters")
+        caller = current_caller()
+        slot = Slot(caller.tenant_id, caller_key(caller), rpc_name(request), request_id)
+        response_type = cast(
+            "type[Resp]", GetMessageClass(method_of(request.DESCRIPTOR).output_type)
         )
-    return response
+        store = IdempotencyStore(self.deps.db, self.deps.keyring)
+        prior = await store.claim(caller, slot, request, response_type)
+        if prior is not None:
+            return prior
+        running = _Running(slot)
+        token = _running.set(running)
+        try:
+            response = await method(self, request, context)
+        except BaseException:
+            await asyncio.shield(_release_quietly(store, caller, slot))
+            raise
+        finally:
+            _running.reset(token)
+        if not running.answered:
+            await store.answer(caller, slot, response)
+        return response
+
+    setattr(call, MARKER, True)
+    return call
+
+
+async def _release_quietly(store: IdempotencyStore, caller: Caller, slot: Slot) -> None:
+    try:
+        await store.release(caller, slot)
+    except Exception:
+        # The database is down too: the slot stays claimed until its lease runs out.
+        _log.warning("could not release request id slot %s %s", slot.rpc, slot.request_id)

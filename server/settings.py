@@ -103,6 +103,9 @@ class Settings:
     # (development and tests only).
     outbox_retention_days: float = 7.0
     webhook_allow_private_targets: bool = False
+    # Test hook (CONEXOES_TEST_JOB_MODULE): a module whose `register_jobs(deps)` adds handlers
+    # to a worker process, so tests can run a real `python -m server worker` with their own.
+    extra_job_modules: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -165,6 +168,9 @@ class Settings:
                 env.get("CONEXOES_OUTBOX_RETENTION_DAYS", cls.outbox_retention_days)
             ),
             webhook_allow_private_targets=env.get("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS") == "1",
+            extra_job_modules=tuple(
+                m for m in (env.get("CONEXOES_TEST_JOB_MODULE", "").strip(),) if m
+            ),
             **urls,
         )
 

@@ -8,9 +8,9 @@ import grpc
 import uvicorn
 import uvloop
 
-from server.settings import Settings
 from webhooks_http.app import build_sidecar_app
 from webhooks_http.runner import split_address, uvicorn_config
+from webhooks_http.settings import SidecarSettings
 
 _log = logging.getLogger("webhooks_http")
 
@@ -23,11 +23,11 @@ CHANNEL_OPTIONS = (
 )
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: SidecarSettings) -> None:
     # The channel is created on the loop that serves requests (grpc.aio binds to it).
     channel = grpc.aio.insecure_channel(settings.grpc_addr, options=list(CHANNEL_OPTIONS))
     try:
-        app = build_sidecar_app(settings, channel)
+        app = build_sidecar_app(settings, channel, options=settings.options)
         host, port = split_address(settings.http_addr)
         _log.info("sidecar on %s -> gRPC %s", settings.http_addr, settings.grpc_addr)
         await uvicorn.Server(uvicorn_config(app, host, port, log_level="info")).serve()
@@ -36,7 +36,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = SidecarSettings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     uvloop.run(serve(settings))
 

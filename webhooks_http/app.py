@@ -7,10 +7,7 @@ any /api/ path) last.
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.descriptor import FileDescriptor
@@ -20,33 +17,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server.settings import Settings
 from webhooks_http.ingress import WebhookForwarder
 from webhooks_http.oauth import OAuthRedirects
-from webhooks_http.ratelimit import RateLimitOptions, TokenBucketLimiter
+from webhooks_http.ratelimit import TokenBucketLimiter
 from webhooks_http.service_identity import ServiceIdentity
+from webhooks_http.settings import SidecarConfig, SidecarOptions
 from webhooks_http.tracking import OpenPixel
 
+__all__ = ["SidecarOptions", "build_sidecar_app", "contract_files", "mount_gateway"]
+
 CONTRACT_PACKAGE = "renove.conexoes.v1"
-
-
-@dataclass(frozen=True)
-class SidecarOptions:
-    """Sidecar-only settings (README, "Configuration")."""
-
-    rate_limit: RateLimitOptions = field(default_factory=RateLimitOptions)
-    webhook_deadline_s: float = 10.0
-    mount_gateway: bool = True
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SidecarOptions:
-        env = os.environ if env is None else env
-        return cls(
-            rate_limit=RateLimitOptions.from_env(env),
-            webhook_deadline_s=float(
-                env.get("CONEXOES_WEBHOOK_DEADLINE_SECONDS", cls.webhook_deadline_s)
-            ),
-        )
 
 
 def contract_files() -> list[FileDescriptor]:
@@ -60,7 +40,7 @@ def contract_files() -> list[FileDescriptor]:
 
 
 def mount_gateway(
-    routes: list[BaseRoute], channel: grpc.aio.Channel, settings: Settings
+    routes: list[BaseRoute], channel: grpc.aio.Channel, settings: SidecarConfig
 ) -> list[BaseRoute]:
     """Appends the HTTP/JSON gateway as the catch-all after the sidecar's own routes."""
     from webhooks_http.gateway import CatchAll, build_gateway
@@ -75,7 +55,7 @@ def mount_gateway(
 
 
 def build_sidecar_app(
-    settings: Settings,
+    settings: SidecarConfig,
     channel: grpc.aio.Channel,
     *,
     options: SidecarOptions | None = None,
@@ -86,10 +66,10 @@ def build_sidecar_app(
     Args:
         settings: the shared configuration (max_webhook_bytes, frontend_url, JWT secret).
         channel: a grpc.aio channel to the server, used from the app's event loop.
-        options: sidecar-only settings; read from the environment when omitted.
+        options: sidecar-only settings (SidecarSettings.options); defaults when omitted.
         identity: the service identity; minted from the settings' JWT secret when omitted.
     """
-    options = options or SidecarOptions.from_env()
+    options = options or SidecarOptions()
     identity = identity or ServiceIdentity.from_settings(settings)
     limits = options.rate_limit
     limiter = TokenBucketLimiter(limits.rate_per_second, limits.burst)

@@ -9,37 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Scope
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from webhooks_http.settings import Network, RateLimitOptions
 
-
-@dataclass(frozen=True)
-class RateLimitOptions:
-    rate_per_second: float = 100.0
-    burst: int = 1000
-    trusted_proxies: tuple[Network, ...] = ()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimitOptions:
-        env = os.environ if env is None else env
-        proxies = tuple(
-            ipaddress.ip_network(p.strip(), strict=False)
-            for p in env.get("CONEXOES_TRUSTED_PROXIES", "").split(",")
-            if p.strip()
-        )
-        return cls(
-            rate_per_second=float(env.get("CONEXOES_WEBHOOK_RATE_PER_SECOND", cls.rate_per_second)),
-            burst=int(env.get("CONEXOES_WEBHOOK_RATE_BURST", cls.burst)),
-            trusted_proxies=proxies,
-        )
+# Re-exported: the options live with the sidecar's settings.
+__all__ = ["RateLimitOptions", "TokenBucketLimiter"]
 
 
 class TokenBucketLimiter:

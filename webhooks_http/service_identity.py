@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from server.auth.caller import Role
-from server.auth.tokens import mint_token
-from server.settings import Settings
+import jwt
+
+from webhooks_http.settings import SidecarConfig
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -39,7 +39,7 @@ class ServiceIdentity:
         self._mint(self._expires_at)  # at start: a bad secret shows before the first webhook
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceIdentity:
+    def from_settings(cls, settings: SidecarConfig) -> ServiceIdentity:
         secret = settings.effective_jwt_secret
         if not secret:
             # RS256-only deployments verify with a public key; the sidecar cannot sign with it.
@@ -53,5 +53,8 @@ class ServiceIdentity:
         return (("authorization", f"Bearer {self._token}"),)
 
     def _mint(self, now: datetime) -> None:
-        self._token = mint_token(self._secret, role=Role.SERVICE, ttl=self._ttl, now=now)
+        # The server's token contract (README, "Who may call what"): role "service", no
+        # tenant or user; the tenant comes from the server's own records.
+        claims = {"role": "service", "iat": now, "exp": now + self._ttl}
+        self._token = jwt.encode(claims, self._secret, algorithm="HS256")
         self._expires_at = now + self._ttl

@@ -1,7 +1,7 @@
 """Minimal versions of the CRM tables the spec borrows from other documents.
 
 This service owns just enough of each for the connections to work end to end
-(DESIGN.md, "Where the spec contradicts itself"); names follow the spec.
+(where the spec contradicts itself, docs/architecture.md); names follow the spec.
 """
 
 from __future__ import annotations

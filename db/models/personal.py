@@ -103,7 +103,7 @@ class GoogleConnection(Base):
     status: Mapped[str] = mapped_column(String(20), server_default="active")
     ultimo_sync: Mapped[dt.datetime | None]
     ultimo_erro: Mapped[str | None]
-    # Calendar push channel (providers.md 8.5) and incremental sync token (8.4).
+    # Calendar push channel (docs/providers.md, Google Calendar) and incremental sync token (8.4).
     channel_id: Mapped[str | None] = mapped_column(String(255))
     channel_resource_id: Mapped[str | None] = mapped_column(String(255))
     channel_token_encrypted: Mapped[str | None]

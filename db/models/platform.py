@@ -171,17 +171,30 @@ class IdempotencyRecord(Base):
     __tablename__ = "idempotency_records"
     __table_args__ = (
         # NULLS NOT DISTINCT: platform-level calls (no tenant) dedupe too.
-        UniqueConstraint("organizacao_id", "rpc", "request_id", postgresql_nulls_not_distinct=True),
+        UniqueConstraint(
+            "organizacao_id",
+            "caller",
+            "rpc",
+            "request_id",
+            name="idempotency_records_slot_key",
+            postgresql_nulls_not_distinct=True,
+        ),
         Index("idx_idempotency_records_criado", "criado_em"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     organizacao_id: Mapped[uuid.UUID | None] = org_fk(nullable=True)
+    # The user (`user:<id>`) or service identity (`service`) that sent the request.
+    caller: Mapped[str] = mapped_column(String(120))
     request_id: Mapped[str] = mapped_column(String(100))
     rpc: Mapped[str] = mapped_column(String(200))
-    request_hash: Mapped[str | None] = mapped_column(String(64))
+    # `<key id>:<HMAC-SHA256 of the request>`: reveals nothing about secrets in the request.
+    request_hash: Mapped[str | None] = mapped_column(String(120))
     response: Mapped[bytes | None]
     criado_em: Mapped[dt.datetime] = created_at()
+    # When the attempt now running took the slot (an unanswered slot older than the
+    # in-progress lease was abandoned and may be taken over).
+    claimed_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
 
 
 class CircuitBreakerState(Base):

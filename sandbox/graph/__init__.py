@@ -1,5 +1,5 @@
 """Meta Graph API fake: Facebook Login dialog, Graph endpoints for Lead Ads, signed leadgen
-webhooks and control endpoints (shared/providers.md sections 2 and 3)."""
+webhooks and control endpoints (docs/providers.md, Meta Graph)."""
 
 from __future__ import annotations
 

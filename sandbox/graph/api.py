@@ -1,4 +1,5 @@
-"""Graph API routes the CRM calls, with Graph's paths, shapes and errors (providers.md 3).
+"""Graph API routes the CRM calls, with Graph's paths, shapes and errors
+(docs/providers.md, Meta Lead Ads).
 
 Every route sits behind `GraphGuard`: request log (token values left out), injected faults.
 https://developers.facebook.com/docs/graph-api/reference

@@ -86,7 +86,7 @@ async def app_config(request: Request) -> Response:
 
 
 async def verify_webhook(request: Request) -> Response:
-    """What Meta does when the callback URL is saved (providers.md 2.1)."""
+    """What Meta does when the callback URL is saved (docs/providers.md, Meta Graph)."""
     state = _state(request)
     body = await _body(request)
     challenge = str(secrets.randbelow(10**10))

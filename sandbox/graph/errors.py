@@ -1,4 +1,4 @@
-"""Graph API error bodies (shared/providers.md 2.3), raised by the state and rendered once.
+"""Graph API error bodies (docs/providers.md, Meta Graph), raised by the state and rendered once.
 
 https://developers.facebook.com/docs/graph-api/guides/error-handling
 """

@@ -10,7 +10,7 @@ from typing import Any
 
 JSON = dict[str, Any]
 
-# Scopes the Lead Ads flow asks for (shared/providers.md 3.1); granular ones name pages.
+# Scopes the Lead Ads flow asks for (docs/providers.md, Meta Lead Ads); granular ones name pages.
 PAGE_SCOPES = (
     "pages_show_list",
     "pages_read_engagement",

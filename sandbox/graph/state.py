@@ -1,4 +1,4 @@
-"""The Graph fake's world and the rules Graph applies to it (shared/providers.md 3).
+"""The Graph fake's world and the rules Graph applies to it (docs/providers.md, Meta Lead Ads).
 
 Pages are listed by `/me/accounts` whether or not the person granted them in the dialog; what
 was granted shows in `debug_token`'s `granular_scopes[].target_ids`, and reading a page's

@@ -1,4 +1,4 @@
-"""Leadgen webhook delivery (shared/providers.md 2.2 and 3.4).
+"""Leadgen webhook delivery (docs/providers.md, Meta Graph).
 
 Bodies are written as Meta writes them: compact JSON, ASCII-escaped, ids as JSON *numbers*
 (larger than 2^53 for leadgen ids), signed with `X-Hub-Signature-256: sha256=<hex>` over the

@@ -1,4 +1,4 @@
-"""The WAHA API the CRM calls, with WAHA's paths, status codes and shapes (providers.md 1.1-1.4).
+"""The WAHA API the CRM calls, with WAHA's paths, status codes and shapes (docs/providers.md, WAHA).
 
 Every route here sits behind `ApiGuard`: request log, injected latency and faults, `X-Api-Key`.
 """

@@ -1,4 +1,5 @@
-"""WAHA's error bodies (NestJS style, providers.md 1.1), raised by the state and rendered once."""
+"""WAHA's error bodies (NestJS style, docs/providers.md, WAHA), raised by the state and
+rendered once."""
 
 from __future__ import annotations
 

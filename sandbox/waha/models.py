@@ -1,4 +1,4 @@
-"""WAHA's data as the fake keeps it, and its wire shapes (providers.md 1.2, 1.6).
+"""WAHA's data as the fake keeps it, and its wire shapes (docs/providers.md, WAHA).
 
 The dataclasses are the fake's own state; the `*_json` functions render them exactly as WAHA
 does on the wire, so the shapes live in one place.
@@ -114,7 +114,7 @@ class Message:
         return f"{'true' if self.from_me else 'false'}_{self.chat_id}_{self.key}"
 
     def to_json(self) -> JSON:
-        """The `WAMessage` shape (providers.md 1.6)."""
+        """The `WAMessage` shape (docs/providers.md, WAHA)."""
         sender, receiver = self._ends()
         data: JSON = {"id": {"fromMe": self.from_me, "remote": self.chat_id, "id": self.key}}
         if self.push_name is not None:

@@ -1,6 +1,6 @@
 """WAHA webhook delivery: envelope, HMAC headers, retries, and a record of every attempt.
 
-Follows providers.md 1.5/1.6. Each (event, webhook) pair is delivered by its own task, so one
+Follows docs/providers.md, WAHA. Each (event, webhook) pair is delivered by its own task, so one
 slow or failing receiver never holds back another, and, like WAHA, order is not guaranteed.
 """
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from server.audiences.manage import DELETE_OPERATION
-from server.audiences.removal import REMOVE_OPERATION, handle_remove
-from server.audiences.sync import SYNC_OPERATION, handle_delete, handle_sync
+from server.audiences.removal import handle_remove
+from server.audiences.sync import handle_delete, handle_sync
 from server.bootstrap import Deps
 from server.resilience.jobs import Job
+from server.resilience.operations import AUDIENCE_DELETE, AUDIENCE_REMOVE, AUDIENCE_SYNC
 
 
 def register_jobs(deps: Deps) -> None:
@@ -19,7 +19,7 @@ def register_jobs(deps: Deps) -> None:
     async def remove(job: Job) -> None:
         await handle_remove(deps, job)
 
-    # Spec "Custom Audience Sync": 3 tries, 5 s, exponential, 60 s timeout, for both.
-    deps.jobs.register(SYNC_OPERATION, sync, policy="audience_sync", breaker="meta_audiences")
-    deps.jobs.register(DELETE_OPERATION, delete, policy="audience_sync", breaker="meta_audiences")
-    deps.jobs.register(REMOVE_OPERATION, remove, policy="audience_sync", breaker="meta_audiences")
+    # Spec "Custom Audience Sync": 3 tries, 5 s, exponential, 60 s timeout, for all three.
+    deps.jobs.register(AUDIENCE_SYNC, sync)
+    deps.jobs.register(AUDIENCE_DELETE, delete)
+    deps.jobs.register(AUDIENCE_REMOVE, remove)

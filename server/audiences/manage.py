@@ -24,10 +24,11 @@ from server.errors import FieldViolation, InvalidArgument
 from server.providers.errors import ProviderPermissionDenied
 from server.providers.meta_audiences import AdAccount, MetaAudiencesClient
 from server.resilience.jobs import enqueue
+from server.resilience.operations import AUDIENCE_DELETE
 
 TRIGGERS = ("lead", "mql", "schedule", "won", "lost")
 FILE_SOURCES = ("USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED")
-DELETE_OPERATION = "audience_delete"
+
 WRITABLE = frozenset(
     {"audience_name", "description", "tipo_sincronizacao", "evento_gatilho", "ativo"}
 )
@@ -232,9 +233,8 @@ async def delete(
         await enqueue(
             session,
             tenant_id=tenant_id,
-            operation=DELETE_OPERATION,
+            operation=AUDIENCE_DELETE,
             payload={"audience_id": str(row.id), "meta_audience_id": row.audience_id},
             idempotency_key=f"audience-delete:{row.id}",
             destino=row.audience_id,
-            max_attempts=3,
         )

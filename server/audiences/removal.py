@@ -3,8 +3,8 @@ withdrawn, leaves every audience at Meta (`DELETE /{audience}/users`). Event-tri
 audiences otherwise only add.
 
 `remove_contact` runs in the directory's transaction: the member rows go, and an
-`audience_remove` job per audience carries the hashes Meta must drop, so a removal is never
-lost and never depends on the contact's data still being there.
+`audience_remove` job (AUDIENCE_REMOVE) per audience carries the hashes Meta must drop, so a
+removal is never lost and never depends on the contact's data still being there.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from server.audiences.sync import SCHEMA
 from server.bootstrap import Deps
 from server.providers.errors import ProviderAuthError
 from server.resilience.jobs import Job, enqueue
+from server.resilience.operations import AUDIENCE_REMOVE
 from server.resilience.worker import tenant_service
-
-REMOVE_OPERATION = "audience_remove"
 
 
 async def remove_contact(session: AsyncSession, tenant_id: uuid.UUID, contato_id: uuid.UUID) -> int:
@@ -41,7 +40,7 @@ async def remove_contact(session: AsyncSession, tenant_id: uuid.UUID, contato_id
             await enqueue(
                 session,
                 tenant_id=tenant_id,
-                operation=REMOVE_OPERATION,
+                operation=AUDIENCE_REMOVE,
                 payload={
                     "meta_audience_id": meta_id,
                     "row": [member.email_hash or "", member.phone_hash or ""],

@@ -3,28 +3,27 @@ enforced by the permission interceptor before any of this."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 import grpc
 from renove.conexoes.v1 import audiences_service_pb2 as pb
 from renove.conexoes.v1 import audiences_service_pb2_grpc as pb_grpc
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, func, select
 
 from db.models import Contact, CustomAudience, CustomAudienceMember, PendingEvent
-from server import idempotency
 from server.audiences import manage, views
 from server.audiences.errors import AudienceInactive, SyncInProgress
 from server.audiences.jobs import register_jobs as _register_jobs
-from server.audiences.sync import SYNC_OPERATION, matching_contacts
+from server.audiences.sync import matching_contacts
 from server.audit import record_audit
 from server.bootstrap import Deps
 from server.errors import InvalidArgument
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, encode_token, keyset_after, keyset_page, page_size
 from server.resilience.jobs import enqueue
+from server.resilience.operations import AUDIENCE_SYNC
 
-_SERVICE = "AudiencesService"
 _MAX_AUDIENCES = 200
 
 
@@ -101,23 +100,14 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
             total_size=int(total or 0),
         )
 
+    @idempotent
     async def CreateAudience(
         self, request: pb.CreateAudienceRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateAudienceResponse:
-        caller = current_caller()
-        rpc = f"{_SERVICE}/CreateAudience"
         values = _input(request.audience)
         manage.validate(values, {"audience_name", "ad_account_id"})
-        async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.CreateAudienceResponse
-            )
-        if prior is not None and prior.ByteSize():
-            return prior
-        row = await manage.create(self.deps, caller, values)
-        response = pb.CreateAudienceResponse(audience=views.audience(row))
-        async with self.deps.db.unit_of_work(caller) as session:
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+        row = await manage.create(self.deps, current_caller(), values)
+        return pb.CreateAudienceResponse(audience=views.audience(row))
 
     async def GetAudience(
         self, request: pb.GetAudienceRequest, context: grpc.aio.ServicerContext
@@ -127,6 +117,7 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
             pending = await manage.pending_counts(session, [row.id])
             return pb.GetAudienceResponse(audience=views.audience(row, pending.get(row.id, 0)))
 
+    @idempotent
     async def UpdateAudience(
         self, request: pb.UpdateAudienceRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateAudienceResponse:
@@ -139,18 +130,14 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
         row = await manage.update(self.deps, caller, request.id, _input(request.audience), paths)
         return pb.UpdateAudienceResponse(audience=views.audience(row))
 
+    @idempotent
     async def DeleteAudience(
         self, request: pb.DeleteAudienceRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteAudienceResponse:
         caller = current_caller()
         assert caller.tenant_id is not None
-        rpc = f"{_SERVICE}/DeleteAudience"
+        response = pb.DeleteAudienceResponse()
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.DeleteAudienceResponse
-            )
-            if prior is not None:
-                return prior
             row = await manage.get(session, request.id)
             await manage.delete(session, caller.tenant_id, row, request.delete_on_meta)
             await record_audit(
@@ -161,28 +148,22 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
                 entity_id=row.id,
                 details={"audience_id": row.audience_id, "at_meta": request.delete_on_meta},
             )
-            return await idempotency.remember(
-                session, caller.tenant_id, rpc, request, pb.DeleteAudienceResponse()
-            )
+            await answer_in(session, response)
+        return response
 
+    @idempotent
     async def SyncAudience(
         self, request: pb.SyncAudienceRequest, context: grpc.aio.ServicerContext
     ) -> pb.SyncAudienceResponse:
         caller = current_caller()
         assert caller.tenant_id is not None
-        rpc = f"{_SERVICE}/SyncAudience"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.SyncAudienceResponse
-            )
-            if prior is not None:
-                return prior
             row = await manage.get(session, request.id)
             if row.ativo is False:
                 raise AudienceInactive("the audience is deactivated; activate it first")
             running = await session.scalar(
                 select(PendingEvent.id).where(
-                    PendingEvent.operacao == SYNC_OPERATION,
+                    PendingEvent.operacao == AUDIENCE_SYNC.name,
                     PendingEvent.destino == str(row.id),
                     PendingEvent.status == "processing",
                 )
@@ -197,7 +178,7 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
             job_id = await enqueue(
                 session,
                 tenant_id=caller.tenant_id,
-                operation=SYNC_OPERATION,
+                operation=AUDIENCE_SYNC,
                 payload={"audience_id": str(row.id), "full_resync": request.full_resync},
                 idempotency_key=f"audience-sync:{row.id}:{request.request_id or uuid.uuid4()}",
                 destino=str(row.id),
@@ -207,13 +188,13 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
                 membros_a_sincronizar=int(members or 0),
                 audience=views.audience(row),
             )
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+            await answer_in(session, response)
+            return response
 
     async def ListAudienceMembers(
         self, request: pb.ListAudienceMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAudienceMembersResponse:
         size = page_size(request.page_size)
-        cursor = decode_token(request.page_token)
         async with self.deps.db.unit_of_work(current_caller()) as session:
             row = await manage.get(session, request.id)
             where: list[ColumnElement[bool]] = [CustomAudienceMember.audience_id == row.id]
@@ -229,23 +210,14 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
                 .join(Contact, Contact.id == CustomAudienceMember.contato_id)
                 .where(*where)
             )
-            if cursor is not None:
-                try:
-                    at = dt.datetime.fromisoformat(str(cursor["t"]))
-                    last = uuid.UUID(str(cursor["i"]))
-                except (KeyError, ValueError) as exc:
-                    raise InvalidArgument.field(
-                        "page_token", "not a token this API issued"
-                    ) from exc
-                query = query.where(
-                    or_(
-                        CustomAudienceMember.criado_em < at,
-                        and_(
-                            CustomAudienceMember.criado_em == at,
-                            CustomAudienceMember.id < last,
-                        ),
-                    )
-                )
+            after = keyset_after(
+                request.page_token,
+                (("t", "time"), ("i", "uuid")),
+                (CustomAudienceMember.criado_em, CustomAudienceMember.id),
+                descending=True,
+            )
+            if after is not None:
+                query = query.where(after)
             found = list(
                 await session.execute(
                     query.order_by(
@@ -253,11 +225,9 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
                     ).limit(size + 1)
                 )
             )
-        page = found[:size]
-        next_token = ""
-        if len(found) > size:
-            last_row = page[-1][0]
-            next_token = encode_token({"t": last_row.criado_em.isoformat(), "i": str(last_row.id)})
+        page, next_token = keyset_page(
+            found, size, lambda r: {"t": r[0].criado_em.isoformat(), "i": str(r[0].id)}
+        )
         return pb.ListAudienceMembersResponse(
             members=[views.member(m, nome) for m, nome in page],
             next_page_token=next_token,
@@ -267,7 +237,7 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
 
 def register(server: grpc.aio.Server, deps: Deps) -> str:
     pb_grpc.add_AudiencesServiceServicer_to_server(AudiencesServicer(deps), server)
-    return f"renove.conexoes.v1.{_SERVICE}"
+    return "renove.conexoes.v1.AudiencesService"
 
 
 register_jobs = _register_jobs

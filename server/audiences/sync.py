@@ -34,7 +34,6 @@ from server.resilience.jobs import Job
 from server.resilience.worker import tenant_service
 from server.security.redaction import redact
 
-SYNC_OPERATION = "audience_sync"
 SCHEMA = ("EMAIL", "PHONE")
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext(:key))")
 _INSERT_CHUNK = 2000

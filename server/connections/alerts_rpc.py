@@ -8,20 +8,19 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import func, select
 
 from db.models import Alert
 from server.errors import InvalidArgument, NotFound
-from server.idempotency import claim, remember
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, keyset_page
+from server.paging import keyset_after, keyset_page
 from server.protoconv import parse_uuid, struct, timestamp
 from server.resilience.alerts import DETAIL_KEYS, SEVERITIES, open_alert, visible_to
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-_SERVICE = "/renove.conexoes.v1.ConnectionsService/"
 MAX_ALERTS_PAGE = 200
 _DEFAULT_TITLES = {
     "circuit_open": "Provedor indisponivel",
@@ -112,16 +111,14 @@ class AlertRpcs:
         if not request.incluir_resolvidos:
             filters.append(open_alert()[1])
         query = select(Alert).where(*filters)
-        cursor = decode_token(request.page_token)
-        if cursor:
-            try:
-                at = dt.datetime.fromisoformat(cursor["at"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise InvalidArgument.field("page_token", "not a token this API issued") from exc
-            last_id = parse_uuid(str(cursor.get("id")), "page_token")
-            query = query.where(
-                tuple_(Alert.criado_em, Alert.id) < tuple_(literal(at), literal(last_id))
-            )
+        after = keyset_after(
+            request.page_token,
+            (("at", "time"), ("id", "uuid")),
+            (Alert.criado_em, Alert.id),
+            descending=True,
+        )
+        if after is not None:
+            query = query.where(after)
         query = query.order_by(Alert.criado_em.desc(), Alert.id.desc()).limit(size + 1)
         async with self.deps.db.unit_of_work(caller) as session:
             rows = list(await session.scalars(query))
@@ -133,18 +130,13 @@ class AlertRpcs:
             alerts=[alert_proto(r) for r in page], next_page_token=token, total_size=int(total or 0)
         )
 
+    @idempotent
     async def AcknowledgeAlert(
         self, request: pb.AcknowledgeAlertRequest, context: grpc.aio.ServicerContext
     ) -> pb.AcknowledgeAlertResponse:
         caller = current_caller()
         alert_id = parse_uuid(request.id, "id")
-        rpc = _SERVICE + "AcknowledgeAlert"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await claim(
-                session, caller.tenant_id, rpc, request, pb.AcknowledgeAlertResponse
-            )
-            if prior is not None:
-                return prior
             row = await session.scalar(
                 select(Alert).where(Alert.id == alert_id, *visible_to(caller)).with_for_update()
             )
@@ -156,4 +148,5 @@ class AlertRpcs:
                     row.details = {**(row.details or {}), "reconhecido_por": str(caller.user_id)}
                 await session.flush()
             response = pb.AcknowledgeAlertResponse(alert=alert_proto(row))
-            return await remember(session, caller.tenant_id, rpc, request, response)
+            await answer_in(session, response)
+        return response

@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import select
 
 from db.models import AuditEntry
 from server.errors import InvalidArgument
 from server.interceptors.context import current_caller
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import KeyKind, keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid, struct, timestamp
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
+
+_KEYS: tuple[tuple[str, KeyKind], ...] = (("at", "time"), ("id", "uuid"))
 
 
 def entry_proto(row: AuditEntry) -> pb.AuditLogEntry:
@@ -65,16 +67,11 @@ class AuditRpcs:
             query = query.where(
                 AuditEntry.usuario_id == parse_uuid(request.usuario_id, "usuario_id")
             )
-        cursor = decode_token(request.page_token)
-        if cursor:
-            try:
-                at = dt.datetime.fromisoformat(cursor["at"])
-            except (KeyError, ValueError) as exc:
-                raise InvalidArgument.field("page_token", "not a token this API issued") from exc
-            query = query.where(
-                tuple_(AuditEntry.criado_em, AuditEntry.id)
-                < tuple_(literal(at), literal(parse_uuid(str(cursor.get("id")), "page_token")))
-            )
+        after = keyset_after(
+            request.page_token, _KEYS, (AuditEntry.criado_em, AuditEntry.id), descending=True
+        )
+        if after is not None:
+            query = query.where(after)
         async with self.deps.db.unit_of_work(caller) as session:
             rows = list(await session.scalars(query.limit(size + 1)))
         page, token = keyset_page(

@@ -20,10 +20,8 @@ Who sees what:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
@@ -35,6 +33,7 @@ from server.connections.alerts_rpc import connection_type_of
 from server.errors import InvalidArgument, PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
 from server.events.bus import Predicate
+from server.events.heartbeats import with_heartbeats
 from server.interceptors.context import current_caller
 from server.outbox import check_resumable, read_after, read_one
 from server.outbox.feed import REPLAY_PAGE
@@ -202,36 +201,15 @@ class EventRpcs:
         gate: Callable[[Event], Awaitable[Event | None]] | None = None,
     ) -> AsyncIterator[pb.WatchEventsResponse]:
         interval = self.deps.settings.stream_heartbeat_seconds
-        events = aiter(stream)
-        # One pending read survives heartbeats: cancelling a read would close the stream.
-        pending: asyncio.Future[Any] | None = None
         try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({pending}, timeout=interval)
-                if not done:
+            async for item in with_heartbeats(stream, interval):
+                if item is None:
                     yield pb.WatchEventsResponse(
                         heartbeat=resources_pb2.Heartbeat(sent_at=timestamp(self.deps.clock.now()))
                     )
                     continue
-                read, pending = pending, None
-                try:
-                    event: Event = read.result()
-                except StopAsyncIteration:
-                    return  # the bus stopped: end the stream cleanly
-                except SubscriberLagged as exc:
-                    raise Unavailable(
-                        "event stream fell behind; watch again", retry_after=1.0
-                    ) from exc
-                if gate is not None:
-                    gated = await gate(event)
-                    if gated is None:
-                        continue
-                    event = gated
-                yield _watch_response(event)
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                    await pending
+                event = item if gate is None else await gate(item)
+                if event is not None:
+                    yield _watch_response(event)
+        except SubscriberLagged as exc:
+            raise Unavailable("event stream fell behind; watch again", retry_after=1.0) from exc

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import ColumnElement, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, func, select
 
 from db.models import User
-from server import idempotency
 from server.audit import record_audit
 from server.errors import InvalidArgument, NotFound
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid
 
 if TYPE_CHECKING:
@@ -26,7 +25,6 @@ ROLES = {
     "admin": resources_pb2.USER_ROLE_ADMIN,
     "member": resources_pb2.USER_ROLE_MEMBER,
 }
-_RPC = "ConnectionsService/UpdateMemberPermissions"
 
 
 def member_proto(user: User) -> pb.MemberPermissions:
@@ -43,10 +41,6 @@ def member_proto(user: User) -> pb.MemberPermissions:
     )
 
 
-def _cursor_id(cursor: dict[str, object]) -> uuid.UUID:
-    return parse_uuid(str(cursor.get("id")), "page_token")
-
-
 class MemberRpcs:
     deps: Deps
 
@@ -54,16 +48,18 @@ class MemberRpcs:
         self, request: pb.ListMemberPermissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMemberPermissionsResponse:
         size = page_size(request.page_size)
-        cursor = decode_token(request.page_token)
         filters: list[ColumnElement[bool]] = [User.ativo.is_(True)]
         if not request.incluir_admins:
             filters.append(User.role == "member")
         query = select(User).where(*filters).order_by(User.nome, User.id)
-        if cursor:
-            query = query.where(
-                tuple_(User.nome, User.id)
-                > tuple_(literal(str(cursor.get("nome", ""))), literal(_cursor_id(cursor)))
-            )
+        after = keyset_after(
+            request.page_token,
+            (("nome", "text"), ("id", "uuid")),
+            (User.nome, User.id),
+            descending=False,
+        )
+        if after is not None:
+            query = query.where(after)
         async with self.deps.db.unit_of_work(current_caller()) as session:
             users = list(await session.scalars(query.limit(size + 1)))
             total = await session.scalar(select(func.count()).select_from(User).where(*filters))
@@ -72,6 +68,7 @@ class MemberRpcs:
             members=[member_proto(u) for u in page], next_page_token=token, total_size=total or 0
         )
 
+    @idempotent
     async def UpdateMemberPermissions(
         self, request: pb.UpdateMemberPermissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateMemberPermissionsResponse:
@@ -85,11 +82,6 @@ class MemberRpcs:
         if not changes:
             raise InvalidArgument.field("meta_lead_ads", "set meta_lead_ads or instagram_direct")
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, _RPC, request, pb.UpdateMemberPermissionsResponse
-            )
-            if prior is not None:
-                return prior
             user = await session.get(User, user_id, with_for_update=True)
             if user is None:
                 raise NotFound("user not found", metadata={"usuario_id": str(user_id)})
@@ -107,4 +99,5 @@ class MemberRpcs:
             )
             await session.flush()
             response = pb.UpdateMemberPermissionsResponse(member=member_proto(user))
-            return await idempotency.remember(session, caller.tenant_id, _RPC, request, response)
+            await answer_in(session, response)
+        return response

@@ -29,6 +29,7 @@ from db.models import (
     WhatsAppSession,
 )
 from server.auth.caller import Caller, Role
+from server.catalog import KINDS, MemberAccess, Scope
 from server.protoconv import timestamp
 
 T = rpb.ConnectionType
@@ -48,27 +49,11 @@ STATUS: dict[str, rpb.ConnectionStatus.ValueType] = {
     "error": S.CONNECTION_STATUS_ERROR,
     "disconnected": S.CONNECTION_STATUS_DISCONNECTED,
 }
-PERSONAL = (
-    T.CONNECTION_TYPE_WHATSAPP,
-    T.CONNECTION_TYPE_GOOGLE_CALENDAR,
-    T.CONNECTION_TYPE_EMAIL_GMAIL_OAUTH,
-    T.CONNECTION_TYPE_EMAIL_SMTP_MANUAL,
-    T.CONNECTION_TYPE_INSTAGRAM_DIRECT,
-)
-TENANT_WIDE = (
-    T.CONNECTION_TYPE_META_LEAD_ADS,
-    T.CONNECTION_TYPE_META_CONVERSIONS_API,
-    T.CONNECTION_TYPE_META_CUSTOM_AUDIENCES,
-)
-# Member defaults (spec "Modelo de Permissoes para Member"): a grant, or admin only.
-GRANT_FOR: dict[Kind, str] = {
-    T.CONNECTION_TYPE_META_LEAD_ADS: "meta_lead_ads",
-    T.CONNECTION_TYPE_INSTAGRAM_DIRECT: "instagram_direct",
-}
-ADMIN_ONLY: set[Kind] = {
-    T.CONNECTION_TYPE_META_CONVERSIONS_API,
-    T.CONNECTION_TYPE_META_CUSTOM_AUDIENCES,
-}
+# Scope and member rules come from the connection catalog (server/catalog.py).
+PERSONAL: tuple[Kind, ...] = tuple(k.type for k in KINDS.values() if k.scope is Scope.PERSONAL)
+TENANT_WIDE: tuple[Kind, ...] = tuple(k.type for k in KINDS.values() if k.scope is Scope.TENANT)
+GRANT_FOR: dict[Kind, str] = {k.type: k.grant for k in KINDS.values() if k.grant is not None}
+ADMIN_ONLY: set[Kind] = {k.type for k in KINDS.values() if k.access is MemberAccess.ADMIN_ONLY}
 _RECONNECT = {S.CONNECTION_STATUS_EXPIRED, S.CONNECTION_STATUS_REVOKED, S.CONNECTION_STATUS_ERROR}
 
 

@@ -10,10 +10,10 @@ import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
 
-from server import idempotency
 from server.audit import record_audit
 from server.connections.platform_credentials import CATALOG, CredentialView
 from server.errors import InvalidArgument
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.protoconv import timestamp
 
@@ -35,7 +35,6 @@ SETTINGS_FIELD = {
     "instagram": "instagram_app",
 }
 _GRAPH_VERSION = re.compile(r"^v\d{1,3}\.\d$")
-_RPC = "ConnectionsService/UpdatePlatformCredentials"
 
 
 def _provider(value: pb.PlatformProvider.ValueType) -> str:
@@ -64,6 +63,7 @@ class PlatformRpcs:
             view = await self.deps.platform.view(session, provider)
         return pb.GetPlatformCredentialsResponse(credentials=self._to_proto(view))
 
+    @idempotent
     async def UpdatePlatformCredentials(
         self, request: pb.UpdatePlatformCredentialsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdatePlatformCredentialsResponse:
@@ -71,11 +71,6 @@ class PlatformRpcs:
         provider = _provider(request.provider)
         changes = _changes(provider, request)
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, None, _RPC, request, pb.UpdatePlatformCredentialsResponse
-            )
-            if prior is not None:
-                return prior
             changed = await self.deps.platform.update(
                 session, provider, changes, updated_by=caller.user_id
             )
@@ -90,7 +85,8 @@ class PlatformRpcs:
             )
             view = await self.deps.platform.view(session, provider)
             response = pb.UpdatePlatformCredentialsResponse(credentials=self._to_proto(view))
-            return await idempotency.remember(session, None, _RPC, request, response)
+            await answer_in(session, response)
+        return response
 
     def _to_proto(self, view: CredentialView) -> pb.PlatformCredentials:
         base = self.deps.settings.public_url

@@ -7,21 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as pb
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import func, select
 
 from db.models import PendingEvent
 from server.audit import record_audit, scrub
 from server.errors import InvalidArgument
-from server.idempotency import claim, remember
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid, struct, timestamp
 from server.resilience import queue
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-_SERVICE = "/renove.conexoes.v1.ConnectionsService/"
 STATUS_NAMES = {
     pb.QUEUED_EVENT_STATUS_PENDING: "pending",
     pb.QUEUED_EVENT_STATUS_PROCESSING: "processing",
@@ -84,17 +83,14 @@ class QueueRpcs:
         if end:
             filters.append(PendingEvent.criado_em < end)
         query = select(PendingEvent).where(*filters)
-        cursor = decode_token(request.page_token)
-        if cursor:
-            try:
-                at = dt.datetime.fromisoformat(cursor["at"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise InvalidArgument.field("page_token", "not a token this API issued") from exc
-            last_id = parse_uuid(str(cursor.get("id")), "page_token")
-            query = query.where(
-                tuple_(PendingEvent.criado_em, PendingEvent.id)
-                < tuple_(literal(at), literal(last_id))
-            )
+        after = keyset_after(
+            request.page_token,
+            (("at", "time"), ("id", "uuid")),
+            (PendingEvent.criado_em, PendingEvent.id),
+            descending=True,
+        )
+        if after is not None:
+            query = query.where(after)
         query = query.order_by(PendingEvent.criado_em.desc(), PendingEvent.id.desc())
         async with self.deps.db.unit_of_work(caller) as session:
             rows = list(await session.scalars(query.limit(size + 1)))
@@ -110,18 +106,13 @@ class QueueRpcs:
             total_size=int(total or 0),
         )
 
+    @idempotent
     async def RetryFailedEvent(
         self, request: pb.RetryFailedEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryFailedEventResponse:
         caller = current_caller()
         job_id = parse_uuid(request.id, "id")
-        rpc = _SERVICE + "RetryFailedEvent"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await claim(
-                session, caller.tenant_id, rpc, request, pb.RetryFailedEventResponse
-            )
-            if prior is not None:
-                return prior
             row = await queue.retry_failed(
                 session,
                 job_id,
@@ -141,8 +132,10 @@ class QueueRpcs:
                 },
             )
             response = pb.RetryFailedEventResponse(event=failed_event_proto(row))
-            return await remember(session, caller.tenant_id, rpc, request, response)
+            await answer_in(session, response)
+        return response
 
+    @idempotent
     async def DiscardFailedEvent(
         self, request: pb.DiscardFailedEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.DiscardFailedEventResponse:
@@ -150,13 +143,7 @@ class QueueRpcs:
         job_id = parse_uuid(request.id, "id")
         if len(request.motivo) > 500:
             raise InvalidArgument.field("motivo", "at most 500 characters")
-        rpc = _SERVICE + "DiscardFailedEvent"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await claim(
-                session, caller.tenant_id, rpc, request, pb.DiscardFailedEventResponse
-            )
-            if prior is not None:
-                return prior
             row = await queue.discard_failed(session, job_id)
             await record_audit(
                 session,
@@ -171,4 +158,5 @@ class QueueRpcs:
                 },
             )
             response = pb.DiscardFailedEventResponse(event=failed_event_proto(row))
-            return await remember(session, caller.tenant_id, rpc, request, response)
+            await answer_in(session, response)
+        return response

@@ -49,7 +49,6 @@ from server.resilience.jobs import Job
 from server.resilience.worker import tenant_service
 from server.security.redaction import redact
 
-OPERATION = "capi_event"
 CONNECTION_TYPE = "META_CONVERSIONS_API"
 _MAX_TEXT = 500
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext(:key))")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from server.bootstrap import Deps
-from server.conversions.delivery import OPERATION, handle_capi_event
+from server.conversions.delivery import handle_capi_event
 from server.resilience.jobs import Job
+from server.resilience.operations import CAPI_EVENT
 
 
 def register_jobs(deps: Deps) -> None:
@@ -13,4 +14,4 @@ def register_jobs(deps: Deps) -> None:
 
     # Spec "Envio CAPI": 5 tries, 2 s, exponential, 30 s timeout; the tenant's
     # desativar_retry_capi / capi_max_retries apply (server.resilience.policies).
-    deps.jobs.register(OPERATION, capi_event, policy="capi_event", breaker="meta_capi")
+    deps.jobs.register(CAPI_EVENT, capi_event)

@@ -7,12 +7,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ConversionsApiLog
 from server.errors import InvalidArgument
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import keyset_after, keyset_page, page_size
 
 
 @dataclass(frozen=True)
@@ -50,19 +50,14 @@ async def list_logs(
     size = page_size(size)
     query = _filtered(select(ConversionsApiLog), f)
     total = await session.scalar(_filtered(select(func.count(ConversionsApiLog.id)), f)) or 0
-    cursor = decode_token(token)
-    if cursor is not None:
-        try:
-            at = dt.datetime.fromisoformat(str(cursor["t"]))
-            last = uuid.UUID(str(cursor["i"]))
-        except (KeyError, ValueError) as exc:
-            raise InvalidArgument.field("page_token", "not a token this API issued") from exc
-        query = query.where(
-            or_(
-                ConversionsApiLog.criado_em < at,
-                and_(ConversionsApiLog.criado_em == at, ConversionsApiLog.id < last),
-            )
-        )
+    after = keyset_after(
+        token,
+        (("t", "time"), ("i", "uuid")),
+        (ConversionsApiLog.criado_em, ConversionsApiLog.id),
+        descending=True,
+    )
+    if after is not None:
+        query = query.where(after)
     rows = list(
         await session.scalars(
             query.order_by(ConversionsApiLog.criado_em.desc(), ConversionsApiLog.id.desc()).limit(

@@ -7,7 +7,6 @@ import grpc
 from renove.conexoes.v1 import conversions_service_pb2 as pb
 from renove.conexoes.v1 import conversions_service_pb2_grpc as pb_grpc
 
-from server import idempotency
 from server.audit import record_audit
 from server.bootstrap import Deps
 from server.conversions import config as capi_config
@@ -15,6 +14,7 @@ from server.conversions import reports, testing, views
 from server.conversions.events import EVENT_NAMES
 from server.conversions.jobs import register_jobs as _register_jobs
 from server.errors import InvalidArgument
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.protoconv import from_timestamp, timestamp
 
@@ -66,19 +66,14 @@ class ConversionsServicer(pb_grpc.ConversionsServiceServicer):
         async with self.deps.db.unit_of_work(current_caller()) as session:
             return pb.GetCapiConfigResponse(config=views.config(await capi_config.load(session)))
 
+    @idempotent
     async def SaveCapiConfig(
         self, request: pb.SaveCapiConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.SaveCapiConfigResponse:
         caller = current_caller()
         assert caller.tenant_id is not None
-        rpc = f"{_SERVICE}/SaveCapiConfig"
         change = _change(request)
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.SaveCapiConfigResponse
-            )
-            if prior is not None:
-                return prior
             row = await capi_config.save(self.deps, session, caller.tenant_id, change)
             await record_audit(
                 session,
@@ -94,28 +89,22 @@ class ConversionsServicer(pb_grpc.ConversionsServiceServicer):
                 },
             )
             response = pb.SaveCapiConfigResponse(config=views.config(row))
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+            await answer_in(session, response)
+            return response
 
+    @idempotent
     async def TestCapiConnection(
         self, request: pb.TestCapiConnectionRequest, context: grpc.aio.ServicerContext
     ) -> pb.TestCapiConnectionResponse:
-        caller = current_caller()
-        rpc = f"{_SERVICE}/TestCapiConnection"
-        async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.TestCapiConnectionResponse
-            )
-        if prior is not None and prior.ByteSize():
-            return prior
         result = await testing.run_test(
             self.deps,
-            caller,
+            current_caller(),
             event_name=request.event_name.strip(),
             test_event_code=request.test_event_code.strip(),
             pixel_id=request.pixel_id.strip(),
             access_token=request.access_token.strip(),
         )
-        response = pb.TestCapiConnectionResponse(
+        return pb.TestCapiConnectionResponse(
             sucesso=result.ok,
             events_received=result.events_received,
             fbtrace_id=result.fbtrace_id,
@@ -125,8 +114,6 @@ class ConversionsServicer(pb_grpc.ConversionsServiceServicer):
             messages=list(result.messages),
             testado_em=timestamp(result.tested_at),
         )
-        async with self.deps.db.unit_of_work(caller) as session:
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
 
     async def ListCapiLogs(
         self, request: pb.ListCapiLogsRequest, context: grpc.aio.ServicerContext

@@ -18,15 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
-from server import idempotency
-from server.audiences import removal as audience_removal
+from server.audiences import remove_contact
 from server.bootstrap import Deps
 from server.crm_directory import contacts, fields, inputs, pipelines, users, views
 from server.errors import FieldViolation, InvalidArgument
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.paging import decode_token, encode_token, page_size
 
-_SERVICE = "CrmDirectoryService"
 _MAX_PAGE = 100
 R = TypeVar("R", bound=Message)
 Apply = Callable[[AsyncSession, uuid.UUID], Awaitable[R]]
@@ -56,21 +55,14 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    async def _write(
-        self, rpc: str, request: Message, response_type: type[R], apply: Apply[R]
-    ) -> R:
+    async def _write(self, apply: Apply[R]) -> R:
+        """One unit of work, its answer stored with it (the RPCs are `@idempotent`)."""
         caller = current_caller()
         tenant = caller.require_tenant()
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, tenant, f"{_SERVICE}/{rpc}", request, response_type
-            )
-            if prior is not None:
-                return prior
             response = await apply(session, tenant)
-            return await idempotency.remember(
-                session, tenant, f"{_SERVICE}/{rpc}", request, response
-            )
+            await answer_in(session, response)
+            return response
 
     # -- users ------------------------------------------------------------------------------
 
@@ -78,6 +70,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
         values = inputs.batch(items, "users", inputs.user, users.problems_of, lambda v: v.id)
         return [await users.upsert_user(session, tenant, v) for v in values]
 
+    @idempotent
     async def UpsertCrmUser(
         self, request: pb.UpsertCrmUserRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertCrmUserResponse:
@@ -88,8 +81,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             applied = await users.upsert_user(session, tenant, values[0])
             return pb.UpsertCrmUserResponse(result=_results([values[0].id], [applied])[0])
 
-        return await self._write("UpsertCrmUser", request, pb.UpsertCrmUserResponse, apply)
+        return await self._write(apply)
 
+    @idempotent
     async def BatchUpsertCrmUsers(
         self, request: pb.BatchUpsertCrmUsersRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchUpsertCrmUsersResponse:
@@ -98,10 +92,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             ids = [u.id for u in request.users]
             return pb.BatchUpsertCrmUsersResponse(results=_results(ids, applied))
 
-        return await self._write(
-            "BatchUpsertCrmUsers", request, pb.BatchUpsertCrmUsersResponse, apply
-        )
+        return await self._write(apply)
 
+    @idempotent
     async def DeleteCrmUser(
         self, request: pb.DeleteCrmUserRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteCrmUserResponse:
@@ -112,7 +105,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
                 result=pb.DirectoryWrite(id=str(user_id), applied=applied)
             )
 
-        return await self._write("DeleteCrmUser", request, pb.DeleteCrmUserResponse, apply)
+        return await self._write(apply)
 
     # -- pipelines --------------------------------------------------------------------------
 
@@ -132,6 +125,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             raise InvalidArgument("invalid directory write", problems)
         return applied
 
+    @idempotent
     async def UpsertCrmPipeline(
         self, request: pb.UpsertCrmPipelineRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertCrmPipelineResponse:
@@ -141,8 +135,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
                 result=pb.DirectoryWrite(id=request.pipeline.id, applied=applied[0])
             )
 
-        return await self._write("UpsertCrmPipeline", request, pb.UpsertCrmPipelineResponse, apply)
+        return await self._write(apply)
 
+    @idempotent
     async def BatchUpsertCrmPipelines(
         self, request: pb.BatchUpsertCrmPipelinesRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchUpsertCrmPipelinesResponse:
@@ -153,10 +148,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             ids = [p.id for p in request.pipelines]
             return pb.BatchUpsertCrmPipelinesResponse(results=_results(ids, applied))
 
-        return await self._write(
-            "BatchUpsertCrmPipelines", request, pb.BatchUpsertCrmPipelinesResponse, apply
-        )
+        return await self._write(apply)
 
+    @idempotent
     async def DeleteCrmPipeline(
         self, request: pb.DeleteCrmPipelineRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteCrmPipelineResponse:
@@ -167,7 +161,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
                 result=pb.DirectoryWrite(id=str(pipeline_id), applied=applied)
             )
 
-        return await self._write("DeleteCrmPipeline", request, pb.DeleteCrmPipelineResponse, apply)
+        return await self._write(apply)
 
     # -- custom fields ----------------------------------------------------------------------
 
@@ -179,6 +173,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
         )
         return [await fields.upsert_field(session, tenant, v) for v in values]
 
+    @idempotent
     async def UpsertCrmCustomField(
         self, request: pb.UpsertCrmCustomFieldRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertCrmCustomFieldResponse:
@@ -190,10 +185,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
                 result=pb.DirectoryWrite(id=request.field.id, applied=applied[0])
             )
 
-        return await self._write(
-            "UpsertCrmCustomField", request, pb.UpsertCrmCustomFieldResponse, apply
-        )
+        return await self._write(apply)
 
+    @idempotent
     async def BatchUpsertCrmCustomFields(
         self, request: pb.BatchUpsertCrmCustomFieldsRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchUpsertCrmCustomFieldsResponse:
@@ -204,10 +198,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             ids = [f.id for f in request.fields]
             return pb.BatchUpsertCrmCustomFieldsResponse(results=_results(ids, applied))
 
-        return await self._write(
-            "BatchUpsertCrmCustomFields", request, pb.BatchUpsertCrmCustomFieldsResponse, apply
-        )
+        return await self._write(apply)
 
+    @idempotent
     async def DeleteCrmCustomField(
         self, request: pb.DeleteCrmCustomFieldRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteCrmCustomFieldResponse:
@@ -224,9 +217,7 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
                 result=pb.DirectoryWrite(id=field_id, applied=applied)
             )
 
-        return await self._write(
-            "DeleteCrmCustomField", request, pb.DeleteCrmCustomFieldResponse, apply
-        )
+        return await self._write(apply)
 
     # -- contacts ---------------------------------------------------------------------------
 
@@ -248,10 +239,11 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
                 session, tenant, v, prefix=inputs.prefix_of(name, i, single)
             )
             if written.consent_withdrawn:  # leaves every Custom Audience at Meta
-                await audience_removal.remove_contact(session, tenant, v.id)
+                await remove_contact(session, tenant, v.id)
             applied.append(written.applied)
         return applied
 
+    @idempotent
     async def UpsertCrmContact(
         self, request: pb.UpsertCrmContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertCrmContactResponse:
@@ -261,8 +253,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
                 result=pb.DirectoryWrite(id=request.contact.id, applied=applied[0])
             )
 
-        return await self._write("UpsertCrmContact", request, pb.UpsertCrmContactResponse, apply)
+        return await self._write(apply)
 
+    @idempotent
     async def BatchUpsertCrmContacts(
         self, request: pb.BatchUpsertCrmContactsRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchUpsertCrmContactsResponse:
@@ -273,10 +266,9 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             ids = [c.id for c in request.contacts]
             return pb.BatchUpsertCrmContactsResponse(results=_results(ids, applied))
 
-        return await self._write(
-            "BatchUpsertCrmContacts", request, pb.BatchUpsertCrmContactsResponse, apply
-        )
+        return await self._write(apply)
 
+    @idempotent
     async def DeleteCrmContact(
         self, request: pb.DeleteCrmContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteCrmContactResponse:
@@ -284,12 +276,12 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
             contact_id, stamp = _deletion(request)
             written = await contacts.delete_contact(session, tenant, contact_id, stamp)
             if written.applied:  # a deleted contact leaves every Custom Audience at Meta
-                await audience_removal.remove_contact(session, tenant, contact_id)
+                await remove_contact(session, tenant, contact_id)
             return pb.DeleteCrmContactResponse(
                 result=pb.DirectoryWrite(id=str(contact_id), applied=written.applied)
             )
 
-        return await self._write("DeleteCrmContact", request, pb.DeleteCrmContactResponse, apply)
+        return await self._write(apply)
 
     # -- reads ------------------------------------------------------------------------------
 

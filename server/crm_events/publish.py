@@ -26,17 +26,22 @@ from db.models import (
     MetaLeadReceived,
     PipelineEventRecord,
 )
-from server.conversions import config as capi_config
-from server.conversions.delivery import record_pending
-from server.conversions.events import EVENT_NAMES, Money, meta_event
-from server.conversions.identity import contact_info
+from server.conversions import (
+    EVENT_NAMES,
+    Money,
+    contact_info,
+    event_enabled,
+    load_config,
+    meta_event,
+    record_pending,
+    send_value,
+)
 from server.crm_directory import ContactValues, upsert_contact
 from server.errors import FieldViolation, InvalidArgument
 from server.providers.meta_user_data import ContactInfo, hash_value, user_data
 from server.resilience.jobs import enqueue
+from server.resilience.operations import AUDIENCE_SYNC, CAPI_EVENT
 
-CAPI_OPERATION = "capi_event"
-AUDIENCE_OPERATION = "audience_sync"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _ENTITY = {"won": "oportunidade", "lost": "oportunidade", "schedule": "tarefa"}
 
@@ -70,6 +75,7 @@ class Published:
     event_id: str
     capi_event_name: str
     jobs: list[Enqueued]
+    deduplicated: bool = False
 
 
 def parse_uuid(name: str, value: str, *, required: bool) -> uuid.UUID | None:
@@ -95,9 +101,16 @@ def validate_money(value: float, currency: str) -> list[FieldViolation]:
 async def publish(
     session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEvent, now: dt.datetime
 ) -> Published:
-    """Records `event` and enqueues its jobs, in the caller's transaction."""
-    contact = await _mirror(session, tenant_id, event)
+    """Records `event` and enqueues its jobs, in the caller's transaction. An event already
+    recorded under its request id (sent before by another caller of the tenant) is not
+    recorded again: its record is answered, deduplicated, with no jobs."""
     capi_name = EVENT_NAMES[event.crm_event]
+    known = await session.scalar(
+        select(PipelineEventRecord.id).where(PipelineEventRecord.request_id == event.request_id)
+    )
+    if known is not None:
+        return Published(known, event.request_id, capi_name, [], deduplicated=True)
+    contact = await _mirror(session, tenant_id, event)
     record_id = uuid.uuid4()
     await session.execute(
         insert(PipelineEventRecord).values(
@@ -114,8 +127,8 @@ async def publish(
         )
     )
     jobs: list[Enqueued] = []
-    capi = await capi_config.load(session)
-    if capi is not None and capi.ativo and capi_config.enabled(capi, event.crm_event):
+    capi = await load_config(session)
+    if capi is not None and capi.ativo and event_enabled(capi, event.crm_event):
         job = await _enqueue_capi(session, tenant_id, event, contact, capi, now)
         if job is not None:
             jobs.append(job)
@@ -189,7 +202,7 @@ async def _enqueue_capi(
     if not info.lead_id:
         info = replace(info, lead_id=await _lead_id(session, event.contato_id))
     money = None
-    if event.crm_event == "won" and capi_config.send_value(capi) and event.value > 0:
+    if event.crm_event == "won" and send_value(capi) and event.value > 0:
         money = Money(round(event.value, 2), event.currency or "BRL")
     built = meta_event(
         crm_event=event.crm_event,
@@ -213,12 +226,12 @@ async def _enqueue_capi(
     job_id = await enqueue(
         session,
         tenant_id=tenant_id,
-        operation=CAPI_OPERATION,
+        operation=CAPI_EVENT,
         payload={"event": built, **facts},
         idempotency_key=f"capi:{event.request_id}",
         destino=capi.pixel_id,
     )
-    return Enqueued(CAPI_OPERATION, str(job_id), capi.pixel_id) if job_id else None
+    return Enqueued(CAPI_EVENT.name, str(job_id), capi.pixel_id) if job_id else None
 
 
 async def _enqueue_audiences(
@@ -253,11 +266,11 @@ async def _enqueue_audiences(
         job_id = await enqueue(
             session,
             tenant_id=tenant_id,
-            operation=AUDIENCE_OPERATION,
+            operation=AUDIENCE_SYNC,
             payload={"audience_id": str(audience.id), "full_resync": False},
             idempotency_key=f"audience:{audience.id}:{event.request_id}",
             destino=str(audience.id),
         )
         if job_id is not None:
-            out.append(Enqueued(AUDIENCE_OPERATION, str(job_id), str(audience.id)))
+            out.append(Enqueued(AUDIENCE_SYNC.name, str(job_id), str(audience.id)))
     return out

@@ -10,10 +10,10 @@ import grpc
 from renove.conexoes.v1 import crm_events_service_pb2 as pb
 from renove.conexoes.v1 import crm_events_service_pb2_grpc as pb_grpc
 
-from server import idempotency
 from server.bootstrap import Deps
 from server.crm_events.publish import PipelineEvent, parse_uuid, publish, validate_money
 from server.errors import FieldViolation, InvalidArgument
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.protoconv import from_timestamp
 from server.providers.meta_user_data import ContactInfo
@@ -108,6 +108,7 @@ class CrmEventsServicer(pb_grpc.CrmEventsServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
+    @idempotent
     async def PublishPipelineEvent(
         self, request: pb.PublishPipelineEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.PublishPipelineEventResponse:
@@ -116,14 +117,7 @@ class CrmEventsServicer(pb_grpc.CrmEventsServiceServicer):
         if tenant is None:
             raise InvalidArgument.field("authorization", "a token naming the tenant (org)")
         event = _event(request, self.deps.clock.now())
-        rpc = f"{_SERVICE}/PublishPipelineEvent"
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, tenant, rpc, request, pb.PublishPipelineEventResponse
-            )
-            if prior is not None:
-                prior.deduplicated = True
-                return prior
             done = await publish(session, tenant, event, self.deps.clock.now())
             response = pb.PublishPipelineEventResponse(
                 id=str(done.id),
@@ -133,8 +127,14 @@ class CrmEventsServicer(pb_grpc.CrmEventsServiceServicer):
                     pb.EnqueuedJob(tipo=j.tipo, job_id=j.job_id, destino=j.destino)
                     for j in done.jobs
                 ],
+                deduplicated=done.deduplicated,
             )
-            return await idempotency.remember(session, tenant, rpc, request, response)
+            # What a repeat of this request gets: the same answer, marked deduplicated.
+            repeat = pb.PublishPipelineEventResponse()
+            repeat.CopyFrom(response)
+            repeat.deduplicated = True
+            await answer_in(session, repeat)
+            return response
 
 
 def register(server: grpc.aio.Server, deps: Deps) -> str:

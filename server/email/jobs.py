@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from server.email.connection import smtp_client
 from server.email.delivery import deliver
 from server.email.gmail import REFRESH_INTERVAL_S, keeper
-from server.email.sending import OPERATION
 from server.resilience.jobs import Job
+from server.resilience.operations import EMAIL_SEND
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -23,5 +23,5 @@ def register_jobs(deps: Deps) -> None:
     async def on_send(job: Job) -> None:
         await deliver(deps, smtp, job)
 
-    deps.jobs.register(OPERATION, on_send, policy="email_send")
+    deps.jobs.register(EMAIL_SEND, on_send)
     keeper(deps).schedule(REFRESH_INTERVAL_S)

@@ -12,21 +12,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Contact, Opportunity, SentEmail
-from server import idempotency
 from server.auth.caller import Caller
 from server.email import mime, tracking
 from server.email.connection import require_usable, row_of
 from server.email.errors import ContactNotFound
 from server.email.views import kind
 from server.errors import FieldViolation, InvalidArgument, NotFound
+from server.idempotency import answer_in
 from server.outbox import record_change
 from server.protoconv import parse_uuid
 from server.resilience.jobs import enqueue
+from server.resilience.operations import EMAIL_SEND
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-OPERATION = "email_send"
 MAX_RECIPIENTS = 100
 MAX_SUBJECT = 998  # RFC 5322 line limit
 
@@ -101,11 +101,7 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
     oportunidade_id = (
         parse_uuid(request.oportunidade_id, "oportunidade_id") if request.oportunidade_id else None
     )
-    rpc = "EmailService/SendEmail"
     async with deps.db.unit_of_work(caller) as tx:
-        prior = await idempotency.claim(tx, tenant, rpc, request, pb.SendEmailResponse)
-        if prior is not None:
-            return prior
         connection = require_usable(await row_of(tx, user))
         if contato_id is not None and not await tx.scalar(
             select(Contact.id).where(Contact.id == contato_id, Contact.deletado_em.is_(None))
@@ -181,9 +177,9 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
         job_id = await enqueue(
             tx,
             tenant_id=tenant,
-            operation=OPERATION,
+            operation=EMAIL_SEND,
             payload={"email_id": str(email_id)},
-            idempotency_key=f"{OPERATION}:{request.request_id or email_id}",
+            idempotency_key=f"{EMAIL_SEND.name}:{request.request_id or email_id}",
             destino=", ".join(m.email for m in draft.to)[:255],
         )
         await record_status(tx, row)
@@ -195,7 +191,8 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
             tipo=kind(connection.tipo),
             remetente=connection.email,
         )
-        return await idempotency.remember(tx, tenant, rpc, request, response)
+        await answer_in(tx, response)
+        return response
 
 
 async def record_status(tx: AsyncSession, row: SentEmail) -> None:

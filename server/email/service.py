@@ -17,6 +17,7 @@ from server.bootstrap import Deps
 from server.email import gmail, sending, smtp_setup, status, tracking
 from server.email.connection import smtp_client
 from server.email.jobs import register_jobs as _register_jobs
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
 from server.security.browser_binding import nonce_from_metadata
 
@@ -43,16 +44,19 @@ class EmailServicer(pb_grpc.EmailServiceServicer):
         nonce = nonce_from_metadata(context.invocation_metadata())
         return await gmail.callback(self.deps, request, nonce)
 
+    @idempotent
     async def DetectSmtpSettings(
         self, request: pb.DetectSmtpSettingsRequest, context: Context
     ) -> pb.DetectSmtpSettingsResponse:
         return await smtp_setup.detect(self.deps, request)
 
+    @idempotent
     async def TestSmtpConnection(
         self, request: pb.TestSmtpConnectionRequest, context: Context
     ) -> pb.TestSmtpConnectionResponse:
         return await smtp_setup.test(self.deps, self.smtp, current_caller(), request)
 
+    @idempotent
     async def SaveSmtpConfig(
         self, request: pb.SaveSmtpConfigRequest, context: Context
     ) -> pb.SaveSmtpConfigResponse:
@@ -63,11 +67,13 @@ class EmailServicer(pb_grpc.EmailServiceServicer):
     ) -> pb.GetEmailConnectionResponse:
         return await status.get(self.deps, current_caller())
 
+    @idempotent
     async def DisconnectEmail(
         self, request: pb.DisconnectEmailRequest, context: Context
     ) -> pb.DisconnectEmailResponse:
         return await status.disconnect(self.deps, current_caller(), request)
 
+    @idempotent
     async def SendEmail(
         self, request: pb.SendEmailRequest, context: Context
     ) -> pb.SendEmailResponse:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from renove.conexoes.v1 import email_service_pb2 as pb
 
 from db.models import EmailConnection
-from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.email import detection, gmail
@@ -23,6 +22,7 @@ from server.email.connection import (
 from server.email.mime import check_address, connection_test_message
 from server.email.views import connection_status
 from server.errors import FieldViolation, InvalidArgument
+from server.idempotency import answer_in
 from server.protoconv import timestamp
 from server.providers.smtp import SmtpClient, SmtpError, SmtpServer
 from server.resilience.alerts import connection_recovered
@@ -196,12 +196,8 @@ async def save(
         if preset and preset.help_url:
             exc.metadata["help_url"] = preset.help_url
         raise
-    rpc = "EmailService/SaveSmtpConfig"
     now = deps.clock.now()
     async with deps.db.unit_of_work(caller) as tx:
-        prior = await idempotency.claim(tx, tenant, rpc, request, pb.SaveSmtpConfigResponse)
-        if prior is not None:
-            return prior
         row = await row_of(tx, user, live=False, lock=True)
         if row is None:
             row = EmailConnection(organizacao_id=tenant, usuario_id=user, tipo=SMTP, email=email)
@@ -249,7 +245,7 @@ async def save(
             nome_remetente=row.nome_remetente or "",
             conectado_em=timestamp(now),
         )
-        await idempotency.remember(tx, tenant, rpc, request, response)
+        await answer_in(tx, response)
     if replaced_grant:
         # After the commit: the Gmail authorization this replaced is revoked at Google.
         await gmail.revoke(deps, replaced_grant)

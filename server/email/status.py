@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from renove.conexoes.v1 import email_service_pb2 as pb
 
-from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.email import gmail
@@ -16,6 +15,7 @@ from server.email.connection import CONNECTION_TYPES, row_of
 from server.email.views import connection_proto, disconnected
 from server.errors import ConnectionNotFound
 from server.events import Event, publish
+from server.idempotency import answer_in
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -31,11 +31,7 @@ async def disconnect(
     deps: Deps, caller: Caller, request: pb.DisconnectEmailRequest
 ) -> pb.DisconnectEmailResponse:
     tenant, user = caller.require_tenant(), caller.require_user()
-    rpc = "EmailService/DisconnectEmail"
     async with deps.db.unit_of_work(caller) as tx:
-        prior = await idempotency.claim(tx, tenant, rpc, request, pb.DisconnectEmailResponse)
-        if prior is not None:
-            return prior
         row = await row_of(tx, user, lock=True)
         if row is None:
             raise ConnectionNotFound("no e-mail connection to disconnect")
@@ -63,7 +59,7 @@ async def disconnect(
             ),
         )
         response = pb.DisconnectEmailResponse(connection=disconnected())
-        await idempotency.remember(tx, tenant, rpc, request, response)
+        await answer_in(tx, response)
     if to_revoke:
         # After the commit: the connection is gone here whatever Google says.
         await gmail.revoke(deps, to_revoke)

@@ -17,8 +17,6 @@ from server.google_calendar.errors import GoogleNotConnected
 from server.google_oauth import google_token_kind
 from server.providers.errors import ProviderAuthError
 from server.providers.google_calendar import CalendarClient
-from server.resilience.policies import POLICIES
-from server.resilience.retry import run_with_retry
 from server.tokens import TokenKeeper
 
 T = TypeVar("T")
@@ -76,11 +74,8 @@ async def with_token(
 async def call_google(
     deps: Deps, tenant: uuid.UUID, connection_id: uuid.UUID, fn: Callable[[str], Awaitable[T]]
 ) -> T:
-    """An RPC's call to Google: the Calendar retry policy (3 attempts, 1 s, exponential,
-    10 s each) under the Calendar circuit breaker."""
-    return await run_with_retry(
-        POLICIES["calendar_create"],
-        lambda: with_token(deps, tenant, connection_id, fn),
-        deps.clock,
-        breaker=deps.breakers.get(BREAKER),
-    )
+    """A call to Google under the Calendar circuit breaker: an outage answers an RPC
+    `UNAVAILABLE` (its caller retries); in a job of a Calendar operation the worker holds the
+    breaker and retries by the operation's policy (server/resilience/operations.py)."""
+    async with deps.breakers.guard(BREAKER):
+        return await with_token(deps, tenant, connection_id, fn)

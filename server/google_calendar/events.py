@@ -164,8 +164,8 @@ async def create_event(
     request_id: str,
     call: GoogleCall = call_google,
 ) -> EventResult:
-    """Creates the meeting's event. `call` is how Google is called: with the Calendar retry
-    policy and breaker from an RPC (the default), once from a job (the worker retries)."""
+    """Creates the meeting's event. `call` is how Google is called: under the Calendar
+    breaker (the default), or as the job chooses (the worker holds the breaker, retries)."""
     try:
         meeting_uuid = uuid.UUID(meeting_id)
     except ValueError:

@@ -6,10 +6,10 @@ import uuid
 
 from server.bootstrap import Deps
 from server.google_calendar import channels, scheduling, sync
-from server.google_calendar.connection import BREAKER, keeper
+from server.google_calendar.connection import keeper
 from server.resilience.jobs import Job
+from server.resilience.operations import GOOGLE_CALENDAR_CREATE, GOOGLE_CALENDAR_NOTIFICATION
 
-NOTIFICATION = "google_calendar_notification"  # queued by the ingress (server/ingress/routes.py)
 TOKEN_REFRESH_INTERVAL_S = 300.0
 CHANNEL_RENEWAL_INTERVAL_S = 600.0
 FALLBACK_SYNC_INTERVAL_S = 300.0
@@ -23,14 +23,13 @@ def register_jobs(deps: Deps) -> None:
         connection_id = uuid.UUID(str(job.payload["conexao_id"]))
         await sync.sync_connection(deps, job.tenant_id, connection_id)
 
-    deps.jobs.register(NOTIFICATION, on_notification, policy="inbound_event", breaker=BREAKER)
+    # Queued by the ingress (server/ingress/routes.py).
+    deps.jobs.register(GOOGLE_CALENDAR_NOTIFICATION, on_notification)
 
     async def on_meeting_scheduled(job: Job) -> None:
         await scheduling.create_for_meeting(deps, job)
 
-    deps.jobs.register(
-        scheduling.OPERATION, on_meeting_scheduled, policy="calendar_create", breaker=BREAKER
-    )
+    deps.jobs.register(GOOGLE_CALENDAR_CREATE, on_meeting_scheduled)
     keeper(deps).schedule(TOKEN_REFRESH_INTERVAL_S)
 
     async def renew() -> None:

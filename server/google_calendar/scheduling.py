@@ -16,8 +16,7 @@ from server.bootstrap import Deps
 from server.google_calendar.connection import tenant_service, with_token
 from server.google_calendar.events import Attendee, EventInput, create_event
 from server.resilience.jobs import Job, enqueue
-
-OPERATION = "google_calendar_create"
+from server.resilience.operations import GOOGLE_CALENDAR_CREATE
 
 
 async def enqueue_for_meeting(
@@ -27,9 +26,9 @@ async def enqueue_for_meeting(
     return await enqueue(
         session,
         tenant_id=tenant,
-        operation=OPERATION,
+        operation=GOOGLE_CALENDAR_CREATE,
         payload={"meeting_id": str(meeting_id)},
-        idempotency_key=f"{OPERATION}:{key}",
+        idempotency_key=f"{GOOGLE_CALENDAR_CREATE.name}:{key}",
     )
 
 

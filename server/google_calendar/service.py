@@ -5,18 +5,15 @@ the caller's own connection only."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
-from google.protobuf.message import Message
 from renove.conexoes.v1 import google_calendar_service_pb2 as pb
 from renove.conexoes.v1 import google_calendar_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select
 
 from db.models import Meeting
-from server import idempotency
 from server.bootstrap import Deps
 from server.errors import FieldViolation, InvalidArgument
 from server.google_calendar import calendars, events, oauth, views
@@ -30,14 +27,12 @@ from server.google_calendar.errors import CalendarNotSelected
 from server.google_calendar.events import Attendee, EventInput
 from server.google_calendar.jobs import register_jobs as _register_jobs
 from server.google_oauth import BadGoogleState, secure_cookies
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, encode_token, page_size, window
 from server.protoconv import from_timestamp, timestamp
 from server.providers.google_calendar import EventsPage
 from server.security.browser_binding import nonce_from_metadata
-
-_SERVICE = "GoogleCalendarService"
-M = TypeVar("M", bound=Message)
 
 
 def _input(
@@ -90,23 +85,26 @@ def _update_fields(request: pb.UpdateGoogleCalendarEventRequest) -> set[str]:
     return present
 
 
+W = TypeVar("W", pb.CreateGoogleCalendarEventResponse, pb.UpdateGoogleCalendarEventResponse)
+
+
+def _written(response_type: type[W], result: events.EventResult) -> W:
+    """The answer of a create or an update: the event as Google now has it."""
+    return response_type(
+        event_id=str(result.event["id"]),
+        html_link=str(result.event.get("htmlLink") or ""),
+        google_meet_link=result.meet_link,
+        event=views.event(
+            result.event, calendar_id=result.calendar_id, meeting_id=result.meeting_id
+        ),
+        google_meet_status=result.meet_status,
+        motivo_meet=result.meet_reason,
+    )
+
+
 class GoogleCalendarServicer(pb_grpc.GoogleCalendarServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-
-    async def _once(
-        self, rpc: str, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
-    ) -> M:
-        """AIP-155: a repeated request id answers the first response and does nothing twice."""
-        caller = current_caller()
-        name = f"{_SERVICE}/{rpc}"
-        async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(session, caller.tenant_id, name, request, response_type)
-        if prior is not None:
-            return prior
-        response = await run()
-        async with self.deps.db.unit_of_work(caller) as session:
-            return await idempotency.remember(session, caller.tenant_id, name, request, response)
 
     async def GetGoogleAuthUrl(
         self, request: pb.GetGoogleAuthUrlRequest, context: grpc.aio.ServicerContext
@@ -159,53 +157,43 @@ class GoogleCalendarServicer(pb_grpc.GoogleCalendarServiceServicer):
         connection.usuario_id = str(caller.require_user())
         return pb.GetGoogleConnectionResponse(connection=connection)
 
+    @idempotent
     async def DisconnectGoogle(
         self, request: pb.DisconnectGoogleRequest, context: grpc.aio.ServicerContext
     ) -> pb.DisconnectGoogleResponse:
-        async def run() -> pb.DisconnectGoogleResponse:
-            row = await oauth.disconnect(self.deps, current_caller())
-            return pb.DisconnectGoogleResponse(connection=views.connection(row))
-
-        return await self._once("DisconnectGoogle", request, pb.DisconnectGoogleResponse, run)
+        row = await oauth.disconnect(self.deps, current_caller())
+        return pb.DisconnectGoogleResponse(connection=views.connection(row))
 
     async def ListGoogleCalendars(
         self, request: pb.ListGoogleCalendarsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListGoogleCalendarsResponse:
         found = await calendars.list_calendars(self.deps, current_caller())
-        size = min(page_size(request.page_size), 250)
-        start = int((decode_token(request.page_token) or {}).get("o", 0))
-        chunk = found.calendars[start : start + size]
-        more = start + size < len(found.calendars)
+        chunk, token = window(found.calendars, request.page_size, request.page_token, cap=250)
         return pb.ListGoogleCalendarsResponse(
             calendars=[views.calendar(c, found.selected) for c in chunk],
-            next_page_token=encode_token({"o": start + size}) if more else "",
+            next_page_token=token,
             google_user_email=found.account_email,
         )
 
+    @idempotent
     async def SelectGoogleCalendar(
         self, request: pb.SelectGoogleCalendarRequest, context: grpc.aio.ServicerContext
     ) -> pb.SelectGoogleCalendarResponse:
         calendar_id = request.calendar_id.strip()
         if not calendar_id:
             raise InvalidArgument.field("calendar_id", "required")
-
-        async def run() -> pb.SelectGoogleCalendarResponse:
-            row = await calendars.select_calendar(
-                self.deps,
-                current_caller(),
-                calendar_id,
-                criar_google_meet=request.criar_google_meet
-                if request.HasField("criar_google_meet")
-                else None,
-                sincronizar_eventos=request.sincronizar_eventos
-                if request.HasField("sincronizar_eventos")
-                else None,
-            )
-            return pb.SelectGoogleCalendarResponse(connection=views.connection(row))
-
-        return await self._once(
-            "SelectGoogleCalendar", request, pb.SelectGoogleCalendarResponse, run
+        row = await calendars.select_calendar(
+            self.deps,
+            current_caller(),
+            calendar_id,
+            criar_google_meet=request.criar_google_meet
+            if request.HasField("criar_google_meet")
+            else None,
+            sincronizar_eventos=request.sincronizar_eventos
+            if request.HasField("sincronizar_eventos")
+            else None,
         )
+        return pb.SelectGoogleCalendarResponse(connection=views.connection(row))
 
     async def ListGoogleCalendarEvents(
         self, request: pb.ListGoogleCalendarEventsRequest, context: grpc.aio.ServicerContext
@@ -266,77 +254,46 @@ class GoogleCalendarServicer(pb_grpc.GoogleCalendarServiceServicer):
             events=out, next_page_token=encode_token({"g": nxt}) if nxt else ""
         )
 
+    @idempotent
     async def CreateGoogleCalendarEvent(
         self, request: pb.CreateGoogleCalendarEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateGoogleCalendarEventResponse:
-        async def run() -> pb.CreateGoogleCalendarEventResponse:
-            result = await events.create_event(
-                self.deps,
-                current_caller(),
-                request.meeting_id.strip(),
-                _input(request, None),
-                send_updates=views.SEND_UPDATES[request.send_updates],
-                request_id=request.request_id,
-            )
-            return pb.CreateGoogleCalendarEventResponse(
-                event_id=str(result.event["id"]),
-                html_link=str(result.event.get("htmlLink") or ""),
-                google_meet_link=result.meet_link,
-                event=views.event(
-                    result.event, calendar_id=result.calendar_id, meeting_id=result.meeting_id
-                ),
-                google_meet_status=result.meet_status,
-                motivo_meet=result.meet_reason,
-            )
-
-        return await self._once(
-            "CreateGoogleCalendarEvent", request, pb.CreateGoogleCalendarEventResponse, run
+        result = await events.create_event(
+            self.deps,
+            current_caller(),
+            request.meeting_id.strip(),
+            _input(request, None),
+            send_updates=views.SEND_UPDATES[request.send_updates],
+            request_id=request.request_id,
         )
+        return _written(pb.CreateGoogleCalendarEventResponse, result)
 
+    @idempotent
     async def UpdateGoogleCalendarEvent(
         self, request: pb.UpdateGoogleCalendarEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateGoogleCalendarEventResponse:
         fields = _update_fields(request)
-
-        async def run() -> pb.UpdateGoogleCalendarEventResponse:
-            result = await events.update_event(
-                self.deps,
-                current_caller(),
-                request.id.strip(),
-                _input(request, fields),
-                send_updates=views.SEND_UPDATES[request.send_updates],
-            )
-            return pb.UpdateGoogleCalendarEventResponse(
-                event_id=str(result.event["id"]),
-                html_link=str(result.event.get("htmlLink") or ""),
-                google_meet_link=result.meet_link,
-                event=views.event(
-                    result.event, calendar_id=result.calendar_id, meeting_id=result.meeting_id
-                ),
-                google_meet_status=result.meet_status,
-                motivo_meet=result.meet_reason,
-            )
-
-        return await self._once(
-            "UpdateGoogleCalendarEvent", request, pb.UpdateGoogleCalendarEventResponse, run
+        result = await events.update_event(
+            self.deps,
+            current_caller(),
+            request.id.strip(),
+            _input(request, fields),
+            send_updates=views.SEND_UPDATES[request.send_updates],
         )
+        return _written(pb.UpdateGoogleCalendarEventResponse, result)
 
+    @idempotent
     async def CancelGoogleCalendarEvent(
         self, request: pb.CancelGoogleCalendarEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelGoogleCalendarEventResponse:
-        async def run() -> pb.CancelGoogleCalendarEventResponse:
-            meeting_id = await events.cancel_event(
-                self.deps,
-                current_caller(),
-                request.id.strip(),
-                send_updates=views.SEND_UPDATES[request.send_updates],
-            )
-            return pb.CancelGoogleCalendarEventResponse(
-                event_id=request.id.strip(), meeting_id=meeting_id
-            )
-
-        return await self._once(
-            "CancelGoogleCalendarEvent", request, pb.CancelGoogleCalendarEventResponse, run
+        meeting_id = await events.cancel_event(
+            self.deps,
+            current_caller(),
+            request.id.strip(),
+            send_updates=views.SEND_UPDATES[request.send_updates],
+        )
+        return pb.CancelGoogleCalendarEventResponse(
+            event_id=request.id.strip(), meeting_id=meeting_id
         )
 
 

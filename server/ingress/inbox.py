@@ -24,7 +24,6 @@ from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.ingress.routes import InboundEvent, ProviderRoute
 from server.resilience.jobs import enqueue
-from server.resilience.policies import POLICIES
 
 # Not kept with the stored delivery: credentials a proxy or provider may attach. The MAC
 # headers stay (they are not secrets and show what was verified).
@@ -201,7 +200,6 @@ async def _accept(
     per_tenant_ids: bool = False,
 ) -> list[Stored]:
     """Inserts and enqueues inside a transaction already acting as `tenant_id`'s service."""
-    policy = POLICIES[route.policy]
     results: list[Stored] = []
     for event, recipient in events:
         event_id = f"{event.event_id}@{tenant_id}" if per_tenant_ids else event.event_id
@@ -220,7 +218,6 @@ async def _accept(
                 operation=route.operation,
                 payload=payload,
                 idempotency_key=f"{route.provider}:{event.event_id}",
-                max_attempts=policy.max_attempts,
             )
         results.append(Stored(event, inbox_id, tenant_id))
     return results

@@ -3,7 +3,7 @@ and how a parsed delivery splits into events (each with the provider's own id fo
 
 The extractors are pure: they see the parsed body (or headers) and return `InboundEvent`s, or
 raise `Malformed` (answered 400). IDs are kept as strings: Meta's leadgen ids are JSON numbers
-beyond 2^53 (providers.md §0), which Python's json keeps exact as int.
+beyond 2^53 (docs/providers.md, rules), which Python's json keeps exact as int.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from server.resilience import operations
+from server.resilience.operations import Operation
 
 # webhook_inbox.provider_event_id is VARCHAR(255).
 _MAX_EVENT_ID = 255
@@ -40,8 +43,7 @@ class ProviderRoute:
     """How one provider's deliveries are stored and processed."""
 
     provider: str  # webhook_inbox.provider and the idempotency-key prefix
-    operation: str  # eventos_pendentes.operacao consumed by the provider room's handler
-    policy: str  # retry policy row (server.resilience.policies.POLICIES) for max attempts
+    operation: Operation  # the job each event becomes (its policy sets the attempts)
     resolver: str  # SECURITY DEFINER function: lookup -> (organizacao_id, <ids>...)
     resolver_ids: tuple[str, ...]  # the resolver's extra columns, copied into the job payload
     unknown_action: str  # audit action when the lookup names nothing of ours
@@ -49,32 +51,28 @@ class ProviderRoute:
 
 WAHA = ProviderRoute(
     provider="waha",
-    operation="waha_event",
-    policy="inbound_event",
+    operation=operations.WAHA_EVENT,
     resolver="app_resolve_whatsapp_session",
     resolver_ids=("usuario_id", "sessao_id"),
     unknown_action="webhook.unknown_session",
 )
 META_LEADGEN = ProviderRoute(
     provider="meta_leadgen",
-    operation="meta_leadgen",
-    policy="lead_processing",
+    operation=operations.META_LEADGEN,
     resolver="app_resolve_meta_page",
     resolver_ids=("pagina_id",),
     unknown_action="webhook.unknown_page",
 )
 INSTAGRAM = ProviderRoute(
     provider="instagram",
-    operation="instagram_event",
-    policy="inbound_event",
+    operation=operations.INSTAGRAM_EVENT,
     resolver="app_resolve_instagram_account",
     resolver_ids=("conexao_id",),
     unknown_action="webhook.unknown_account",
 )
 GOOGLE_CALENDAR = ProviderRoute(
     provider="google_calendar",
-    operation="google_calendar_notification",
-    policy="inbound_event",
+    operation=operations.GOOGLE_CALENDAR_NOTIFICATION,
     resolver="app_resolve_google_channel",
     resolver_ids=("usuario_id", "conexao_id"),
     unknown_action="webhook.unknown_channel",
@@ -114,7 +112,7 @@ def _list(value: Any, what: str) -> list[Any]:
 
 
 def waha_events(body: Any, raw: bytes) -> list[InboundEvent]:
-    """One WAHA envelope (providers.md §1.6). Dedupe on `id`; older servers omit it, then
+    """One WAHA envelope (docs/providers.md, WAHA). Dedupe on `id`; older servers omit it, then
     (session, event, payload.id, payload.ack), then the body's hash (a retry resends it as is).
     """
     envelope = _object(body, "the WAHA envelope")
@@ -134,7 +132,7 @@ def waha_events(body: Any, raw: bytes) -> list[InboundEvent]:
     facts = {"event": event, "session": session}
     metadata = envelope.get("metadata")
     if isinstance(metadata, dict):
-        # The WhatsApp room writes organizacao_id; providers.md's example uses tenant_id.
+        # The WhatsApp room writes organizacao_id; the WAHA documentation's example uses tenant_id.
         echoed = {_id(metadata.get(k)) for k in ("organizacao_id", "tenant_id")} - {""}
         if echoed:
             facts["metadata_tenant_id"] = ",".join(sorted(echoed))
@@ -145,7 +143,8 @@ _LEADGEN_FACTS = ("form_id", "ad_id", "adgroup_id", "created_time")
 
 
 def meta_leadgen_events(body: Any, raw: bytes) -> list[InboundEvent]:
-    """Every `leadgen` change of a Page notification (providers.md §3.4); other fields skipped."""
+    """Every `leadgen` change of a Page notification (docs/providers.md, Meta Lead Ads);
+    other fields skipped."""
     root = _object(body, "the notification")
     events: list[InboundEvent] = []
     for entry in _list(root.get("entry"), "entry"):
@@ -170,7 +169,8 @@ _MESSAGING_KINDS = ("message", "reaction", "read", "postback", "referral", "mess
 
 
 def instagram_events(body: Any, raw: bytes) -> list[InboundEvent]:
-    """Every messaging item of an Instagram notification (providers.md §6.2); dedupe on `mid`.
+    """Every messaging item of an Instagram notification (docs/providers.md, Instagram);
+    dedupe on `mid`.
 
     The account is the entry's id (our professional account, also for echoes, where the
     recipient is the customer), falling back to the recipient.
@@ -203,7 +203,8 @@ def instagram_events(body: Any, raw: bytes) -> list[InboundEvent]:
 
 
 def google_calendar_events(headers: Mapping[str, str]) -> list[InboundEvent]:
-    """One push notification (providers.md §8.5): the body is empty, the headers are the event."""
+    """One push notification (docs/providers.md, Google Calendar): the body is empty, the
+    headers are the event."""
     channel = headers.get("x-goog-channel-id", "").strip()
     number = headers.get("x-goog-message-number", "").strip()
     if not channel or not number:

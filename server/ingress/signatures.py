@@ -1,6 +1,7 @@
 """Provider webhook authentication as pure functions over (headers, raw body, secret).
 
-Every check hashes the exact bytes received (providers.md §0: re-serialised JSON never matches)
+Every check hashes the exact bytes received (docs/providers.md, rules: re-serialised JSON
+never matches)
 and compares in constant time. Each returns a `Check`: OK, MISSING (no signature at all, 401)
 or INVALID (a signature that does not match, or no secret configured to check it, 403).
 
@@ -35,7 +36,7 @@ def _equal(expected: str, received: str) -> bool:
 
 
 def verify_waha(headers: Mapping[str, str], body: bytes, key: str | None) -> Check:
-    """WAHA (providers.md §1.5): X-Webhook-Hmac = hex HMAC-SHA512(key, raw body)."""
+    """WAHA (docs/providers.md, WAHA): X-Webhook-Hmac = hex HMAC-SHA512(key, raw body)."""
     received = headers.get("x-webhook-hmac", "")
     if not received:
         return Check.MISSING
@@ -47,7 +48,8 @@ def verify_waha(headers: Mapping[str, str], body: bytes, key: str | None) -> Che
 
 
 def verify_hub_signature(headers: Mapping[str, str], body: bytes, app_secret: str | None) -> Check:
-    """Meta and Instagram (providers.md §2.2): X-Hub-Signature-256 = "sha256=" + hex HMAC.
+    """Meta and Instagram (docs/providers.md, Meta Graph): X-Hub-Signature-256 = "sha256=" +
+    hex HMAC.
 
     The legacy SHA-1 `X-Hub-Signature` is deliberately ignored.
     """
@@ -61,7 +63,8 @@ def verify_hub_signature(headers: Mapping[str, str], body: bytes, app_secret: st
 
 
 def verify_channel_token(headers: Mapping[str, str], stored_token: str | None) -> Check:
-    """Google Calendar push (providers.md §8.5): no signature, the channel token must match."""
+    """Google Calendar push (docs/providers.md, Google Calendar): no signature, the channel
+    token must match."""
     received = headers.get("x-goog-channel-token", "")
     if not received:
         return Check.MISSING
@@ -74,7 +77,8 @@ def verify_channel_token(headers: Mapping[str, str], stored_token: str | None) -
 def subscription_challenge(
     query: Iterable[tuple[str, str]], verify_token: str | None
 ) -> str | None:
-    """Meta's subscription handshake (providers.md §2.1): the challenge to echo, or None (403).
+    """Meta's subscription handshake (docs/providers.md, Meta Graph): the challenge to echo,
+    or None (403).
 
     A repeated parameter is ambiguous; the first value is the one judged.
     """

@@ -3,35 +3,28 @@ state) and the messages of one, newest first, both paged by keyset."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from renove.conexoes.v1 import instagram_service_pb2 as pb
-from sqlalchemy import and_, desc, func, literal, select, tuple_
+from sqlalchemy import and_, desc, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Contact, Message
 from server.auth.caller import Caller
 from server.bootstrap import Deps
-from server.errors import InvalidArgument
 from server.instagram.errors import ConversationNotFound
 from server.instagram.views import CANAL, conversation_proto, message_proto
-from server.paging import decode_token, keyset_page, page_size
+from server.paging import KeyKind, keyset_after, keyset_page, page_size
 from server.protoconv import parse_uuid
 
 _MESSAGE_TIME = func.coalesce(Message.enviado_em, Message.criado_em)
+# Both listings page by (time, id), newest first.
+_CURSOR: tuple[tuple[str, KeyKind], ...] = (("t", "time"), ("id", "uuid"))
 
 
 def _mine(user: uuid.UUID) -> list[ColumnElement[bool]]:
     return [Message.canal == CANAL, Message.usuario_id == user, Message.contato_id.is_not(None)]
-
-
-def _time(value: object) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise InvalidArgument.field("page_token", "not a token this API issued") from exc
 
 
 async def list_conversations(
@@ -39,7 +32,6 @@ async def list_conversations(
 ) -> pb.ListInstagramConversationsResponse:
     user = caller.require_user()
     size = min(page_size(size), 200)
-    cursor = decode_token(token)
     unread = func.count().filter(and_(Message.direcao == "inbound", Message.status == "received"))
     summary = (
         select(
@@ -55,14 +47,9 @@ async def list_conversations(
     query = select(summary).order_by(desc(summary.c.ultima), desc(summary.c.contato_id))
     if only_unread:
         query = query.where(summary.c.nao_lidas > 0)
-    if cursor:
-        query = query.where(
-            tuple_(summary.c.ultima, summary.c.contato_id)
-            < tuple_(
-                literal(_time(cursor.get("t"))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    after = keyset_after(token, _CURSOR, (summary.c.ultima, summary.c.contato_id), descending=True)
+    if after is not None:
+        query = query.where(after)
     now = deps.clock.now()
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
@@ -98,20 +85,14 @@ async def list_messages(
     user = caller.require_user()
     contact_id = parse_uuid(conversation_id, "id")
     size = min(page_size(size), 500)
-    cursor = decode_token(token)
     query = (
         select(Message)
         .where(*_mine(user), Message.contato_id == contact_id)
         .order_by(desc(_MESSAGE_TIME), desc(Message.id))
     )
-    if cursor:
-        query = query.where(
-            tuple_(_MESSAGE_TIME, Message.id)
-            < tuple_(
-                literal(_time(cursor.get("t"))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    after = keyset_after(token, _CURSOR, (_MESSAGE_TIME, Message.id), descending=True)
+    if after is not None:
+        query = query.where(after)
     now = deps.clock.now()
     async with deps.db.unit_of_work(caller) as tx:
         contact = await tx.get(Contact, contact_id)

@@ -41,7 +41,6 @@ from server.providers.instagram import Profile
 from server.resilience.jobs import Job
 
 _log = logging.getLogger(__name__)
-OPERATION = "instagram_event"
 
 
 def find_item(body: bytes, event_id: str) -> tuple[str, dict[str, Any]] | None:

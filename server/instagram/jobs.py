@@ -5,6 +5,7 @@ from __future__ import annotations
 from server.bootstrap import Deps
 from server.instagram import inbound, refresh, sending, window_alerts
 from server.resilience.jobs import Job
+from server.resilience.operations import INSTAGRAM_EVENT, INSTAGRAM_SEND
 
 
 def register_jobs(deps: Deps) -> None:
@@ -20,8 +21,9 @@ def register_jobs(deps: Deps) -> None:
     async def closing_windows() -> None:
         await window_alerts.run_window_alerts(deps)
 
-    deps.jobs.register(inbound.OPERATION, on_event, policy="inbound_event")
+    # Queued by the ingress (server/ingress/routes.py).
+    deps.jobs.register(INSTAGRAM_EVENT, on_event)
     # Spec "Instagram Send Message": 3 tries, 2 s, exponential, 15 s timeout.
-    deps.jobs.register(sending.OPERATION, on_send, policy="instagram_send", breaker="instagram")
+    deps.jobs.register(INSTAGRAM_SEND, on_send)
     deps.scheduler.every(refresh.TASK, refresh.INTERVAL_S, token_refresh)
     deps.scheduler.every(window_alerts.TASK, window_alerts.INTERVAL_S, closing_windows)

@@ -37,9 +37,9 @@ from server.outbox import record_change
 from server.providers.errors import ProviderAuthError, ProviderError
 from server.providers.instagram import is_window_error
 from server.resilience.jobs import Job, enqueue
+from server.resilience.operations import INSTAGRAM_SEND
 from server.security.redaction import redact
 
-OPERATION = "instagram_send"
 MAX_TEXT_BYTES = 1000  # Instagram's limit on a text message (UTF-8 bytes)
 ATTACHMENT_KINDS = frozenset({"image", "video", "audio", "file"})
 
@@ -144,9 +144,9 @@ async def send(deps: Deps, tx: AsyncSession, caller: Caller, out: Outgoing) -> Q
     job_id = await enqueue(
         tx,
         tenant_id=tenant,
-        operation=OPERATION,
+        operation=INSTAGRAM_SEND,
         payload={"message_id": str(message.id)},
-        idempotency_key=f"{OPERATION}:{out.request_id or message.id}",
+        idempotency_key=f"{INSTAGRAM_SEND.name}:{out.request_id or message.id}",
         destino=contact.instagram_igsid or "",
     )
     await record_change(

@@ -9,10 +9,10 @@ from renove.conexoes.v1 import instagram_service_pb2 as pb
 from renove.conexoes.v1 import instagram_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import resources_pb2
 
-from server import idempotency
 from server.auth.caller import Role
 from server.bootstrap import Deps
 from server.errors import ConnectionNotFound, PermissionNotGranted
+from server.idempotency import answer_in, idempotent
 from server.instagram import conversations, oauth, refresh, sending
 from server.instagram.connection import dead_token_error, own_connection
 from server.instagram.jobs import register_jobs as _register_jobs
@@ -21,8 +21,6 @@ from server.interceptors.context import current_caller
 from server.protoconv import parse_uuid, timestamp
 from server.providers.instagram import SCOPES
 from server.security.browser_binding import nonce_from_metadata
-
-_SERVICE = "InstagramService"
 
 
 class InstagramServicer(pb_grpc.InstagramServiceServicer):
@@ -78,29 +76,20 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
             connection=connection_proto(row, self.deps.clock.now())
         )
 
+    @idempotent
     async def DisconnectInstagram(
         self, request: pb.DisconnectInstagramRequest, context: grpc.aio.ServicerContext
     ) -> pb.DisconnectInstagramResponse:
-        caller = current_caller()
-        rpc = f"{_SERVICE}/DisconnectInstagram"
-        async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.DisconnectInstagramResponse
-            )
-        if prior is not None and prior.ByteSize():
-            return prior
-        row = await oauth.disconnect(self.deps, caller)
-        response = pb.DisconnectInstagramResponse(
+        row = await oauth.disconnect(self.deps, current_caller())
+        return pb.DisconnectInstagramResponse(
             connection=connection_proto(row, self.deps.clock.now())
         )
-        async with self.deps.db.unit_of_work(caller) as session:
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
 
+    @idempotent
     async def SendInstagramMessage(
         self, request: pb.SendInstagramMessageRequest, context: grpc.aio.ServicerContext
     ) -> pb.SendInstagramMessageResponse:
         caller = current_caller()
-        rpc = f"{_SERVICE}/SendInstagramMessage"
         attachment = request.message.attachment
         outgoing = sending.Outgoing(
             recipient_id=request.recipient_id.strip(),
@@ -113,14 +102,9 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
             request_id=request.request_id,
         )
         sending.validate(outgoing)
-        # The request id's slot, the message and its job commit together: a repeat (even a
-        # concurrent one) returns the first answer and queues nothing.
+        # The message, its job and the stored answer commit together: a repeat returns the
+        # first answer and queues nothing.
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.SendInstagramMessageResponse
-            )
-            if prior is not None:
-                return prior
             queued = await sending.send(self.deps, session, caller, outgoing)
             view = message_proto(queued.message)
             response = pb.SendInstagramMessageResponse(
@@ -130,7 +114,8 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
                 job_id=str(queued.job_id or ""),
                 recipient_id=view.recipient_id,
             )
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+            await answer_in(session, response)
+            return response
 
     async def ListInstagramConversations(
         self, request: pb.ListInstagramConversationsRequest, context: grpc.aio.ServicerContext
@@ -154,6 +139,7 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
             token=request.page_token,
         )
 
+    @idempotent
     async def RefreshInstagramToken(
         self, request: pb.RefreshInstagramTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RefreshInstagramTokenResponse:

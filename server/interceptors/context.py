@@ -19,3 +19,7 @@ def current_caller() -> Caller:
     if caller is None:
         raise Unauthenticated("no authenticated caller")
     return caller
+
+
+def reset_caller(token: contextvars.Token[Caller | None]) -> None:
+    _current.reset(token)

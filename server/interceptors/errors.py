@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from server.errors import DOMAIN, DomainError, InvalidArgument
 from server.interceptors._wrap import Continuation, Streaming, Unary, wrap_handler
+from server.interceptors.outages import as_unavailable
 from server.interceptors.text import reject_nul_characters
 from server.security.redaction import redact
 
@@ -37,6 +38,10 @@ def to_status(error: DomainError) -> status_pb2.Status:
 
 
 async def _abort(error: BaseException, method: str, context: grpc.aio.ServicerContext) -> NoReturn:
+    outage = as_unavailable(error)
+    if outage is not None:
+        _log.warning("database unavailable in %s: %s", method, type(error).__name__)
+        error = outage
     if isinstance(error, DomainError):
         await context.abort_with_status(rpc_status.to_status(to_status(error)))
     if isinstance(error, NotImplementedError):

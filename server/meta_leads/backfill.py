@@ -17,12 +17,11 @@ from sqlalchemy import select
 from db.models import LeadAdsForm, MetaConnection, MetaLeadReceived, MetaPage
 from server.bootstrap import Deps
 from server.meta_leads.connection import graph, mark_broken, page_token, tenant_service
-from server.meta_leads.leads import OPERATION
 from server.meta_leads.tenants import each_tenant
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import LeadData
 from server.resilience.jobs import enqueue
-from server.resilience.policies import POLICIES
+from server.resilience.operations import META_LEADGEN
 
 _log = logging.getLogger(__name__)
 INTERVAL_S = 15 * 60
@@ -97,7 +96,7 @@ async def _enqueue_missing(
             job = await enqueue(
                 session,
                 tenant_id=tenant,
-                operation=OPERATION,
+                operation=META_LEADGEN,
                 payload={
                     "leadgen_id": lead.id,
                     "page_id": page_id,
@@ -106,7 +105,6 @@ async def _enqueue_missing(
                     "origem": "backfill",
                 },
                 idempotency_key=job_key(lead.id),
-                max_attempts=POLICIES["lead_processing"].max_attempts,
             )
             count += job is not None
     if count:

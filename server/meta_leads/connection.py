@@ -14,11 +14,11 @@ from typing import TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import MetaConnection, MetaPage, PendingEvent
+from db.models import LeadAdsForm, MetaConnection, MetaPage, PendingEvent, User
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
-from server.errors import TokenExpired
-from server.meta_leads.errors import MetaNotConnected, PlatformNotConfigured, TokenRevoked
+from server.errors import PlatformNotConfigured, TokenExpired
+from server.meta_leads.errors import MetaNotConnected, TokenRevoked
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import MetaGraphClient
 from server.resilience.alerts import connection_broken, connection_recovered, resolve_alerts
@@ -67,6 +67,34 @@ async def meta_app(deps: Deps, session: AsyncSession) -> MetaApp:
         raise PlatformNotConfigured("the super admin has not configured the Meta App yet")
     version = values.get("graph_api_version") or deps.settings.meta_graph_version
     return MetaApp(values["app_id"], values["app_secret"], version)
+
+
+@dataclass(frozen=True)
+class ConnectionDetail:
+    """The connection as GetMetaConnection shows it: the row and what it points at."""
+
+    row: MetaConnection | None
+    page: MetaPage | None = None
+    active_forms: int = 0
+    connected_by: User | None = None
+
+
+async def describe(session: AsyncSession, row: MetaConnection | None) -> ConnectionDetail:
+    if row is None or row.deletado_em is not None:
+        return ConnectionDetail(row)
+    page = await session.scalar(
+        select(MetaPage)
+        .where(MetaPage.ativo.is_(True))
+        .order_by(MetaPage.atualizado_em.desc())
+        .limit(1)
+    )
+    active_forms = await session.scalar(
+        select(func.count())
+        .select_from(LeadAdsForm)
+        .where(LeadAdsForm.deletado_em.is_(None), LeadAdsForm.ativo.is_(True))
+    )
+    by = await session.get(User, row.conectado_por) if row.conectado_por is not None else None
+    return ConnectionDetail(row, page, int(active_forms or 0), by)
 
 
 async def live_connection(session: AsyncSession) -> MetaConnection | None:

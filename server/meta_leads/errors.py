@@ -12,10 +12,6 @@ from server.errors import (
 )
 
 
-class PlatformNotConfigured(FailedPrecondition):
-    reason = "PLATFORM_NOT_CONFIGURED"
-
-
 class MetaNotConnected(FailedPrecondition):
     reason = "CONNECTION_NOT_FOUND"
 

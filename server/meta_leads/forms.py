@@ -1,4 +1,5 @@
-"""A selected page's Lead Ads forms with their questions (spec 2.2 step 3, providers.md 3.6)."""
+"""A selected page's Lead Ads forms with their questions (spec 2.2 step 3; docs/providers.md,
+Meta Lead Ads)."""
 
 from __future__ import annotations
 

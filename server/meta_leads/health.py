@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import MetaConnection
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
-from server.errors import CircuitOpen
+from server.errors import CircuitOpen, PlatformNotConfigured
 from server.meta_leads.connection import (
     CONNECTION_TYPE,
     EXPIRING_KIND,
@@ -43,7 +43,6 @@ from server.meta_leads.connection import (
     tenant_service,
     user_token,
 )
-from server.meta_leads.errors import PlatformNotConfigured
 from server.meta_leads.tenants import each_tenant
 from server.providers.errors import ProviderAuthError, ProviderError
 from server.providers.meta_graph import TokenInfo

@@ -6,8 +6,9 @@ from server.bootstrap import Deps
 from server.meta_leads.backfill import INTERVAL_S, run_backfill
 from server.meta_leads.health import TASK as HEALTH_TASK
 from server.meta_leads.health import run_health_probe
-from server.meta_leads.leads import OPERATION, handle_leadgen
+from server.meta_leads.leads import handle_leadgen
 from server.resilience.jobs import Job
+from server.resilience.operations import META_LEADGEN
 
 
 def register_jobs(deps: Deps) -> None:
@@ -20,9 +21,6 @@ def register_jobs(deps: Deps) -> None:
     async def health_probe() -> None:
         await run_health_probe(deps)
 
-    # Spec "Lead Ads Webhook Process": 3 tries, 1 s, linear, 10 s timeout.
-    deps.jobs.register(OPERATION, leadgen, policy="lead_processing", breaker="meta_graph")
-    scheduler = getattr(deps, "scheduler", None)
-    if scheduler is not None:
-        scheduler.every("meta_leads.backfill", INTERVAL_S, backfill)
-        scheduler.every(HEALTH_TASK, deps.settings.meta_health_interval_seconds, health_probe)
+    deps.jobs.register(META_LEADGEN, leadgen)
+    deps.scheduler.every("meta_leads.backfill", INTERVAL_S, backfill)
+    deps.scheduler.every(HEALTH_TASK, deps.settings.meta_health_interval_seconds, health_probe)

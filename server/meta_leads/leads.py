@@ -47,9 +47,9 @@ from server.outbox.payloads import contact_changed, opportunity_created
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import LeadData
 from server.resilience.jobs import Job, enqueue
+from server.resilience.operations import CAPI_EVENT, META_LEADGEN
 
 _log = logging.getLogger(__name__)
-OPERATION = "meta_leadgen"
 
 
 async def handle_leadgen(deps: Deps, job: Job) -> None:
@@ -191,7 +191,7 @@ async def _park(session: AsyncSession, job: Job) -> None:
     await enqueue(
         session,
         tenant_id=job.tenant_id,
-        operation=OPERATION,
+        operation=META_LEADGEN,
         payload={**job.payload, "parked": True},
         idempotency_key=f"{job.idempotency_key}:parked:{job.id}",
         run_at=PARKED_UNTIL,
@@ -294,7 +294,7 @@ async def _create(
     await enqueue(
         session,
         tenant_id=tenant,
-        operation="capi_event",
+        operation=CAPI_EVENT,
         payload={
             "event_name": "Lead",
             "crm_event": "lead",

@@ -23,7 +23,7 @@ from db.models import LeadAdsForm, MetaConnection, MetaPage, OAuthState
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
-from server.errors import ConnectionNotFound
+from server.errors import ConnectionNotFound, PlatformNotConfigured
 from server.meta_leads.connection import (
     CONNECTION_TYPE,
     EXPIRING_KIND,
@@ -35,7 +35,7 @@ from server.meta_leads.connection import (
     resume_parked_leads,
     user_token_context,
 )
-from server.meta_leads.errors import BadOAuthState, PlatformNotConfigured
+from server.meta_leads.errors import BadOAuthState
 from server.outbox import record_change
 from server.outbox.payloads import connection_changed
 from server.providers.errors import ProviderError

@@ -1,7 +1,7 @@
 """Facebook pages (spec 2.2 step 2): list what the account manages, select one.
 
 `debug_token` (with the app token) says which pages the person really granted in the
-dialog (`granular_scopes[].target_ids`, providers.md 3.2 step 6): a page listed by
+dialog (`granular_scopes[].target_ids`, docs/providers.md, Meta Lead Ads): a page listed by
 `/me/accounts` but not granted `leads_retrieval` cannot deliver leads, so it cannot be chosen.
 """
 

@@ -3,37 +3,24 @@ member granted `conexao.meta_lead_ads`) are enforced by the interceptor before a
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 from renove.conexoes.v1 import meta_leads_service_pb2 as pb
 from renove.conexoes.v1 import meta_leads_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import func, select
 
-from db.models import LeadAdsForm, MetaPage
-from server import idempotency
 from server.bootstrap import Deps
 from server.errors import InvalidArgument
+from server.idempotency import idempotent
 from server.interceptors.context import current_caller
-from server.meta_leads import forms, mappings, oauth, pages, views
-from server.meta_leads.connection import live_connection
+from server.meta_leads import forms, mapping_details, mappings, oauth, pages, views
+from server.meta_leads.connection import describe, live_connection
 from server.meta_leads.jobs import register_jobs as _register_jobs
-from server.paging import decode_token, encode_token, page_size
+from server.paging import window
 from server.protoconv import timestamp
 from server.providers.meta_graph import LEAD_ADS_SCOPES
 
-_SERVICE = "MetaLeadsService"
+# Graph answers these lists whole; they are cut into pages here.
 _MAX_PAGE = 100
-
-
-def _window(items: list[Any], size: int, token: str, cap: int = _MAX_PAGE) -> tuple[list[Any], str]:
-    cursor = decode_token(token) or {}
-    start = int(cursor.get("o", 0))
-    size = min(page_size(size), cap)
-    chunk = items[start : start + size]
-    more = start + size < len(items)
-    return chunk, encode_token({"o": start + size}) if more else ""
 
 
 def _input(m: pb.LeadFormMapping) -> mappings.MappingInput:
@@ -103,34 +90,29 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
         self, request: pb.GetMetaConnectionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetaConnectionResponse:
         async with self.deps.db.unit_of_work(current_caller()) as session:
-            row = await live_connection(session)
-            return pb.GetMetaConnectionResponse(connection=await views.connection(session, row))
+            detail = await describe(session, await live_connection(session))
+        return pb.GetMetaConnectionResponse(connection=views.connection(detail))
 
+    @idempotent
     async def DisconnectMeta(
         self, request: pb.DisconnectMetaRequest, context: grpc.aio.ServicerContext
     ) -> pb.DisconnectMetaResponse:
         caller = current_caller()
-        rpc = f"{_SERVICE}/DisconnectMeta"
-        async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.DisconnectMetaResponse
-            )
-        if prior is not None and prior.ByteSize():
-            return prior
         row = await oauth.disconnect(self.deps, caller)
         async with self.deps.db.unit_of_work(caller) as session:
-            response = pb.DisconnectMetaResponse(connection=await views.connection(session, row))
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+            detail = await describe(session, row)
+        return pb.DisconnectMetaResponse(connection=views.connection(detail))
 
     async def ListMetaPages(
         self, request: pb.ListMetaPagesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMetaPagesResponse:
         found = await pages.list_pages(self.deps, current_caller())
-        chunk, token = _window(found, request.page_size, request.page_token)
+        chunk, token = window(found, request.page_size, request.page_token, cap=_MAX_PAGE)
         return pb.ListMetaPagesResponse(
             pages=[views.page_view(p) for p in chunk], next_page_token=token
         )
 
+    @idempotent
     async def SelectMetaPage(
         self, request: pb.SelectMetaPageRequest, context: grpc.aio.ServicerContext
     ) -> pb.SelectMetaPageResponse:
@@ -150,7 +132,7 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             request.page_id.strip(),
             include_archived=request.incluir_arquivados,
         )
-        chunk, token = _window(found, request.page_size, request.page_token)
+        chunk, token = window(found, request.page_size, request.page_token, cap=_MAX_PAGE)
         return pb.ListMetaLeadFormsResponse(
             forms=[views.form_view(f) for f in chunk], next_page_token=token
         )
@@ -158,59 +140,37 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
     async def ListLeadFormMappings(
         self, request: pb.ListLeadFormMappingsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListLeadFormMappingsResponse:
-        query = select(LeadAdsForm).where(LeadAdsForm.deletado_em.is_(None))
-        if request.page_id:
-            query = query.join(MetaPage, MetaPage.id == LeadAdsForm.pagina_id).where(
-                MetaPage.page_id == request.page_id
-            )
-        if request.HasField("ativo"):
-            query = query.where(LeadAdsForm.ativo.is_(request.ativo))
-        cursor = decode_token(request.page_token) or {}
-        start = int(cursor.get("o", 0))
-        size = min(page_size(request.page_size), 200)
-        async with self.deps.db.unit_of_work(current_caller()) as session:
-            total = await session.scalar(select(func.count()).select_from(query.subquery()))
-            rows = list(
-                await session.scalars(
-                    query.order_by(LeadAdsForm.criado_em.desc(), LeadAdsForm.id)
-                    .offset(start)
-                    .limit(size)
-                )
-            )
-            items = [await views.mapping(session, r) for r in rows]
-        more = start + size < int(total or 0)
+        found = await mapping_details.list_mappings(
+            self.deps,
+            current_caller(),
+            page_id=request.page_id,
+            ativo=request.ativo if request.HasField("ativo") else None,
+            size=request.page_size,
+            token=request.page_token,
+        )
         return pb.ListLeadFormMappingsResponse(
-            mappings=items,
-            next_page_token=encode_token({"o": start + size}) if more else "",
-            total_size=int(total or 0),
+            mappings=[views.mapping(d) for d in found.items],
+            next_page_token=found.next_page_token,
+            total_size=found.total_size,
         )
 
+    @idempotent
     async def CreateLeadFormMapping(
         self, request: pb.CreateLeadFormMappingRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateLeadFormMappingResponse:
         caller = current_caller()
-        rpc = f"{_SERVICE}/CreateLeadFormMapping"
-        if request.request_id:
-            async with self.deps.db.unit_of_work(caller) as session:
-                prior = await idempotency.claim(
-                    session, caller.tenant_id, rpc, request, pb.CreateLeadFormMappingResponse
-                )
-            if prior is not None and prior.ByteSize():
-                return prior
         row = await mappings.create(self.deps, caller, _input(request.mapping))
-        async with self.deps.db.unit_of_work(caller) as session:
-            response = pb.CreateLeadFormMappingResponse(
-                mapping=await views.mapping(session, await mappings.get(session, str(row.id)))
-            )
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+        detail = await mapping_details.detail_of(self.deps, caller, row.id)
+        return pb.CreateLeadFormMappingResponse(mapping=views.mapping(detail))
 
     async def GetLeadFormMapping(
         self, request: pb.GetLeadFormMappingRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetLeadFormMappingResponse:
         async with self.deps.db.unit_of_work(current_caller()) as session:
-            row = await mappings.get(session, request.id)
-            return pb.GetLeadFormMappingResponse(mapping=await views.mapping(session, row))
+            detail = await mapping_details.detail(session, request.id)
+        return pb.GetLeadFormMappingResponse(mapping=views.mapping(detail))
 
+    @idempotent
     async def UpdateLeadFormMapping(
         self, request: pb.UpdateLeadFormMappingRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateLeadFormMappingResponse:
@@ -221,10 +181,10 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             else _present(request.mapping)
         )
         row = await mappings.update(self.deps, caller, request.id, _input(request.mapping), paths)
-        async with self.deps.db.unit_of_work(caller) as session:
-            fresh = await mappings.get(session, str(row.id))
-            return pb.UpdateLeadFormMappingResponse(mapping=await views.mapping(session, fresh))
+        detail = await mapping_details.detail_of(self.deps, caller, row.id)
+        return pb.UpdateLeadFormMappingResponse(mapping=views.mapping(detail))
 
+    @idempotent
     async def DeleteLeadFormMapping(
         self, request: pb.DeleteLeadFormMappingRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteLeadFormMappingResponse:

@@ -1,14 +1,15 @@
-"""Domain rows and Graph objects -> protobuf messages (no token ever leaves)."""
+"""Domain rows and Graph objects -> protobuf messages (no token ever leaves). Pure: what a view
+shows is loaded beforehand, in bulk (connection.describe, mapping_details)."""
 
 from __future__ import annotations
 
 from renove.conexoes.v1 import meta_leads_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import LeadAdsForm, MetaConnection, MetaPage, Pipeline, PipelineStage, User
+from db.models import MetaPage
+from server.meta_leads.connection import ConnectionDetail
 from server.meta_leads.forms import FormView
+from server.meta_leads.mapping_details import MappingDetail
 from server.meta_leads.pages import PageView
 from server.protoconv import timestamp
 
@@ -68,22 +69,12 @@ def form_view(view: FormView) -> pb.MetaLeadForm:
     )
 
 
-async def connection(session: AsyncSession, row: MetaConnection | None) -> pb.MetaConnection:
+def connection(detail: ConnectionDetail) -> pb.MetaConnection:
+    row = detail.row
     if row is None or row.deletado_em is not None:
         return pb.MetaConnection(
             id=str(row.id) if row else "", status=resources_pb2.CONNECTION_STATUS_DISCONNECTED
         )
-    page = await session.scalar(
-        select(MetaPage)
-        .where(MetaPage.ativo.is_(True))
-        .order_by(MetaPage.atualizado_em.desc())
-        .limit(1)
-    )
-    active_forms = await session.scalar(
-        select(func.count())
-        .select_from(LeadAdsForm)
-        .where(LeadAdsForm.deletado_em.is_(None), LeadAdsForm.ativo.is_(True))
-    )
     out = pb.MetaConnection(
         id=str(row.id),
         status=_STATUS.get(row.status, resources_pb2.CONNECTION_STATUS_ERROR),
@@ -92,16 +83,16 @@ async def connection(session: AsyncSession, row: MetaConnection | None) -> pb.Me
         meta_user_email=row.meta_user_email or "",
         token_expires_at=timestamp(row.token_expires_at),
         scopes=list(row.scopes_concedidos or []),
-        total_formularios_ativos=int(active_forms or 0),
+        total_formularios_ativos=detail.active_forms,
         ultimo_sync=timestamp(row.ultimo_sync),
         ultimo_erro=row.ultimo_erro or "",
         criado_em=timestamp(row.criado_em),
         atualizado_em=timestamp(row.atualizado_em),
     )
-    if page is not None:
-        out.pagina_selecionada.CopyFrom(page_row(page))
+    if detail.page is not None:
+        out.pagina_selecionada.CopyFrom(page_row(detail.page))
     if row.conectado_por is not None:
-        user = await session.get(User, row.conectado_por)
+        user = detail.connected_by
         out.conectado_por.CopyFrom(
             resources_pb2.UserRef(
                 usuario_id=str(row.conectado_por),
@@ -112,24 +103,21 @@ async def connection(session: AsyncSession, row: MetaConnection | None) -> pb.Me
     return out
 
 
-async def mapping(session: AsyncSession, row: LeadAdsForm) -> pb.LeadFormMapping:
-    page = await session.get(MetaPage, row.pagina_id)
-    funil = await session.get(Pipeline, row.funil_id) if row.funil_id else None
-    etapa = await session.get(PipelineStage, row.etapa_destino_id) if row.etapa_destino_id else None
-    owner = await session.get(User, row.owner_id) if row.owner_id else None
+def mapping(detail: MappingDetail) -> pb.LeadFormMapping:
+    row = detail.row
     return pb.LeadFormMapping(
         id=str(row.id),
-        page_id=page.page_id if page else "",
+        page_id=detail.page_id,
         pagina_id=str(row.pagina_id),
-        page_name=(page.page_name or "") if page else "",
+        page_name=detail.page_name,
         form_id=row.form_id,
         form_name=row.form_name or "",
         funil_id=str(row.funil_id or ""),
-        funil_nome=funil.nome if funil else "",
+        funil_nome=detail.funil_nome,
         etapa_destino_id=str(row.etapa_destino_id or ""),
-        etapa_destino_nome=etapa.nome if etapa else "",
+        etapa_destino_nome=detail.etapa_nome,
         owner_id=str(row.owner_id or ""),
-        owner_nome=owner.nome if owner else "",
+        owner_nome=detail.owner_nome,
         mapeamento_campos=dict(row.mapeamento_campos or {}),
         criar_oportunidade=row.criar_oportunidade is not False,
         tags_automaticas=list(row.tags_automaticas or []),

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import OutboundWebhook
@@ -164,11 +164,12 @@ async def delete(session: AsyncSession, caller: Caller, webhook_id: str) -> None
 
 
 async def list_page(
-    session: AsyncSession, *, after: tuple[object, uuid.UUID] | None, limit: int
+    session: AsyncSession, *, after: ColumnElement[bool] | None, limit: int
 ) -> list[OutboundWebhook]:
-    """Newest first, by (criado_em, id) descending."""
+    """Newest first, by (criado_em, id) descending; `after` continues from a page token
+    (server.paging.keyset_after)."""
     query = select(OutboundWebhook).where(OutboundWebhook.deletado_em.is_(None))
     if after is not None:
-        query = query.where(tuple_(OutboundWebhook.criado_em, OutboundWebhook.id) < tuple_(*after))
+        query = query.where(after)
     query = query.order_by(OutboundWebhook.criado_em.desc(), OutboundWebhook.id.desc())
     return list(await session.scalars(query.limit(limit)))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from server.bootstrap import Deps
 from server.outbound_webhooks.delivery import deliver
-from server.outbox import DELIVERY_OPERATION
 from server.resilience.jobs import Job
+from server.resilience.operations import OUTBOUND_WEBHOOK
 
 
 def register_jobs(deps: Deps) -> None:
     async def handler(job: Job) -> None:
         await deliver(deps, job)
 
-    deps.jobs.register(DELIVERY_OPERATION, handler, policy="outbound_webhook")
+    deps.jobs.register(OUTBOUND_WEBHOOK, handler)

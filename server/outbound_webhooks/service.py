@@ -3,8 +3,9 @@ permission interceptor); mutations honour AIP-155 request ids."""
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from renove.conexoes.v1 import connections_service_pb2 as cpb
@@ -12,16 +13,14 @@ from renove.conexoes.v1 import outbound_webhooks_service_pb2 as pb
 from renove.conexoes.v1 import outbound_webhooks_service_pb2_grpc as pb_grpc
 
 from db.models import OutboundWebhook
-from server import idempotency
 from server.bootstrap import Deps
-from server.errors import InvalidArgument
+from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.outbound_webhooks import endpoints
 from server.outbound_webhooks.jobs import register_jobs as _register_jobs
-from server.paging import decode_token, encode_token, page_size
+from server.paging import keyset_after, keyset_page, page_size
 from server.protoconv import timestamp
 
-_SERVICE = "OutboundWebhooksService"
 _MAX_PAGE = 100
 _PREFIX = "EVENT_KIND_"
 
@@ -48,6 +47,31 @@ def _input(m: pb.OutboundWebhook, *, default_active: bool) -> endpoints.Endpoint
     )
 
 
+CreateRpc = Callable[
+    [Any, pb.CreateOutboundWebhookRequest, Any], Awaitable[pb.CreateOutboundWebhookResponse]
+]
+
+
+def _shows_the_secret(method: CreateRpc) -> CreateRpc:
+    """A repeated create answers the stored response, which never holds the secret in clear:
+    the repeat shows the same secret, decrypted from the endpoint's row."""
+
+    @functools.wraps(method)  # keeps the @idempotent marker
+    async def call(
+        self: Any, request: pb.CreateOutboundWebhookRequest, context: Any
+    ) -> pb.CreateOutboundWebhookResponse:
+        response = await method(self, request, context)
+        if not response.secret:
+            async with self.deps.db.unit_of_work(current_caller()) as session:
+                row = await endpoints.get(session, response.webhook.id)
+            response.secret = self.deps.keyring.decrypt(
+                row.segredo_encrypted, endpoints.secret_context(row.organizacao_id)
+            )
+        return response
+
+    return call
+
+
 class OutboundWebhooksServicer(pb_grpc.OutboundWebhooksServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -56,86 +80,68 @@ class OutboundWebhooksServicer(pb_grpc.OutboundWebhooksServiceServicer):
     def _allow_private(self) -> bool:
         return self.deps.settings.webhook_allow_private_targets
 
+    @_shows_the_secret
+    @idempotent
     async def CreateOutboundWebhook(
         self, request: pb.CreateOutboundWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateOutboundWebhookResponse:
         caller = current_caller()
-        rpc = f"{_SERVICE}/CreateOutboundWebhook"
         # `ativo` is a plain bool: a new endpoint is active unless the request says otherwise
         # through UpdateOutboundWebhook.
         data = _input(request.webhook, default_active=True)
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.CreateOutboundWebhookResponse
-            )
-            if prior is not None:
-                # The repeat shows the same secret, decrypted from the endpoint's row: the
-                # request id's record never holds it in clear.
-                row = await endpoints.get(session, prior.webhook.id)
-                prior.secret = self.deps.keyring.decrypt(
-                    row.segredo_encrypted, endpoints.secret_context(row.organizacao_id)
-                )
-                return prior
             row, secret = await endpoints.create(
                 session, caller, self.deps.keyring, data, allow_private=self._allow_private
             )
             response = pb.CreateOutboundWebhookResponse(webhook=view(row))
-            await idempotency.remember(session, caller.tenant_id, rpc, request, response)
-            response.secret = secret
-            return response
+            await answer_in(session, response)  # stored without the secret
+        response.secret = secret
+        return response
 
     async def ListOutboundWebhooks(
         self, request: pb.ListOutboundWebhooksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOutboundWebhooksResponse:
         size = min(page_size(request.page_size), _MAX_PAGE)
-        cursor = decode_token(request.page_token)
-        after = None
-        if cursor is not None:
-            try:
-                after = (
-                    dt.datetime.fromisoformat(str(cursor["t"])),
-                    uuid.UUID(str(cursor["i"])),
-                )
-            except (KeyError, ValueError) as exc:
-                raise InvalidArgument.field("page_token", "not a token this API issued") from exc
+        after = keyset_after(
+            request.page_token,
+            (("t", "time"), ("i", "uuid")),
+            (OutboundWebhook.criado_em, OutboundWebhook.id),
+            descending=True,
+        )
         async with self.deps.db.unit_of_work(current_caller()) as session:
             rows = await endpoints.list_page(session, after=after, limit=size + 1)
-        page = rows[:size]
-        token = (
-            encode_token({"t": page[-1].criado_em.isoformat(), "i": str(page[-1].id)})
-            if len(rows) > size
-            else ""
+        page, token = keyset_page(
+            rows, size, lambda r: {"t": r.criado_em.isoformat(), "i": str(r.id)}
         )
         return pb.ListOutboundWebhooksResponse(
             webhooks=[view(r) for r in page], next_page_token=token
         )
 
+    @idempotent
     async def UpdateOutboundWebhook(
         self, request: pb.UpdateOutboundWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateOutboundWebhookResponse:
         caller = current_caller()
-        rpc = f"{_SERVICE}/UpdateOutboundWebhook"
         paths = set(request.update_mask.paths)
         data = _input(request.webhook, default_active=False)
         async with self.deps.db.unit_of_work(caller) as session:
-            prior = await idempotency.claim(
-                session, caller.tenant_id, rpc, request, pb.UpdateOutboundWebhookResponse
-            )
-            if prior is not None:
-                return prior
             row = await endpoints.update(
                 session, caller, request.id, data, paths, allow_private=self._allow_private
             )
             response = pb.UpdateOutboundWebhookResponse(webhook=view(row))
-            return await idempotency.remember(session, caller.tenant_id, rpc, request, response)
+            await answer_in(session, response)
+            return response
 
+    @idempotent
     async def DeleteOutboundWebhook(
         self, request: pb.DeleteOutboundWebhookRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteOutboundWebhookResponse:
         caller = current_caller()
+        response = pb.DeleteOutboundWebhookResponse()
         async with self.deps.db.unit_of_work(caller) as session:
             await endpoints.delete(session, caller, request.id)
-        return pb.DeleteOutboundWebhookResponse()
+            await answer_in(session, response)
+        return response
 
 
 def register(server: grpc.aio.Server, deps: Deps) -> str:

@@ -2,11 +2,10 @@
 transaction of the change, numbered per tenant, replayable until retention removes it."""
 
 from server.outbox.feed import SequenceExpired, check_resumable, read_after, read_one
-from server.outbox.record import DELIVERY_OPERATION, FEED_KINDS, RecordedChange, record_change
+from server.outbox.record import FEED_KINDS, RecordedChange, record_change
 from server.outbox.retention import install_outbox_retention, purge_outbox
 
 __all__ = [
-    "DELIVERY_OPERATION",
     "FEED_KINDS",
     "RecordedChange",
     "SequenceExpired",

@@ -41,8 +41,8 @@ FEED_KINDS = frozenset(
     }
 )
 
-# The job that delivers one recorded change to one outbound webhook endpoint.
-DELIVERY_OPERATION = "outbound_webhook"
+# The `tipo` of the job (OUTBOUND_WEBHOOK, server/resilience/operations.py) that delivers one
+# recorded change to one outbound webhook endpoint.
 DELIVERY_TIPO = "webhook_saida"
 
 _RECORD = text(
@@ -108,7 +108,7 @@ async def record_change(
             failing endpoint a new delivery for each of its failures.
     """
     # Imported here: server.resilience's alerts record changes through this module.
-    from server.resilience.policies import POLICIES
+    from server.resilience.operations import OUTBOUND_WEBHOOK
 
     if kind not in FEED_KINDS:
         raise ValueError(f"{kind!r} is not a change-feed kind")
@@ -124,8 +124,8 @@ async def record_change(
                 "user": user_id,
                 "payload": json.dumps(data),
                 "tipo": DELIVERY_TIPO,
-                "operation": DELIVERY_OPERATION,
-                "attempts": POLICIES[DELIVERY_OPERATION].max_attempts,
+                "operation": OUTBOUND_WEBHOOK.name,
+                "attempts": OUTBOUND_WEBHOOK.max_attempts,
                 "deliver": deliver,
             },
         )

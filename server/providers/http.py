@@ -37,7 +37,7 @@ from server.providers.errors import (
 
 _ErrorClass = type[ProviderError]
 
-# Graph API error codes (shared/providers.md 2.3). Ranges are handled in `_graph_class`.
+# Graph API error codes (docs/providers.md, Meta Graph). Ranges are handled in `_graph_class`.
 _GRAPH_CODES: Mapping[int, _ErrorClass] = {
     1: ProviderServerError,  # unknown / transient
     2: ProviderServerError,  # service temporarily unavailable
@@ -51,7 +51,7 @@ _GRAPH_CODES: Mapping[int, _ErrorClass] = {
     190: ProviderAuthError,  # invalid/expired token, subcode says why
 }
 
-# Google `errors[].reason` (shared/providers.md 8.6, 9).
+# Google `errors[].reason` (docs/providers.md, Google Calendar).
 _GOOGLE_REASONS: Mapping[str, _ErrorClass] = {
     "rateLimitExceeded": ProviderRateLimited,
     "userRateLimitExceeded": ProviderRateLimited,
@@ -209,7 +209,7 @@ def _is_graph(err: Mapping[str, Any]) -> bool:
 
 
 def _detail(body: object) -> _Detail:
-    """Read the error body shapes of shared/providers.md: Graph, Google, OAuth, WAHA, Instagram."""
+    """Read the error body shapes of docs/providers.md: Graph, Google, OAuth, WAHA, Instagram."""
     if not isinstance(body, Mapping):
         return _Detail()
     err = body.get("error")

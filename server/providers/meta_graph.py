@@ -1,4 +1,4 @@
-"""Meta Graph API client for Facebook Login and Lead Ads (shared/providers.md 2.3 and 3).
+"""Meta Graph API client for Facebook Login and Lead Ads (docs/providers.md, Meta Graph).
 
 One pinned Graph version (configuration), every Meta id kept as a string (leadgen ids exceed
 2^53; Python's `json` keeps big integers exact and `_id` turns them into text at once), list
@@ -23,7 +23,7 @@ from server.providers.errors import ProviderRejected
 from server.providers.http import raise_for_provider_response, translate_errors
 
 PROVIDER = "meta_graph"
-# shared/providers.md 3.1: what the Lead Ads flow needs.
+# docs/providers.md, Meta Lead Ads: what the Lead Ads flow needs.
 LEAD_ADS_SCOPES: tuple[str, ...] = (
     "pages_show_list",
     "pages_read_engagement",
@@ -145,7 +145,7 @@ def dialog_url(
     state: str,
     scopes: tuple[str, ...] = LEAD_ADS_SCOPES,
 ) -> str:
-    """The Facebook Login dialog URL (providers.md 3.2 step 1).
+    """The Facebook Login dialog URL (docs/providers.md, Meta Lead Ads).
     https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow
     """
     query = urlencode(
@@ -213,7 +213,7 @@ class MetaGraphClient:
                 return
             body = await self._call("GET", nxt, token=token)
 
-    # -- OAuth (providers.md 3.2) ----------------------------------------------------------
+    # -- OAuth (docs/providers.md, Meta Lead Ads) --------------------------------------------------
 
     async def exchange_code(
         self, *, app_id: str, app_secret: str, redirect_uri: str, code: str
@@ -274,7 +274,7 @@ class MetaGraphClient:
             error_subcode=error.get("subcode"),
         )
 
-    # -- pages (providers.md 3.2 step 5, 3.3) ---------------------------------------------
+    # -- pages (docs/providers.md, Meta Lead Ads) ---------------------------------------------
 
     async def accounts(self, token: str) -> list[PageAccount]:
         params = {"fields": "id,name,access_token,tasks,category", "limit": "100"}
@@ -303,7 +303,7 @@ class MetaGraphClient:
     async def unsubscribe(self, page_id: str, page_token: str) -> None:
         await self._call("DELETE", f"/{page_id}/subscribed_apps", token=page_token)
 
-    # -- Lead Ads (providers.md 3.5, 3.6) -------------------------------------------------
+    # -- Lead Ads (docs/providers.md, Meta Lead Ads) -----------------------------------------------
 
     async def leadgen_forms(self, page_id: str, page_token: str) -> list[LeadForm]:
         """https://developers.facebook.com/docs/marketing-api/reference/page/leadgen_forms"""
@@ -325,7 +325,7 @@ class MetaGraphClient:
     async def form_leads(
         self, form_id: str, page_token: str, *, since: dt.datetime | None
     ) -> list[LeadData]:
-        """The form's leads created after `since` (bulk read, providers.md 3.5)."""
+        """The form's leads created after `since` (bulk read, docs/providers.md, Meta Lead Ads)."""
         params = {"fields": LEAD_FIELDS, "limit": "100"}
         if since is not None:
             params["filtering"] = json.dumps(

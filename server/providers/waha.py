@@ -1,6 +1,6 @@
 """WAHA (WhatsApp HTTP API) client: the calls the CRM makes, as frozen dataclasses.
 
-Follows shared/providers.md section 1 (WAHA OpenAPI 2026.7.1; https://waha.devlike.pro/docs/).
+Follows docs/providers.md, WAHA (WAHA OpenAPI 2026.7.1; https://waha.devlike.pro/docs/).
 Every request carries `X-Api-Key`; errors become `ProviderError`s through the shared
 translation, so a 404 is a final `ProviderRejected` with `status_code == 404` (see
 `is_not_found`). Base URL and key come from the platform credentials on every use
@@ -17,17 +17,13 @@ from typing import Any
 
 import httpx
 
-from server.errors import FailedPrecondition
+from server.errors import PlatformNotConfigured
 from server.providers.errors import ProviderError, ProviderRejected
 from server.providers.http import raise_for_provider_response, translate_errors
 
 PROVIDER = "waha"
-# Events the CRM consumes (providers.md 1.6); never "*" (heavy).
+# Events the CRM consumes (docs/providers.md, WAHA); never "*" (heavy).
 WEBHOOK_EVENTS: tuple[str, ...] = ("session.status", "message", "message.any", "message.ack")
-
-
-class PlatformNotConfigured(FailedPrecondition):
-    reason = "PLATFORM_NOT_CONFIGURED"
 
 
 @dataclass(frozen=True)
@@ -157,7 +153,7 @@ class WahaClient:
                 "answer is not JSON", provider=PROVIDER, status_code=response.status_code
             ) from exc
 
-    # -- sessions (providers.md 1.2) -------------------------------------------------------
+    # -- sessions (docs/providers.md, WAHA) -------------------------------------------------------
 
     async def create_session(
         self, name: str, config: Mapping[str, Any], *, start: bool = True
@@ -198,7 +194,7 @@ class WahaClient:
         """`GET /api/sessions/{name}/me`: None unless authenticated and WORKING."""
         return WahaMe.parse(self._json(await self._call("GET", f"/api/sessions/{name}/me")))
 
-    # -- pairing (providers.md 1.3) ---------------------------------------------------------
+    # -- pairing (docs/providers.md, WAHA) ---------------------------------------------------------
 
     async def qr(self, name: str) -> WahaQr:
         """The QR as PNG (JSON form, base64) and as its raw value: two calls, same QR unless
@@ -231,7 +227,7 @@ class WahaClient:
             raise ProviderRejected("request-code answer has no code", provider=PROVIDER)
         return code
 
-    # -- messages (providers.md 1.4) --------------------------------------------------------
+    # -- messages (docs/providers.md, WAHA) --------------------------------------------------------
 
     async def send_text(
         self, session: str, chat_id: str, text: str, *, reply_to: str | None = None

@@ -25,13 +25,14 @@ from server.resilience.breaker import (
 from server.resilience.classify import is_outage, is_provider_answer, is_retryable, retry_after_of
 from server.resilience.clock import Clock, FakeClock, SystemClock
 from server.resilience.jobs import Job, JobHandler, JobRegistry, enqueue
+from server.resilience.operations import OPERATIONS, Operation
 from server.resilience.policies import POLICIES, RetryPolicy, Strategy, policy_for
-from server.resilience.retry import run_with_retry
 from server.resilience.scheduler import Scheduler
 from server.resilience.worker import Worker
 
 __all__ = [
     "BREAKER_CONFIGS",
+    "OPERATIONS",
     "POLICIES",
     "BreakerAlerts",
     "BreakerConfig",
@@ -44,6 +45,7 @@ __all__ = [
     "Job",
     "JobHandler",
     "JobRegistry",
+    "Operation",
     "Permit",
     "RandomSource",
     "RetryPolicy",
@@ -66,5 +68,4 @@ __all__ = [
     "raise_alert",
     "resolve_alerts",
     "retry_after_of",
-    "run_with_retry",
 ]

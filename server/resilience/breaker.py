@@ -15,10 +15,11 @@ slow call started before the circuit opened) changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -107,19 +108,28 @@ class _Notifier:
     def __init__(self, hook: TransitionHook | None) -> None:
         self._hook = hook
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last: asyncio.Task[None] | None = None
 
     def send(self, transition: Transition) -> None:
         if self._hook is None:
             return
         try:
-            task = asyncio.get_running_loop().create_task(self._run(self._hook, transition))
+            task = asyncio.get_running_loop().create_task(
+                self._run(self._hook, transition, self._last)
+            )
         except RuntimeError:
             _log.warning("breaker transition outside an event loop not reported: %s", transition)
             return
+        self._last = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, hook: TransitionHook, transition: Transition) -> None:
+    async def _run(
+        self, hook: TransitionHook, transition: Transition, previous: asyncio.Task[None] | None
+    ) -> None:
+        # In order: a quick open -> half-open -> closed must not be stored as half-open.
+        if previous is not None:
+            await asyncio.wait({previous})
         try:
             await hook(transition)
         except Exception:
@@ -207,6 +217,15 @@ class CircuitBreaker:
         if permit.probe and permit.generation == self._generation:
             self._probe_started = None
 
+    def settle(self, permit: Permit, error: BaseException | None) -> None:
+        """Reports how the call `permit` allowed went: None for a success, else what it
+        raised (an outage counts, a provider's answer proves life, anything else such as a
+        cancellation hands the permit back). Every guarded call ends here, once."""
+        if error is None:
+            self.record_success(permit)
+        else:
+            self.record_failure(permit, error)
+
     @asynccontextmanager
     async def guard(self) -> AsyncIterator[Permit]:
         """`async with breaker.guard():` around one call. Put per-call timeouts inside it, so
@@ -215,9 +234,9 @@ class CircuitBreaker:
         try:
             yield permit
         except BaseException as exc:
-            self.record_failure(permit, exc)
+            self.settle(permit, exc)
             raise
-        self.record_success(permit)
+        self.settle(permit, None)
 
     def snapshot(self) -> BreakerSnapshot:
         next_probe = None
@@ -262,6 +281,18 @@ class CircuitBreaker:
         )
 
 
+# Breakers whose permit the current task (and the tasks it starts) already holds: the
+# worker's attempt of a job. A provider call inside it is counted once, by the worker.
+_held: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "breakers_held", default=frozenset()
+)
+
+
+@asynccontextmanager
+async def _already_guarded() -> AsyncIterator[Permit | None]:
+    yield None
+
+
 class BreakerRegistry:
     """Every provider's breaker, built from `configs`; the one object the app wires in."""
 
@@ -282,8 +313,26 @@ class BreakerRegistry:
         """Raises KeyError for a provider without a config: a typo must not go unguarded."""
         return self._breakers[provider]
 
-    def guard(self, provider: str) -> AbstractAsyncContextManager[Permit]:
-        return self.get(provider).guard()
+    def guard(self, provider: str) -> AbstractAsyncContextManager[Permit | None]:
+        """`async with breakers.guard("waha"):` around one provider call. Inside a job whose
+        operation names this breaker, the worker holds the permit already: a no-op then."""
+        breaker = self.get(provider)
+        if provider in _held.get():
+            return _already_guarded()
+        return breaker.guard()
+
+    @contextmanager
+    def held(self, provider: str | None) -> Iterator[None]:
+        """Marks `provider`'s breaker as guarded by the caller (the worker, around a job's
+        handler) for the block, so guards inside it do not count the same call again."""
+        if provider is None:
+            yield
+            return
+        token = _held.set(_held.get() | {provider})
+        try:
+            yield
+        finally:
+            _held.reset(token)
 
     def snapshot(self) -> list[BreakerSnapshot]:
         return [b.snapshot() for b in self._breakers.values()]

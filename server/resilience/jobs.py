@@ -5,8 +5,9 @@ that caused it commits. The idempotency key is unique per tenant: enqueueing the
 is a no-op, which is what makes webhook redelivery and RPC retries safe. A trigger (migration
 0002) NOTIFYs `conexoes_jobs` at commit, so an idle worker starts on it at once.
 
-Handler contract (rooms register handlers with `deps.jobs.register` from their
-`register_jobs(deps)`; see server/services.py):
+Handler contract (rooms register handlers with `deps.jobs.register(OPERATION, handler)` from
+their `register_jobs(deps)`, OPERATION declared in server/resilience/operations.py; see
+server/services.py):
 
 - **At least once, idempotent by key.** A job may run more than once: its worker can die or
   lose its lease after the provider call succeeded but before the job was marked completed,
@@ -19,6 +20,8 @@ Handler contract (rooms register handlers with `deps.jobs.register` from their
 - **Own transactions.** The handler opens its own units of work (as the job's tenant); the
   worker records the outcome in a separate transaction afterwards.
 - **Bounded time.** Each attempt is cut at its policy's `timeout_s`.
+- **Guarded once.** The worker asks the operation's breaker before each attempt and reports
+  the outcome; the handler's own `deps.breakers.guard(<that provider>)` is then a no-op.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PendingEvent
-from server.resilience.policies import POLICIES
+from server.resilience.operations import Operation
 
 
 @dataclass(frozen=True)
@@ -57,10 +60,12 @@ JobHandler = Callable[[Job], Awaitable[None]]
 
 @dataclass(frozen=True)
 class HandlerSpec:
-    operation: str
+    operation: Operation
     handler: JobHandler
-    policy: str  # a key of server.resilience.policies.POLICIES
-    breaker: str | None = None  # a key of BREAKER_CONFIGS, or None for no breaker
+
+    @property
+    def breaker(self) -> str | None:
+        return self.operation.breaker
 
 
 @dataclass
@@ -69,14 +74,10 @@ class JobRegistry:
 
     _specs: dict[str, HandlerSpec] = field(default_factory=dict)
 
-    def register(
-        self, operation: str, handler: JobHandler, *, policy: str, breaker: str | None = None
-    ) -> None:
-        if policy not in POLICIES:
-            raise KeyError(f"unknown retry policy {policy!r}")
-        if operation in self._specs:
-            raise ValueError(f"operation {operation!r} already has a handler")
-        self._specs[operation] = HandlerSpec(operation, handler, policy, breaker)
+    def register(self, operation: Operation, handler: JobHandler) -> None:
+        if operation.name in self._specs:
+            raise ValueError(f"operation {operation.name!r} already has a handler")
+        self._specs[operation.name] = HandlerSpec(operation, handler)
 
     def get(self, operation: str) -> HandlerSpec | None:
         return self._specs.get(operation)
@@ -90,7 +91,7 @@ async def enqueue(
     session: AsyncSession,
     *,
     tenant_id: uuid.UUID,
-    operation: str,
+    operation: Operation,
     payload: Mapping[str, Any],
     idempotency_key: str,
     tipo: str | None = None,
@@ -98,17 +99,19 @@ async def enqueue(
     max_attempts: int | None = None,
     run_at: dt.datetime | None = None,
 ) -> uuid.UUID | None:
-    """Adds a job in the session's transaction. Returns its id, or None if the key exists."""
-    policy = POLICIES.get(operation)
-    attempts = max_attempts or (policy.max_attempts if policy else 3)
+    """Adds a job in the session's transaction. Returns its id, or None if the key exists.
+
+    The attempt budget is the operation's policy (`max_attempts` overrides it for tests and
+    tools; rooms leave it unset).
+    """
     values: dict[str, Any] = {
         "organizacao_id": tenant_id,
-        "tipo": tipo or operation,
-        "operacao": operation,
+        "tipo": tipo or operation.name,
+        "operacao": operation.name,
         "destino": destino,
         "payload": dict(payload),
         "idempotency_key": idempotency_key,
-        "max_tentativas": attempts,
+        "max_tentativas": max_attempts or operation.max_attempts,
         "proxima_tentativa": run_at if run_at is not None else func.now(),
     }
     return await session.scalar(

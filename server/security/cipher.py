@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _log = logging.getLogger(__name__)
 _PREFIX = "v1"
@@ -56,6 +58,7 @@ class Keyring:
                 raise ValueError(f"invalid key id {key_id!r}")
         self._primary_id = keys[0][0]
         self._keys = {key_id: AESGCM(key) for key_id, key in keys}
+        self._raw = dict(keys)
 
     @property
     def primary_key_id(self) -> str:
@@ -102,6 +105,18 @@ class Keyring:
         except InvalidTag as exc:
             raise DecryptionError("secret does not belong to this row or tenant") from exc
         return plain.decode()
+
+    def derived_key(self, purpose: str, key_id: str | None = None) -> tuple[str, bytes] | None:
+        """A 32-byte key for `purpose` (e.g. keyed fingerprints), derived with HKDF-SHA256 from
+        key `key_id` (default: the primary), so no second secret needs configuring. Returns
+        (key id, key), or None when `key_id` is not in the ring (rotated away).
+        """
+        chosen = self._primary_id if key_id is None else key_id
+        raw = self._raw.get(chosen)
+        if raw is None:
+            return None
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+        return chosen, hkdf.derive(raw)
 
     def needs_rotation(self, stored: str) -> bool:
         return stored.split(":", 2)[1:2] != [self._primary_id]

@@ -18,11 +18,11 @@ from sqlalchemy import select, text
 
 from db.models import WhatsAppSession
 from server.auth.caller import Caller, Role
-from server.errors import CircuitOpen
+from server.errors import CircuitOpen, PlatformNotConfigured
 from server.providers.errors import ProviderError
 from server.providers.waha import WahaClient, WahaSession, is_not_found
 from server.whatsapp import status as st
-from server.whatsapp.sessions import waha
+from server.whatsapp.connection import waha
 from server.whatsapp.webhook import apply_session_status
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ async def check_sessions(deps: Deps) -> HealthReport:
     report = HealthReport()
     try:
         client = await waha(deps)
-    except Exception as exc:  # not configured: nothing to check against
+    except PlatformNotConfigured as exc:  # nothing to check against
         _log.info("WhatsApp health check skipped: %s", exc)
         return report
     async with deps.db.system() as tx:
@@ -107,18 +107,4 @@ async def _check_tenant(
                 continue
             if outcome.change:
                 report.changed += 1
-    return True
-
-
-def register_schedule(deps: Deps) -> bool:
-    """Run `check_sessions` on the scheduler, if this process has one. Returns whether it did."""
-    scheduler = getattr(deps, "scheduler", None)
-    if scheduler is None:
-        return False
-    interval = deps.settings.whatsapp_health_interval_seconds
-
-    async def run() -> None:
-        await check_sessions(deps)
-
-    scheduler.every(SCHEDULE_NAME, interval, run)
     return True

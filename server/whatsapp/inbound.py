@@ -1,6 +1,6 @@
 """WAHA message events into `conversas`: inbound messages, phone-sent mirrors, delivery acks.
 
-providers.md 1.6: `message` carries incoming messages only; `message.any` every message,
+docs/providers.md, WAHA: `message` carries incoming messages only; `message.any` every message,
 ours included (`source` "api" for those we sent, already stored; "app" for the phone's).
 Both fire for an incoming message, so rows are deduplicated on the WAHA message id.
 """
@@ -11,7 +11,6 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf import json_format
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,8 +19,10 @@ from db.models import Message, WhatsAppSession
 from server.errors import Unavailable
 from server.outbox import record_change
 from server.whatsapp import status as st
-from server.whatsapp.messages import CANAL, contact_for_phone
-from server.whatsapp.views import message_proto, phone_of_chat
+from server.whatsapp import views
+from server.whatsapp.connection import CANAL
+from server.whatsapp.contacts import contact_for_phone
+from server.whatsapp.views import phone_of_chat
 
 # NOTIFY payloads are capped at 8 kB: events carry a preview, the full text is in the row.
 _PREVIEW = 1000
@@ -38,14 +39,7 @@ def _text(value: object) -> str:
 
 
 def message_event_data(message: Message) -> dict[str, Any]:
-    proto = message_proto(message)
-    if len(proto.body) > _PREVIEW:
-        proto.body = proto.body[:_PREVIEW]
-    return {
-        "canal": CANAL,
-        "contato_id": str(message.contato_id) if message.contato_id else "",
-        "message": json_format.MessageToDict(proto, preserving_proto_field_name=True),
-    }
+    return views.message_event_data(message, _PREVIEW)
 
 
 async def store_message(

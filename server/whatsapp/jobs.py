@@ -1,36 +1,19 @@
-"""WhatsApp's queued work: sending a message, cleaning a session up in WAHA, webhook events.
-
-`register_jobs(deps)` hands the handlers to the worker. Send and cleanup run behind the
-"waha" breaker (the worker asks it before each attempt), so these handlers call WAHA bare.
-"""
+"""Registration of WhatsApp's queued work and periodic task (the handlers live beside it):
+webhook events (webhook.py), sends (sending.py), WAHA clean-ups (cleanup.py), and the health
+check (health.py)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from db.models import Message, WhatsAppSession
-from server.auth.caller import Caller, Role
-from server.errors import DomainError
-from server.outbox import record_change
-from server.providers.errors import ProviderError
-from server.providers.waha import is_not_found
-from server.resilience.jobs import Job, enqueue
-from server.security.redaction import redact
-from server.whatsapp import status as st
-from server.whatsapp import webhook
-from server.whatsapp.messages import CANAL, SEND_OPERATION, SessionNotConnected
-from server.whatsapp.sessions import waha
+from server.resilience.jobs import Job
+from server.resilience.operations import WAHA_CLEANUP, WAHA_EVENT, WHATSAPP_SEND
+from server.whatsapp import health, webhook
+from server.whatsapp.cleanup import cleanup_session
+from server.whatsapp.sending import send_message
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
-
-CLEANUP_OPERATION = "waha_cleanup"
-_ACTIONS = ("stop", "logout", "delete")
 
 
 def register_jobs(deps: Deps) -> None:
@@ -43,123 +26,12 @@ def register_jobs(deps: Deps) -> None:
     async def on_cleanup(job: Job) -> None:
         await cleanup_session(deps, job)
 
-    deps.jobs.register(webhook.OPERATION, on_event, policy="inbound_event")
-    deps.jobs.register(SEND_OPERATION, on_send, policy="whatsapp_send", breaker="waha")
-    deps.jobs.register(CLEANUP_OPERATION, on_cleanup, policy="whatsapp_send", breaker="waha")
+    async def health_check() -> None:
+        await health.check_sessions(deps)
 
-
-async def enqueue_cleanup(
-    tx: AsyncSession, row: WhatsAppSession, actions: Sequence[str]
-) -> uuid.UUID | None:
-    """Queue WAHA calls that must happen even if WAHA is down now (stop, logout, delete)."""
-    await tx.flush()
-    return await enqueue(
-        tx,
-        tenant_id=row.organizacao_id,
-        operation=CLEANUP_OPERATION,
-        payload={"sessao_id": str(row.id), "session": row.session_name, "actions": list(actions)},
-        # One per end of a session: the reason and time say which end it was.
-        idempotency_key=f"{CLEANUP_OPERATION}:{row.id}:{row.motivo_desconexao}:"
-        f"{row.desconectado_em.isoformat() if row.desconectado_em else ''}",
-        destino=row.session_name,
-    )
-
-
-async def cleanup_session(deps: Deps, job: Job) -> None:
-    caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
-    async with deps.db.unit_of_work(caller) as tx:
-        row = await tx.get(WhatsAppSession, uuid.UUID(str(job.payload["sessao_id"])))
-        still_ended = (
-            row is not None
-            and row.status in (st.DISCONNECTED, st.FAILED)
-            and row.motivo_desconexao in st.DELIBERATE
-        )
-    if not still_ended:
-        return  # started again since: the cleanup must not tear the new session down
-    client = await waha(deps)
-    for action in job.payload.get("actions") or ():
-        if action not in _ACTIONS:
-            continue
-        try:
-            await getattr(client, action)(str(job.payload["session"]))
-        except ProviderError as exc:
-            if not is_not_found(exc):
-                raise
-
-
-async def send_message(deps: Deps, job: Job) -> None:
-    """Send one stored outbound message through WAHA; mark it sent, or failed for good."""
-    caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
-    message_id = uuid.UUID(str(job.payload["message_id"]))
-    async with deps.db.unit_of_work(caller) as tx:
-        message = await tx.get(Message, message_id)
-        if message is None or message.status != "pending":
-            return  # already sent (a retried job) or removed
-        session = await tx.scalar(
-            select(WhatsAppSession).where(
-                WhatsAppSession.usuario_id == message.usuario_id,
-                WhatsAppSession.deletado_em.is_(None),
-            )
-        )
-        meta = dict(message.metadata_ or {})
-    try:
-        if session is None or session.status != st.CONNECTED:
-            raise SessionNotConnected("the sender's WhatsApp session is not connected")
-        client = await waha(deps)
-        sent = await client.send_text(
-            session.session_name,
-            str(meta.get("chat_id")),
-            message.conteudo or "",
-            reply_to=str(meta["reply_to"]) if meta.get("reply_to") else None,
-        )
-    except DomainError as exc:
-        if not exc.retryable or job.attempt >= job.max_attempts:
-            await _mark_failed(deps, caller, message_id, exc)
-        raise
-    now = deps.clock.now()
-    async with deps.db.unit_of_work(caller) as tx:
-        message = await tx.get(Message, message_id, with_for_update=True)
-        if message is None:
-            return
-        # The counters in one atomic UPDATE (it takes the row lock the read-modify-write
-        # took with SELECT ... FOR UPDATE; the trigger still stamps atualizado_em).
-        counted = await tx.execute(
-            update(WhatsAppSession)
-            .where(WhatsAppSession.id == session.id)
-            .values(
-                total_mensagens_enviadas=func.coalesce(WhatsAppSession.total_mensagens_enviadas, 0)
-                + 1,
-                ultima_mensagem_em=now,
-            )
-            .returning(WhatsAppSession.id)
-            .execution_options(synchronize_session=False)
-        )
-        if counted.first() is None:
-            return  # the session row is gone: nothing is recorded (the transaction is empty)
-        message.external_id = sent.id or None
-        if message.status == "pending":
-            message.status = "sent"
-        if sent.ack is not None and (message.ack is None or sent.ack > message.ack):
-            message.ack = sent.ack
-        message.enviado_em = now
-        await _publish_status(tx, message)
-
-
-async def _mark_failed(deps: Deps, caller: Caller, message_id: uuid.UUID, exc: Exception) -> None:
-    async with deps.db.unit_of_work(caller) as tx:
-        message = await tx.get(Message, message_id, with_for_update=True)
-        if message is None or message.status != "pending":
-            return
-        message.status = "failed"
-        message.metadata_ = {**(message.metadata_ or {}), "erro": redact(str(exc))[:300]}
-        await _publish_status(tx, message)
-
-
-async def _publish_status(tx: AsyncSession, message: Message) -> None:
-    await record_change(
-        tx,
-        message.organizacao_id,
-        "MESSAGE_STATUS",
-        {"canal": CANAL, "id": str(message.id), "status": message.status or ""},
-        user_id=message.usuario_id,
+    deps.jobs.register(WAHA_EVENT, on_event)
+    deps.jobs.register(WHATSAPP_SEND, on_send)
+    deps.jobs.register(WAHA_CLEANUP, on_cleanup)
+    deps.scheduler.every(
+        health.SCHEDULE_NAME, deps.settings.whatsapp_health_interval_seconds, health_check
     )

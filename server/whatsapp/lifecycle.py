@@ -20,9 +20,8 @@ from server.outbox import record_change
 from server.outbox.payloads import connection_changed
 from server.providers.waha import WahaMe
 from server.whatsapp import status as st
+from server.whatsapp.connection import EVENT_KIND, VERSION_KEY
 from server.whatsapp.views import phone_of_chat, session_json, session_proto
-
-EVENT_KIND = "WHATSAPP_STATUS"
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,6 @@ def apply_status(
         return Outcome(None)
     dropped = was_connected and new in (st.FAILED, st.DISCONNECTED)
     return Outcome(change, stop_session=stop, dropped=dropped)
-
-
-VERSION_KEY = "row_version"
 
 
 async def announce(

@@ -4,93 +4,57 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from renove.conexoes.v1 import whatsapp_service_pb2 as pb
-from sqlalchemy import and_, desc, func, literal, select, tuple_
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy import and_, desc, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Contact, Message
-from server import idempotency
 from server.auth.caller import Caller
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.errors import InvalidArgument
 from server.outbox import record_change
-from server.outbox.payloads import contact_changed
-from server.paging import decode_token, keyset_page, page_size
-from server.protoconv import parse_uuid, timestamp
+from server.paging import keyset_after, keyset_page, page_size
+from server.protoconv import parse_uuid
 from server.resilience.jobs import enqueue
+from server.resilience.operations import WHATSAPP_SEND
 from server.whatsapp import status as st
-from server.whatsapp.sessions import own_row
-from server.whatsapp.views import chat_id_of, chat_of_phone, message_proto, phone_of_chat
+from server.whatsapp.connection import CANAL, own_row
+from server.whatsapp.contacts import contact_for_phone
+from server.whatsapp.errors import ContactNotFound, SessionNotConnected
+from server.whatsapp.views import chat_id_of, chat_of_phone, phone_of_chat
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-CANAL = "whatsapp"
-SEND_OPERATION = "whatsapp_send"
 MAX_TEXT = 65_536  # WhatsApp's own limit on a text message
 
 
-class SessionNotConnected(FailedPrecondition):
-    reason = "SESSION_NOT_CONNECTED"
+@dataclass(frozen=True)
+class Outgoing:
+    """A text to send: to a CRM contact (`contato_id`), a phone or chat id (`to`), or both."""
+
+    text: str
+    to: str = ""
+    contato_id: str = ""
+    reply_to: str = ""
+    request_id: str = ""
 
 
-class ContactNotFound(NotFound):
-    reason = "CONTACT_NOT_FOUND"
-
-
-async def contact_for_phone(
-    tx: AsyncSession,
-    tenant: uuid.UUID,
-    phone: str,
-    *,
-    name: str | None,
-    owner: uuid.UUID | None,
-) -> uuid.UUID:
-    """The live contact with this E.164 phone, created (origem whatsapp) when there is none."""
-    created = await tx.scalar(
-        insert(Contact)
-        .values(
-            organizacao_id=tenant,
-            telefone=phone,
-            nome=name or phone,
-            origem="whatsapp",
-            owner_id=owner,
-        )
-        .on_conflict_do_nothing(
-            index_elements=["organizacao_id", "telefone"],
-            index_where=Contact.telefone.is_not(None) & Contact.deletado_em.is_(None),
-        )
-        .returning(Contact.id)
-    )
-    if created is not None:
-        await record_change(
-            tx,
-            tenant,
-            "CONTACT_CHANGED",
-            contact_changed(
-                None,
-                created=True,
-                origem="whatsapp",
-                contato_id=created,
-                nome=name or phone,
-                telefone=phone,
-                owner_id=owner,
-            ),
-            user_id=owner,
-        )
-        return created
-    found = await tx.scalar(
-        select(Contact.id).where(Contact.telefone == phone, Contact.deletado_em.is_(None))
-    )
-    assert found is not None  # the conflict says it exists
-    return found
+@dataclass(frozen=True)
+class Conversation:
+    contato_id: uuid.UUID
+    contact: Contact | None
+    last: Message | None
+    last_at: dt.datetime
+    unread: int
 
 
 async def _recipient(
-    tx: AsyncSession, tenant: uuid.UUID, user: uuid.UUID, request: pb.SendWhatsAppMessageRequest
+    tx: AsyncSession, tenant: uuid.UUID, user: uuid.UUID, request: Outgoing
 ) -> tuple[uuid.UUID, str]:
     chat = chat_id_of(request.to, "to") if request.to else None
     if request.contato_id:
@@ -110,9 +74,13 @@ async def _recipient(
     return await contact_for_phone(tx, tenant, phone, name=None, owner=user), chat
 
 
+# Called inside send's transaction with what it stored (the RPC stores its answer there).
+BeforeCommit = Callable[[AsyncSession, Message, uuid.UUID | None], Awaitable[None]]
+
+
 async def send(
-    deps: Deps, caller: Caller, request: pb.SendWhatsAppMessageRequest
-) -> pb.SendWhatsAppMessageResponse:
+    deps: Deps, caller: Caller, request: Outgoing, *, before_commit: BeforeCommit | None = None
+) -> tuple[Message, uuid.UUID | None]:
     """Stores the outbound message (pending) and enqueues its send, in one transaction."""
     tenant, user = caller.require_tenant(), caller.require_user()
     text = request.text
@@ -120,11 +88,7 @@ async def send(
         raise InvalidArgument.field("text", "must not be empty")
     if len(text) > MAX_TEXT:
         raise InvalidArgument.field("text", f"at most {MAX_TEXT} characters")
-    rpc = "WhatsAppService/SendWhatsAppMessage"
     async with deps.db.unit_of_work(caller) as tx:
-        prior = await idempotency.claim(tx, tenant, rpc, request, pb.SendWhatsAppMessageResponse)
-        if prior is not None:
-            return prior
         session = await own_row(tx, caller)
         if session is None or session.status != st.CONNECTED:
             raise SessionNotConnected("connect WhatsApp before sending messages")
@@ -153,9 +117,9 @@ async def send(
         job_id = await enqueue(
             tx,
             tenant_id=tenant,
-            operation=SEND_OPERATION,
+            operation=WHATSAPP_SEND,
             payload={"message_id": str(message.id)},
-            idempotency_key=f"{SEND_OPERATION}:{request.request_id or message.id}",
+            idempotency_key=f"{WHATSAPP_SEND.name}:{request.request_id or message.id}",
             destino=chat,
         )
         await record_change(
@@ -171,10 +135,9 @@ async def send(
             },
             user_id=user,
         )
-        response = pb.SendWhatsAppMessageResponse(
-            message=message_proto(message), job_id=str(job_id or "")
-        )
-        return await idempotency.remember(tx, tenant, rpc, request, response)
+        if before_commit is not None:
+            await before_commit(tx, message, job_id)
+        return message, job_id
 
 
 def _mine(user: uuid.UUID) -> list[ColumnElement[bool]]:
@@ -182,11 +145,11 @@ def _mine(user: uuid.UUID) -> list[ColumnElement[bool]]:
 
 
 async def list_conversations(
-    deps: Deps, caller: Caller, request: pb.ListWhatsAppConversationsRequest
-) -> pb.ListWhatsAppConversationsResponse:
+    deps: Deps, caller: Caller, *, only_unread: bool, size: int, token: str
+) -> tuple[list[Conversation], str]:
+    """The caller's WhatsApp conversations, latest first, with their last message."""
     user = caller.require_user()
-    size = min(page_size(request.page_size), 200)
-    cursor = decode_token(request.page_token)
+    size = min(page_size(size), 200)
     unread = func.count().filter(and_(Message.direcao == "inbound", Message.status == "received"))
     summary = (
         select(
@@ -199,19 +162,19 @@ async def list_conversations(
         .subquery()
     )
     query = select(summary).order_by(desc(summary.c.ultima), desc(summary.c.contato_id))
-    if request.somente_nao_lidas:
+    if only_unread:
         query = query.where(summary.c.nao_lidas > 0)
-    if cursor:
-        query = query.where(
-            tuple_(summary.c.ultima, summary.c.contato_id)
-            < tuple_(
-                literal(_parse_time(cursor.get("t"))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    after = keyset_after(
+        token,
+        (("t", "time"), ("id", "uuid")),
+        (summary.c.ultima, summary.c.contato_id),
+        descending=True,
+    )
+    if after is not None:
+        query = query.where(after)
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
-        page, token = keyset_page(
+        page, next_token = keyset_page(
             rows, size, lambda r: {"t": r.ultima.isoformat(), "id": str(r.contato_id)}
         )
         ids = [r.contato_id for r in page]
@@ -225,60 +188,43 @@ async def list_conversations(
                 .ext(distinct_on(Message.contato_id))
             )
         }
-    conversations = []
-    for r in page:
-        contact, last = contacts.get(r.contato_id), latest.get(r.contato_id)
-        phone = contact.telefone if contact and contact.telefone else ""
-        item = pb.WhatsAppConversation(
-            contato_id=str(r.contato_id),
-            contato_nome=(contact.nome or "") if contact else "",
-            phone_number=phone,
-            chat_id=chat_of_phone(phone) if phone else "",
-            nao_lidas=r.nao_lidas,
+    conversations = [
+        Conversation(
+            r.contato_id,
+            contacts.get(r.contato_id),
+            latest.get(r.contato_id),
+            r.ultima,
+            r.nao_lidas,
         )
-        if last is not None:
-            item.ultima_mensagem.CopyFrom(message_proto(last))
-        ts = timestamp(r.ultima)
-        if ts is not None:
-            item.ultima_mensagem_em.CopyFrom(ts)
-        conversations.append(item)
-    return pb.ListWhatsAppConversationsResponse(conversations=conversations, next_page_token=token)
+        for r in page
+    ]
+    return conversations, next_token
 
 
 async def list_messages(
-    deps: Deps, caller: Caller, request: pb.ListWhatsAppMessagesRequest
-) -> pb.ListWhatsAppMessagesResponse:
+    deps: Deps, caller: Caller, contato_id_text: str, *, size: int, token: str
+) -> tuple[list[Message], str]:
+    """The caller's messages with one contact, newest first."""
     user = caller.require_user()
-    contato_id = parse_uuid(request.contato_id, "contato_id")
-    size = page_size(request.page_size)
-    cursor = decode_token(request.page_token)
+    contato_id = parse_uuid(contato_id_text, "contato_id")
+    size = page_size(size)
+    after = keyset_after(
+        token,
+        (("t", "time"), ("id", "uuid")),
+        (Message.criado_em, Message.id),
+        descending=True,
+    )
     query = (
         select(Message)
         .where(*_mine(user), Message.contato_id == contato_id)
         .order_by(desc(Message.criado_em), desc(Message.id))
     )
-    if cursor:
-        query = query.where(
-            tuple_(Message.criado_em, Message.id)
-            < tuple_(
-                literal(_parse_time(cursor.get("t"))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    if after is not None:
+        query = query.where(after)
     async with deps.db.unit_of_work(caller) as tx:
         rows = list(await tx.scalars(query.limit(size + 1)))
-    if not rows and not cursor:
+    if not rows and after is None:
         raise ContactNotFound(
             "no WhatsApp conversation with this contact", metadata={"contato_id": str(contato_id)}
         )
-    page, token = keyset_page(rows, size, lambda m: {"t": m.criado_em.isoformat(), "id": str(m.id)})
-    return pb.ListWhatsAppMessagesResponse(
-        messages=[message_proto(m) for m in page], next_page_token=token
-    )
-
-
-def _parse_time(value: object) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise InvalidArgument.field("page_token", "not a token this API issued") from exc
+    return keyset_page(rows, size, lambda m: {"t": m.criado_em.isoformat(), "id": str(m.id)})

@@ -7,85 +7,64 @@ outage is reported as UNAVAILABLE/CIRCUIT_OPEN rather than a hang.
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from renove.conexoes.v1 import whatsapp_service_pb2 as pb
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User, WhatsAppSession
-from server import idempotency
 from server.audit import record_audit
 from server.auth.caller import Caller
-from server.errors import ConnectionNotFound, FailedPrecondition, PermissionNotGranted
-from server.paging import decode_token, keyset_page, page_size
-from server.protoconv import parse_uuid
+from server.errors import (
+    ConnectionNotFound,
+    FailedPrecondition,
+    InvalidArgument,
+)
+from server.paging import keyset_after, keyset_page, page_size
 from server.providers.errors import ProviderError
 from server.providers.waha import (
     WEBHOOK_EVENTS,
     WahaClient,
-    WahaCredentials,
     WahaSession,
     config_matches,
     is_not_found,
     session_config,
 )
 from server.whatsapp import status as st
+from server.whatsapp.cleanup import enqueue_cleanup
+from server.whatsapp.connection import own_row, session_name, waha, webhook_url
+from server.whatsapp.errors import SessionNotPending
 from server.whatsapp.lifecycle import announce
-from server.whatsapp.views import e164, session_proto
+from server.whatsapp.views import e164
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
-START_MESSAGE = "Sessao criada. Solicite o QR Code para continuar."
-CONNECTED_MESSAGE = "Sessao ja conectada."
+
+@dataclass(frozen=True)
+class Started:
+    id: uuid.UUID
+    session_name: str
+    connected: bool
 
 
-class SessionNotPending(FailedPrecondition):
-    reason = "SESSION_NOT_PENDING"
+@dataclass(frozen=True)
+class QrCode:
+    png: bytes
+    mimetype: str
+    value: str
+    generated_at: dt.datetime
+    expires_in: int
 
 
-def session_name(org: uuid.UUID, user: uuid.UUID) -> str:
-    """`wpp-{org}-{hash}`: deterministic, 33 chars (WAHA caps names at 54), collision-resistant.
-
-    The spec's `wpp-{org_id}-{user_id}` is 77 characters with full UUIDs. The org prefix keeps
-    it readable for operators; 100 bits of SHA-256 over both ids keep it unique. The full ids
-    travel in the session's metadata.
-    """
-    digest = hashlib.sha256(org.bytes + user.bytes).digest()
-    return f"wpp-{org.hex[:8]}-{base64.b32encode(digest).decode()[:20].lower()}"
-
-
-async def waha(deps: Deps) -> WahaClient:
-    """A client for the platform's WAHA (super-admin credentials over env defaults)."""
-    values = await deps.platform.current(deps.db, "waha")
-    return WahaClient(deps.http, WahaCredentials.from_platform(values))
-
-
-def webhook_url(deps: Deps, tenant_id: uuid.UUID) -> str:
-    return f"{deps.settings.public_url}/webhooks/waha/{tenant_id}"
-
-
-async def own_row(
-    tx: AsyncSession, caller: Caller, usuario_id: str = "", *, lock: bool = False
-) -> WhatsAppSession | None:
-    """The session of `usuario_id` (default: the caller). Members may name only themselves."""
-    user = caller.require_user()
-    if usuario_id:
-        target = parse_uuid(usuario_id, "usuario_id")
-        if target != user and not caller.is_admin:
-            raise PermissionNotGranted("members manage only their own WhatsApp session")
-        user = target
-    query = select(WhatsAppSession).where(
-        WhatsAppSession.usuario_id == user, WhatsAppSession.deletado_em.is_(None)
-    )
-    if lock:
-        query = query.with_for_update()
-    return await tx.scalar(query)
+@dataclass(frozen=True)
+class SessionPage:
+    rows: list[tuple[WhatsAppSession, str]]  # each session with its owner's name
+    next_page_token: str
+    total_size: int
 
 
 async def _ensure_started(
@@ -101,7 +80,7 @@ async def _ensure_started(
         if not config_matches(current, config):
             current = await client.update_session(name, config)
         if current.status in ("STOPPED", "FAILED"):
-            # providers.md 1.2: a FAILED session is restarted.
+            # docs/providers.md, WAHA: a FAILED session is restarted.
             current = await client.restart(name)
         return current
 
@@ -116,23 +95,12 @@ async def _round_failed(deps: Deps, caller: Caller, exc: Exception) -> None:
         await announce(tx, row, "status")
 
 
-async def start(
-    deps: Deps, caller: Caller, request: pb.StartWhatsAppSessionRequest
-) -> pb.StartWhatsAppSessionResponse:
+async def start(deps: Deps, caller: Caller) -> Started:
     tenant, user = caller.require_tenant(), caller.require_user()
     client = await waha(deps)
     name = session_name(tenant, user)
     url = webhook_url(deps, tenant)
     async with deps.db.unit_of_work(caller) as tx:
-        prior = await idempotency.claim(
-            tx,
-            tenant,
-            "WhatsAppService/StartWhatsAppSession",
-            request,
-            pb.StartWhatsAppSessionResponse,
-        )
-        if prior is not None:
-            return prior
         # The row exists before WAHA does, so the first webhooks find their tenant.
         await tx.execute(
             insert(WhatsAppSession)
@@ -182,15 +150,7 @@ async def start(
             entity_id=row.id,
             details={"session_name": name, "waha_status": current.status},
         )
-        response = pb.StartWhatsAppSessionResponse(
-            id=str(row.id),
-            session_name=name,
-            status=st.STATUS_PROTO[st.CONNECTED if connected else st.QR_PENDING],
-            message=CONNECTED_MESSAGE if connected else START_MESSAGE,
-        )
-        return await idempotency.remember(
-            tx, tenant, "WhatsAppService/StartWhatsAppSession", request, response
-        )
+        return Started(row.id, name, connected)
 
 
 async def _pending_row(deps: Deps, caller: Caller) -> WhatsAppSession:
@@ -205,12 +165,10 @@ async def _pending_row(deps: Deps, caller: Caller) -> WhatsAppSession:
     return row
 
 
-async def qr_code(
-    deps: Deps, caller: Caller, request: pb.GetWhatsAppQrCodeRequest
-) -> pb.GetWhatsAppQrCodeResponse:
+async def qr_code(deps: Deps, caller: Caller, *, regenerate: bool) -> QrCode:
     row = await _pending_row(deps, caller)
     client = await waha(deps)
-    restart = request.gerar_novo or row.status == st.FAILED
+    restart = regenerate or row.status == st.FAILED
     async with deps.breakers.guard("waha"):
         if restart:
             await client.restart(row.session_name)
@@ -231,23 +189,19 @@ async def qr_code(
         generated = fresh.ultimo_qr_gerado or now
     ttl = deps.settings.whatsapp_qr_ttl_seconds
     age = max(0.0, (now - generated).total_seconds())
-    response = pb.GetWhatsAppQrCodeResponse(
-        qr_code=f"data:{qr.mimetype};base64,{base64.b64encode(qr.png).decode()}",
+    return QrCode(
+        png=qr.png,
+        mimetype=qr.mimetype,
+        value=qr.value,
+        generated_at=generated,
         expires_in=max(1, int(ttl - age)) if age < ttl else ttl,
-        status=pb.WAHA_SESSION_STATUS_QR_PENDING,
-        qr_value=qr.value,
     )
-    response.gerado_em.FromDatetime(generated)
-    return response
 
 
-async def pairing_code(
-    deps: Deps, caller: Caller, request: pb.RequestWhatsAppPairingCodeRequest
-) -> pb.RequestWhatsAppPairingCodeResponse:
-    phone = e164(request.phone_number, "phone_number") if request.phone_number else ""
+async def pairing_code(deps: Deps, caller: Caller, phone_number: str) -> str:
+    """A pairing code for `phone_number` (E.164), valid as long as a QR code."""
+    phone = e164(phone_number, "phone_number") if phone_number else ""
     if not phone:
-        from server.errors import InvalidArgument
-
         raise InvalidArgument.field("phone_number", "required, E.164 (+5511999999999)")
     row = await _pending_row(deps, caller)
     client = await waha(deps)
@@ -262,14 +216,11 @@ async def pairing_code(
             entity_id=row.id,
             details={"phone_number": phone},
         )
-    return pb.RequestWhatsAppPairingCodeResponse(
-        code=code,
-        expires_in=deps.settings.whatsapp_qr_ttl_seconds,
-        status=pb.WAHA_SESSION_STATUS_QR_PENDING,
-    )
+    return code
 
 
-async def get_status(deps: Deps, caller: Caller) -> pb.GetWhatsAppStatusResponse:
+async def get_status(deps: Deps, caller: Caller) -> tuple[WhatsAppSession | None, str]:
+    """The caller's live session (or None: never started) and its owner's name."""
     # One query: the caller's session with its owner's name (what own_row + a User lookup
     # would read; the outer join keeps a session whose owner row is not visible).
     query = (
@@ -282,30 +233,18 @@ async def get_status(deps: Deps, caller: Caller) -> pb.GetWhatsAppStatusResponse
     )
     async with deps.db.unit_of_work(caller) as tx:
         found = (await tx.execute(query)).first()
-    row, owner = (found[0], found[1]) if found is not None else (None, None)
-    if row is None:
-        return pb.GetWhatsAppStatusResponse(
-            session=pb.WhatsAppSession(
-                usuario_id=str(caller.user_id), status=pb.WAHA_SESSION_STATUS_DISCONNECTED
-            )
-        )
-    return pb.GetWhatsAppStatusResponse(session=session_proto(row, owner or ""))
+    if found is None:
+        return None, ""
+    return found[0], found[1] or ""
 
 
-async def disconnect(
-    deps: Deps, caller: Caller, request: pb.DisconnectWhatsAppRequest
-) -> pb.DisconnectWhatsAppResponse:
-    from server.whatsapp.jobs import enqueue_cleanup
-
-    tenant = caller.require_tenant()
-    rpc = "WhatsAppService/DisconnectWhatsApp"
+async def disconnect(deps: Deps, caller: Caller, usuario_id: str) -> tuple[WhatsAppSession, str]:
+    """Disconnects the session of `usuario_id` (default: the caller's); returns it with its
+    owner's name."""
     async with deps.db.unit_of_work(caller) as tx:
-        row = await own_row(tx, caller, request.usuario_id)
+        row = await own_row(tx, caller, usuario_id)
         if row is None:
             raise ConnectionNotFound("no WhatsApp session for this user")
-        prior = await idempotency.claim(tx, tenant, rpc, request, pb.DisconnectWhatsAppResponse)
-        if prior is not None:
-            return prior
     cleanup_error: str | None = None
     if not (row.status == st.DISCONNECTED and row.motivo_desconexao in st.DELIBERATE):
         try:
@@ -341,8 +280,7 @@ async def disconnect(
             if cleanup_error:
                 await enqueue_cleanup(tx, fresh, ("logout", "delete"))
         owner = await tx.scalar(select(User.nome).where(User.id == fresh.usuario_id))
-        response = pb.DisconnectWhatsAppResponse(session=session_proto(fresh, owner or ""))
-        return await idempotency.remember(tx, tenant, rpc, request, response)
+        return fresh, owner or ""
 
 
 async def _logout_and_delete(client: WahaClient, name: str) -> None:
@@ -356,33 +294,28 @@ async def _logout_and_delete(client: WahaClient, name: str) -> None:
 
 
 async def list_sessions(
-    deps: Deps, caller: Caller, request: pb.ListWhatsAppSessionsRequest
-) -> pb.ListWhatsAppSessionsResponse:
-    size = min(page_size(request.page_size), 200)
-    cursor = decode_token(request.page_token)
+    deps: Deps, caller: Caller, *, status: str | None, size: int, token: str
+) -> SessionPage:
+    """The tenant's live sessions by owner name (admins), optionally in one status."""
+    size = min(page_size(size), 200)
     base = (
         select(WhatsAppSession, User.nome)
         .join(User, User.id == WhatsAppSession.usuario_id)
         .where(WhatsAppSession.deletado_em.is_(None))
     )
-    if request.status:
-        wanted = st.PROTO_STATUS.get(request.status)
-        base = base.where(WhatsAppSession.status == (wanted or "-"))
+    if status is not None:
+        base = base.where(WhatsAppSession.status == status)
     query = base.order_by(User.nome, WhatsAppSession.id)
-    if cursor:
-        query = query.where(
-            tuple_(User.nome, WhatsAppSession.id)
-            > tuple_(
-                literal(str(cursor.get("nome", ""))),
-                literal(parse_uuid(str(cursor.get("id")), "page_token")),
-            )
-        )
+    after = keyset_after(
+        token,
+        (("nome", "text"), ("id", "uuid")),
+        (User.nome, WhatsAppSession.id),
+        descending=False,
+    )
+    if after is not None:
+        query = query.where(after)
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query.limit(size + 1))).all()
         total = await tx.scalar(select(func.count()).select_from(base.subquery()))
-    page, token = keyset_page(rows, size, lambda r: {"nome": r[1], "id": str(r[0].id)})
-    return pb.ListWhatsAppSessionsResponse(
-        sessions=[session_proto(r, nome) for r, nome in page],
-        next_page_token=token,
-        total_size=total or 0,
-    )
+    page, next_token = keyset_page(rows, size, lambda r: {"nome": r[1], "id": str(r[0].id)})
+    return SessionPage([(r, nome) for r, nome in page], next_token, total or 0)

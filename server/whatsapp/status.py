@@ -1,4 +1,5 @@
-"""WAHA's session statuses, our statuses and their protobuf enums, as data.
+"""WAHA's session statuses and ours, and our disconnect reasons, as data (their protobuf enums
+are views.py's business).
 
 WAHA adds statuses over time (PASSKEY_REQUIRED, PASSKEY_CONFIRMATION_REQUIRED on GOWS): any
 status not listed here means "not ready" and maps to `connecting`, never to an error.
@@ -9,16 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from renove.conexoes.v1 import resources_pb2
-from renove.conexoes.v1 import whatsapp_service_pb2 as pb
-
 DISCONNECTED = "disconnected"
 QR_PENDING = "qr_pending"
 CONNECTING = "connecting"
 CONNECTED = "connected"
 FAILED = "failed"
 
-# WAHA status -> sessoes_whatsapp.status (providers.md 1.2).
+# WAHA status -> sessoes_whatsapp.status (docs/providers.md, WAHA).
 WAHA_TO_OURS: Mapping[str, str] = MappingProxyType(
     {
         "SCAN_QR_CODE": QR_PENDING,
@@ -48,41 +46,7 @@ SESSION_MISSING = "session_missing"
 # and emits SCAN_QR_CODE before the delete lands) must not bring it back to life.
 DELIBERATE: frozenset[str] = frozenset({USER_LOGOUT, ADMIN_LOGOUT, QR_TIMEOUT})
 
-STATUS_PROTO: Mapping[str, pb.WahaSessionStatus.ValueType] = MappingProxyType(
-    {
-        DISCONNECTED: pb.WAHA_SESSION_STATUS_DISCONNECTED,
-        QR_PENDING: pb.WAHA_SESSION_STATUS_QR_PENDING,
-        CONNECTING: pb.WAHA_SESSION_STATUS_CONNECTING,
-        CONNECTED: pb.WAHA_SESSION_STATUS_CONNECTED,
-        FAILED: pb.WAHA_SESSION_STATUS_FAILED,
-    }
-)
-PROTO_STATUS: Mapping[pb.WahaSessionStatus.ValueType, str] = MappingProxyType(
-    {v: k for k, v in STATUS_PROTO.items()}
-)
-
-REASON_PROTO: Mapping[str, pb.WahaDisconnectReason.ValueType] = MappingProxyType(
-    {
-        USER_LOGOUT: pb.WAHA_DISCONNECT_REASON_USER_LOGOUT,
-        ADMIN_LOGOUT: pb.WAHA_DISCONNECT_REASON_ADMIN_LOGOUT,
-        LOGGED_OUT_FROM_PHONE: pb.WAHA_DISCONNECT_REASON_LOGGED_OUT_FROM_PHONE,
-        SESSION_FAILED: pb.WAHA_DISCONNECT_REASON_SESSION_FAILED,
-        QR_TIMEOUT: pb.WAHA_DISCONNECT_REASON_QR_TIMEOUT,
-        SESSION_MISSING: pb.WAHA_DISCONNECT_REASON_SESSION_MISSING,
-    }
-)
-
-# conversas.status -> MessageStatus; WhatsApp ack level -> conversas.status (1.6).
-MESSAGE_STATUS_PROTO: Mapping[str, resources_pb2.MessageStatus.ValueType] = MappingProxyType(
-    {
-        "pending": resources_pb2.MESSAGE_STATUS_QUEUED,
-        "sent": resources_pb2.MESSAGE_STATUS_SENT,
-        "delivered": resources_pb2.MESSAGE_STATUS_DELIVERED,
-        "read": resources_pb2.MESSAGE_STATUS_READ,
-        "failed": resources_pb2.MESSAGE_STATUS_FAILED,
-        "received": resources_pb2.MESSAGE_STATUS_RECEIVED,
-    }
-)
+# WhatsApp ack level -> conversas.status (docs/providers.md, WAHA).
 ACK_STATUS: Mapping[int, str] = MappingProxyType(
     {-1: "failed", 0: "pending", 1: "sent", 2: "delivered", 3: "read", 4: "read"}
 )

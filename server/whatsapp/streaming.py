@@ -9,38 +9,52 @@ bus ends every subscription); a subscriber that fell behind is told to re-subscr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from renove.conexoes.v1 import resources_pb2
-from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from sqlalchemy import select
 
 from db.models import User, WhatsAppSession
 from server.auth.caller import Caller
 from server.errors import PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
+from server.events.heartbeats import with_heartbeats
 from server.protoconv import parse_uuid
-from server.whatsapp.lifecycle import EVENT_KIND, VERSION_KEY
-from server.whatsapp.views import session_from_json, session_proto
+from server.whatsapp.connection import EVENT_KIND, VERSION_KEY
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
 
 
-def _scope(caller: Caller, request: pb.WatchWhatsAppStatusRequest) -> uuid.UUID | None:
+@dataclass(frozen=True)
+class Snapshot:
+    rows: list[tuple[WhatsAppSession, str]]  # each live session with its owner's name
+    user: uuid.UUID | None  # the watched user (None: the whole tenant)
+    as_of: datetime
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    at: datetime
+
+
+# What a status stream yields, in order: one Snapshot, then changes (the bus's events) and
+# heartbeats.
+Update = Snapshot | Event | Heartbeat
+
+
+def _scope(caller: Caller, all_sessions: bool, usuario_id: str) -> uuid.UUID | None:
     """The watched user, or None for every session of the tenant (admins only)."""
     user = caller.require_user()
-    if request.all_sessions:
+    if all_sessions:
         if not caller.is_admin:
             raise PermissionNotGranted("only admins watch every session of the tenant")
         return None
-    if request.usuario_id:
-        target = parse_uuid(request.usuario_id, "usuario_id")
+    if usuario_id:
+        target = parse_uuid(usuario_id, "usuario_id")
         if target != user and not caller.is_admin:
             raise PermissionNotGranted("members watch only their own WhatsApp session")
         return target
@@ -49,7 +63,7 @@ def _scope(caller: Caller, request: pb.WatchWhatsAppStatusRequest) -> uuid.UUID 
 
 async def _snapshot(
     deps: Deps, caller: Caller, user: uuid.UUID | None, versions: dict[str, datetime]
-) -> pb.WatchWhatsAppStatusResponse:
+) -> Snapshot:
     query = (
         select(WhatsAppSession, User.nome)
         .join(User, User.id == WhatsAppSession.usuario_id)
@@ -61,16 +75,8 @@ async def _snapshot(
     as_of = deps.clock.now()
     async with deps.db.unit_of_work(caller) as tx:
         rows = (await tx.execute(query)).all()
-    sessions = [session_proto(row, nome) for row, nome in rows]
     versions.update({str(row.id): row.atualizado_em for row, _ in rows})
-    if user is not None and not sessions:
-        # Never started: the same "disconnected, no id" GetWhatsAppStatus answers.
-        sessions = [
-            pb.WhatsAppSession(usuario_id=str(user), status=pb.WAHA_SESSION_STATUS_DISCONNECTED)
-        ]
-    snapshot = pb.WhatsAppStatusSnapshot(sessions=sessions)
-    snapshot.as_of.FromDatetime(as_of)
-    return pb.WatchWhatsAppStatusResponse(snapshot=snapshot)
+    return Snapshot([(row, nome) for row, nome in rows], user, as_of)
 
 
 def _is_stale(event: Event, versions: dict[str, datetime]) -> bool:
@@ -85,23 +91,11 @@ def _is_stale(event: Event, versions: dict[str, datetime]) -> bool:
     return False
 
 
-def _response(event: Event) -> pb.WatchWhatsAppStatusResponse:
-    # Shared by every stream of this process; grpc only reads it to serialize.
-    return event.derived(
-        "whatsapp_status",
-        lambda: pb.WatchWhatsAppStatusResponse(session=session_from_json(dict(event.data))),
-    )
-
-
-async def _next(events: AsyncIterator[Event]) -> Event:
-    return await anext(events)
-
-
 async def watch(
-    deps: Deps, caller: Caller, request: pb.WatchWhatsAppStatusRequest
-) -> AsyncIterator[pb.WatchWhatsAppStatusResponse]:
+    deps: Deps, caller: Caller, *, all_sessions: bool, usuario_id: str
+) -> AsyncIterator[Update]:
     tenant = caller.require_tenant()
-    user = _scope(caller, request)
+    user = _scope(caller, all_sessions, usuario_id)
 
     def accepts(event: Event) -> bool:
         return (
@@ -116,31 +110,11 @@ async def watch(
         # published before we read) or overtaken by a later one is not sent again.
         versions: dict[str, datetime] = {}
         yield await _snapshot(deps, caller, user, versions)
-        pending: asyncio.Task[Event] | None = None
         try:
-            while True:
-                # One long-lived __anext__ task: cancelling it on every heartbeat would close
-                # the subscription's generator.
-                if pending is None:
-                    pending = asyncio.create_task(_next(events))
-                done, _ = await asyncio.wait({pending}, timeout=heartbeat)
-                if not done:
-                    beat = resources_pb2.Heartbeat()
-                    beat.sent_at.FromDatetime(deps.clock.now())
-                    yield pb.WatchWhatsAppStatusResponse(heartbeat=beat)
-                    continue
-                task, pending = pending, None
-                try:
-                    event = task.result()
-                except StopAsyncIteration:
-                    return  # the bus stopped: the server is shutting down
-                except SubscriberLagged as exc:
-                    raise Unavailable("status stream fell behind; re-subscribe") from exc
-                if _is_stale(event, versions):
-                    continue
-                yield _response(event)
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+            async for event in with_heartbeats(events, heartbeat):
+                if event is None:
+                    yield Heartbeat(deps.clock.now())
+                elif not _is_stale(event, versions):
+                    yield event
+        except SubscriberLagged as exc:
+            raise Unavailable("status stream fell behind; re-subscribe") from exc

@@ -23,8 +23,10 @@ from db.models import WebhookInbox, WhatsAppSession
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.providers.waha import WahaMe
+from server.resilience.alerts import raise_alert, resolve_alerts
 from server.resilience.jobs import Job
 from server.whatsapp import status as st
+from server.whatsapp.cleanup import enqueue_cleanup
 from server.whatsapp.inbound import apply_ack, store_message
 from server.whatsapp.lifecycle import Outcome, announce, apply_status
 
@@ -32,12 +34,11 @@ if TYPE_CHECKING:
     from server.bootstrap import Deps
 
 _log = logging.getLogger(__name__)
-OPERATION = "waha_event"
 
 
 @dataclass(frozen=True)
 class Envelope:
-    """The WAHA webhook envelope (providers.md 1.6)."""
+    """The WAHA webhook envelope (docs/providers.md, WAHA)."""
 
     event: str
     session: str
@@ -140,10 +141,6 @@ async def apply_session_status(
     at: dt.datetime,
 ) -> Outcome:
     """Apply a WAHA status (webhook or health check) to a locked row, with its consequences."""
-    # Imported here: jobs imports this module, and alerts is only needed when a status moves.
-    from server.resilience.alerts import raise_alert, resolve_alerts
-    from server.whatsapp.jobs import enqueue_cleanup
-
     stale = row.waha_status_em is not None and at < row.waha_status_em
     # WAHA does not guarantee order: an older status is stale, except a QR rotation while
     # waiting for a scan, which still counts toward the rotation limit.

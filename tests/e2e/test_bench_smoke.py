@@ -1,6 +1,6 @@
 """`python -m bench --quick` runs end to end and yields every row with positive figures.
 
-No timing assertions: speed is `make bench`'s business (DESIGN.md, "Tests"). This only checks the
+No timing assertions: speed is `make bench`'s business. This only checks the
 harness: the real stack starts, every row produces its figures beside a baseline, the JSON is
 written, and no process is left behind.
 """

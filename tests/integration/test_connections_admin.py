@@ -151,7 +151,7 @@ async def test_request_id_replays_the_first_response(server: RunningServer) -> N
     different.google_app.client_id = "other"
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _stub(server).UpdatePlatformCredentials(different, metadata=su)
-    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_admin_grants_and_revokes_member_permissions(

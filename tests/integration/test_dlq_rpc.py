@@ -16,6 +16,8 @@ from server.auth.caller import Role
 from server.providers.errors import ProviderRejected
 from server.resilience.breaker import BreakerRegistry
 from server.resilience.jobs import Job, JobRegistry
+from server.resilience.operations import Operation
+from server.resilience.policies import POLICIES
 from server.resilience.worker import Worker
 from tests.support.jobs import add_job, ahead_clock, job_row, rows, unique_op
 
@@ -53,7 +55,7 @@ async def _dead_letter(db, tenant, count=1):  # type: ignore[no-untyped-def]
     handler = Flaky()
     registry = JobRegistry()
     op = unique_op("dlq")
-    registry.register(op, handler, policy="capi_event")
+    registry.register(Operation(op, POLICIES["capi_event"]), handler)
     ids = [
         await add_job(db, tenant.id, op, max_attempts=5, tipo="capi_event", payload={"n": i})
         for i in range(count)

@@ -243,14 +243,25 @@ async def test_graph_5xx_is_retried(
     await stack.control("faults", {"pattern": f"/{leadgen_id}$", "kind": "server_error"})
     await stack.control(f"leads/{leadgen_id}/webhook")
     contact = await _wait_contact(stack, admin, "retry@example.com")
+
+    async def completed_attempts() -> int | None:
+        # The handler's transaction lands before the worker records the job completed.
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT status, tentativas FROM eventos_pendentes"
+                        " WHERE idempotency_key = :k"
+                    ),
+                    {"k": f"meta_leadgen:{leadgen_id}"},
+                )
+            ).one()
+        return int(row.tentativas) if row.status == "completed" else None
+
+    assert await poll(completed_attempts) == 2
     async with stack.server.deps.db.unit_of_work(admin) as session:
         opp = await session.scalar(select(Opportunity).where(Opportunity.contato_id == contact.id))
         assert opp is not None and opp.etapa_id == stage
-        attempts = await session.scalar(
-            text("SELECT tentativas FROM eventos_pendentes WHERE idempotency_key = :k"),
-            {"k": f"meta_leadgen:{leadgen_id}"},
-        )
-    assert attempts == 2
 
 
 async def test_backfill_recovers_a_missed_lead(

@@ -9,6 +9,8 @@ import uuid
 from server.resilience.breaker import BreakerRegistry
 from server.resilience.clock import SystemClock
 from server.resilience.jobs import Job, JobRegistry
+from server.resilience.operations import Operation
+from server.resilience.policies import POLICIES
 from server.resilience.worker import Worker
 from tests.support.jobs import add_job, rows, unique_op
 
@@ -38,7 +40,7 @@ async def test_two_workers_never_run_the_same_job(db, make_tenant, owner_engine)
     workers = []
     for name in ("a", "b"):
         registry = JobRegistry()
-        registry.register(op, handler_for(name), policy="lead_processing")
+        registry.register(Operation(op, POLICIES["lead_processing"]), handler_for(name))
         workers.append(
             Worker(
                 db,

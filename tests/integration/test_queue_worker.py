@@ -21,6 +21,7 @@ from server.providers.errors import (
 from server.resilience.backoff import delay_bounds
 from server.resilience.breaker import BreakerConfig, BreakerRegistry
 from server.resilience.jobs import Job, JobRegistry
+from server.resilience.operations import Operation
 from server.resilience.policies import POLICIES, policy_for
 from server.resilience.worker import Worker
 from tests.support.jobs import add_job, ahead_clock, job_row, rows, unique_op
@@ -52,7 +53,7 @@ async def test_each_policy_row_runs_its_attempts_then_dead_letters(db, make_tena
             raise ProviderServerError("upstream down", provider="fake", status_code=503)
 
         op = unique_op(name)
-        registry.register(op, always_503, policy=name)
+        registry.register(Operation(op, POLICIES[name]), always_503)
         jobs[name] = await add_job(db, tenant.id, op, max_attempts=policy.max_attempts, tipo=name)
     worker = make_worker(db, registry, clock)
 
@@ -119,7 +120,7 @@ async def test_final_errors_are_not_retried(db, make_tenant, owner_engine, error
         raise error
 
     op = unique_op("final")
-    registry.register(op, handler, policy="capi_event")
+    registry.register(Operation(op, POLICIES["capi_event"]), handler)
     job_id = await add_job(db, tenant.id, op, max_attempts=5)
     await make_worker(db, registry, clock).run_once()
     row = await job_row(owner_engine, job_id)
@@ -136,7 +137,7 @@ async def test_retry_after_is_honoured(db, make_tenant, owner_engine):
         raise ProviderRateLimited("slow down", provider="fake", status_code=429, retry_after=120)
 
     op = unique_op("throttled")
-    registry.register(op, throttled, policy="whatsapp_send")
+    registry.register(Operation(op, POLICIES["whatsapp_send"]), throttled)
     job_id = await add_job(db, tenant.id, op, max_attempts=3)
     await make_worker(db, registry, clock).run_once()
     row = await job_row(owner_engine, job_id)
@@ -154,7 +155,7 @@ async def test_attempt_timeout_is_enforced(db, make_tenant, owner_engine):
         await asyncio.sleep(30)
 
     op = unique_op("slow")
-    registry.register(op, hangs, policy="calendar_create")
+    registry.register(Operation(op, POLICIES["calendar_create"]), hangs)
     job_id = await add_job(db, tenant.id, op, max_attempts=3)
     worker = make_worker(
         db,
@@ -187,7 +188,7 @@ async def test_tenant_retry_config_sets_the_budget(db, make_tenant, owner_engine
         raise ProviderServerError("down", provider="fake", status_code=500)
 
     op = unique_op("capi")
-    registry.register(op, down, policy="capi_event")
+    registry.register(Operation(op, POLICIES["capi_event"]), down)
     job_id = await add_job(db, tenant.id, op, max_attempts=5)
     await make_worker(db, registry, clock).run_once()
     row = await job_row(owner_engine, job_id)
@@ -206,7 +207,7 @@ async def test_open_breaker_postpones_without_spending_attempts(db, make_tenant,
             raise ProviderServerError("down", provider="fakeprov", status_code=503)
 
     op = unique_op("breaker")
-    registry.register(op, call_provider, policy="whatsapp_send", breaker="fakeprov")
+    registry.register(Operation(op, POLICIES["whatsapp_send"], "fakeprov"), call_provider)
     worker = make_worker(db, registry, clock, breakers)
     first = [await add_job(db, tenant.id, op, max_attempts=3) for _ in range(3)]
     await worker.run_once()  # three outages: the threshold
@@ -235,6 +236,40 @@ async def test_open_breaker_postpones_without_spending_attempts(db, make_tenant,
     assert {states[j].tentativas for j in first} == {2}
 
 
+async def test_a_job_counts_once_against_its_breaker_and_may_take_the_probe(
+    db, make_tenant, owner_engine
+):
+    tenant = await make_tenant()
+    clock = ahead_clock()
+    breakers = BreakerRegistry(clock, {"fakeprov": BreakerConfig(2, 30.0)})
+    registry = JobRegistry()
+    healthy = False
+
+    async def guarded_client(job: Job) -> None:
+        # A provider client shared with the RPC paths guards its own calls.
+        async with breakers.guard("fakeprov"):
+            if not healthy:
+                raise ProviderServerError("down", provider="fakeprov", status_code=503)
+
+    op = unique_op("guarded-once")
+    registry.register(Operation(op, POLICIES["whatsapp_send"], "fakeprov"), guarded_client)
+    worker = make_worker(db, registry, clock, breakers, concurrency=1)
+    job_id = await add_job(db, tenant.id, op, max_attempts=3)
+    await worker.run_once()
+    assert breakers.get("fakeprov").snapshot().failures == 1  # one failed call, one count
+    assert breakers.get("fakeprov").state == "closed"
+    clock.advance(3)
+    await worker.run_once()
+    assert breakers.get("fakeprov").state == "open"
+
+    healthy = True
+    clock.advance(30)  # the probe is due: the job takes it, not refused by its own guard
+    await worker.run_once()
+    assert breakers.get("fakeprov").state == "closed"
+    row = await job_row(owner_engine, job_id)
+    assert (row.status, row.tentativas) == ("completed", 3)
+
+
 async def test_circuit_open_raised_by_a_handler_postpones_too(db, make_tenant, owner_engine):
     tenant = await make_tenant()
     clock = ahead_clock()
@@ -244,7 +279,7 @@ async def test_circuit_open_raised_by_a_handler_postpones_too(db, make_tenant, o
         raise CircuitOpen("provider paused", retry_after=12)
 
     op = unique_op("inner-breaker")
-    registry.register(op, guarded, policy="email_send")
+    registry.register(Operation(op, POLICIES["email_send"]), guarded)
     job_id = await add_job(db, tenant.id, op, max_attempts=3)
     await make_worker(db, registry, clock).run_once()
     row = await job_row(owner_engine, job_id)
@@ -263,7 +298,7 @@ async def test_heartbeat_extends_the_lease_of_a_long_job(db, make_tenant, owner_
         await release.wait()
 
     op = unique_op("long")
-    registry.register(op, long_job, policy="audience_sync")
+    registry.register(Operation(op, POLICIES["audience_sync"]), long_job)
     job_id = await add_job(db, tenant.id, op, max_attempts=3)
     worker = make_worker(db, registry, clock, lease_seconds=6)
     run = asyncio.create_task(worker.run_once())
@@ -295,7 +330,7 @@ async def test_stop_releases_a_running_job_without_spending_an_attempt(
         await asyncio.sleep(3600)
 
     op = unique_op("stuck")
-    registry.register(op, stuck, policy="audience_sync")
+    registry.register(Operation(op, POLICIES["audience_sync"]), stuck)
     job_id = await add_job(db, tenant.id, op, max_attempts=3)
     worker = make_worker(db, registry, clock, poll_interval=0.05)
     await worker.start()

@@ -136,8 +136,9 @@ async def test_purge_drops_old_request_ids_states_and_finished_jobs(db, make_ten
         for request_id, age in ((old_rid, 8), (new_rid, 1)):
             await conn.execute(
                 text(
-                    "INSERT INTO idempotency_records (organizacao_id, request_id, rpc, criado_em)"
-                    " VALUES (:t, :r, 'test', now() - make_interval(days => :d))"
+                    "INSERT INTO idempotency_records"
+                    " (organizacao_id, caller, request_id, rpc, criado_em)"
+                    " VALUES (:t, 'service', :r, 'test', now() - make_interval(days => :d))"
                 ),
                 {"t": tenant.id, "r": request_id, "d": age},
             )

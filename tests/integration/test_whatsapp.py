@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Role
+from server.whatsapp.connection import session_name
 from server.whatsapp.health import check_sessions
-from server.whatsapp.sessions import session_name
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.whatsapp_stack import Stack, poll, wait_waha_status, whatsapp_stack
@@ -136,13 +136,14 @@ async def test_inbound_phone_sent_reply_and_acks(
     assert messages[0].direcao == resources_pb2.MESSAGE_DIRECTION_OUTBOUND
     assert messages[0].body == "Oi!"
 
-    sent = await stack.stub().SendWhatsAppMessage(
-        pb.SendWhatsAppMessageRequest(
-            contato_id=conversation.contato_id, text="Custa 10", request_id=str(uuid.uuid4())
-        ),
-        metadata=stack.md(member),
+    send = pb.SendWhatsAppMessageRequest(
+        contato_id=conversation.contato_id, text="Custa 10", request_id=str(uuid.uuid4())
     )
+    sent = await stack.stub().SendWhatsAppMessage(send, metadata=stack.md(member))
     assert sent.message.status == resources_pb2.MESSAGE_STATUS_QUEUED and sent.job_id
+    # A retry with the same request id answers the same message and queues nothing new.
+    again = await stack.stub().SendWhatsAppMessage(send, metadata=stack.md(member))
+    assert again == sent
 
     async def delivered_to_waha() -> list[dict[str, object]] | None:
         rows = await stack.control_get("messages", session=name, source="api")

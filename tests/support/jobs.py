@@ -14,6 +14,8 @@ from db.uow import Database
 from server.auth.caller import Caller, Role
 from server.resilience.clock import FakeClock
 from server.resilience.jobs import enqueue
+from server.resilience.operations import Operation
+from server.resilience.policies import POLICIES
 
 
 def ahead_clock(minutes: float = 5) -> FakeClock:
@@ -30,7 +32,7 @@ def unique_op(prefix: str) -> str:
 async def add_job(
     db: Database,
     tenant_id: uuid.UUID,
-    operation: str,
+    operation: str | Operation,
     *,
     payload: Mapping[str, Any] | None = None,
     max_attempts: int | None = None,
@@ -41,7 +43,12 @@ async def add_job(
         job_id = await enqueue(
             session,
             tenant_id=tenant_id,
-            operation=operation,
+            # A bare name is a test-only job type: the inbound row's budget unless told.
+            operation=(
+                operation
+                if isinstance(operation, Operation)
+                else Operation(operation, POLICIES["inbound_event"])
+            ),
             payload=dict(payload or {}),
             idempotency_key=key or uuid.uuid4().hex,
             tipo=tipo,

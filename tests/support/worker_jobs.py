@@ -12,6 +12,8 @@ import os
 
 from server.bootstrap import Deps
 from server.resilience.jobs import Job
+from server.resilience.operations import Operation
+from server.resilience.policies import POLICIES
 
 OPERATION = "test.worker_process"
 LOG_ENV = "CONEXOES_TEST_JOB_LOG"
@@ -31,4 +33,4 @@ def register_jobs(deps: Deps) -> None:
             await asyncio.sleep(3600)
         note("end", job)
 
-    deps.jobs.register(OPERATION, handler, policy="capi_event")
+    deps.jobs.register(Operation(OPERATION, POLICIES["capi_event"]), handler)

@@ -29,8 +29,9 @@ if str(GENERATED) not in sys.path:
 
 PACKAGE = "renove.conexoes.v1"
 
-# Every row of the endpoint tables of shared/spec/PRD-08-conexoes.md (sections 1.5, 2.5, 3.5,
-# 4.4, 5.2.5, 6.6, 7.6): 54 rows, `:param` written `{param}`. One correction from DESIGN.md:
+# Every row of the endpoint tables of the product spec (PRD-08, sections 1.5, 2.5, 3.5,
+# 4.4, 5.2.5, 6.6, 7.6): 54 rows, `:param` written `{param}`. One correction (no router can
+# tell the spec's own route from another):
 # the spec's `GET /api/v1/conexoes/meta/formularios/:page_id` (list a page's forms) is
 # `GET /api/v1/conexoes/meta/paginas/{page_id}/formularios`.
 SPEC_ENDPOINTS: list[tuple[str, str]] = [
@@ -47,7 +48,7 @@ SPEC_ENDPOINTS: list[tuple[str, str]] = [
     ("DELETE", "/api/v1/conexoes/meta"),
     ("GET", "/api/v1/conexoes/meta/paginas"),
     ("POST", "/api/v1/conexoes/meta/paginas/{page_id}/selecionar"),
-    ("GET", "/api/v1/conexoes/meta/paginas/{page_id}/formularios"),  # DESIGN.md correction
+    ("GET", "/api/v1/conexoes/meta/paginas/{page_id}/formularios"),  # the corrected route
     ("POST", "/api/v1/conexoes/meta/formularios"),
     ("GET", "/api/v1/conexoes/meta/formularios/{id}"),
     ("PATCH", "/api/v1/conexoes/meta/formularios/{id}"),

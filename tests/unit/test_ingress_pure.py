@@ -30,7 +30,7 @@ from server.ingress.signatures import (
 from webhooks_http.ratelimit import TokenBucketLimiter, client_address
 from webhooks_http.service_identity import ServiceIdentity
 
-# providers.md §1.5, the published WAHA test vector.
+# docs/providers.md (WAHA): the test vector WAHA publishes.
 WAHA_BODY = b'{"event":"message","session":"default","engine":"WEBJS"}'
 WAHA_DIGEST = (
     "208f8a55dde9e05519e898b10b89bf0d0b3b0fdf11fdbf09b6b90476301b98d8"

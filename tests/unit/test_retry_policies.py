@@ -1,4 +1,5 @@
-"""The spec's retry table, backoff with jitter, tenant overrides, run_with_retry over real HTTP."""
+"""The spec's retry table, backoff with jitter, tenant overrides, and how real HTTP failures
+are classified (retryable or final, Retry-After) for the worker's retry decisions."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ from server.resilience import (
     RetryPolicy,
     Strategy,
     delay_bounds,
+    is_retryable,
     next_delay,
     policy_for,
-    run_with_retry,
+    retry_after_of,
 )
 
 EXP, LIN = Strategy.EXPONENTIAL, Strategy.LINEAR
@@ -102,28 +104,19 @@ def test_table_is_the_spec() -> None:
 
 
 @pytest.mark.parametrize("operation", list(SPEC))
-async def test_each_policy_gives_up_after_its_attempts_with_its_waits(operation: str) -> None:
+def test_each_policy_waits_its_backoff_between_its_attempts(operation: str) -> None:
     retries, _base, _strategy, _timeout, waits = SPEC[operation]
     policy = POLICIES[operation]
-
+    assert policy.max_attempts == retries == len(waits) + 1
     for rng, factor in ((NO_JITTER, 1.0), (MAX_JITTER, 1.3)):
-        clock = FakeClock(auto_advance=True)
-        fn, calls = _always(_outage)
-        with pytest.raises(ProviderServerError) as info:
-            await run_with_retry(policy, fn, clock, rng)
-        assert len(calls) == retries
-        assert clock.slept == pytest.approx([w * factor for w in waits])
-        assert f"gave up after {retries} attempts" in "".join(info.value.__notes__)
-
+        computed = [next_delay(policy, n, rng) for n in range(1, retries)]
+        assert computed == pytest.approx([w * factor for w in waits])
     # With real randomness every wait stays within [base, base * 1.3].
-    clock = FakeClock(auto_advance=True)
-    fn, calls = _always(_outage)
-    with pytest.raises(ProviderServerError):
-        await run_with_retry(policy, fn, clock, random.Random(8))
-    for n, (slept, wait) in enumerate(zip(clock.slept, waits, strict=True), start=1):
+    rng = random.Random(8)
+    for n, wait in enumerate(waits, start=1):
         low, high = delay_bounds(policy, n)
         assert (low, high) == pytest.approx((wait, wait * 1.3))
-        assert low <= slept <= high
+        assert low <= next_delay(policy, n, rng) <= high
 
 
 def test_linear_grows_by_base_exponential_doubles() -> None:
@@ -190,13 +183,8 @@ def test_tenant_overrides(config: dict[str, Any], capi: int, webhook: int) -> No
     assert replace(policy_for("capi_event", config), max_retries=5) == POLICIES["capi_event"]
 
 
-async def test_disabled_capi_retry_means_one_attempt() -> None:
-    policy = policy_for("capi_event", {"desativar_retry_capi": True})
-    fn, calls = _always(_outage)
-    clock = FakeClock(auto_advance=True)
-    with pytest.raises(ProviderServerError):
-        await run_with_retry(policy, fn, clock, NO_JITTER)
-    assert (len(calls), clock.slept) == (1, [])
+def test_disabled_capi_retry_means_one_attempt() -> None:
+    assert policy_for("capi_event", {"desativar_retry_capi": True}).max_attempts == 1
 
 
 def test_unknown_operation_is_an_error() -> None:
@@ -238,7 +226,7 @@ async def test_fake_clock_wakes_sleepers_in_order_only_when_advanced() -> None:
     assert clock.now() == datetime(2025, 3, 1, 0, 0, 12, tzinfo=UTC)
 
 
-# --- run_with_retry against the fault server ------------------------------------------
+# --- real HTTP failures, classified once for the worker ----------------------------------
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -267,18 +255,26 @@ def _sender(
     return send
 
 
-WHATSAPP = POLICIES["whatsapp_send"]
+async def _failure(send: Callable[[], Awaitable[Any]]) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        await send()
+    return info.value
 
 
-async def test_500_500_200_succeeds_on_the_third(faults: FaultServer) -> None:
-    faults.script(
-        [Reply.error(500), Reply.error(500), Reply.json({"id": "m1"})], path="/api/sendText"
-    )
-    clock = FakeClock(auto_advance=True)
-    result = await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER)
-    assert result == {"id": "m1"}
-    assert len(faults.requests_to("/api/sendText")) == 3
-    assert clock.slept == [2.0, 4.0]
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply.error(500), ProviderServerError),
+        (Reply.error(503), ProviderServerError),
+        (Reply.connection_reset(), ProviderNetworkError),
+        (Reply.slow(0.5), ProviderTimeout),
+    ],
+    ids=["500", "503", "reset", "slow"],
+)
+async def test_outages_are_retryable(faults: FaultServer, reply: Reply, error: type) -> None:
+    faults.script([reply], path="/api/sendText")
+    failure = await _failure(_sender(faults, timeout=0.2))
+    assert isinstance(failure, error) and is_retryable(failure)
 
 
 @pytest.mark.parametrize(
@@ -295,122 +291,39 @@ async def test_500_500_200_succeeds_on_the_third(faults: FaultServer) -> None:
 async def test_final_errors_are_not_retried(
     faults: FaultServer, reply: Reply, error: type[ProviderError]
 ) -> None:
-    faults.script([reply, Reply.json({"id": "never"})], path="/api/sendText")
-    clock = FakeClock(auto_advance=True)
-    with pytest.raises(error):
-        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER)
-    assert len(faults.requests_to("/api/sendText")) == 1
-    assert clock.slept == []
+    faults.script([reply], path="/api/sendText")
+    failure = await _failure(_sender(faults))
+    assert isinstance(failure, error) and not is_retryable(failure)
 
 
-async def test_429_retry_after_is_waited_for(faults: FaultServer) -> None:
-    faults.script([Reply.rate_limited(3), Reply.json({"id": "m2"})], path="/api/sendText")
-    clock = FakeClock(auto_advance=True)
-    retried: list[tuple[type[BaseException], int, float]] = []
-    result = await run_with_retry(
-        WHATSAPP,
-        _sender(faults),
-        clock,
-        random.Random(1),
-        on_retry=lambda exc, n, delay: retried.append((type(exc), n, delay)),
-    )
-    assert result == {"id": "m2"}
-    assert 3.0 <= clock.slept[0] <= 3.9  # never sooner than asked; jitter on top
-    assert retried == [(ProviderRateLimited, 1, clock.slept[0])]
+async def test_429_retry_after_is_a_floor_for_the_next_attempt(faults: FaultServer) -> None:
+    faults.script([Reply.rate_limited(3), Reply.rate_limited(600)], path="/api/sendText")
+    first = await _failure(_sender(faults))
+    assert isinstance(first, ProviderRateLimited) and is_retryable(first)
+    assert retry_after_of(first) == 3.0
+    policy = POLICIES["whatsapp_send"]
+    assert 3.0 <= next_delay(policy, 1, random.Random(1), retry_after_of(first)) <= 3.9
+    later = await _failure(_sender(faults))
+    assert retry_after_of(later) == 600.0  # -> RetryInfo for an RPC caller
 
 
-async def test_retry_after_longer_than_the_request_can_wait_is_surfaced(
-    faults: FaultServer,
-) -> None:
-    faults.script([Reply.rate_limited(600), Reply.json({})], path="/api/sendText")
-    clock = FakeClock(auto_advance=True)
-    with pytest.raises(ProviderRateLimited) as info:
-        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER)
-    assert info.value.retry_after == 600.0  # -> RetryInfo for the caller
-    assert len(faults.requests_to("/api/sendText")) == 1
-    assert clock.slept == []
-
-
-async def test_slow_answer_times_out_and_counts_as_retryable(faults: FaultServer) -> None:
-    faults.script([Reply.slow(0.5), Reply.json({"id": "m3"})], path="/api/sendText")
-    clock = FakeClock(auto_advance=True)
-    failures: list[BaseException] = []
-    result = await run_with_retry(
-        WHATSAPP, _sender(faults, timeout=0.2), clock, NO_JITTER,
-        on_retry=lambda exc, n, delay: failures.append(exc),
-    )  # fmt: skip
-    assert result == {"id": "m3"}
-    assert [type(f) for f in failures] == [ProviderTimeout]
-
-
-async def test_policy_timeout_bounds_each_attempt(faults: FaultServer) -> None:
-    # The HTTP client would wait 5 s; the policy's per-attempt limit cuts it at 0.15 s.
-    faults.script([Reply.slow(0.5)] * 3, path="/api/sendText")
-    policy = replace(WHATSAPP, timeout_s=0.15)
-    clock = FakeClock(auto_advance=True)
-    with pytest.raises(ProviderTimeout) as info:
-        await run_with_retry(policy, _sender(faults, timeout=5), clock, NO_JITTER, provider="waha")
-    assert isinstance(info.value.__cause__, TimeoutError)
-    assert info.value.provider == "waha"
-    assert len(faults.requests_to("/api/sendText")) == 3
-    assert clock.slept == [2.0, 4.0]
-
-
-async def test_connection_reset_is_retried(faults: FaultServer) -> None:
-    faults.script([Reply.connection_reset(), Reply.json({"id": "m4"})], path="/api/sendText")
-    clock = FakeClock(auto_advance=True)
-    failures: list[BaseException] = []
-    result = await run_with_retry(
-        WHATSAPP, _sender(faults), clock, NO_JITTER,
-        on_retry=lambda exc, n, delay: failures.append(exc),
-    )  # fmt: skip
-    assert result == {"id": "m4"}
-    assert [type(f) for f in failures] == [ProviderNetworkError]
-
-
-async def test_persistent_outage_gives_up_and_opens_the_breaker(faults: FaultServer) -> None:
+async def test_persistent_outage_opens_the_breaker(faults: FaultServer) -> None:
     faults.script([Reply.error(503)] * 3, path="/api/sendText")
     clock = FakeClock(auto_advance=True)
     breakers = BreakerRegistry(clock)
-    waha = breakers.get("waha")
-
-    with pytest.raises(ProviderServerError):
-        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER, breaker=waha)
-    assert len(faults.requests_to("/api/sendText")) == 3
-    assert waha.state is BreakerState.OPEN
-
-    # The next request fails fast: nothing reaches the provider.
+    send = _sender(faults)
+    for _ in range(3):
+        with pytest.raises(ProviderServerError):
+            async with breakers.guard("waha"):
+                await send()
+    assert breakers.get("waha").state is BreakerState.OPEN
+    # The next call fails fast: nothing reaches the provider.
     with pytest.raises(CircuitOpen) as info:
-        await run_with_retry(WHATSAPP, _sender(faults), clock, NO_JITTER, breaker=waha)
+        async with breakers.guard("waha"):
+            await send()
     assert len(faults.requests_to("/api/sendText")) == 3
     assert info.value.retry_after == pytest.approx(30.0)
 
 
-async def test_breaker_opening_mid_retry_stops_the_loop() -> None:
-    clock = FakeClock(auto_advance=True)
-    waha = BreakerRegistry(clock).get("waha")  # opens after 3 outages
-    fn, calls = _always(_outage)
-    policy = replace(WHATSAPP, max_retries=5)
-    with pytest.raises(CircuitOpen) as info:
-        await run_with_retry(policy, fn, clock, NO_JITTER, breaker=waha)
-    assert len(calls) == 3
-    assert isinstance(info.value.__cause__, ProviderServerError)
-
-
-async def test_our_bugs_are_not_retried() -> None:
-    fn, calls = _always(lambda: KeyError("missing field"))
-    with pytest.raises(KeyError):
-        await run_with_retry(WHATSAPP, fn, FakeClock(auto_advance=True), NO_JITTER)
-    assert len(calls) == 1
-
-
-async def test_cancellation_while_waiting_propagates() -> None:
-    clock = FakeClock()  # manual: the retry loop will sit in its wait
-    fn, calls = _always(_outage)
-    task = asyncio.create_task(run_with_retry(WHATSAPP, fn, clock, NO_JITTER))
-    await asyncio.sleep(0)  # one turn: the attempt fails at once, then the wait begins
-    assert clock.sleeping == 1
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert len(calls) == 1
+def test_our_bugs_are_not_retried() -> None:
+    assert not is_retryable(KeyError("missing field"))

@@ -1,4 +1,4 @@
-"""The Graph fake against shared/providers.md sections 2 and 3.
+"""The Graph fake against docs/providers.md (Meta Graph, Meta Lead Ads).
 
 API calls go through httpx's ASGITransport into the whole sandbox app (the `/graph` mount is
 exercised too); webhooks go over real loopback HTTP to the scripted fault server.

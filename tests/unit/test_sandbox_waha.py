@@ -1,4 +1,4 @@
-"""The WAHA fake against the contract in shared/providers.md section 1.
+"""The WAHA fake against the contract in docs/providers.md (WAHA).
 
 API calls go through httpx's ASGITransport into the whole sandbox app (so the `/waha` mount is
 exercised too); webhooks go over real loopback HTTP to a tiny uvicorn receiver.

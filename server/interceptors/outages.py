@@ -1,18 +1,16 @@
-"""Database outages become UNAVAILABLE, not INTERNAL, so the sidecar answers 503 and the
-provider retries the delivery later (DESIGN.md "Nothing lost").
+"""Database outages become UNAVAILABLE with RetryInfo, not INTERNAL, on every RPC: the caller
+(the sidecar answering a provider 503, the frontend, another service) retries later, and a
+webhook is never lost (docs/architecture.md, "A webhook's way").
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
-from server.errors import Unavailable
+from server.errors import DomainError, Unavailable
 
 # What an unreachable, restarting or shut-down server raises somewhere in the cause chain:
 # socket errors, asyncpg's connection errors and the 57P0x "operator intervention" class
@@ -27,9 +25,6 @@ _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     sa_exc.TimeoutError,
 )
 RETRY_AFTER_S = 5.0
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def is_database_outage(error: BaseException) -> bool:
@@ -53,22 +48,19 @@ def is_database_outage(error: BaseException) -> bool:
     return False
 
 
-def outage_as_unavailable(
-    method: Callable[P, Awaitable[R]],
-) -> Callable[P, Awaitable[R]]:
-    """Decorates a servicer method: database outages are raised as `Unavailable`."""
+class DatabaseUnavailable(Unavailable):
+    reason = "DATABASE_UNAVAILABLE"
 
-    @functools.wraps(method)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except Unavailable:
-            raise
-        except Exception as exc:
-            if is_database_outage(exc):
-                raise Unavailable(
-                    "the webhook inbox is unavailable; retry later", retry_after=RETRY_AFTER_S
-                ) from exc
-            raise
 
-    return call
+def as_unavailable(error: BaseException) -> DatabaseUnavailable | None:
+    """The UNAVAILABLE error to answer when `error` is a database outage, else None.
+
+    A DomainError was classified where it was raised: one about a provider carries the
+    provider's own socket or TLS failure in its chain (an SMTP server's certificate, a refused
+    connection), which is not the database's.
+    """
+    if isinstance(error, DomainError) or not is_database_outage(error):
+        return None
+    return DatabaseUnavailable(
+        "the database is unavailable; retry later", retry_after=RETRY_AFTER_S
+    )

@@ -1,0 +1,209 @@
+"""One attempt of one claimed job, start to finish:
+
+    circuit open      -> back to pending at the breaker's next probe; no attempt spent
+    success           -> completed
+    retryable error   -> pending, proxima_tentativa = now + next_delay (Retry-After honoured)
+    final error / last attempt
+                      -> failed (dead-lettered), with the dead-letter hook's consequences
+
+A long attempt keeps its lease alive with a heartbeat; the handler runs under its policy's
+timeout, holding its operation's breaker permit (budget.py gives the policy and budget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+
+from db.uow import Database
+from server.errors import CircuitOpen
+from server.providers.errors import ProviderTimeout
+from server.resilience import queue
+from server.resilience.backoff import RandomSource, next_delay
+from server.resilience.breaker import BreakerRegistry, CircuitBreaker, Permit
+from server.resilience.budget import AttemptBudget, tenant_service
+from server.resilience.classify import is_retryable, retry_after_of
+from server.resilience.clock import Clock
+from server.resilience.dead_letters import DeadLetterHook
+from server.resilience.jobs import HandlerSpec, Job, JobRegistry
+from server.resilience.policies import RetryPolicy
+from server.resilience.queue import ClaimedJob
+
+_log = logging.getLogger(__name__)
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        db: Database,
+        registry: JobRegistry,
+        breakers: BreakerRegistry,
+        clock: Clock,
+        budget: AttemptBudget,
+        rng: RandomSource,
+        on_dead_letter: DeadLetterHook,
+        *,
+        worker_id: str,
+        lease_seconds: int,
+        poll_interval: float,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._breakers = breakers
+        self._clock = clock
+        self._budget = budget
+        self._rng = rng
+        self._on_dead_letter = on_dead_letter
+        self.id = worker_id
+        self._lease = lease_seconds
+        self._poll = poll_interval
+
+    def _now(self) -> dt.datetime | None:
+        return queue.db_time(self._clock)
+
+    async def run(self, job: ClaimedJob) -> None:
+        spec = self._registry.get(job.operation)
+        if spec is None:  # unregistered after the claim: leave it for a worker that has it
+            await self.release(job, None)
+            return
+        policy, max_attempts = await self._budget.of(job, spec)
+        attempt = job.tentativas + 1
+        if attempt > max_attempts:
+            # A worker died during the last attempt (the reclaim counted it): stop here.
+            await self._dead_letter(job, attempt - 1, max_attempts, job_error(job))
+            return
+        breaker = self._breakers.get(spec.breaker) if spec.breaker else None
+        permit: Permit | None = None
+        if breaker is not None:
+            try:
+                permit = breaker.allow()
+            except CircuitOpen as exc:
+                await self._postpone(job, exc, breaker)
+                return
+        error = await self._run_handler(job, spec, policy, attempt, max_attempts, breaker, permit)
+        if isinstance(error, CircuitOpen):
+            await self._postpone(job, error, breaker)
+        elif error is None:
+            async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
+                if not await queue.complete(
+                    session, job.id, self.id, attempt=attempt, max_attempts=max_attempts
+                ):
+                    _log.warning("job %s finished after its lease was lost", job.id)
+        elif is_retryable(error) and attempt < max_attempts:
+            delay = next_delay(policy, attempt, self._rng, retry_after_of(error))
+            async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
+                await queue.retry_later(
+                    session,
+                    job.id,
+                    self.id,
+                    attempt=attempt,
+                    max_attempts=max_attempts,
+                    delay_s=delay,
+                    error=queue.short_error(error),
+                    now=self._now(),
+                )
+        else:
+            await self._dead_letter(job, attempt, max_attempts, queue.short_error(error))
+
+    async def _run_handler(
+        self,
+        job: ClaimedJob,
+        spec: HandlerSpec,
+        policy: RetryPolicy,
+        attempt: int,
+        max_attempts: int,
+        breaker: CircuitBreaker | None,
+        permit: Permit | None,
+    ) -> BaseException | None:
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        error: BaseException | None = None
+        try:
+            with self._breakers.held(spec.breaker):
+                async with asyncio.timeout(policy.timeout_s):
+                    await spec.handler(
+                        Job(
+                            id=job.id,
+                            tenant_id=job.tenant_id,
+                            operation=job.operation,
+                            tipo=job.tipo,
+                            destino=job.destino,
+                            payload=job.payload,
+                            idempotency_key=job.idempotency_key,
+                            attempt=attempt,
+                            max_attempts=max_attempts,
+                        )
+                    )
+        except TimeoutError as exc:
+            error = ProviderTimeout(
+                f"attempt {attempt} took longer than {policy.timeout_s:g}s",
+                provider=spec.breaker or spec.operation.name,
+            )
+            error.__cause__ = exc
+        except Exception as exc:
+            error = exc
+        except BaseException as exc:  # cancelled: no verdict on the provider
+            if breaker is not None and permit is not None:
+                breaker.settle(permit, exc)
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if breaker is not None and permit is not None:
+            breaker.settle(permit, error)
+        return error
+
+    async def _heartbeat(self, job: ClaimedJob) -> None:
+        while True:
+            await self._clock.sleep(self._lease / 3)
+            try:
+                async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
+                    kept = await queue.renew_lease(
+                        session, job.id, self.id, lease_seconds=self._lease, now=self._now()
+                    )
+            except Exception as exc:
+                _log.warning("renewing the lease of job %s failed: %s", job.id, exc)
+                continue
+            if not kept:
+                _log.warning("job %s lost its lease; its result will be ignored", job.id)
+                return
+
+    async def _postpone(
+        self, job: ClaimedJob, exc: CircuitOpen, breaker: CircuitBreaker | None
+    ) -> None:
+        delay = exc.retry_after
+        if delay is None:
+            delay = breaker.config.reset_timeout_s if breaker is not None else self._poll
+        async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
+            await queue.postpone(session, job.id, self.id, delay_s=delay, now=self._now())
+
+    async def release(self, job: ClaimedJob, reason: str | None) -> None:
+        async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
+            await queue.postpone(
+                session, job.id, self.id, delay_s=0.0, now=self._now(), reason=reason
+            )
+
+    async def _dead_letter(
+        self, job: ClaimedJob, attempts: int, max_attempts: int, error: str
+    ) -> None:
+        caller = tenant_service(job.tenant_id)
+        async with self._db.unit_of_work(caller) as session:
+            if not await queue.dead_letter(
+                session, job.id, self.id, attempt=attempts, max_attempts=max_attempts, error=error
+            ):
+                _log.warning("job %s failed after its lease was lost", job.id)
+                return
+            facts: dict[str, object] = {
+                "operacao": job.operation,
+                "tipo": job.tipo,
+                "destino": job.destino,
+                "tentativas": attempts,
+                "erro": error,
+            }
+            await self._on_dead_letter(session, caller, job, facts)
+
+
+def job_error(job: ClaimedJob) -> str:
+    return f"no attempts left after {job.tentativas} (the last worker was lost mid-attempt)"

@@ -1,0 +1,100 @@
+"""Every kind of queued job, declared once: its name, its retry policy and its breaker.
+
+An `Operation` is the one place that says how a job type is retried and which provider's
+circuit breaker guards it. Enqueue reads its attempt budget from it, the worker its timeout,
+backoff and breaker, the ingress routes the operation their webhooks feed, and a room
+registers its handler against it (`deps.jobs.register(OPERATION, handler)`). There is no
+lookup by name and no default: a job type that is not declared here cannot be enqueued.
+
+A provider call made by a job's handler is guarded by the job's breaker in the worker, once:
+inside a handler, `BreakerRegistry.guard` for that same provider is a no-op (see
+server/resilience/breaker.py), so a client shared with RPC paths needs no job-specific variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from server.resilience.policies import POLICIES, RetryPolicy, policy_for
+
+
+@dataclass(frozen=True)
+class Operation:
+    """Attributes:
+    name: `eventos_pendentes.operacao`; the handler registered for it consumes the job.
+    policy: the spec's retry row it follows (attempts, backoff, timeout).
+    breaker: the provider breaker (a key of BREAKER_CONFIGS) the worker asks before each
+        attempt, or None when the handler calls no provider.
+    """
+
+    name: str
+    policy: RetryPolicy
+    breaker: str | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return self.policy.max_attempts
+
+    def policy_for(self, tenant_retry_config: Mapping[str, object] | None) -> RetryPolicy:
+        """The policy with the tenant's overrides (policies.policy_for) applied."""
+        return policy_for(self.policy.operation, tenant_retry_config)
+
+
+def _op(name: str, policy: str, breaker: str | None = None) -> Operation:
+    return Operation(name, POLICIES[policy], breaker)
+
+
+# WhatsApp (server/whatsapp/)
+WAHA_EVENT = _op("waha_event", "inbound_event")
+WHATSAPP_SEND = _op("whatsapp_send", "whatsapp_send", "waha")
+# Logout/delete in WAHA after a disconnect WAHA could not take at the time: a WAHA call that
+# must happen, retried like a send.
+WAHA_CLEANUP = _op("waha_cleanup", "whatsapp_send", "waha")
+# Meta Lead Ads (server/meta_leads/): webhook deliveries, backfilled and parked leads alike.
+META_LEADGEN = _op("meta_leadgen", "lead_processing", "meta_graph")
+# Conversions API (server/conversions/): a CRM or Lead Ads event sent to the pixel.
+CAPI_EVENT = _op("capi_event", "capi_event", "meta_capi")
+# Custom Audiences (server/audiences/), all on the spec's audience row: members added to an
+# audience (events, sync now), an audience deleted at Meta, a contact's hashes removed from an
+# audience (deleted in the directory, consent withdrawn).
+AUDIENCE_SYNC = _op("audience_sync", "audience_sync", "meta_audiences")
+AUDIENCE_DELETE = _op("audience_delete", "audience_sync", "meta_audiences")
+AUDIENCE_REMOVE = _op("audience_remove", "audience_sync", "meta_audiences")
+# Instagram Direct (server/instagram/): webhook deliveries and sends.
+INSTAGRAM_EVENT = _op("instagram_event", "inbound_event")
+INSTAGRAM_SEND = _op("instagram_send", "instagram_send", "instagram")
+# Google Calendar (server/google_calendar/): push notifications (an incremental sync, which
+# calls Google) and the events of meetings the CRM schedules.
+GOOGLE_CALENDAR_NOTIFICATION = _op(
+    "google_calendar_notification", "inbound_event", "google_calendar"
+)
+GOOGLE_CALENDAR_CREATE = _op("google_calendar_create", "calendar_create", "google_calendar")
+# E-mail (server/email/): one message through SMTP or Gmail (the handler picks the breaker by
+# transport).
+EMAIL_SEND = _op("email_send", "email_send")
+# Signed outbound webhooks to a tenant's endpoint (no provider breaker: one URL per tenant).
+OUTBOUND_WEBHOOK = _op("outbound_webhook", "outbound_webhook")
+
+OPERATIONS: Mapping[str, Operation] = MappingProxyType(
+    {
+        op.name: op
+        for op in (
+            WAHA_EVENT,
+            WHATSAPP_SEND,
+            WAHA_CLEANUP,
+            META_LEADGEN,
+            CAPI_EVENT,
+            AUDIENCE_SYNC,
+            AUDIENCE_DELETE,
+            AUDIENCE_REMOVE,
+            INSTAGRAM_EVENT,
+            INSTAGRAM_SEND,
+            GOOGLE_CALENDAR_NOTIFICATION,
+            GOOGLE_CALENDAR_CREATE,
+            EMAIL_SEND,
+            OUTBOUND_WEBHOOK,
+        )
+    }
+)

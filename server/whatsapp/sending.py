@@ -1,0 +1,101 @@
+"""The "whatsapp_send" job: one stored outbound message sent through WAHA (the worker guards
+the call with the "waha" breaker), marked sent, or failed for good."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Message, WhatsAppSession
+from server.auth.caller import Caller, Role
+from server.errors import DomainError
+from server.outbox import record_change
+from server.resilience.jobs import Job
+from server.security.redaction import redact
+from server.whatsapp import status as st
+from server.whatsapp.connection import CANAL, waha
+from server.whatsapp.errors import SessionNotConnected
+
+if TYPE_CHECKING:
+    from server.bootstrap import Deps
+
+
+async def send_message(deps: Deps, job: Job) -> None:
+    """Send one stored outbound message through WAHA; mark it sent, or failed for good."""
+    caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
+    message_id = uuid.UUID(str(job.payload["message_id"]))
+    async with deps.db.unit_of_work(caller) as tx:
+        message = await tx.get(Message, message_id)
+        if message is None or message.status != "pending":
+            return  # already sent (a retried job) or removed
+        session = await tx.scalar(
+            select(WhatsAppSession).where(
+                WhatsAppSession.usuario_id == message.usuario_id,
+                WhatsAppSession.deletado_em.is_(None),
+            )
+        )
+        meta = dict(message.metadata_ or {})
+    try:
+        if session is None or session.status != st.CONNECTED:
+            raise SessionNotConnected("the sender's WhatsApp session is not connected")
+        client = await waha(deps)
+        sent = await client.send_text(
+            session.session_name,
+            str(meta.get("chat_id")),
+            message.conteudo or "",
+            reply_to=str(meta["reply_to"]) if meta.get("reply_to") else None,
+        )
+    except DomainError as exc:
+        if not exc.retryable or job.attempt >= job.max_attempts:
+            await _mark_failed(deps, caller, message_id, exc)
+        raise
+    now = deps.clock.now()
+    async with deps.db.unit_of_work(caller) as tx:
+        message = await tx.get(Message, message_id, with_for_update=True)
+        if message is None:
+            return
+        # The counters in one atomic UPDATE (it takes the row lock the read-modify-write
+        # took with SELECT ... FOR UPDATE; the trigger still stamps atualizado_em).
+        counted = await tx.execute(
+            update(WhatsAppSession)
+            .where(WhatsAppSession.id == session.id)
+            .values(
+                total_mensagens_enviadas=func.coalesce(WhatsAppSession.total_mensagens_enviadas, 0)
+                + 1,
+                ultima_mensagem_em=now,
+            )
+            .returning(WhatsAppSession.id)
+            .execution_options(synchronize_session=False)
+        )
+        if counted.first() is None:
+            return  # the session row is gone: nothing is recorded (the transaction is empty)
+        message.external_id = sent.id or None
+        if message.status == "pending":
+            message.status = "sent"
+        if sent.ack is not None and (message.ack is None or sent.ack > message.ack):
+            message.ack = sent.ack
+        message.enviado_em = now
+        await _publish_status(tx, message)
+
+
+async def _mark_failed(deps: Deps, caller: Caller, message_id: uuid.UUID, exc: Exception) -> None:
+    async with deps.db.unit_of_work(caller) as tx:
+        message = await tx.get(Message, message_id, with_for_update=True)
+        if message is None or message.status != "pending":
+            return
+        message.status = "failed"
+        message.metadata_ = {**(message.metadata_ or {}), "erro": redact(str(exc))[:300]}
+        await _publish_status(tx, message)
+
+
+async def _publish_status(tx: AsyncSession, message: Message) -> None:
+    await record_change(
+        tx,
+        message.organizacao_id,
+        "MESSAGE_STATUS",
+        {"canal": CANAL, "id": str(message.id), "status": message.status or ""},
+        user_id=message.usuario_id,
+    )

@@ -1,0 +1,105 @@
+"""The sidecar's configuration: one frozen dataclass read from the environment, in one place.
+
+The sidecar shares variable names with the server (README, "Configuration") but imports none
+of the server's code: `build_sidecar_app` takes any object with the `SidecarConfig` fields, so
+tests may hand it the server's settings, and `python -m webhooks_http` reads its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# The server's development secret (server/settings.py holds the same value): used only when
+# no key of any kind is configured, so `make run` works without configuration.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SidecarConfig(Protocol):
+    """What the sidecar reads from its configuration."""
+
+    @property
+    def frontend_url(self) -> str: ...
+    @property
+    def cors_origins(self) -> tuple[str, ...]: ...
+    @property
+    def max_webhook_bytes(self) -> int: ...
+    @property
+    def effective_jwt_secret(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class RateLimitOptions:
+    rate_per_second: float = 100.0
+    burst: int = 1000
+    trusted_proxies: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True)
+class SidecarOptions:
+    """Sidecar-only settings (README, "Configuration")."""
+
+    rate_limit: RateLimitOptions = field(default_factory=RateLimitOptions)
+    webhook_deadline_s: float = 10.0
+    mount_gateway: bool = True
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    grpc_addr: str = "127.0.0.1:50051"
+    http_addr: str = "127.0.0.1:8080"
+    frontend_url: str = "http://127.0.0.1:3000"
+    cors_origins: tuple[str, ...] = ()
+    max_webhook_bytes: int = 1_048_576
+    log_level: str = "INFO"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    options: SidecarOptions = field(default_factory=SidecarOptions)
+
+    @property
+    def effective_jwt_secret(self) -> str | None:
+        """The HS256 secret; the development secret only when no key is configured."""
+        if self.jwt_secret or self.jwt_public_key:
+            return self.jwt_secret
+        return DEV_JWT_SECRET
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SidecarSettings:
+        env = os.environ if env is None else env
+        proxies = tuple(
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in env.get("CONEXOES_TRUSTED_PROXIES", "").split(",")
+            if p.strip()
+        )
+        limits = RateLimitOptions(
+            rate_per_second=float(
+                env.get("CONEXOES_WEBHOOK_RATE_PER_SECOND", RateLimitOptions.rate_per_second)
+            ),
+            burst=int(env.get("CONEXOES_WEBHOOK_RATE_BURST", RateLimitOptions.burst)),
+            trusted_proxies=proxies,
+        )
+        options = SidecarOptions(
+            rate_limit=limits,
+            webhook_deadline_s=float(
+                env.get("CONEXOES_WEBHOOK_DEADLINE_SECONDS", SidecarOptions.webhook_deadline_s)
+            ),
+        )
+        origins = tuple(
+            o.strip() for o in env.get("CONEXOES_CORS_ORIGINS", "").split(",") if o.strip()
+        )
+        return cls(
+            grpc_addr=env.get("CONEXOES_GRPC_ADDR", cls.grpc_addr),
+            http_addr=env.get("CONEXOES_HTTP_ADDR", cls.http_addr),
+            frontend_url=env.get("CONEXOES_FRONTEND_URL", cls.frontend_url).rstrip("/"),
+            cors_origins=origins,
+            max_webhook_bytes=int(env.get("CONEXOES_MAX_BODY_BYTES", cls.max_webhook_bytes)),
+            log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),
+            jwt_secret=env.get("CONEXOES_JWT_SECRET") or None,
+            jwt_public_key=env.get("CONEXOES_JWT_PUBLIC_KEY") or None,
+            options=options,
+        )
