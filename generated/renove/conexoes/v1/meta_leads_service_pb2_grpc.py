@@ -172,8 +172,8 @@ class MetaLeadsServiceServicer:
 
     def ListMetaLeadForms(self, request, context):
         """Lists the Lead Ads forms of a selected page, with their questions (the fields to map)
-        and whether each is already mapped. (Path per DESIGN.md: the spec's
-        `/formularios/:page_id` cannot be routed apart from `/formularios/:id`.)
+        and whether each is already mapped. (This path, not the spec's
+        `/formularios/:page_id`, which no router can tell apart from `/formularios/:id`.)
         Errors: NOT_FOUND (PAGE_NOT_FOUND) when the page is not selected; FAILED_PRECONDITION
         (TOKEN_EXPIRED); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
         """

@@ -78,8 +78,8 @@ class MetaLeadsServiceStub:
     """
     ListMetaLeadForms: _grpc.UnaryUnaryMultiCallable[_meta_leads_service_pb2.ListMetaLeadFormsRequest, _meta_leads_service_pb2.ListMetaLeadFormsResponse]
     """Lists the Lead Ads forms of a selected page, with their questions (the fields to map)
-    and whether each is already mapped. (Path per DESIGN.md: the spec's
-    `/formularios/:page_id` cannot be routed apart from `/formularios/:id`.)
+    and whether each is already mapped. (This path, not the spec's
+    `/formularios/:page_id`, which no router can tell apart from `/formularios/:id`.)
     Errors: NOT_FOUND (PAGE_NOT_FOUND) when the page is not selected; FAILED_PRECONDITION
     (TOKEN_EXPIRED); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
     """
@@ -159,8 +159,8 @@ class MetaLeadsServiceAsyncStub(MetaLeadsServiceStub):
     """
     ListMetaLeadForms: _aio.UnaryUnaryMultiCallable[_meta_leads_service_pb2.ListMetaLeadFormsRequest, _meta_leads_service_pb2.ListMetaLeadFormsResponse]  # type: ignore[assignment]
     """Lists the Lead Ads forms of a selected page, with their questions (the fields to map)
-    and whether each is already mapped. (Path per DESIGN.md: the spec's
-    `/formularios/:page_id` cannot be routed apart from `/formularios/:id`.)
+    and whether each is already mapped. (This path, not the spec's
+    `/formularios/:page_id`, which no router can tell apart from `/formularios/:id`.)
     Errors: NOT_FOUND (PAGE_NOT_FOUND) when the page is not selected; FAILED_PRECONDITION
     (TOKEN_EXPIRED); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
     """
@@ -279,8 +279,8 @@ class MetaLeadsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_meta_leads_service_pb2.ListMetaLeadFormsResponse, _abc.Awaitable[_meta_leads_service_pb2.ListMetaLeadFormsResponse]]:
         """Lists the Lead Ads forms of a selected page, with their questions (the fields to map)
-        and whether each is already mapped. (Path per DESIGN.md: the spec's
-        `/formularios/:page_id` cannot be routed apart from `/formularios/:id`.)
+        and whether each is already mapped. (This path, not the spec's
+        `/formularios/:page_id`, which no router can tell apart from `/formularios/:id`.)
         Errors: NOT_FOUND (PAGE_NOT_FOUND) when the page is not selected; FAILED_PRECONDITION
         (TOKEN_EXPIRED); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
         """
