@@ -29,9 +29,8 @@ from server.google_calendar import sync
 from server.outbox import record_change
 from server.protoconv import timestamp
 from tests.conftest import MigratedDatabase, Tenant
-from tests.e2e.test_google_calendar_e2e import connect
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
-from tests.support.google_stack import GoogleStack, google_stack, poll
+from tests.support.google_stack import GoogleStack, connect, google_stack, poll
 
 database = isolated_database_fixture()
 owner_engine = isolated_owner_engine_fixture()
@@ -294,7 +293,27 @@ async def _create(
         ),
         metadata=stack.md(_member(tenant)),
     )
+    await _settled(stack, tenant)
     return meeting, created.event_id
+
+
+async def _settled(stack: GoogleStack, tenant: Tenant) -> None:
+    """Waits until Google's pushes were answered and their syncs ran, so a test's own sync
+    calls meet no notification's sync."""
+
+    async def idle() -> bool | None:
+        if stack.fake.push.in_flight:
+            return None
+        async with stack.server.deps.db.unit_of_work(_core(tenant)) as session:
+            busy = await session.scalar(
+                text(
+                    "SELECT count(*) FROM eventos_pendentes WHERE operacao ="
+                    " 'google_calendar_notification' AND status IN ('pending', 'processing')"
+                )
+            )
+        return True if busy == 0 else None
+
+    await poll(idle)
 
 
 async def test_a_change_in_google_reaches_a_resumed_feed_consumer_once(
