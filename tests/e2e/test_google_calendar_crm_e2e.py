@@ -29,6 +29,7 @@ from server.google_calendar import sync
 from server.outbox import record_change
 from server.protoconv import timestamp
 from tests.conftest import MigratedDatabase, Tenant
+from tests.e2e.gateway_stack import field_violations
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.google_stack import GoogleStack, connect, google_stack, poll
 
@@ -471,3 +472,36 @@ async def test_one_sync_at_a_time_and_a_change_during_a_sync_is_read(
     )
     assert recorded.scalar_one() == 2  # "Renomeada", then "De novo"
     assert (await _lease(owner_engine, tenant, connection)).sync_lease is None
+
+
+async def test_the_meeting_travels_as_json_through_the_gateway(
+    stack: GoogleStack, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    meeting = uuid.uuid4()
+    admin = Caller(role=Role.ADMIN, tenant_id=tenant.id, user_id=tenant.admin_id)
+    body: dict[str, Any] = {
+        "request_id": f"{meeting}:json",
+        "event_type": "meeting_scheduled",
+        "occurred_at": "2026-04-01T12:00:00Z",
+        "contato_id": str(CONTACT),
+        "meeting_id": str(meeting),
+        "reuniao": {
+            "titulo": "Visita tecnica",
+            "inicio": "2026-04-20T13:00:00Z",
+            "fim": "2026-04-20T12:00:00Z",
+            "usuario_id": str(tenant.members[1]),
+        },
+    }
+    url = f"{stack.sidecar_url}/api/v1/conexoes/crm/eventos"
+    headers = {"authorization": f"Bearer {stack.server.token(admin)}"}
+    refused = await stack.http.post(url, json=body, headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert "reuniao.fim" in field_violations(refused.json())
+    assert await _meeting_row(owner_engine, tenant, meeting) is None
+
+    body["reuniao"]["fim"] = "2026-04-20T14:00:00Z"
+    accepted = await stack.http.post(url, json=body, headers=headers)
+    assert accepted.status_code == 200, accepted.text
+    row = await _meeting_row(owner_engine, tenant, meeting)
+    assert row.titulo == "Visita tecnica" and row.usuario_id == tenant.members[1]
+    assert row.fim == dt.datetime(2026, 4, 20, 14, 0, tzinfo=dt.UTC)
