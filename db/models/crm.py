@@ -242,6 +242,8 @@ class Meeting(Base):
     participantes: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB(), server_default=text("'[]'::jsonb")
     )
+    # Revision 0018: when the CRM's last applied word about the meeting happened.
+    crm_atualizado_em: Mapped[dt.datetime | None]
 
 
 class TenantSettings(Base):

@@ -121,6 +121,11 @@ class GoogleConnection(Base):
     sync_status: Mapped[str] = mapped_column(String(20), server_default="idle")
     sync_falhas: Mapped[int] = mapped_column(Integer, server_default="0")
     ultimo_sync_erro: Mapped[str | None]
+    # Revision 0018: the sync holding the connection (a lease, so no transaction stays open
+    # while Google answers) and whether a notification came in meanwhile.
+    sync_lease: Mapped[uuid.UUID | None]
+    sync_lease_ate: Mapped[dt.datetime | None]
+    sync_pendente: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class EmailConnection(Base):

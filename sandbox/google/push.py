@@ -26,6 +26,11 @@ class PushDispatcher:
         self._http = httpx.AsyncClient(timeout=10.0)
         self.delivered: list[dict[str, str]] = []
 
+    @property
+    def in_flight(self) -> int:
+        """Notifications sent but not yet answered (or given up)."""
+        return len(self._tasks)
+
     def target(self, address: str) -> str:
         for public, internal in self.rewrite:
             if address.startswith(public):

@@ -1,6 +1,8 @@
 """A pipeline event from the CRM: recorded once, the contact mirror updated, and in the same
 transaction the jobs it triggers: a `capi_event` when the Conversions API is active and the
-event enabled, and an `audience_sync` for every active audience the event feeds.
+event enabled, an `audience_sync` for every active audience the event feeds, and for a
+scheduled meeting that carries its facts, the meeting mirror and its Google event
+(`google_calendar_create`, when the owner's calendar is connected).
 
 Personal data arrives in plain text and leaves this module only hashed (Meta's rules, in
 server.providers.meta_user_data): the job payloads hold hashes, never the values.
@@ -38,9 +40,10 @@ from server.conversions import (
 )
 from server.crm_directory import ContactValues, upsert_contact
 from server.errors import FieldViolation, InvalidArgument
+from server.google_calendar import MeetingValues, schedule_meeting
 from server.providers.meta_user_data import ContactInfo, hash_value, user_data
 from server.resilience.jobs import enqueue
-from server.resilience.operations import AUDIENCE_SYNC, CAPI_EVENT
+from server.resilience.operations import AUDIENCE_SYNC, CAPI_EVENT, GOOGLE_CALENDAR_CREATE
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _ENTITY = {"won": "oportunidade", "lost": "oportunidade", "schedule": "tarefa"}
@@ -60,6 +63,7 @@ class PipelineEvent:
     currency: str = ""
     content_name: str = ""
     summary: dict[str, str] = field(default_factory=dict)
+    meeting: MeetingValues | None = None  # MEETING_SCHEDULED with the meeting's facts
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,12 @@ async def publish(
         if job is not None:
             jobs.append(job)
     jobs.extend(await _enqueue_audiences(session, tenant_id, event, contact))
+    if event.meeting is not None:
+        scheduled = await schedule_meeting(session, tenant_id, event.meeting, prefix="reuniao.")
+        if scheduled.job_id is not None:
+            jobs.append(
+                Enqueued(GOOGLE_CALENDAR_CREATE.name, str(scheduled.job_id), scheduled.calendar_id)
+            )
     return Published(record_id, event.request_id, capi_name, jobs)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
 
 import grpc
 from renove.conexoes.v1 import crm_events_service_pb2 as pb
@@ -13,6 +14,7 @@ from renove.conexoes.v1 import crm_events_service_pb2_grpc as pb_grpc
 from server.bootstrap import Deps
 from server.crm_events.publish import PipelineEvent, parse_uuid, publish, validate_money
 from server.errors import FieldViolation, InvalidArgument
+from server.google_calendar import MeetingValues
 from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
 from server.protoconv import from_timestamp
@@ -27,6 +29,7 @@ _EVENTS = {
     pb.PIPELINE_EVENT_TYPE_OPPORTUNITY_LOST: "lost",
 }
 _MAX_TEXT = 255
+_MAX_DESCRIPTION = 8000
 # Producers' clocks drift; Meta refuses events from the future.
 _CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -47,6 +50,59 @@ def _contact(c: pb.ContactData) -> ContactInfo:
         client_user_agent=c.client_user_agent,
         fbc=c.fbc,
         fbp=c.fbp,
+    )
+
+
+def _meeting_problems(request: pb.PublishPipelineEventRequest) -> list[FieldViolation]:
+    m = request.reuniao
+    problems = []
+    if request.event_type != pb.PIPELINE_EVENT_TYPE_MEETING_SCHEDULED:
+        problems.append(FieldViolation("reuniao", "only for MEETING_SCHEDULED"))
+    if not m.titulo.strip():
+        problems.append(FieldViolation("reuniao.titulo", "required"))
+    elif len(m.titulo.strip()) > _MAX_TEXT:
+        problems.append(FieldViolation("reuniao.titulo", f"at most {_MAX_TEXT} characters"))
+    if len(m.descricao) > _MAX_DESCRIPTION:
+        problems.append(
+            FieldViolation("reuniao.descricao", f"at most {_MAX_DESCRIPTION} characters")
+        )
+    times = {}
+    for name in ("inicio", "fim"):
+        if not m.HasField(name):
+            problems.append(FieldViolation(f"reuniao.{name}", "required"))
+            continue
+        try:
+            times[name] = getattr(m, name).ToDatetime(tzinfo=dt.UTC)
+        except (ValueError, OverflowError):
+            problems.append(FieldViolation(f"reuniao.{name}", "not a valid time"))
+    if len(times) == 2 and times["fim"] <= times["inicio"]:
+        problems.append(FieldViolation("reuniao.fim", "must be after inicio"))
+    try:
+        uuid.UUID(m.usuario_id.strip())
+    except ValueError:
+        problems.append(FieldViolation("reuniao.usuario_id", "required, a uuid"))
+    return problems
+
+
+def _meeting(
+    request: pb.PublishPipelineEventRequest,
+    meeting_id: uuid.UUID | None,
+    contato_id: uuid.UUID,
+    occurred: dt.datetime,
+) -> MeetingValues | None:
+    if not request.HasField("reuniao") or meeting_id is None:
+        return None
+    m = request.reuniao
+    return MeetingValues(
+        id=meeting_id,
+        updated_at=occurred,
+        usuario_id=uuid.UUID(m.usuario_id.strip()),
+        titulo=m.titulo.strip(),
+        descricao=m.descricao.strip(),
+        inicio=m.inicio.ToDatetime(tzinfo=dt.UTC),
+        fim=m.fim.ToDatetime(tzinfo=dt.UTC),
+        contato_id=contato_id,
+        oportunidade_id=parse_uuid("oportunidade_id", request.oportunidade_id, required=False),
     )
 
 
@@ -74,6 +130,8 @@ def _event(request: pb.PublishPipelineEventRequest, now: dt.datetime) -> Pipelin
     occurred = from_timestamp(request.occurred_at, request.HasField("occurred_at"))
     if occurred is not None and occurred > now + _CLOCK_SKEW:
         problems.append(FieldViolation("occurred_at", "in the future"))
+    if request.HasField("reuniao"):
+        problems += _meeting_problems(request)
     if problems:
         raise InvalidArgument("invalid pipeline event", problems)
     assert crm_event is not None
@@ -88,6 +146,7 @@ def _event(request: pb.PublishPipelineEventRequest, now: dt.datetime) -> Pipelin
         "etapa_id": request.etapa_id.strip(),
         "owner_id": request.owner_id.strip(),
     }
+    meeting_id = parse_uuid("meeting_id", request.meeting_id, required=False)
     return PipelineEvent(
         request_id=request.request_id.strip(),
         crm_event=crm_event,
@@ -96,11 +155,12 @@ def _event(request: pb.PublishPipelineEventRequest, now: dt.datetime) -> Pipelin
         contact=_contact(c),
         nome=nome,
         oportunidade_id=parse_uuid("oportunidade_id", request.oportunidade_id, required=False),
-        meeting_id=parse_uuid("meeting_id", request.meeting_id, required=False),
+        meeting_id=meeting_id,
         value=request.value,
         currency=request.currency.strip().upper(),
         content_name=request.content_name.strip(),
         summary={k: v for k, v in summary.items() if v},
+        meeting=_meeting(request, meeting_id, contato_id, occurred or now),
     )
 
 

@@ -1,11 +1,13 @@
 """Two-way sync, Google -> CRM: what changed in the calendar (a push notification, or the
 periodic fallback when notifications stop) is read with the stored sync token, and each
-change to an event linked to a CRM meeting updates the meeting and goes out on the change
-feed (CALENDAR_EVENT_CHANGED). A 410 (sync token expired) discards the token and runs a
-full sync. Sync state per connection: status, cursor, last success, failures.
+change to an event linked to a CRM meeting updates the meeting and is recorded on the change
+feed (CALENDAR_EVENT_CHANGED) in the same transaction. A 410 (sync token expired) discards
+the token and runs a full sync. Sync state per connection: status, cursor, last success,
+failures.
 
-One sync at a time per connection (an advisory lock held for its duration): concurrent
-notifications queue behind it and then find little or nothing new.
+Google is called outside any database transaction: one sync at a time per connection holds
+a lease on the connection row (server/google_calendar/sync_lease.py), reads every page, then
+applies the changes and the new sync token in one short transaction.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import GoogleConnection, Meeting
 from server.bootstrap import Deps
 from server.errors import DomainError
-from server.events import Event, publish
 from server.google_calendar.connection import calendar_client, tenant_service, with_token
+from server.google_calendar.sync_lease import SyncStart, claim, hand_back, lock_held, release
+from server.outbox import record_change
 from server.providers.google_calendar import CalendarClient, EventsPage, SyncTokenGone
 from server.security.redaction import redact
 
@@ -32,6 +35,7 @@ FALLBACK_TASK = "google_calendar.fallback_sync"
 # A connection not synced for this long gets a sync from the fallback task.
 STALE_AFTER = dt.timedelta(minutes=15)
 _MAX_PAGES = 100
+CHANGE_KIND = "CALENDAR_EVENT_CHANGED"
 
 
 def parse_time(value: object) -> dt.datetime | None:
@@ -65,7 +69,8 @@ def meet_link(event: Mapping[str, Any]) -> str | None:
 async def apply_change(
     session: AsyncSession, tenant: uuid.UUID, event: Mapping[str, Any]
 ) -> dict[str, Any] | None:
-    """Applies one Google event to its CRM meeting; returns what changed (None: nothing)."""
+    """Applies one Google event to its CRM meeting and records the change on the feed;
+    returns what changed (None: nothing)."""
     event_id = str(event.get("id") or "")
     meeting = await session.scalar(
         select(Meeting).where(Meeting.google_event_id == event_id).with_for_update()
@@ -114,71 +119,100 @@ async def apply_change(
         "fim": (changes.get("fim") or meeting.fim).isoformat(),
         "recusaram": declined,
     }
-    await publish(session, Event("CALENDAR_EVENT_CHANGED", tenant, meeting.usuario_id, data))
+    await record_change(session, tenant, CHANGE_KIND, data, user_id=meeting.usuario_id)
     return data
 
 
 async def sync_connection(deps: Deps, tenant: uuid.UUID, connection_id: uuid.UUID) -> int:
     """Runs one incremental sync (a full one without a cursor or after a 410); returns how
-    many meetings changed. Raises the provider's error after recording it."""
+    many meetings changed. A sync already running for the connection is asked to read again
+    instead (0 here). Raises the provider's error after recording it."""
+    mine = uuid.uuid4()
+    async with deps.db.unit_of_work(tenant_service(tenant)) as session:
+        start = await claim(session, connection_id, mine, deps.clock.now())
+    changed = 0
     try:
+        while start is not None:
+            items, cursor = await _read(deps, tenant, connection_id, start)
+            done, start = await _apply(deps, tenant, connection_id, mine, start, items, cursor)
+            changed += done
+    except DomainError as exc:
+        await _record_failure(deps, tenant, connection_id, mine, exc)
+        raise
+    except Exception:
         async with deps.db.unit_of_work(tenant_service(tenant)) as session:
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                {"k": f"google_calendar.sync:{connection_id}"},
+            await release(session, connection_id, mine)
+        raise
+    return changed
+
+
+async def _read(
+    deps: Deps, tenant: uuid.UUID, connection_id: uuid.UUID, start: SyncStart
+) -> tuple[list[Mapping[str, Any]], str | None]:
+    """Every page of what changed since `start` (no transaction open); returns the events
+    and the next sync token."""
+    client = calendar_client(deps)
+    cursor = start.sync_token
+    items: list[Mapping[str, Any]] = []
+    page_token: str | None = None
+    for _ in range(_MAX_PAGES):
+        try:
+            page = await with_token(
+                deps, tenant, connection_id, _lister(client, start.calendar_id, cursor, page_token)
             )
-            row = await session.get(GoogleConnection, connection_id, populate_existing=True)
-            if row is None or row.deletado_em is not None or not row.calendar_id:
-                return 0
-            if row.status != "active":
-                return 0  # a dead token cannot read; reconnecting starts over
-            changed = await _run(deps, session, tenant, row)
+        except SyncTokenGone:
+            _log.info("Google sync token of %s expired: full sync", connection_id)
+            cursor, page_token, items = None, None, []
+            continue
+        items.extend(page.items)
+        if page.next_page_token:
+            page_token = page.next_page_token
+            continue
+        return items, page.next_sync_token or cursor
+    return items, cursor
+
+
+async def _apply(
+    deps: Deps,
+    tenant: uuid.UUID,
+    connection_id: uuid.UUID,
+    mine: uuid.UUID,
+    start: SyncStart,
+    items: list[Mapping[str, Any]],
+    cursor: str | None,
+) -> tuple[int, SyncStart | None]:
+    """One short transaction: the changes, their feed records and the new cursor; then the
+    lease is handed back (or kept for another round). Returns (changed, next round)."""
+    async with deps.db.unit_of_work(tenant_service(tenant)) as session:
+        row = await lock_held(session, connection_id, mine)
+        if row is None:  # the lease ran out and another sync took over: it reads afresh
+            _log.warning("Google sync of %s lost its lease; its reading is dropped", connection_id)
+            return 0, None
+        # A calendar chosen meanwhile reset the cursor: this reading is of the old calendar.
+        current = row.deletado_em is None and row.calendar_id == start.calendar_id
+        changed = 0
+        if current:
+            for item in items:
+                if await apply_change(session, tenant, item) is not None:
+                    changed += 1
             await session.execute(
                 update(GoogleConnection)
                 .where(GoogleConnection.id == connection_id)
                 .values(
+                    sync_token=cursor,
                     sync_status="ok",
                     sync_falhas=0,
                     ultimo_sync_erro=None,
                     ultimo_sync=deps.clock.now(),
                 )
+                .execution_options(synchronize_session=False)
             )
-            return changed
-    except DomainError as exc:
-        await _record_failure(deps, tenant, connection_id, exc)
-        raise
-
-
-async def _run(deps: Deps, session: AsyncSession, tenant: uuid.UUID, row: GoogleConnection) -> int:
-    client = calendar_client(deps)
-    calendar_id = row.calendar_id
-    assert calendar_id is not None
-    cursor = row.sync_token
-    changed = 0
-    page_token: str | None = None
-    for _ in range(_MAX_PAGES):
-        try:
-            page = await with_token(
-                deps, tenant, row.id, _lister(client, calendar_id, cursor, page_token)
-            )
-        except SyncTokenGone:
-            _log.info("Google sync token of %s expired: full sync", row.id)
-            cursor, page_token = None, None
-            continue
-        for item in page.items:
-            if await apply_change(session, tenant, item) is not None:
-                changed += 1
-        if page.next_page_token:
-            page_token = page.next_page_token
-            continue
-        if page.next_sync_token:
-            await session.execute(
-                update(GoogleConnection)
-                .where(GoogleConnection.id == row.id)
-                .values(sync_token=page.next_sync_token)
-            )
-        return changed
-    return changed
+        else:
+            cursor = row.sync_token
+        following = await hand_back(
+            session, row, deps.clock.now(), cursor=cursor, read_again=not current
+        )
+        return changed, following
 
 
 def _lister(
@@ -193,7 +227,7 @@ def _lister(
 
 
 async def _record_failure(
-    deps: Deps, tenant: uuid.UUID, connection_id: uuid.UUID, exc: Exception
+    deps: Deps, tenant: uuid.UUID, connection_id: uuid.UUID, mine: uuid.UUID, exc: Exception
 ) -> None:
     async with deps.db.unit_of_work(tenant_service(tenant)) as session:
         await session.execute(
@@ -205,6 +239,7 @@ async def _record_failure(
                 ultimo_sync_erro=redact(str(exc))[:500],
             )
         )
+        await release(session, connection_id, mine)
 
 
 async def sync_stale(deps: Deps) -> dict[uuid.UUID, int]:

@@ -11,7 +11,6 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import pytest
@@ -28,7 +27,9 @@ from server.google_oauth import TESTING_KIND
 from server.protoconv import timestamp
 from tests.conftest import MakeTenant, MigratedDatabase, Tenant
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
-from tests.support.google_stack import GoogleStack, google_stack, poll
+from tests.support.google_stack import GoogleStack, connect, google_stack, poll
+from tests.support.google_stack import follow_callback as _callback
+from tests.support.google_stack import start_auth as _start
 
 database = isolated_database_fixture()
 owner_engine = isolated_owner_engine_fixture()
@@ -50,40 +51,6 @@ def _stub(stack: GoogleStack) -> pb_grpc.GoogleCalendarServiceStub:
 
 def _member(tenant: Tenant, index: int = 0) -> Caller:
     return Caller(role=Role.MEMBER, tenant_id=tenant.id, user_id=tenant.members[index])
-
-
-async def _start(stack: GoogleStack, caller: Caller) -> tuple[str, str]:
-    """The browser asks the gateway for the auth URL; returns it and the binding cookie."""
-    answer = await stack.http.get(
-        f"{stack.sidecar_url}/api/v1/conexoes/google/auth-url",
-        headers={"authorization": f"Bearer {stack.server.token(caller)}"},
-    )
-    assert answer.status_code == 200, answer.text
-    cookie = answer.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
-    name_value = cookie.split(";", 1)[0]
-    assert name_value.startswith("renove_oauth_google_calendar=")
-    return str(answer.json()["auth_url"]), name_value
-
-
-async def _callback(stack: GoogleStack, location: str, cookie: str | None) -> dict[str, list[str]]:
-    """The browser follows Google's redirect to our callback (through the proxy)."""
-    headers = {"cookie": cookie} if cookie else {}
-    landed = await stack.http.get(stack.internal(location), headers=headers)
-    assert landed.status_code == 302, landed.text
-    target = landed.headers["location"]
-    assert target.startswith("http://frontend.test/")
-    return parse_qs(urlsplit(target).query)
-
-
-async def connect(stack: GoogleStack, caller: Caller) -> None:
-    url, cookie = await _start(stack, caller)
-    query = parse_qs(urlsplit(url).query)
-    assert query["code_challenge_method"] == ["S256"] and query["access_type"] == ["offline"]
-    assert query["prompt"] == ["consent"] and query["include_granted_scopes"] == ["true"]
-    assert {"openid", "email", "profile"} <= set(query["scope"][0].split())
-    outcome = await _callback(stack, await stack.consent(url), cookie)
-    assert outcome["status"] == ["ok"], outcome
 
 
 async def _meeting(owner_engine: AsyncEngine, tenant: Tenant, user: uuid.UUID) -> uuid.UUID:
@@ -513,11 +480,13 @@ async def test_the_fallback_sync_catches_changes_without_a_notification(
 
 
 async def _quiet(stack: GoogleStack, tenant: Tenant, pushed: int) -> None:
-    """Waits until Google's next push was accepted (its job queued) and no calendar
-    notification of the tenant is waiting or running."""
+    """Waits until Google's pushes were accepted (their jobs queued; a late push of an
+    earlier test does not count for this one's) and no calendar notification of the tenant
+    is waiting or running."""
 
     async def accepted() -> bool | None:
-        return True if len(stack.fake.push.delivered) > pushed else None
+        push = stack.fake.push
+        return True if len(push.delivered) > pushed and push.in_flight == 0 else None
 
     await poll(accepted)
 

@@ -44,7 +44,7 @@ CALENDAR_SCOPES = (
     "profile",
 )
 
-__all__ = ["GoogleStack", "google_stack", "poll"]
+__all__ = ["GoogleStack", "connect", "follow_callback", "google_stack", "poll", "start_auth"]
 
 
 @dataclass
@@ -160,3 +160,39 @@ async def google_stack(
         await stack.enter_async_context(serve_in_background(sidecar_app, port=sidecar_port))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         yield GoogleStack(google_url, sidecar_url, server, http, fake)
+
+
+async def start_auth(stack: GoogleStack, caller: Caller) -> tuple[str, str]:
+    """The browser asks the gateway for the auth URL; returns it and the binding cookie."""
+    answer = await stack.http.get(
+        f"{stack.sidecar_url}/api/v1/conexoes/google/auth-url",
+        headers={"authorization": f"Bearer {stack.server.token(caller)}"},
+    )
+    assert answer.status_code == 200, answer.text
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
+    name_value = cookie.split(";", 1)[0]
+    assert name_value.startswith("renove_oauth_google_calendar=")
+    return str(answer.json()["auth_url"]), name_value
+
+
+async def follow_callback(
+    stack: GoogleStack, location: str, cookie: str | None
+) -> dict[str, list[str]]:
+    """The browser follows Google's redirect to our callback (through the proxy)."""
+    headers = {"cookie": cookie} if cookie else {}
+    landed = await stack.http.get(stack.internal(location), headers=headers)
+    assert landed.status_code == 302, landed.text
+    target = landed.headers["location"]
+    assert target.startswith("http://frontend.test/")
+    return parse_qs(urlsplit(target).query)
+
+
+async def connect(stack: GoogleStack, caller: Caller) -> None:
+    url, cookie = await start_auth(stack, caller)
+    query = parse_qs(urlsplit(url).query)
+    assert query["code_challenge_method"] == ["S256"] and query["access_type"] == ["offline"]
+    assert query["prompt"] == ["consent"] and query["include_granted_scopes"] == ["true"]
+    assert {"openid", "email", "profile"} <= set(query["scope"][0].split())
+    outcome = await follow_callback(stack, await stack.consent(url), cookie)
+    assert outcome["status"] == ["ok"], outcome

@@ -143,11 +143,11 @@ class EnqueuedJob(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     DESTINO_FIELD_NUMBER: _builtins.int
     tipo: _builtins.str
-    """Job type ("capi_event", "audience_sync")."""
+    """Job type ("capi_event", "audience_sync", "google_calendar_create")."""
     job_id: _builtins.str
     """eventos_pendentes.id."""
     destino: _builtins.str
-    """Destination (pixel id, custom_audiences_meta.id)."""
+    """Destination (pixel id, custom_audiences_meta.id, Google calendar id)."""
     def __init__(
         self,
         *,
@@ -184,6 +184,7 @@ class PublishPipelineEventRequest(_message.Message):
     MOTIVO_PERDA_FIELD_NUMBER: _builtins.int
     CONTATO_FIELD_NUMBER: _builtins.int
     ORIGEM_FIELD_NUMBER: _builtins.int
+    REUNIAO_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (AIP-155), required here: the producer's stable event id
     (e.g. "<oportunidade_id>:won"). Becomes the CAPI event_id.
@@ -220,6 +221,14 @@ class PublishPipelineEventRequest(_message.Message):
     def contato(self) -> Global___ContactData:
         """Contact data for matching at Meta."""
 
+    @_builtins.property
+    def reuniao(self) -> Global___MeetingData:
+        """The meeting's facts, for MEETING_SCHEDULED only: the meeting mirror (meetings, keyed by
+        meeting_id, ordered by occurred_at) is upserted from them, and when its owner has an
+        active Google Calendar connection with a calendar selected, the Google event's creation
+        is queued in the same transaction (once per meeting).
+        """
+
     def __init__(
         self,
         *,
@@ -238,14 +247,59 @@ class PublishPipelineEventRequest(_message.Message):
         motivo_perda: _builtins.str = ...,
         contato: Global___ContactData | None = ...,
         origem: _builtins.str = ...,
+        reuniao: Global___MeetingData | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["contato", b"contato", "occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contato", b"contato", "occurred_at", b"occurred_at", "reuniao", b"reuniao"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contato", b"contato", "contato_id", b"contato_id", "content_name", b"content_name", "currency", b"currency", "etapa_id", b"etapa_id", "event_type", b"event_type", "funil_id", b"funil_id", "meeting_id", b"meeting_id", "motivo_perda", b"motivo_perda", "occurred_at", b"occurred_at", "oportunidade_id", b"oportunidade_id", "origem", b"origem", "owner_id", b"owner_id", "request_id", b"request_id", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contato", b"contato", "contato_id", b"contato_id", "content_name", b"content_name", "currency", b"currency", "etapa_id", b"etapa_id", "event_type", b"event_type", "funil_id", b"funil_id", "meeting_id", b"meeting_id", "motivo_perda", b"motivo_perda", "occurred_at", b"occurred_at", "oportunidade_id", b"oportunidade_id", "origem", b"origem", "owner_id", b"owner_id", "request_id", b"request_id", "reuniao", b"reuniao", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PublishPipelineEventRequest: _TypeAlias = PublishPipelineEventRequest  # noqa: Y015
+
+@_typing.final
+class MeetingData(_message.Message):
+    """A meeting as the CRM holds it (the contact is the event's contato_id)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITULO_FIELD_NUMBER: _builtins.int
+    DESCRICAO_FIELD_NUMBER: _builtins.int
+    INICIO_FIELD_NUMBER: _builtins.int
+    FIM_FIELD_NUMBER: _builtins.int
+    USUARIO_ID_FIELD_NUMBER: _builtins.int
+    titulo: _builtins.str
+    """Title (-> meetings.titulo, the event's summary); at most 255 characters."""
+    descricao: _builtins.str
+    """Description (-> meetings.descricao); at most 8000 characters."""
+    usuario_id: _builtins.str
+    """Owner (usuarios.id, -> meetings.usuario_id): an active user of the tenant, whose
+    Google calendar gets the event.
+    """
+    @_builtins.property
+    def inicio(self) -> _timestamp_pb2.Timestamp:
+        """Start (-> meetings.inicio)."""
+
+    @_builtins.property
+    def fim(self) -> _timestamp_pb2.Timestamp:
+        """End (-> meetings.fim); after the start."""
+
+    def __init__(
+        self,
+        *,
+        titulo: _builtins.str = ...,
+        descricao: _builtins.str = ...,
+        inicio: _timestamp_pb2.Timestamp | None = ...,
+        fim: _timestamp_pb2.Timestamp | None = ...,
+        usuario_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fim", b"fim", "inicio", b"inicio"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descricao", b"descricao", "fim", b"fim", "inicio", b"inicio", "titulo", b"titulo", "usuario_id", b"usuario_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeetingData: _TypeAlias = MeetingData  # noqa: Y015
 
 @_typing.final
 class PublishPipelineEventResponse(_message.Message):

@@ -28,9 +28,10 @@ if _version_not_supported:
 class CrmEventsServiceStub:
     """Pipeline events published by the other CRM services (contacts, meetings, opportunities).
     Each event fans out, in the same transaction that records it, to the jobs it triggers:
-    a Conversions API event when that event is enabled (section 3) and audience additions for
-    audiences whose evento_gatilho matches (section 4). Called with a service identity or an
-    admin token of the tenant.
+    a Conversions API event when that event is enabled (section 3), audience additions for
+    audiences whose evento_gatilho matches (section 4) and, for a scheduled meeting whose owner
+    connected Google Calendar, the Google event's creation (section 5.2.6). Called with a
+    service identity or an admin token of the tenant.
     """
 
     def __init__(self, channel):
@@ -49,18 +50,21 @@ class CrmEventsServiceStub:
 class CrmEventsServiceServicer:
     """Pipeline events published by the other CRM services (contacts, meetings, opportunities).
     Each event fans out, in the same transaction that records it, to the jobs it triggers:
-    a Conversions API event when that event is enabled (section 3) and audience additions for
-    audiences whose evento_gatilho matches (section 4). Called with a service identity or an
-    admin token of the tenant.
+    a Conversions API event when that event is enabled (section 3), audience additions for
+    audiences whose evento_gatilho matches (section 4) and, for a scheduled meeting whose owner
+    connected Google Calendar, the Google event's creation (section 5.2.6). Called with a
+    service identity or an admin token of the tenant.
     """
 
     def PublishPipelineEvent(self, request, context):
-        """Records a pipeline event and enqueues its CAPI/audience jobs. Idempotent per request_id:
-        a repeat returns the first result and enqueues nothing (deduplicated=true). The
-        request_id also becomes the CAPI event_id Meta deduplicates on.
+        """Records a pipeline event and enqueues its CAPI/audience/calendar jobs. Idempotent per
+        request_id: a repeat returns the first result and enqueues nothing (deduplicated=true).
+        The request_id also becomes the CAPI event_id Meta deduplicates on.
         Errors: INVALID_ARGUMENT (missing request_id/event_type/contato_id, oportunidade_id
         missing for WON/LOST, meeting_id missing for MEETING_SCHEDULED, negative value, currency
-        not ISO 4217); PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for member tokens.
+        not ISO 4217, reuniao on another event type, reuniao without titulo/inicio/fim, fim not
+        after inicio, reuniao.usuario_id not an active user of the tenant); PERMISSION_DENIED
+        (PERMISSION_NOT_GRANTED) for member tokens.
         Nothing configured is not an error: the response lists no jobs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -86,9 +90,10 @@ def add_CrmEventsServiceServicer_to_server(servicer, server):
 class CrmEventsService:
     """Pipeline events published by the other CRM services (contacts, meetings, opportunities).
     Each event fans out, in the same transaction that records it, to the jobs it triggers:
-    a Conversions API event when that event is enabled (section 3) and audience additions for
-    audiences whose evento_gatilho matches (section 4). Called with a service identity or an
-    admin token of the tenant.
+    a Conversions API event when that event is enabled (section 3), audience additions for
+    audiences whose evento_gatilho matches (section 4) and, for a scheduled meeting whose owner
+    connected Google Calendar, the Google event's creation (section 5.2.6). Called with a
+    service identity or an admin token of the tenant.
     """
 
     @staticmethod

@@ -29,9 +29,10 @@ GRPC_VERSION: str
 class CrmEventsServiceStub:
     """Pipeline events published by the other CRM services (contacts, meetings, opportunities).
     Each event fans out, in the same transaction that records it, to the jobs it triggers:
-    a Conversions API event when that event is enabled (section 3) and audience additions for
-    audiences whose evento_gatilho matches (section 4). Called with a service identity or an
-    admin token of the tenant.
+    a Conversions API event when that event is enabled (section 3), audience additions for
+    audiences whose evento_gatilho matches (section 4) and, for a scheduled meeting whose owner
+    connected Google Calendar, the Google event's creation (section 5.2.6). Called with a
+    service identity or an admin token of the tenant.
     """
 
     @_typing.overload
@@ -39,12 +40,14 @@ class CrmEventsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CrmEventsServiceAsyncStub: ...
     PublishPipelineEvent: _grpc.UnaryUnaryMultiCallable[_crm_events_service_pb2.PublishPipelineEventRequest, _crm_events_service_pb2.PublishPipelineEventResponse]
-    """Records a pipeline event and enqueues its CAPI/audience jobs. Idempotent per request_id:
-    a repeat returns the first result and enqueues nothing (deduplicated=true). The
-    request_id also becomes the CAPI event_id Meta deduplicates on.
+    """Records a pipeline event and enqueues its CAPI/audience/calendar jobs. Idempotent per
+    request_id: a repeat returns the first result and enqueues nothing (deduplicated=true).
+    The request_id also becomes the CAPI event_id Meta deduplicates on.
     Errors: INVALID_ARGUMENT (missing request_id/event_type/contato_id, oportunidade_id
     missing for WON/LOST, meeting_id missing for MEETING_SCHEDULED, negative value, currency
-    not ISO 4217); PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for member tokens.
+    not ISO 4217, reuniao on another event type, reuniao without titulo/inicio/fim, fim not
+    after inicio, reuniao.usuario_id not an active user of the tenant); PERMISSION_DENIED
+    (PERMISSION_NOT_GRANTED) for member tokens.
     Nothing configured is not an error: the response lists no jobs.
     """
 
@@ -52,28 +55,32 @@ class CrmEventsServiceStub:
 class CrmEventsServiceAsyncStub(CrmEventsServiceStub):
     """Pipeline events published by the other CRM services (contacts, meetings, opportunities).
     Each event fans out, in the same transaction that records it, to the jobs it triggers:
-    a Conversions API event when that event is enabled (section 3) and audience additions for
-    audiences whose evento_gatilho matches (section 4). Called with a service identity or an
-    admin token of the tenant.
+    a Conversions API event when that event is enabled (section 3), audience additions for
+    audiences whose evento_gatilho matches (section 4) and, for a scheduled meeting whose owner
+    connected Google Calendar, the Google event's creation (section 5.2.6). Called with a
+    service identity or an admin token of the tenant.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PublishPipelineEvent: _aio.UnaryUnaryMultiCallable[_crm_events_service_pb2.PublishPipelineEventRequest, _crm_events_service_pb2.PublishPipelineEventResponse]  # type: ignore[assignment]
-    """Records a pipeline event and enqueues its CAPI/audience jobs. Idempotent per request_id:
-    a repeat returns the first result and enqueues nothing (deduplicated=true). The
-    request_id also becomes the CAPI event_id Meta deduplicates on.
+    """Records a pipeline event and enqueues its CAPI/audience/calendar jobs. Idempotent per
+    request_id: a repeat returns the first result and enqueues nothing (deduplicated=true).
+    The request_id also becomes the CAPI event_id Meta deduplicates on.
     Errors: INVALID_ARGUMENT (missing request_id/event_type/contato_id, oportunidade_id
     missing for WON/LOST, meeting_id missing for MEETING_SCHEDULED, negative value, currency
-    not ISO 4217); PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for member tokens.
+    not ISO 4217, reuniao on another event type, reuniao without titulo/inicio/fim, fim not
+    after inicio, reuniao.usuario_id not an active user of the tenant); PERMISSION_DENIED
+    (PERMISSION_NOT_GRANTED) for member tokens.
     Nothing configured is not an error: the response lists no jobs.
     """
 
 class CrmEventsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Pipeline events published by the other CRM services (contacts, meetings, opportunities).
     Each event fans out, in the same transaction that records it, to the jobs it triggers:
-    a Conversions API event when that event is enabled (section 3) and audience additions for
-    audiences whose evento_gatilho matches (section 4). Called with a service identity or an
-    admin token of the tenant.
+    a Conversions API event when that event is enabled (section 3), audience additions for
+    audiences whose evento_gatilho matches (section 4) and, for a scheduled meeting whose owner
+    connected Google Calendar, the Google event's creation (section 5.2.6). Called with a
+    service identity or an admin token of the tenant.
     """
 
     @_abc_1.abstractmethod
@@ -82,12 +89,14 @@ class CrmEventsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _crm_events_service_pb2.PublishPipelineEventRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_crm_events_service_pb2.PublishPipelineEventResponse, _abc.Awaitable[_crm_events_service_pb2.PublishPipelineEventResponse]]:
-        """Records a pipeline event and enqueues its CAPI/audience jobs. Idempotent per request_id:
-        a repeat returns the first result and enqueues nothing (deduplicated=true). The
-        request_id also becomes the CAPI event_id Meta deduplicates on.
+        """Records a pipeline event and enqueues its CAPI/audience/calendar jobs. Idempotent per
+        request_id: a repeat returns the first result and enqueues nothing (deduplicated=true).
+        The request_id also becomes the CAPI event_id Meta deduplicates on.
         Errors: INVALID_ARGUMENT (missing request_id/event_type/contato_id, oportunidade_id
         missing for WON/LOST, meeting_id missing for MEETING_SCHEDULED, negative value, currency
-        not ISO 4217); PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for member tokens.
+        not ISO 4217, reuniao on another event type, reuniao without titulo/inicio/fim, fim not
+        after inicio, reuniao.usuario_id not an active user of the tenant); PERMISSION_DENIED
+        (PERMISSION_NOT_GRANTED) for member tokens.
         Nothing configured is not an error: the response lists no jobs.
         """
 
