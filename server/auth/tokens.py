@@ -43,14 +43,25 @@ class TokenVerifier:
         for alg, key in self._keys:
             if alg == algorithm:
                 try:
-                    return jwt.decode(
+                    claims: dict[str, object] = jwt.decode(
                         token, key, algorithms=[alg], options={"require": _REQUIRED}, leeway=30
                     )
                 except jwt.ExpiredSignatureError as exc:
                     raise Unauthenticated("token expired") from exc
                 except jwt.PyJWTError as exc:
                     raise Unauthenticated(f"invalid token: {exc}") from exc
+                _check_numeric_dates(claims)
+                return claims
         raise Unauthenticated(f"tokens signed with {algorithm!r} are not accepted")
+
+
+def _check_numeric_dates(claims: dict[str, object]) -> None:
+    """exp, iat and nbf are NumericDates (RFC 7519 section 2): JSON numbers. PyJWT also takes a
+    numeric string, which no issuer of ours writes; such a token is refused."""
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthenticated(f"claim {name!r} is not a number")
 
 
 def _optional_uuid(claims: dict[str, object], name: str) -> uuid.UUID | None:

@@ -232,3 +232,35 @@ async def test_health_and_gateway_fallthrough(http: httpx.AsyncClient) -> None:
     ready = await http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["grpc"] == "SERVING"
     assert (await http.get("/api/openapi.json")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"object":"page","entry":' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+        b'{"object":"page","entry":[{"id":"1\\u0000","changes":[{"field":"leadgen","value":'
+        b'{"leadgen_id":"2\\u0000","page_id":"1\\u0000"}}]}]}',
+        b'{"object":"page","entry":[{"id":"1","changes":[],"note":"a\\u0000b"}]}',
+    ],
+    ids=["nested-10000-deep", "nul-in-ids", "nul-in-a-value"],
+)
+async def test_signed_poison_bodies_are_400_not_503(
+    http: httpx.AsyncClient, owner_engine: AsyncEngine, make_tenant: MakeTenant, body: bytes
+) -> None:
+    # A 503 would make Meta retry a message that can never be stored, for days.
+    reply = await http.post("/webhooks/meta-leads", content=body, headers=hub_headers(body))
+    assert reply.status_code == 400, reply.text
+
+    tenant = await make_tenant()
+    session = f"s{uuid.uuid4().hex[:10]}"
+    await seed_waha_session(owner_engine, tenant.id, tenant.member_id, session)
+    envelope = waha_envelope(session, event_id="evt\u0000x")
+    nested: object = "x"
+    for _ in range(40):
+        nested = [nested]
+    deep = waha_envelope(session, payload=nested)
+    for poison in (envelope, deep):
+        answer = await http.post(
+            f"/webhooks/waha/{tenant.id}", content=poison, headers=waha_headers(poison)
+        )
+        assert answer.status_code == 400, answer.text

@@ -336,6 +336,11 @@ def _header_timeout(request: Request) -> float | None:
     return None
 
 
+# Far above any JWT we issue or accept, far below gRPC's 16 KiB metadata limit: a longer
+# credential is not one (401), not a server that is out of resources (429).
+MAX_AUTHORIZATION_CHARS = 8192
+
+
 def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
     """Forwarded headers as gRPC metadata; gRPC accepts only printable ASCII values."""
     metadata: list[tuple[str, str]] = []
@@ -343,7 +348,8 @@ def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
         value = request.headers.get(name)
         if value is None:
             continue
-        if not _METADATA_VALUE.fullmatch(value):
+        too_long = name == "authorization" and len(value) > MAX_AUTHORIZATION_CHARS
+        if too_long or not _METADATA_VALUE.fullmatch(value):
             if name == "authorization":  # a credential we cannot even pass on: not signed in
                 raise _Rejected(
                     status_pb2.Status(
