@@ -284,3 +284,44 @@ async def test_health_check_finds_a_session_gone_from_waha(
     status = await stack.status(member)
     assert status.status == pb.WAHA_SESSION_STATUS_DISCONNECTED
     assert status.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_SESSION_MISSING
+
+
+async def test_two_users_one_request_id_two_messages_sent(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    # Request ids are per caller: two sellers who happen to pick the same one each send.
+    tenant = await make_tenant(members=2)
+    first = make_caller(tenant, Role.MEMBER, user=tenant.members[0])
+    second = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    names = [
+        await stack.connect(first, "5511988880011"),
+        await stack.connect(second, "5511988880012"),
+    ]
+    shared = str(uuid.uuid4())
+    sent = [
+        await stack.stub().SendWhatsAppMessage(
+            pb.SendWhatsAppMessageRequest(
+                to="+5511977770011", text=f"Oi de {n}", request_id=shared
+            ),
+            metadata=stack.md(caller),
+        )
+        for n, caller in enumerate((first, second))
+    ]
+    assert sent[0].message.id != sent[1].message.id and sent[0].job_id != sent[1].job_id
+
+    for n, name in enumerate(names):
+
+        async def delivered(name: str = name) -> list[dict[str, object]] | None:
+            rows = await stack.control_get("messages", session=name, source="api")
+            return rows or None
+
+        (row,) = await poll(delivered)
+        assert row["message"]["body"] == f"Oi de {n}"  # type: ignore[index]
+
+    # The same caller reusing the id for another body is refused.
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await stack.stub().SendWhatsAppMessage(
+            pb.SendWhatsAppMessageRequest(to="+5511977770011", text="outra", request_id=shared),
+            metadata=stack.md(first),
+        )
+    assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # REQUEST_ID_REUSED
