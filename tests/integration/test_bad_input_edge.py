@@ -13,7 +13,8 @@ import httpx
 import jwt
 import pytest
 
-from server.auth.caller import Role
+from server.auth.caller import Caller, Role
+from server.auth.tokens import mint_token
 from tests.conftest import MakeCaller, MakeTenant
 from tests.integration.ingress_helpers import running_sidecar
 from tests.support.grpc_server import RunningServer
@@ -121,3 +122,18 @@ async def test_return_to_is_validated_when_the_url_is_made(
             v["field"] for d in reply.json()["details"] for v in d.get("field_violations", [])
         ]
         assert violations == ["return_to"], (value, reply.text[:300])
+
+
+async def test_the_user_token_key_cannot_mint_the_service_identity(
+    http: httpx.AsyncClient, server: RunningServer, make_tenant: MakeTenant
+) -> None:
+    tenant = await make_tenant()
+    path = "/api/v1/conexoes/crm/funis"
+    user_key = server.deps.settings.jwt_secret
+    assert user_key
+    forged = mint_token(user_key, role=Role.SERVICE, tenant_id=tenant.id)
+    refused = await http.get(path, headers={"authorization": f"Bearer {forged}"})
+    assert refused.status_code == 401, refused.text[:300]
+    genuine = server.token(Caller(role=Role.SERVICE, tenant_id=tenant.id))
+    served = await http.get(path, headers={"authorization": f"Bearer {genuine}"})
+    assert served.status_code == 200, served.text[:300]
