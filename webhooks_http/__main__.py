@@ -31,7 +31,10 @@ async def serve(settings: SidecarSettings) -> None:
         app = build_sidecar_app(settings, channel, options=settings.options)
         host, port = split_address(settings.http_addr)
         _log.info("sidecar on %s -> gRPC %s", settings.http_addr, settings.grpc_addr)
-        await uvicorn.Server(uvicorn_config(app, host, port, log_level="info")).serve()
+        config = uvicorn_config(
+            app, host, port, slow_clients=settings.options.slow_clients, log_level="info"
+        )
+        await uvicorn.Server(config).serve()
     finally:
         await channel.close()
 

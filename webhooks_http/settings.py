@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from webhooks_http.slow_clients import SlowClientLimits
+
 # The server's development secret (server/settings.py holds the same value): used only when
 # no key of any kind is configured, so `make run` works without configuration.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
@@ -49,6 +51,8 @@ class SidecarOptions:
     rate_limit: RateLimitOptions = field(default_factory=RateLimitOptions)
     webhook_deadline_s: float = 10.0
     mount_gateway: bool = True
+    # Bounded time for request headers and bodies on the public port (slow_clients.py).
+    slow_clients: SlowClientLimits = field(default_factory=SlowClientLimits)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,11 @@ class SidecarSettings:
             rate_limit=limits,
             webhook_deadline_s=float(
                 env.get("CONEXOES_WEBHOOK_DEADLINE_SECONDS", SidecarOptions.webhook_deadline_s)
+            ),
+            slow_clients=SlowClientLimits(
+                header_timeout_s=float(env.get("CONEXOES_HTTP_HEADER_TIMEOUT_SECONDS", 10)),
+                body_idle_timeout_s=float(env.get("CONEXOES_HTTP_BODY_IDLE_TIMEOUT_SECONDS", 10)),
+                body_total_timeout_s=float(env.get("CONEXOES_HTTP_BODY_TIMEOUT_SECONDS", 30)),
             ),
         )
         origins = tuple(
