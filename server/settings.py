@@ -95,6 +95,8 @@ class Settings:
     # Meta Lead Ads: how often each connection's token is checked with Graph's debug_token.
     meta_health_interval_seconds: float = 3600.0
     stream_heartbeat_seconds: float = 15.0
+    # Server-streaming calls one caller may hold open at once, per server process.
+    max_streams_per_caller: int = 16
     # E-mail: SMTP to loopback/private addresses only when allowed (tests, development);
     # nameservers (ip or ip:port) for MX lookups, the system resolver when empty; an extra CA
     # bundle trusted for SMTP TLS (a private CA); the limit on one SMTP conversation step.
@@ -160,6 +162,9 @@ class Settings:
             ),
             stream_heartbeat_seconds=float(
                 env.get("CONEXOES_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds)
+            ),
+            max_streams_per_caller=int(
+                env.get("CONEXOES_MAX_STREAMS_PER_CALLER", cls.max_streams_per_caller)
             ),
             smtp_allow_private_hosts=env.get("CONEXOES_SMTP_ALLOW_PRIVATE_HOSTS", "") == "1",
             dns_nameservers=tuple(

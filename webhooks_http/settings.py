@@ -53,6 +53,8 @@ class SidecarOptions:
     mount_gateway: bool = True
     # Bounded time for request headers and bodies on the public port (slow_clients.py).
     slow_clients: SlowClientLimits = field(default_factory=SlowClientLimits)
+    # Open SSE/NDJSON streams one client address may hold at once (429 beyond).
+    max_streams_per_address: int = 32
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class SidecarSettings:
             webhook_deadline_s=float(
                 env.get("CONEXOES_WEBHOOK_DEADLINE_SECONDS", SidecarOptions.webhook_deadline_s)
             ),
+            max_streams_per_address=int(env.get("CONEXOES_MAX_STREAMS_PER_ADDRESS", 32)),
             slow_clients=SlowClientLimits(
                 header_timeout_s=float(env.get("CONEXOES_HTTP_HEADER_TIMEOUT_SECONDS", 10)),
                 body_idle_timeout_s=float(env.get("CONEXOES_HTTP_BODY_IDLE_TIMEOUT_SECONDS", 10)),
