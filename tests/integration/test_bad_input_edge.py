@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import httpx
 import jwt
 import pytest
@@ -16,8 +17,10 @@ import pytest
 from server.auth.caller import Caller, Role
 from server.auth.tokens import mint_token
 from tests.conftest import MakeCaller, MakeTenant
-from tests.integration.ingress_helpers import running_sidecar
+from tests.integration.ingress_helpers import running_sidecar, sidecar_settings
 from tests.support.grpc_server import RunningServer
+from webhooks_http.app import SidecarOptions, build_sidecar_app
+from webhooks_http.runner import serve_in_background
 
 
 def _token(cursor: object) -> str:
@@ -137,3 +140,22 @@ async def test_the_user_token_key_cannot_mint_the_service_identity(
     genuine = server.token(Caller(role=Role.SERVICE, tenant_id=tenant.id))
     served = await http.get(path, headers={"authorization": f"Bearer {genuine}"})
     assert served.status_code == 200, served.text[:300]
+
+
+async def test_the_gateway_503_while_the_server_is_down_names_no_internal_address() -> None:
+    channel = grpc.aio.insecure_channel("127.0.0.1:9")
+    app = build_sidecar_app(sidecar_settings(), channel, options=SidecarOptions())
+    try:
+        async with (
+            serve_in_background(app) as sidecar,
+            httpx.AsyncClient(base_url=sidecar.url) as client,
+        ):
+            reply = await client.get(
+                "/api/v1/conexoes/permissoes", headers={"authorization": "Bearer x.y.z"}
+            )
+    finally:
+        await channel.close()
+    assert reply.status_code == 503
+    assert int(reply.headers["retry-after"]) >= 1
+    assert "127.0.0.1" not in reply.text and ":9" not in reply.text and "ipv4" not in reply.text
+    assert reply.json()["details"][0]["reason"] == "SERVICE_UNAVAILABLE"

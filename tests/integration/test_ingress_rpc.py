@@ -283,9 +283,13 @@ async def test_google_channel_token_is_checked(
 
     assert (await notify(None)).response.status_code == 401
     assert (await notify("forged")).response.status_code == 403
-    assert (
-        await notify("channel-secret", channel_id=str(uuid.uuid4()))
-    ).response.status_code == 404
+    # An unknown channel is answered like a wrong token: no oracle for which ids exist.
+    unknown = await notify("channel-secret", channel_id=str(uuid.uuid4()))
+    wrong = await notify("forged")
+    assert (unknown.response.status_code, unknown.response.body) == (
+        wrong.response.status_code,
+        wrong.response.body,
+    )
     ok = await notify("channel-secret")
     assert ok.response.status_code == 200 and ok.outcome == Outcome.DELIVERY_OUTCOME_ACCEPTED
     (job,) = await jobs_for(owner_engine, tenant.id, f"google_calendar:{channel}:7")
