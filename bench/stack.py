@@ -212,6 +212,9 @@ async def start_stack(cores: Cores, data_dir: Path) -> Stack:
         # Capacity is measured: the per-source limiter still runs, but never says 429.
         "CONEXOES_WEBHOOK_RATE_PER_SECOND": "1000000",
         "CONEXOES_WEBHOOK_RATE_BURST": "1000000",
+        # The stream rows open many streams as one caller from one address on purpose.
+        "CONEXOES_MAX_STREAMS_PER_CALLER": "100000",
+        "CONEXOES_MAX_STREAMS_PER_ADDRESS": "100000",
         "CONEXOES_WORKER_POLL_SECONDS": "0.2",
         # The e-mail row's SMTP sink listens on loopback with a certificate from a bench CA.
         "CONEXOES_SMTP_ALLOW_PRIVATE_HOSTS": "1",
