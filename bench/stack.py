@@ -36,6 +36,7 @@ from server.seed import DemoTenant
 from server.settings import Settings
 
 JWT_SECRET = "bench-jwt-secret-bench-jwt-secret-0123456789"
+SERVICE_SECRET = "bench-service-secret-bench-service-secret-0123"
 START_TIMEOUT_S = 90.0
 
 
@@ -111,7 +112,7 @@ class Stack:
         if user is None:
             user = self.demo.admin_id if role is Role.ADMIN else self.demo.member_id
         return mint_token(
-            JWT_SECRET,
+            SERVICE_SECRET if role is Role.SERVICE else JWT_SECRET,
             role=role,
             tenant_id=self.tenant if role is not Role.SUPER_ADMIN else None,
             user_id=uuid.UUID(str(user)),
@@ -205,11 +206,15 @@ async def start_stack(cores: Cores, data_dir: Path) -> Stack:
         "CONEXOES_GRPC_ADDR": grpc_addr,
         "CONEXOES_HTTP_ADDR": http_addr,
         "CONEXOES_JWT_SECRET": JWT_SECRET,
+        "CONEXOES_SERVICE_TOKEN_SECRET": SERVICE_SECRET,
         "CONEXOES_ENCRYPTION_KEYS": Keyring.generate_key_spec("bench"),
         "CONEXOES_FRONTEND_URL": "http://frontend.bench",
         # Capacity is measured: the per-source limiter still runs, but never says 429.
         "CONEXOES_WEBHOOK_RATE_PER_SECOND": "1000000",
         "CONEXOES_WEBHOOK_RATE_BURST": "1000000",
+        # The stream rows open many streams as one caller from one address on purpose.
+        "CONEXOES_MAX_STREAMS_PER_CALLER": "100000",
+        "CONEXOES_MAX_STREAMS_PER_ADDRESS": "100000",
         "CONEXOES_WORKER_POLL_SECONDS": "0.2",
         # The e-mail row's SMTP sink listens on loopback with a certificate from a bench CA.
         "CONEXOES_SMTP_ALLOW_PRIVATE_HOSTS": "1",

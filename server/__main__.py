@@ -78,18 +78,39 @@ async def _migrate(settings: Settings) -> None:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> None:
-    secret = settings.effective_jwt_secret
-    if secret is None:
-        sys.exit("tokens can only be minted with an HS256 secret (CONEXOES_JWT_SECRET)")
+    role = Role(args.role)
+    if role is Role.SERVICE:
+        secret = settings.effective_service_secret
+        if secret is None:
+            sys.exit("service tokens are minted with CONEXOES_SERVICE_TOKEN_SECRET, which is unset")
+    else:
+        secret = settings.effective_jwt_secret
+        if secret is None:
+            sys.exit("tokens can only be minted with an HS256 secret (CONEXOES_JWT_SECRET)")
     print(
         mint_token(
             secret,
-            role=Role(args.role),
+            role=role,
             tenant_id=uuid.UUID(args.org) if args.org else None,
             user_id=uuid.UUID(args.sub) if args.sub else None,
             ttl=timedelta(hours=args.hours),
         )
     )
+
+
+def _refuse_development_secrets(settings: Settings, command: str) -> None:
+    """Production entry points start only with real secrets; `make run` (`python -m server
+    dev`) hands its children development ones explicitly."""
+    problems = settings.production_problems()
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        print(
+            f"refusing to start `python -m server {command}`"
+            f" with development secrets:\n{lines}\n"
+            "Set them (see README, Configuration), or use `make run` for development.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = Settings.from_env()
     install(settings.log_level)
+    if args.command in ("serve", "worker"):
+        _refuse_development_secrets(settings, args.command)
     if args.command == "serve":
         asyncio.run(_serve(settings))
     elif args.command == "worker":

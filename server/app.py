@@ -15,6 +15,7 @@ from server.bootstrap import Deps
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.permissions import PermissionInterceptor
+from server.interceptors.stream_caps import StreamCapInterceptor
 from server.services import register_jobs, register_services
 
 _log = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ class GrpcApp:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.health = health.aio.HealthServicer()
+        self.stream_caps = StreamCapInterceptor(deps.settings.max_streams_per_caller)
         self.server = grpc.aio.server(
             interceptors=[
                 ErrorInterceptor(),
                 AuthInterceptor(deps.verifier, on_identity=deps.identities.ensure),
                 PermissionInterceptor(PERMISSIONS, deps.identities.grants),
+                self.stream_caps,
             ],
             options=list(SERVER_OPTIONS),
         )

@@ -76,8 +76,15 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     if not (settings.jwt_secret or settings.jwt_public_key):
         _log.warning("no CONEXOES_JWT_SECRET or CONEXOES_JWT_PUBLIC_KEY: using the dev secret")
     verifier = TokenVerifier(
-        hs256_secret=settings.effective_jwt_secret, rs256_public_key=settings.jwt_public_key
+        hs256_secret=settings.effective_jwt_secret,
+        rs256_public_key=settings.jwt_public_key,
+        service_secret=settings.effective_service_secret,
     )
+    if settings.effective_service_secret is None:
+        _log.warning(
+            "no CONEXOES_SERVICE_TOKEN_SECRET: service tokens (the sidecar, the CRM core) are"
+            " refused"
+        )
     bus = EventBus(db.raw_connection)
     await bus.start()
     clock = clock or SystemClock()

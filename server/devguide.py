@@ -16,8 +16,9 @@ from pathlib import Path
 
 from server.auth.caller import Role
 from server.auth.tokens import mint_token
+from server.security.cipher import development_key_spec
 from server.seed import DemoTenant
-from server.settings import Settings
+from server.settings import DEV_JWT_SECRET, DEV_SERVICE_TOKEN_SECRET, Settings
 
 # Sandbox prefix -> the provider base URLs it stands for (sandbox/app.py mounts the prefixes).
 SANDBOX_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -69,6 +70,19 @@ class DevPlan:
     sandboxed: dict[str, list[str]] = field(default_factory=dict)
 
 
+def development_secrets(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    """The development secrets for whatever `env` leaves unset: the user-token and service
+    keys, and the encryption key kept in the data folder (created once, mode 0600)."""
+    secrets: dict[str, str] = {}
+    if not (env.get("CONEXOES_JWT_SECRET") or env.get("CONEXOES_JWT_PUBLIC_KEY")):
+        secrets["CONEXOES_JWT_SECRET"] = DEV_JWT_SECRET
+    if not env.get("CONEXOES_SERVICE_TOKEN_SECRET"):
+        secrets["CONEXOES_SERVICE_TOKEN_SECRET"] = DEV_SERVICE_TOKEN_SECRET
+    if not env.get("CONEXOES_ENCRYPTION_KEYS"):
+        secrets["CONEXOES_ENCRYPTION_KEYS"] = development_key_spec(settings.data_dir)
+    return secrets
+
+
 def plan_environment(
     env: Mapping[str, str],
     settings: Settings,
@@ -87,6 +101,9 @@ def plan_environment(
     """
     http_url = f"http://{settings.http_addr}"
     server_env = dict(env)
+    # The children are production entry points (`python -m server serve`), which refuse to
+    # start without secrets: development ones are handed over explicitly, here only.
+    server_env.update(development_secrets(env, settings))
     # Providers call back (webhooks, OAuth redirects) through the sidecar.
     server_env.setdefault("CONEXOES_PUBLIC_URL", http_url)
     public_url = server_env["CONEXOES_PUBLIC_URL"].rstrip("/")
@@ -123,6 +140,10 @@ def mint_dev_tokens(settings: Settings, demo: DemoTenant, ttl: timedelta) -> dic
     if secret is None:  # RS256 only: tokens come from the identity provider
         return {}
     org = uuid.UUID(demo.organizacao_id)
+    service = settings.effective_service_secret
+    core = {} if service is None else {
+        "crm_core": mint_token(service, role=Role.SERVICE, tenant_id=org, ttl=ttl)
+    }  # fmt: skip
     return {
         "admin": mint_token(
             secret, role=Role.ADMIN, tenant_id=org, user_id=uuid.UUID(demo.admin_id), ttl=ttl
@@ -131,7 +152,7 @@ def mint_dev_tokens(settings: Settings, demo: DemoTenant, ttl: timedelta) -> dic
             secret, role=Role.MEMBER, tenant_id=org, user_id=uuid.UUID(demo.member_id), ttl=ttl
         ),
         "super_admin": mint_token(secret, role=Role.SUPER_ADMIN, ttl=ttl),
-        "crm_core": mint_token(secret, role=Role.SERVICE, tenant_id=org, ttl=ttl),
+        **core,
     }
 
 

@@ -28,17 +28,38 @@ def encode_token(cursor: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# Our tokens hold a few keys; anything longer was not issued here.
+MAX_TOKEN_CHARS = 1024
+# An offset beyond this is not one of ours (and would overflow PostgreSQL's bigint).
+MAX_OFFSET = 10_000_000
+_NOT_OURS = "not a token this API issued"
+
+
 def decode_token(token: str) -> dict[str, Any] | None:
+    """The cursor a page token carries; INVALID_ARGUMENT (page_token) for anything a client
+    made up: a forged token is the caller's mistake, never a server error."""
     if not token:
         return None
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidArgument.field("page_token", _NOT_OURS)
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         cursor = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument.field("page_token", "not a token this API issued") from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument.field("page_token", _NOT_OURS) from exc
     if not isinstance(cursor, dict):
-        raise InvalidArgument.field("page_token", "not a token this API issued")
+        raise InvalidArgument.field("page_token", _NOT_OURS)
     return cursor
+
+
+def offset_of(cursor: dict[str, Any] | None, key: str = "o") -> int:
+    """A validated offset from a cursor (0 without one)."""
+    if cursor is None:
+        return 0
+    value = cursor.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_OFFSET:
+        raise InvalidArgument.field("page_token", _NOT_OURS)
+    return value
 
 
 T = TypeVar("T")
@@ -54,27 +75,31 @@ def keyset_page(
 
 def window(items: Sequence[T], size: int, token: str, *, cap: int) -> tuple[list[T], str]:
     """A page of a list held whole in memory (a provider's answer), by offset."""
-    start = int((decode_token(token) or {}).get("o", 0))
+    start = offset_of(decode_token(token))
     size = min(page_size(size), cap)
     more = start + size < len(items)
     return list(items[start : start + size]), encode_token({"o": start + size}) if more else ""
 
 
 KeyKind = Literal["time", "uuid", "text"]
-_NOT_OURS = "not a token this API issued"
+_MAX_TEXT_KEY = 512
 
 
 def _key(value: Any, kind: KeyKind) -> Any:
-    if value is None:
+    # Keys are written by keyset_page as strings; anything else was made up by a client.
+    if not isinstance(value, str) or "\x00" in value or len(value) > _MAX_TEXT_KEY:
         raise InvalidArgument.field("page_token", _NOT_OURS)
     try:
         if kind == "time":
-            return dt.datetime.fromisoformat(str(value))
+            at = dt.datetime.fromisoformat(value)
+            if at.tzinfo is None:  # ours are always timezone-aware
+                raise ValueError("naive time")
+            return at
         if kind == "uuid":
-            return uuid.UUID(str(value))
+            return uuid.UUID(value)
     except ValueError as exc:
         raise InvalidArgument.field("page_token", _NOT_OURS) from exc
-    return str(value)
+    return value
 
 
 def keyset_after(

@@ -49,6 +49,9 @@ PLATFORM_CREDENTIAL_ENV: dict[str, str] = {
 }
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+# The internal service identity (the sidecar, the CRM core) has a key of its own, so nobody
+# holding the user-token key can mint `role=service` tokens.
+DEV_SERVICE_TOKEN_SECRET = "dev-only-insecure-service-token-secret-change-me"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Settings:
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     encryption_keys: str | None = None
+    service_token_secret: str | None = None
     waha_url: str = REAL_PROVIDER_URLS["waha_url"]
     meta_graph_url: str = REAL_PROVIDER_URLS["meta_graph_url"]
     meta_oauth_url: str = REAL_PROVIDER_URLS["meta_oauth_url"]
@@ -91,6 +95,8 @@ class Settings:
     # Meta Lead Ads: how often each connection's token is checked with Graph's debug_token.
     meta_health_interval_seconds: float = 3600.0
     stream_heartbeat_seconds: float = 15.0
+    # Server-streaming calls one caller may hold open at once, per server process.
+    max_streams_per_caller: int = 16
     # E-mail: SMTP to loopback/private addresses only when allowed (tests, development);
     # nameservers (ip or ip:port) for MX lookups, the system resolver when empty; an extra CA
     # bundle trusted for SMTP TLS (a private CA); the limit on one SMTP conversation step.
@@ -128,6 +134,7 @@ class Settings:
             jwt_secret=env.get("CONEXOES_JWT_SECRET") or None,
             jwt_public_key=env.get("CONEXOES_JWT_PUBLIC_KEY") or None,
             encryption_keys=env.get("CONEXOES_ENCRYPTION_KEYS") or None,
+            service_token_secret=env.get("CONEXOES_SERVICE_TOKEN_SECRET") or None,
             meta_graph_version=env.get("CONEXOES_META_GRAPH_VERSION", cls.meta_graph_version),
             platform_defaults=defaults,
             worker_concurrency=int(env.get("CONEXOES_WORKER_CONCURRENCY", cls.worker_concurrency)),
@@ -156,6 +163,9 @@ class Settings:
             stream_heartbeat_seconds=float(
                 env.get("CONEXOES_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds)
             ),
+            max_streams_per_caller=int(
+                env.get("CONEXOES_MAX_STREAMS_PER_CALLER", cls.max_streams_per_caller)
+            ),
             smtp_allow_private_hosts=env.get("CONEXOES_SMTP_ALLOW_PRIVATE_HOSTS", "") == "1",
             dns_nameservers=tuple(
                 n.strip() for n in env.get("CONEXOES_DNS_NAMESERVERS", "").split(",") if n.strip()
@@ -180,6 +190,32 @@ class Settings:
         if self.jwt_secret or self.jwt_public_key:
             return self.jwt_secret
         return DEV_JWT_SECRET
+
+    @property
+    def effective_service_secret(self) -> str | None:
+        """The HS256 key of service tokens; the development one only when no key of any kind
+        is configured (the same rule as the user-token key)."""
+        if self.service_token_secret:
+            return self.service_token_secret
+        if self.jwt_secret or self.jwt_public_key:
+            return None
+        return DEV_SERVICE_TOKEN_SECRET
+
+    def production_problems(self) -> list[str]:
+        """What `python -m server serve|worker` refuses to start without (development secrets
+        are for `make run` and tests only)."""
+        problems = []
+        if not (self.jwt_secret or self.jwt_public_key):
+            problems.append(
+                "CONEXOES_JWT_SECRET (HS256) or CONEXOES_JWT_PUBLIC_KEY (RS256) is not set:"
+                " callers' tokens could be minted by anyone knowing the development secret"
+            )
+        if not self.encryption_keys:
+            problems.append(
+                "CONEXOES_ENCRYPTION_KEYS is not set: stored tokens and passwords would be"
+                " sealed with a development key"
+            )
+        return problems
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import grpc
 import uvicorn
@@ -30,7 +31,10 @@ async def serve(settings: SidecarSettings) -> None:
         app = build_sidecar_app(settings, channel, options=settings.options)
         host, port = split_address(settings.http_addr)
         _log.info("sidecar on %s -> gRPC %s", settings.http_addr, settings.grpc_addr)
-        await uvicorn.Server(uvicorn_config(app, host, port, log_level="info")).serve()
+        config = uvicorn_config(
+            app, host, port, slow_clients=settings.options.slow_clients, log_level="info"
+        )
+        await uvicorn.Server(config).serve()
     finally:
         await channel.close()
 
@@ -38,6 +42,8 @@ async def serve(settings: SidecarSettings) -> None:
 def main() -> None:
     settings = SidecarSettings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    if not settings.effective_service_secret:
+        sys.exit("refusing to start the sidecar: CONEXOES_SERVICE_TOKEN_SECRET is not set")
     uvloop.run(serve(settings))
 
 

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from webhooks_http.ingress import WebhookForwarder
 from webhooks_http.oauth import OAuthRedirects
-from webhooks_http.ratelimit import TokenBucketLimiter
+from webhooks_http.ratelimit import TokenBucketLimiter, client_address
 from webhooks_http.service_identity import ServiceIdentity
 from webhooks_http.settings import SidecarConfig, SidecarOptions
 from webhooks_http.tracking import OpenPixel
@@ -40,16 +40,23 @@ def contract_files() -> list[FileDescriptor]:
 
 
 def mount_gateway(
-    routes: list[BaseRoute], channel: grpc.aio.Channel, settings: SidecarConfig
+    routes: list[BaseRoute],
+    channel: grpc.aio.Channel,
+    settings: SidecarConfig,
+    options: SidecarOptions | None = None,
 ) -> list[BaseRoute]:
     """Appends the HTTP/JSON gateway as the catch-all after the sidecar's own routes."""
     from webhooks_http.gateway import CatchAll, build_gateway
 
+    options = options or SidecarOptions()
+    proxies = options.rate_limit.trusted_proxies
     gateway = build_gateway(
         contract_files(),
         channel,
         cors_origins=settings.cors_origins,
         max_body_bytes=settings.max_webhook_bytes,
+        max_streams_per_address=options.max_streams_per_address,
+        client_address=lambda scope: client_address(scope, proxies)[0],
     )
     return [*routes, CatchAll(gateway)]
 
@@ -112,5 +119,5 @@ def build_sidecar_app(
         *pixel.routes(),
     ]
     if options.mount_gateway:
-        routes = mount_gateway(routes, channel, settings)
+        routes = mount_gateway(routes, channel, settings, options)
     return Starlette(routes=routes)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
+from webhooks_http.slow_clients import SlowClientLimits, guarded_httptools
+
 _log = logging.getLogger(__name__)
 
 
@@ -27,11 +29,19 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def uvicorn_config(app: ASGIApp, host: str, port: int, **overrides: object) -> uvicorn.Config:
+def uvicorn_config(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    slow_clients: SlowClientLimits | None = None,
+    **overrides: object,
+) -> uvicorn.Config:
     options: dict[str, object] = {
         "host": host,
         "port": port,
-        "http": "httptools",
+        # httptools, with bounded time for request headers and bodies (slow_clients.py).
+        "http": guarded_httptools(slow_clients),
         "loop": "uvloop",
         "proxy_headers": False,
         # uvicorn's access log prints query strings: hub.verify_token, OAuth code and state.
@@ -57,10 +67,18 @@ class RunningSidecar:
 
 @contextlib.asynccontextmanager
 async def serve_in_background(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, **overrides: object
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    slow_clients: SlowClientLimits | None = None,
+    **overrides: object,
 ) -> AsyncIterator[RunningSidecar]:
     """uvicorn on the running loop (port 0: any free port) until the block exits."""
-    server = uvicorn.Server(uvicorn_config(app, host, port, log_level="warning", **overrides))
+    config = uvicorn_config(
+        app, host, port, slow_clients=slow_clients, log_level="warning", **overrides
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

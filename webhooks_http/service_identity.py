@@ -1,8 +1,9 @@
 """The sidecar's own identity towards the gRPC server: a short-lived service token.
 
-Minted from the shared HS256 secret (CONEXOES_JWT_SECRET, or the development secret when no key
-is configured), re-minted shortly before it expires, so a long-running sidecar never presents an
-expired token and a leaked one is useful for an hour at most.
+Minted with the service key (CONEXOES_SERVICE_TOKEN_SECRET, or the development one when no key
+is configured), which the user-token key cannot stand in for: whoever can mint user tokens still
+cannot mint this identity. Re-minted shortly before it expires, so a long-running sidecar never
+presents an expired token and a leaked one is useful for an hour at most.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class ServiceIdentity:
 
     @classmethod
     def from_settings(cls, settings: SidecarConfig) -> ServiceIdentity:
-        secret = settings.effective_jwt_secret
+        secret = settings.effective_service_secret
         if not secret:
-            # RS256-only deployments verify with a public key; the sidecar cannot sign with it.
-            raise ValueError("the sidecar needs CONEXOES_JWT_SECRET to mint its service token")
+            raise ValueError(
+                "the sidecar needs CONEXOES_SERVICE_TOKEN_SECRET to mint its service token"
+            )
         return cls(secret)
 
     def metadata(self) -> Metadata:

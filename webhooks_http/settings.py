@@ -13,9 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from webhooks_http.slow_clients import SlowClientLimits
+
 # The server's development secret (server/settings.py holds the same value): used only when
 # no key of any kind is configured, so `make run` works without configuration.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+# Likewise the service identity's development key (server/settings.py).
+DEV_SERVICE_TOKEN_SECRET = "dev-only-insecure-service-token-secret-change-me"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -30,7 +34,7 @@ class SidecarConfig(Protocol):
     @property
     def max_webhook_bytes(self) -> int: ...
     @property
-    def effective_jwt_secret(self) -> str | None: ...
+    def effective_service_secret(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class SidecarOptions:
     rate_limit: RateLimitOptions = field(default_factory=RateLimitOptions)
     webhook_deadline_s: float = 10.0
     mount_gateway: bool = True
+    # Bounded time for request headers and bodies on the public port (slow_clients.py).
+    slow_clients: SlowClientLimits = field(default_factory=SlowClientLimits)
+    # Open SSE/NDJSON streams one client address may hold at once (429 beyond).
+    max_streams_per_address: int = 32
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,18 @@ class SidecarSettings:
     log_level: str = "INFO"
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
+    service_token_secret: str | None = None
     options: SidecarOptions = field(default_factory=SidecarOptions)
 
     @property
-    def effective_jwt_secret(self) -> str | None:
-        """The HS256 secret; the development secret only when no key is configured."""
+    def effective_service_secret(self) -> str | None:
+        """The key of the sidecar's service token; the development one only when no key of
+        any kind is configured (as the server decides)."""
+        if self.service_token_secret:
+            return self.service_token_secret
         if self.jwt_secret or self.jwt_public_key:
-            return self.jwt_secret
-        return DEV_JWT_SECRET
+            return None
+        return DEV_SERVICE_TOKEN_SECRET
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SidecarSettings:
@@ -88,6 +100,12 @@ class SidecarSettings:
             webhook_deadline_s=float(
                 env.get("CONEXOES_WEBHOOK_DEADLINE_SECONDS", SidecarOptions.webhook_deadline_s)
             ),
+            max_streams_per_address=int(env.get("CONEXOES_MAX_STREAMS_PER_ADDRESS", 32)),
+            slow_clients=SlowClientLimits(
+                header_timeout_s=float(env.get("CONEXOES_HTTP_HEADER_TIMEOUT_SECONDS", 10)),
+                body_idle_timeout_s=float(env.get("CONEXOES_HTTP_BODY_IDLE_TIMEOUT_SECONDS", 10)),
+                body_total_timeout_s=float(env.get("CONEXOES_HTTP_BODY_TIMEOUT_SECONDS", 30)),
+            ),
         )
         origins = tuple(
             o.strip() for o in env.get("CONEXOES_CORS_ORIGINS", "").split(",") if o.strip()
@@ -101,5 +119,6 @@ class SidecarSettings:
             log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),
             jwt_secret=env.get("CONEXOES_JWT_SECRET") or None,
             jwt_public_key=env.get("CONEXOES_JWT_PUBLIC_KEY") or None,
+            service_token_secret=env.get("CONEXOES_SERVICE_TOKEN_SECRET") or None,
             options=options,
         )

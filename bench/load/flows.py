@@ -85,13 +85,14 @@ async def _qr_bare(config: dict[str, Any], http: httpx.AsyncClient) -> float:
 async def _oauth_ours(config: dict[str, Any], http: httpx.AsyncClient) -> float:
     async with channel(config["target"]) as ch:
         stub = mpb_grpc.MetaLeadsServiceStub(ch)
-        url = await stub.GetMetaAuthUrl(
-            mpb.GetMetaAuthUrlRequest(), metadata=metadata(config["token"])
-        )
+        call = stub.GetMetaAuthUrl(mpb.GetMetaAuthUrlRequest(), metadata=metadata(config["token"]))
+        url = await call
+        # The state is bound to the browser that got this cookie with the URL.
+        cookie = next(str(v) for k, v in await call.initial_metadata() if k == "x-set-cookie")
     dialog = await http.get(url.oauth.auth_url)
     callback = dialog.headers["location"]
     started = time.perf_counter()
-    landed = await http.get(callback)
+    landed = await http.get(callback, headers={"cookie": cookie.split(";", 1)[0]})
     elapsed = time.perf_counter() - started
     status = parse_qs(urlsplit(landed.headers.get("location", "")).query).get("status")
     if landed.status_code not in (302, 303, 307) or status != ["ok"]:

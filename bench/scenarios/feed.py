@@ -31,7 +31,7 @@ from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
 
 from bench.report import Figure
 from bench.scenarios.context import Context
-from bench.stack import JWT_SECRET
+from bench.stack import SERVICE_SECRET
 from bench.stats import latency_summary, median_of
 from db.bootstrap import prepare_database
 from db.uow import Database
@@ -59,7 +59,7 @@ class _Ours:
         self.tenant = uuid.uuid4()
         self.db = db
         self.caller = Caller(role=Role.SERVICE, tenant_id=self.tenant)
-        token = mint_token(JWT_SECRET, role=Role.SERVICE, tenant_id=self.tenant)
+        token = mint_token(SERVICE_SECRET, role=Role.SERVICE, tenant_id=self.tenant)
         self.md = (("authorization", f"Bearer {token}"),)
         self.stub = cpb_grpc.ConnectionsServiceStub(ctx.channel)
         self.last = 0

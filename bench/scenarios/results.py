@@ -55,9 +55,14 @@ async def connect_meta(ctx: Context) -> tuple[str, str]:
     stack = ctx.stack
     md = stack.md(Role.ADMIN)
     stub = mpb_grpc.MetaLeadsServiceStub(ctx.channel)
-    url = await stub.GetMetaAuthUrl(mpb.GetMetaAuthUrlRequest(), metadata=md)
+    call = stub.GetMetaAuthUrl(mpb.GetMetaAuthUrlRequest(), metadata=md)
+    url = await call
+    # The state is bound to the browser that got this cookie with the URL.
+    cookie = next(str(v) for k, v in await call.initial_metadata() if k == "x-set-cookie")
     dialog = await ctx.http.get(url.oauth.auth_url)
-    landed = await ctx.http.get(dialog.headers["location"])
+    landed = await ctx.http.get(
+        dialog.headers["location"], headers={"cookie": cookie.split(";", 1)[0]}
+    )
     if "status=ok" not in landed.headers.get("location", ""):
         raise RuntimeError(f"Meta OAuth did not connect: {landed.headers}")
     await stub.SelectMetaPage(mpb.SelectMetaPageRequest(page_id=PAGE_ID), metadata=md)

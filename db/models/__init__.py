@@ -42,13 +42,14 @@ from db.models.platform import (
     PendingEvent,
     PlatformCredential,
     WebhookInbox,
+    WebhookRejection,
 )
 
 metadata = Base.metadata
 
 # Tables with no tenant: no RLS, reachable only by the application role.
 GLOBAL_TABLES: frozenset[str] = frozenset(
-    {"platform_credentials", "circuit_breakers", "oauth_states"}
+    {"platform_credentials", "circuit_breakers", "oauth_states", "webhook_rejeicoes"}
 )
 # Tables whose rows with organizacao_id NULL are platform-level (visible to super_admin only).
 PLATFORM_ROW_TABLES: frozenset[str] = frozenset({"audit_log", "alerts", "idempotency_records"})
@@ -107,6 +108,7 @@ __all__ = [
     "TenantSettings",
     "User",
     "WebhookInbox",
+    "WebhookRejection",
     "WhatsAppSession",
     "metadata",
 ]

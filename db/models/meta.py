@@ -75,6 +75,13 @@ class MetaPage(Base):
         Index("idx_paginas_meta_org", "organizacao_id"),
         # Lead webhooks name only the page: the tenant is resolved through this index.
         Index("idx_paginas_meta_page", "page_id"),
+        # A page is active in one tenant at a time (migration 0013): its leads reach one tenant.
+        Index(
+            "uq_paginas_meta_page_active",
+            "page_id",
+            unique=True,
+            postgresql_where=text("ativo IS NOT FALSE"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -226,3 +226,16 @@ class OAuthState(Base):
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()
+
+
+class WebhookRejection(Base):
+    """Unsigned or badly signed webhooks counted per source address and minute (global, no
+    RLS: no tenant is known for them). The first of a minute is also audited, once."""
+
+    __tablename__ = "webhook_rejeicoes"
+
+    origem: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minuto: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    sem_assinatura: Mapped[int] = mapped_column(Integer, server_default="0")
+    assinatura_invalida: Mapped[int] = mapped_column(Integer, server_default="0")
+    ultima_em: Mapped[dt.datetime] = mapped_column(server_default=NOW)

@@ -17,10 +17,16 @@ from server.audiences.jobs import register_jobs as _register_jobs
 from server.audiences.sync import matching_contacts
 from server.audit import record_audit
 from server.bootstrap import Deps
-from server.errors import InvalidArgument
 from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token, keyset_after, keyset_page, page_size
+from server.paging import (
+    decode_token,
+    encode_token,
+    keyset_after,
+    keyset_page,
+    offset_of,
+    page_size,
+)
 from server.resilience.jobs import enqueue
 from server.resilience.operations import AUDIENCE_SYNC
 
@@ -45,11 +51,7 @@ def _present(a: pb.Audience) -> set[str]:
 
 
 def _offset(token: str) -> int:
-    cursor = decode_token(token) or {}
-    offset = cursor.get("o", 0)
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidArgument.field("page_token", "not a token this API issued")
-    return offset
+    return offset_of(decode_token(token))
 
 
 class AudiencesServicer(pb_grpc.AudiencesServiceServicer):

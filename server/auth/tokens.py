@@ -14,7 +14,16 @@ _REQUIRED = ["exp", "role"]
 
 
 class TokenVerifier:
-    def __init__(self, *, hs256_secret: str | None, rs256_public_key: str | None) -> None:
+    """User tokens verify with the user-token key (HS256 secret or RS256 public key); service
+    tokens (`role=service`) only with the service key, which nobody else holds."""
+
+    def __init__(
+        self,
+        *,
+        hs256_secret: str | None,
+        rs256_public_key: str | None,
+        service_secret: str | None = None,
+    ) -> None:
         if not hs256_secret and not rs256_public_key:
             raise ValueError("configure CONEXOES_JWT_SECRET or CONEXOES_JWT_PUBLIC_KEY")
         self._keys: list[tuple[str, str]] = []
@@ -22,9 +31,10 @@ class TokenVerifier:
             self._keys.append(("RS256", rs256_public_key))
         if hs256_secret:
             self._keys.append(("HS256", hs256_secret))
+        self._service_keys = [("HS256", service_secret)] if service_secret else []
 
     def verify(self, token: str) -> Caller:
-        claims = self._decode(token)
+        claims = self._decode(token, self._keys_for(token))
         try:
             role = Role(str(claims["role"]))
         except ValueError as exc:
@@ -35,22 +45,46 @@ class TokenVerifier:
             raise Unauthenticated("admin and member tokens must name 'org' and 'sub'")
         return Caller(role=role, tenant_id=tenant, user_id=user)
 
-    def _decode(self, token: str) -> dict[str, object]:
+    def _keys_for(self, token: str) -> list[tuple[str, str]]:
+        # The claim picks the key; the signature then proves it. A service claim signed with
+        # the user-token key fails here, whoever holds that key.
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("malformed token") from exc
+        if unverified.get("role") != Role.SERVICE.value:
+            return self._keys
+        if not self._service_keys:
+            raise Unauthenticated("service tokens are not accepted: no service key configured")
+        return self._service_keys
+
+    def _decode(self, token: str, keys: list[tuple[str, str]]) -> dict[str, object]:
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError as exc:
             raise Unauthenticated("malformed token") from exc
-        for alg, key in self._keys:
+        for alg, key in keys:
             if alg == algorithm:
                 try:
-                    return jwt.decode(
+                    claims: dict[str, object] = jwt.decode(
                         token, key, algorithms=[alg], options={"require": _REQUIRED}, leeway=30
                     )
                 except jwt.ExpiredSignatureError as exc:
                     raise Unauthenticated("token expired") from exc
                 except jwt.PyJWTError as exc:
                     raise Unauthenticated(f"invalid token: {exc}") from exc
+                _check_numeric_dates(claims)
+                return claims
         raise Unauthenticated(f"tokens signed with {algorithm!r} are not accepted")
+
+
+def _check_numeric_dates(claims: dict[str, object]) -> None:
+    """exp, iat and nbf are NumericDates (RFC 7519 section 2): JSON numbers. PyJWT also takes a
+    numeric string, which no issuer of ours writes; such a token is refused."""
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthenticated(f"claim {name!r} is not a number")
 
 
 def _optional_uuid(claims: dict[str, object], name: str) -> uuid.UUID | None:
@@ -72,7 +106,8 @@ def mint_token(
     ttl: timedelta = timedelta(hours=12),
     now: datetime | None = None,
 ) -> str:
-    """An HS256 token for development, tests and the sidecar's service identity."""
+    """An HS256 token for development and tests. Service tokens are signed with the service
+    key (CONEXOES_SERVICE_TOKEN_SECRET), every other role with the user-token secret."""
     issued = now or datetime.now(UTC)
     claims: dict[str, object] = {"role": role.value, "iat": issued, "exp": issued + ttl}
     if tenant_id is not None:

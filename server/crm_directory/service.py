@@ -24,7 +24,7 @@ from server.crm_directory import contacts, fields, inputs, pipelines, users, vie
 from server.errors import FieldViolation, InvalidArgument
 from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, encode_token, offset_of, page_size
 
 _MAX_PAGE = 100
 R = TypeVar("R", bound=Message)
@@ -293,7 +293,12 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
         after = None
         if cursor is not None:
             try:
-                after = (int(cursor["o"]), uuid.UUID(str(cursor["i"])))
+                ordem, ident = cursor["o"], cursor["i"]
+                if isinstance(ordem, bool) or not isinstance(ordem, int):
+                    raise ValueError("ordem is not an integer")
+                if not -(2**31) <= ordem < 2**31 or not isinstance(ident, str):
+                    raise ValueError("out of range")
+                after = (ordem, uuid.UUID(ident))
             except (KeyError, ValueError) as exc:
                 raise InvalidArgument.field("page_token", "not a token this API issued") from exc
         async with self.deps.db.unit_of_work(current_caller()) as session:
@@ -308,10 +313,8 @@ class CrmDirectoryServicer(pb_grpc.CrmDirectoryServiceServicer):
         self, request: pb.ListCrmFieldsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCrmFieldsResponse:
         size = min(page_size(request.page_size), _MAX_PAGE)
-        cursor = decode_token(request.page_token) or {}
-        start = cursor.get("o", 0)
-        if not isinstance(start, int) or start < 0:
-            raise InvalidArgument.field("page_token", "not a token this API issued")
+        cursor = decode_token(request.page_token)
+        start = offset_of(cursor)
         async with self.deps.db.unit_of_work(current_caller()) as session:
             found = await fields.mappable_fields(session)
         page = found[start : start + size]

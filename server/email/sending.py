@@ -179,7 +179,7 @@ async def send(deps: Deps, caller: Caller, request: pb.SendEmailRequest) -> pb.S
             tenant_id=tenant,
             operation=EMAIL_SEND,
             payload={"email_id": str(email_id)},
-            idempotency_key=f"{EMAIL_SEND.name}:{request.request_id or email_id}",
+            idempotency_key=f"{EMAIL_SEND.name}:{email_id}",
             destino=", ".join(m.email for m in draft.to)[:255],
         )
         await record_status(tx, row)

@@ -33,6 +33,7 @@ from server.providers.google_oauth import (
 )
 from server.security.browser_binding import BrowserBinding, check_binding, new_binding
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
+from server.security.return_to import validated_return_to
 
 _log = logging.getLogger(__name__)
 PLATFORM_PROVIDER = "google"
@@ -117,6 +118,7 @@ def secure_cookies(deps: Deps) -> bool:
 async def start(
     deps: Deps, caller: Caller, request: ConsentRequest, return_to: str, login_hint: str = ""
 ) -> Consent:
+    back = validated_return_to(return_to, request.default_return)
     app = await google_app(deps)
     pkce = Pkce.new()
     binding = new_binding(request.conexao)
@@ -127,7 +129,7 @@ async def start(
         tenant_id=caller.require_tenant(),
         user_id=caller.require_user(),
         # The return path rides in the sealed state, after the callback URL Google must match.
-        redirect_uri=f"{callback}#{safe_return(return_to, request.default_return)}",
+        redirect_uri=f"{callback}#{back}",
         now=deps.clock.now(),
         code_verifier=pkce.verifier,
         browser_digest=binding.digest,

@@ -36,12 +36,42 @@ def query_of(request: pb.RawHttpRequest) -> list[tuple[str, str]]:
     return parse_qsl(request.raw_query, keep_blank_values=True)
 
 
+# No provider nests its payloads anywhere near this deep.
+MAX_DEPTH = 32
+
+
 def parse(request: pb.RawHttpRequest, extract: BodyExtractor) -> list[InboundEvent]:
+    """The provider's JSON body as events; Malformed (a 400) for anything we could never store.
+
+    A signed body that cannot be parsed or stored must be answered 400, not 503: the provider
+    would otherwise retry a poison message for days.
+    """
     try:
         body = json.loads(request.body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
         raise Malformed("the body is not JSON") from exc
+    except RecursionError as exc:
+        raise Malformed(f"the body nests deeper than {MAX_DEPTH} levels") from exc
+    _check_storable(body)
     return extract(body, request.body)
+
+
+def _check_storable(body: Any) -> None:
+    """Raises Malformed for nesting beyond MAX_DEPTH or a NUL character in any key or string
+    (PostgreSQL's text and jsonb cannot hold one)."""
+    pending: list[tuple[Any, int]] = [(body, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise Malformed(f"the body nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise Malformed("the body holds a NUL character")
+        elif isinstance(value, dict):
+            pending.extend((k, depth) for k in value)
+            pending.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            pending.extend((v, depth + 1) for v in value)
 
 
 def summary(

@@ -9,6 +9,7 @@ from renove.conexoes.v1 import webhook_ingress_service_pb2 as pb
 from server.bootstrap import Deps
 from server.ingress.answers import answer
 from server.ingress.inbox import Inbox
+from server.ingress.rejections import record_rejection
 from server.ingress.routes import ProviderRoute
 from server.ingress.signatures import Check
 
@@ -27,7 +28,8 @@ class Ingress:
     async def refuse(
         self, route: ProviderRoute, raw: pb.RawHttpRequest, check: Check
     ) -> pb.RawHttpResponse:
-        """401 without a signature, 403 with a wrong one; audited, nothing stored."""
-        await self.inbox.audit("webhook.rejected", route.provider, raw, {"reason": check.value})
+        """401 without a signature, 403 with a wrong one; counted (and audited once per source
+        and minute), nothing stored."""
+        await record_rejection(self.deps.db, route.provider, raw, check)
         status = 401 if check is Check.MISSING else 403
         return answer(status, {"error": check.value})

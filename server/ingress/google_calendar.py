@@ -15,7 +15,11 @@ from server.security.cipher import DecryptionError, SecretContext
 async def deliver(
     ingress: Ingress, request: pb.DeliverGoogleCalendarWebhookRequest
 ) -> pb.DeliverGoogleCalendarWebhookResponse:
-    """No body and no signature: the channel id finds the recipient, its token proves it."""
+    """No body and no signature: the channel id finds the recipient, its token proves it.
+
+    An unknown channel and a wrong token get the same answer (403, counted like any refused
+    webhook): a different one would tell a prober which channel ids exist.
+    """
     raw = request.request
     headers = headers_of(raw)
     if not headers.get("x-goog-channel-token"):
@@ -31,22 +35,15 @@ async def deliver(
             outcome=Outcome.DELIVERY_OUTCOME_MALFORMED,
         )
     recipients = await ingress.inbox.resolve(GOOGLE_CALENDAR, event.lookup)
-    if not recipients:
-        await ingress.inbox.audit(
-            GOOGLE_CALENDAR.unknown_action, GOOGLE_CALENDAR.provider, raw,
-            {"channel_id": event.lookup[:255]},
-        )  # fmt: skip
-        return pb.DeliverGoogleCalendarWebhookResponse(
-            response=answer(404, {"error": "unknown_channel"}),
-            outcome=Outcome.DELIVERY_OUTCOME_UNKNOWN_RECIPIENT,
-        )
-    recipient = recipients[0]  # channel ids are unique (uq_conexoes_google_channel)
-    check = verify_channel_token(headers, await _channel_token(ingress, recipient))
+    # Channel ids are unique (uq_conexoes_google_channel); an unknown one has no token.
+    stored_token = await _channel_token(ingress, recipients[0]) if recipients else None
+    check = verify_channel_token(headers, stored_token) if recipients else Check.INVALID
     if check is not Check.OK:
         return pb.DeliverGoogleCalendarWebhookResponse(
             response=await ingress.refuse(GOOGLE_CALENDAR, raw, check),
             outcome=Outcome.DELIVERY_OUTCOME_UNAUTHENTICATED,
         )
+    recipient = recipients[0]
     (stored,) = await ingress.inbox.accept(
         GOOGLE_CALENDAR, recipient.tenant_id, [(event, recipient)], raw
     )

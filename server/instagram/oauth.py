@@ -43,6 +43,7 @@ from server.resilience.alerts import connection_recovered, resolve_alerts
 from server.security.browser_binding import BrowserBinding, check_binding, new_binding
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
 from server.security.oauth_state import OAuthState as State
+from server.security.return_to import validated_return_to
 
 _log = logging.getLogger(__name__)
 PROVIDER = "instagram"
@@ -95,6 +96,7 @@ def _safe_return(return_to: str) -> str:
 
 async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
     tenant, user = caller.require_tenant(), caller.require_user()
+    back = validated_return_to(return_to, DEFAULT_RETURN)
     async with deps.db.unit_of_work(caller) as session:
         app = await instagram_app(deps, session)
     callback = redirect_uri(deps)
@@ -105,7 +107,7 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
         provider=PROVIDER,
         tenant_id=tenant,
         user_id=user,
-        redirect_uri=f"{callback}#{_safe_return(return_to or DEFAULT_RETURN)}",
+        redirect_uri=f"{callback}#{back}",
         now=deps.clock.now(),
         browser_digest=binding.digest,
     )

@@ -146,7 +146,7 @@ async def send(deps: Deps, tx: AsyncSession, caller: Caller, out: Outgoing) -> Q
         tenant_id=tenant,
         operation=INSTAGRAM_SEND,
         payload={"message_id": str(message.id)},
-        idempotency_key=f"{INSTAGRAM_SEND.name}:{out.request_id or message.id}",
+        idempotency_key=f"{INSTAGRAM_SEND.name}:{message.id}",
         destino=contact.instagram_igsid or "",
     )
     await record_change(

@@ -24,6 +24,12 @@ class MissingPagePermission(FailedPrecondition):
     reason = "MISSING_PAGE_PERMISSION"
 
 
+class PageInUse(FailedPrecondition):
+    """The page is active in another tenant (which is never named)."""
+
+    reason = "PAGE_IN_USE"
+
+
 class PageNotFound(NotFound):
     reason = "PAGE_NOT_FOUND"
 

@@ -14,7 +14,7 @@ from db.models import LeadAdsForm, MetaPage, Pipeline, PipelineStage, User
 from server.auth.caller import Caller
 from server.bootstrap import Deps
 from server.meta_leads.mappings import get
-from server.paging import decode_token, encode_token, page_size
+from server.paging import decode_token, encode_token, offset_of, page_size
 
 MAX_PAGE = 200
 
@@ -91,7 +91,7 @@ async def list_mappings(
         )
     if ativo is not None:
         query = query.where(LeadAdsForm.ativo.is_(ativo))
-    start = int((decode_token(token) or {}).get("o", 0))
+    start = offset_of(decode_token(token))
     size = min(page_size(size), MAX_PAGE)
     ordered = query.order_by(LeadAdsForm.criado_em.desc(), LeadAdsForm.id)
     async with deps.db.unit_of_work(caller) as session:

@@ -41,8 +41,10 @@ from server.outbox.payloads import connection_changed
 from server.providers.errors import ProviderError
 from server.providers.meta_graph import TokenInfo, dialog_url
 from server.resilience.alerts import resolve_alerts
+from server.security.browser_binding import BrowserBinding, check_binding, new_binding
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
 from server.security.oauth_state import OAuthState as State
+from server.security.return_to import validated_return_to
 
 _log = logging.getLogger(__name__)
 PROVIDER = "meta"
@@ -54,6 +56,9 @@ MESSAGES = {
     "STATE_INVALID": "O link de conexao nao e valido. Inicie a conexao novamente.",
     "STATE_EXPIRED": "O link de conexao expirou (10 minutos). Inicie a conexao novamente.",
     "STATE_REUSED": "Este link de conexao ja foi usado. Inicie a conexao novamente.",
+    "STATE_BROWSER_MISMATCH": (
+        "Este link de conexao foi iniciado em outro navegador. Inicie a conexao novamente aqui."
+    ),
     "CODE_EXCHANGE_FAILED": "Nao foi possivel concluir a conexao com o Facebook. Tente de novo.",
     "PLATFORM_NOT_CONFIGURED": "O aplicativo Meta da plataforma nao esta configurado.",
 }
@@ -65,6 +70,7 @@ class AuthUrl:
     state: str
     expires_at: dt.datetime
     redirect_uri: str
+    binding: BrowserBinding
 
 
 @dataclass(frozen=True)
@@ -90,17 +96,22 @@ def _safe_return(return_to: str) -> str:
 
 async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
     tenant, user = caller.require_tenant(), caller.require_user()
+    back = validated_return_to(return_to, DEFAULT_RETURN)
     async with deps.db.unit_of_work(caller) as session:
         app = await meta_app(deps, session)
     # The return path rides in the signed state, after the callback URL Meta must match.
     callback = redirect_uri(deps)
+    # The state is bound to this browser: a link completed in another person's browser would
+    # store their Facebook token (and every lead of their pages) in this tenant.
+    binding = new_binding(CONNECTION_TYPE)
     token, state = issue_state(
         deps.keyring,
         provider=PROVIDER,
         tenant_id=tenant,
         user_id=user,
-        redirect_uri=f"{callback}#{_safe_return(return_to or DEFAULT_RETURN)}",
+        redirect_uri=f"{callback}#{back}",
         now=deps.clock.now(),
+        browser_digest=binding.digest,
     )
     url = dialog_url(
         deps.settings.meta_oauth_url,
@@ -109,7 +120,7 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
         redirect_uri=callback,
         state=token,
     )
-    return AuthUrl(url, token, state.expires_at, callback)
+    return AuthUrl(url, token, state.expires_at, callback, binding)
 
 
 def _frontend(deps: Deps, return_to: str, status: str, reason: str = "") -> str:
@@ -141,10 +152,18 @@ async def _consume(deps: Deps, state: State) -> bool:
 
 
 async def handle_callback(
-    deps: Deps, *, code: str, state_token: str, error: str, error_reason: str
+    deps: Deps,
+    *,
+    code: str,
+    state_token: str,
+    error: str,
+    error_reason: str,
+    browser_nonce: str,
 ) -> CallbackResult:
     try:
         state = open_state(deps.keyring, state_token, provider=PROVIDER, now=deps.clock.now())
+        # Checked before the state is consumed: the right browser can still finish.
+        check_binding(state, browser_nonce)
     except InvalidOAuthState as exc:
         raise BadOAuthState(MESSAGES[exc.reason], exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")

@@ -7,10 +7,12 @@ dialog (`granular_scopes[].target_ids`, docs/providers.md, Meta Lead Ads): a pag
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
 from db.models import MetaPage
 from server.audit import record_audit
@@ -24,7 +26,7 @@ from server.meta_leads.connection import (
     page_token_context,
     user_token,
 )
-from server.meta_leads.errors import MissingPagePermission, PageNotFound
+from server.meta_leads.errors import MissingPagePermission, PageInUse, PageNotFound
 from server.providers.meta_graph import PageAccount, TokenInfo
 
 
@@ -67,9 +69,27 @@ async def list_pages(deps: Deps, caller: Caller) -> list[PageView]:
     ]
 
 
+_IN_USE = "this page is already connected to another organization"
+
+
+async def _held_elsewhere(deps: Deps, page_id: str, tenant: uuid.UUID) -> bool:
+    """Whether the page is active in another tenant: a leadgen webhook names only the page,
+    so a page shared by two tenants would give each a copy of every lead."""
+    async with deps.db.system() as session:
+        rows = await session.execute(
+            text("SELECT organizacao_id FROM app_resolve_meta_page(:id)"), {"id": page_id}
+        )
+        return any(holder != tenant for (holder,) in rows)
+
+
 async def select_page(deps: Deps, caller: Caller, page_id: str) -> MetaPage:
-    """Stores the page with its encrypted token and subscribes the app to `leadgen`."""
+    """Stores the page with its encrypted token and subscribes the app to `leadgen`.
+
+    Raises PageInUse (without naming the other tenant) when the page is active elsewhere.
+    """
     tenant = caller.require_tenant()
+    if await _held_elsewhere(deps, page_id, tenant):
+        raise PageInUse(_IN_USE)
     accounts, info = await _accounts(deps, caller)
     account = next((a for a in accounts if a.id == page_id), None)
     if account is None:
@@ -80,6 +100,16 @@ async def select_page(deps: Deps, caller: Caller, page_id: str) -> MetaPage:
         )
     client = graph(deps)
     await call_graph(deps, tenant, lambda: client.subscribe_leadgen(page_id, account.access_token))
+    try:
+        return await _store(deps, caller, page_id, account, info)
+    except IntegrityError as exc:  # another tenant selected it since the check above
+        raise PageInUse(_IN_USE) from exc
+
+
+async def _store(
+    deps: Deps, caller: Caller, page_id: str, account: PageAccount, info: TokenInfo
+) -> MetaPage:
+    tenant = caller.require_tenant()
     async with deps.db.unit_of_work(caller) as session:
         conn = await active_connection(session)
         values = {

@@ -18,6 +18,7 @@ from server.meta_leads.jobs import register_jobs as _register_jobs
 from server.paging import window
 from server.protoconv import timestamp
 from server.providers.meta_graph import LEAD_ADS_SCOPES
+from server.security.browser_binding import nonce_from_metadata
 
 # Graph answers these lists whole; they are cut into pages here.
 _MAX_PAGE = 100
@@ -54,6 +55,8 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
         self, request: pb.GetMetaAuthUrlRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetaAuthUrlResponse:
         url = await oauth.auth_url(self.deps, current_caller(), request.return_to)
+        secure = self.deps.settings.public_url.startswith("https://")
+        await context.send_initial_metadata(url.binding.metadata(secure=secure))
         return pb.GetMetaAuthUrlResponse(
             oauth=resources_pb2.OAuthUrl(
                 auth_url=url.url,
@@ -73,6 +76,7 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             state_token=request.state,
             error=request.error,
             error_reason=request.error_reason,
+            browser_nonce=nonce_from_metadata(context.invocation_metadata()),
         )
         return pb.HandleMetaOAuthCallbackResponse(
             result=resources_pb2.OAuthCallbackResult(

@@ -119,6 +119,14 @@ class ProviderAuthError(TokenExpired, ProviderError):
     retryable = False
 
 
+class PlatformCredentialsInvalid(FailedPrecondition, ProviderError):
+    """The provider refused the platform's own credential (WAHA's API key): a misconfiguration
+    for the super admin to fix, not a member's expired token; nobody need reconnect."""
+
+    reason = "PLATFORM_CREDENTIALS_INVALID"
+    retryable = False
+
+
 class ProviderPermissionDenied(FailedPrecondition, ProviderError):
     """The credential works but lacks a permission (Graph 10 / 200-299, Google forbidden)."""
 

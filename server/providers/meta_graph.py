@@ -184,11 +184,14 @@ class MetaGraphClient:
         *,
         token: str | None = None,
         params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         url = path_or_url if "://" in path_or_url else f"{self._base}{path_or_url}"
         headers = {"authorization": f"Bearer {token}"} if token else {}
         async with self._guard(), translate_errors(PROVIDER):
-            response = await self._http.request(method, url, params=params, headers=headers)
+            response = await self._http.request(
+                method, url, params=params, data=dict(form) if form else None, headers=headers
+            )
             raise_for_provider_response(PROVIDER, response)
         try:
             body = json.loads(response.content)
@@ -218,10 +221,12 @@ class MetaGraphClient:
     async def exchange_code(
         self, *, app_id: str, app_secret: str, redirect_uri: str, code: str
     ) -> TokenGrant:
+        # POST with a form body (Graph takes parameters either way): the app secret and the
+        # code stay out of URLs, which proxies and access logs record.
         body = await self._call(
-            "GET",
+            "POST",
             "/oauth/access_token",
-            params={
+            form={
                 "client_id": app_id,
                 "client_secret": app_secret,
                 "redirect_uri": redirect_uri,
@@ -232,9 +237,9 @@ class MetaGraphClient:
 
     async def exchange_long_lived(self, *, app_id: str, app_secret: str, token: str) -> TokenGrant:
         body = await self._call(
-            "GET",
+            "POST",
             "/oauth/access_token",
-            params={
+            form={
                 "grant_type": "fb_exchange_token",
                 "client_id": app_id,
                 "client_secret": app_secret,

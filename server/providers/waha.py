@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from server.errors import PlatformNotConfigured
-from server.providers.errors import ProviderError, ProviderRejected
+from server.providers.errors import (
+    PlatformCredentialsInvalid,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRejected,
+)
 from server.providers.http import raise_for_provider_response, translate_errors
 
 PROVIDER = "waha"
@@ -117,9 +122,16 @@ def is_not_found(exc: BaseException) -> bool:
 class WahaClient:
     """One WAHA server. Takes the shared `httpx.AsyncClient`; sets base URL and key per call."""
 
-    def __init__(self, http: httpx.AsyncClient, credentials: WahaCredentials) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        credentials: WahaCredentials,
+        *,
+        on_key_rejected: Callable[[PlatformCredentialsInvalid], Awaitable[None]] | None = None,
+    ) -> None:
         self._http = http
         self.credentials = credentials
+        self._on_key_rejected = on_key_rejected
 
     async def _call(
         self,
@@ -131,15 +143,27 @@ class WahaClient:
         accept: str = "application/json",
     ) -> httpx.Response:
         headers = {"X-Api-Key": self.credentials.api_key, "Accept": accept}
-        async with translate_errors(PROVIDER):
-            response = await self._http.request(
-                method,
-                f"{self.credentials.base_url}{path}",
-                json=dict(body) if body is not None else None,
-                params=dict(params) if params else None,
-                headers=headers,
+        try:
+            async with translate_errors(PROVIDER):
+                response = await self._http.request(
+                    method,
+                    f"{self.credentials.base_url}{path}",
+                    json=dict(body) if body is not None else None,
+                    params=dict(params) if params else None,
+                    headers=headers,
+                )
+                return raise_for_provider_response(PROVIDER, response)
+        except ProviderAuthError as exc:
+            # WAHA's only credential is the platform's API key: its refusal is the platform's
+            # misconfiguration, not the member's session or token.
+            rejected = PlatformCredentialsInvalid(
+                "WAHA refused the platform's API key",
+                provider=PROVIDER,
+                status_code=exc.status_code,
             )
-            return raise_for_provider_response(PROVIDER, response)
+            if self._on_key_rejected is not None:
+                await self._on_key_rejected(rejected)
+            raise rejected from exc
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:

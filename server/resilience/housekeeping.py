@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import text
+
 from db.uow import Database
 from server.resilience.alerts import alert_retry_backlogs
 from server.resilience.queue import purge_expired
@@ -13,11 +15,13 @@ _log = logging.getLogger(__name__)
 
 BACKLOG_CHECK_SECONDS = 60.0
 PURGE_SECONDS = 3600.0
+# The per-minute counts of refused webhooks (server/ingress/rejections.py) are kept a week.
+_PURGE_REJECTIONS = text("DELETE FROM webhook_rejeicoes WHERE minuto < now() - interval '7 days'")
 
 
 def install_housekeeping(scheduler: Scheduler, db: Database) -> None:
-    """Retry-backlog alerts every minute; purge of expired request ids, OAuth states and
-    long-finished jobs every hour."""
+    """Retry-backlog alerts every minute; purge of expired request ids, OAuth states,
+    long-finished jobs and week-old refused-webhook counts every hour."""
 
     async def backlog() -> None:
         alerted = await alert_retry_backlogs(db)
@@ -27,6 +31,8 @@ def install_housekeeping(scheduler: Scheduler, db: Database) -> None:
     async def purge() -> None:
         async with db.system() as session:
             counts = await purge_expired(session)
+            deleted = await session.execute(_PURGE_REJECTIONS)
+            counts["webhook_rejeicoes"] = int(getattr(deleted, "rowcount", 0) or 0)
         if any(counts.values()):
             _log.info("purged %s", counts)
 

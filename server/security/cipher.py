@@ -122,6 +122,12 @@ class Keyring:
         return stored.split(":", 2)[1:2] != [self._primary_id]
 
 
+def development_key_spec(data_dir: Path) -> str:
+    """The development key spec kept in the data folder (created once, mode 0600): what
+    `make run` hands its children as CONEXOES_ENCRYPTION_KEYS."""
+    return _development_key(data_dir)
+
+
 def _development_key(data_dir: Path) -> str:
     path = data_dir / "dev-encryption-key"
     if path.exists():

@@ -9,10 +9,19 @@ _MASK = "[redacted]"
 # key=value / "key": "value" pairs whose key names a secret.
 _PAIR = re.compile(
     r"""(?ix)
-    (["']?(?:[a-z_]*?(?:token|secret|password|passwd|api[_-]?key|hmac[_-]?key|authorization|
+    (["']?(?:[a-z_]*?(?P<key>token|secret|password|passwd|api[_-]?key|hmac[_-]?key|authorization|
     client_secret|app_secret|code_verifier))["']?\s*[:=]\s*)
-    (?:"[^"]*"|'[^']*'|bearer\s+[^\s,;"']+|[^\s,;&"'}]+)
+    (?P<value>"[^"]*"|'[^']*'|bearer\s+[^\s,;"']+|[^\s,;&"'}]+)
     """
+)
+# After "token:" in prose comes a word ("page_token: not a token this API issued", "invalid
+# token: Signature ..."), not a credential: an unquoted token value is masked only when it
+# looks like one (long, with a digit or a symbol no English word has).
+_CREDENTIAL_LIKE = re.compile(r"(?=.*[0-9\-_./+=~])[^\s]{8,}")
+# OAuth values in URLs (a provider's redirect or token endpoint in an error or debug line).
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&](?:code|access_token|refresh_token|client_secret|fb_exchange_token|input_token"
+    r"|id_token|code_verifier)=)[^&\s\"'#]+"
 )
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
@@ -23,8 +32,18 @@ _PROVIDER_TOKEN = re.compile(
 )
 
 
+def _mask_pair(match: re.Match[str]) -> str:
+    value = match.group("value")
+    quoted = value[:1] in "\"'" or value.lower().startswith("bearer")
+    word = not quoted and not _CREDENTIAL_LIKE.fullmatch(value)
+    if match.group("key").lower() == "token" and word:
+        return match.group(0)
+    return match.group(1) + _MASK
+
+
 def redact(text: str) -> str:
-    text = _PAIR.sub(lambda m: m.group(1) + _MASK, text)
+    text = _QUERY_SECRET.sub(lambda m: m.group(1) + _MASK, text)
+    text = _PAIR.sub(_mask_pair, text)
     for pattern in (_BEARER, _JWT, _STORED, _PROVIDER_TOKEN):
         text = pattern.sub(_MASK, text)
     return text

@@ -119,7 +119,7 @@ async def send(
             tenant_id=tenant,
             operation=WHATSAPP_SEND,
             payload={"message_id": str(message.id)},
-            idempotency_key=f"{WHATSAPP_SEND.name}:{request.request_id or message.id}",
+            idempotency_key=f"{WHATSAPP_SEND.name}:{message.id}",
             destino=chat,
         )
         await record_change(

@@ -1,5 +1,6 @@
 """`make run` (`python -m server dev`) as a newcomer meets it: it starts, the guide's token and
-curl work, Ctrl-C stops everything, and a crashed child stops everything loudly.
+curl work, an OAuth flow leaves no authorization code in the logs, Ctrl-C stops everything,
+and a crashed child is restarted, loudly.
 """
 
 from __future__ import annotations
@@ -128,13 +129,45 @@ async def test_guide_token_and_curl_work_and_ctrl_c_stops_everything(dev: Dev) -
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
-async def test_a_crashed_child_stops_everything_with_its_last_lines(dev: Dev) -> None:
+async def test_a_crashed_child_is_restarted_and_says_so(dev: Dev) -> None:
+    values = dev.env_file()
     server = next(c for c in dev.children() if c.cmdline()[1:3] == ["-m", "server"])
-    others = [c for c in dev.children() if c.pid != server.pid]
+    others = {c.pid for c in dev.children() if c.pid != server.pid}
     server.kill()
+    async with asyncio.timeout(60):
+        while b"server is back" not in dev.output:
+            assert dev.process.returncode is None, dev.output.decode()
+            await asyncio.sleep(0.1)
+    assert b"server exited" in dev.output and b"restarting server" in dev.output
+    # The same stack serves again: the sidecar reconnects to the new server.
+    async with httpx.AsyncClient(base_url=values["CONEXOES_HTTP_URL"], timeout=10) as http:
+        auth = {"authorization": f"Bearer {values['CONEXOES_TOKEN']}"}
+        assert (await http.get("/api/v1/conexoes/permissoes", headers=auth)).status_code == 200
+    children = dev.children()
+    assert others <= {c.pid for c in children} and server.pid not in {c.pid for c in children}
+
+    dev.process.send_signal(signal.SIGINT)
     async with asyncio.timeout(20):
-        code = await dev.process.wait()
-    await asyncio.sleep(0.1)
-    assert code == 1
-    assert b"server exited" in dev.output
-    assert not [c for c in others if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert await dev.process.wait() == 0
+
+
+async def test_an_oauth_flow_leaves_no_authorization_code_in_the_logs(dev: Dev) -> None:
+    values = dev.env_file()
+    async with httpx.AsyncClient(base_url=values["CONEXOES_HTTP_URL"], timeout=10) as http:
+        auth = {"authorization": f"Bearer {values['CONEXOES_TOKEN']}"}
+        start = await http.get("/api/v1/conexoes/meta/auth-url", headers=auth)
+        assert start.status_code == 200, start.text
+        cookie = start.headers["set-cookie"].split(";", 1)[0]
+        dialog = await http.get(start.json()["auth_url"])
+        callback = httpx.URL(dialog.headers["location"])
+        code = callback.params["code"]
+        assert len(code) >= 8
+        landed = await http.get(str(callback), headers={"cookie": cookie})
+        assert "status=ok" in landed.headers["location"], landed.headers
+    await asyncio.sleep(0.5)  # the children's log lines reach their files
+    logs = list((dev.data_dir / "logs").glob("*.log"))
+    assert logs
+    for log in logs:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        assert code not in text, f"authorization code in {log.name}"
+        assert "client_secret=" not in text.replace("client_secret=[redacted]", "")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Caller, Role
 from server.settings import Settings
-from tests.support.grpc_server import TEST_JWT_SECRET, RunningServer
+from tests.support.grpc_server import TEST_JWT_SECRET, TEST_SERVICE_SECRET, RunningServer
 from webhooks_http.app import SidecarOptions, build_sidecar_app
 from webhooks_http.ratelimit import RateLimitOptions
 from webhooks_http.runner import RunningSidecar, serve_in_background
@@ -182,7 +182,9 @@ async def audit_entries(engine: AsyncEngine, action: str, marker: str) -> list[M
 
 
 def sidecar_settings(**overrides: Any) -> Settings:
-    return Settings(jwt_secret=TEST_JWT_SECRET, **overrides)
+    return Settings(
+        jwt_secret=TEST_JWT_SECRET, service_token_secret=TEST_SERVICE_SECRET, **overrides
+    )
 
 
 @asynccontextmanager

@@ -95,16 +95,26 @@ class MetaStack:
         returns where the browser finally lands (the frontend)."""
         if plan:
             await self.control("dialog", plan)
-        url = await self.stub.GetMetaAuthUrl(pb.GetMetaAuthUrlRequest(), metadata=self.md(caller))
-        dialog = url.oauth.auth_url
+        dialog, cookie = await self.auth_url(caller)
         assert dialog.startswith(self.graph_url)
         answer = await self.http.get(dialog)
         assert answer.status_code == 302
         callback = answer.headers["location"]
         assert callback.startswith(self.sidecar_url)
-        landed = await self.http.get(callback)
+        landed = await self.http.get(callback, headers={"cookie": cookie})
         assert landed.status_code in (302, 303, 307), landed.text
         return httpx.URL(landed.headers["location"])
+
+    async def auth_url(self, caller: Caller) -> tuple[str, str]:
+        """The Facebook Login URL and the binding cookie (`name=value`) the browser receives
+        with it (GetMetaAuthUrl's `x-set-cookie` response metadata)."""
+        call = self.stub.GetMetaAuthUrl(pb.GetMetaAuthUrlRequest(), metadata=self.md(caller))
+        url = await call
+        initial = await call.initial_metadata()
+        set_cookie = next(str(v) for k, v in initial if k == "x-set-cookie")
+        cookie = set_cookie.split(";", 1)[0]
+        assert cookie.startswith("renove_oauth_meta_lead_ads="), set_cookie
+        return url.oauth.auth_url, cookie
 
     async def connect(self, caller: Caller, page_id: str = "") -> None:
         landed = await self.authorize(caller)

@@ -41,12 +41,13 @@ async def _secrets(server: RunningServer) -> None:
 
 
 def _raw(path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-         query: list[tuple[str, str]] = (), method: str = "POST") -> pb.RawHttpRequest:  # fmt: skip
+         query: list[tuple[str, str]] = (), method: str = "POST",
+         remote: str = "203.0.113.7:4321") -> pb.RawHttpRequest:  # fmt: skip
     raw = pb.RawHttpRequest(
         method=method,
         path=path,
         body=body,
-        remote_addr="203.0.113.7:4321",
+        remote_addr=remote,
         headers=[pb.HttpHeader(name=k, value=v) for k, v in (headers or {}).items()],
         query=[pb.QueryParameter(name=k, value=v) for k, v in query],
     )
@@ -61,9 +62,15 @@ def _md(server: RunningServer) -> Any:
     return server.metadata(server.service_caller())
 
 
-async def _waha(server: RunningServer, tenant: str, body: bytes, headers: dict[str, str]) -> Any:
+async def _waha(
+    server: RunningServer,
+    tenant: str,
+    body: bytes,
+    headers: dict[str, str],
+    remote: str = "203.0.113.7:4321",
+) -> Any:
     request = pb.DeliverWahaWebhookRequest(
-        tenant_id=tenant, request=_raw(f"/webhooks/waha/{tenant}", body, headers)
+        tenant_id=tenant, request=_raw(f"/webhooks/waha/{tenant}", body, headers, remote=remote)
     )
     return await _stub(server).DeliverWahaWebhook(request, metadata=_md(server))
 
@@ -104,7 +111,11 @@ async def test_bad_waha_hmac_is_403_audited_and_not_stored(
     event_id = f"evt_{uuid.uuid4().hex}"
     body = waha_envelope(session, event_id=event_id)
 
-    reply = await _waha(server, str(tenant.id), body, waha_headers(body, key="wrong-key"))
+    # A source of its own: refusals are audited once per source and minute.
+    remote = f"[2001:db8::{uuid.uuid4().hex[:4]}]:4321"
+    reply = await _waha(
+        server, str(tenant.id), body, waha_headers(body, key="wrong-key"), remote=remote
+    )
 
     assert reply.response.status_code == 403
     assert reply.outcome == Outcome.DELIVERY_OUTCOME_UNAUTHENTICATED
@@ -115,7 +126,7 @@ async def test_bad_waha_hmac_is_403_audited_and_not_stored(
     details = entries[0]["details"]
     assert entries[0]["organizacao_id"] is None
     assert details["reason"] == "invalid_signature" and details["provider"] == "waha"
-    assert details["remote_addr"] == "203.0.113.7:4321"
+    assert details["remote_addr"] == remote
     assert "Olá" not in json.dumps(details) and "wrong-key" not in json.dumps(details)
 
 
@@ -272,9 +283,13 @@ async def test_google_channel_token_is_checked(
 
     assert (await notify(None)).response.status_code == 401
     assert (await notify("forged")).response.status_code == 403
-    assert (
-        await notify("channel-secret", channel_id=str(uuid.uuid4()))
-    ).response.status_code == 404
+    # An unknown channel is answered like a wrong token: no oracle for which ids exist.
+    unknown = await notify("channel-secret", channel_id=str(uuid.uuid4()))
+    wrong = await notify("forged")
+    assert (unknown.response.status_code, unknown.response.body) == (
+        wrong.response.status_code,
+        wrong.response.body,
+    )
     ok = await notify("channel-secret")
     assert ok.response.status_code == 200 and ok.outcome == Outcome.DELIVERY_OUTCOME_ACCEPTED
     (job,) = await jobs_for(owner_engine, tenant.id, f"google_calendar:{channel}:7")

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import grpc
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import MakeTenant
@@ -101,7 +102,6 @@ async def test_waha_signature_failures_through_the_sidecar(
 
     assert (bad.status_code, missing.status_code, wrong_tenant.status_code) == (403, 401, 403)
     assert await inbox_rows(owner_engine, "waha", event_id, tenant.id) == []
-    assert len(await audit_entries(owner_engine, "webhook.rejected", url)) == 2
 
 
 async def test_oversize_body_is_413_at_the_sidecar(
@@ -232,3 +232,67 @@ async def test_health_and_gateway_fallthrough(http: httpx.AsyncClient) -> None:
     ready = await http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["grpc"] == "SERVING"
     assert (await http.get("/api/openapi.json")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"object":"page","entry":' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+        b'{"object":"page","entry":[{"id":"1\\u0000","changes":[{"field":"leadgen","value":'
+        b'{"leadgen_id":"2\\u0000","page_id":"1\\u0000"}}]}]}',
+        b'{"object":"page","entry":[{"id":"1","changes":[],"note":"a\\u0000b"}]}',
+    ],
+    ids=["nested-10000-deep", "nul-in-ids", "nul-in-a-value"],
+)
+async def test_signed_poison_bodies_are_400_not_503(
+    http: httpx.AsyncClient, owner_engine: AsyncEngine, make_tenant: MakeTenant, body: bytes
+) -> None:
+    # A 503 would make Meta retry a message that can never be stored, for days.
+    reply = await http.post("/webhooks/meta-leads", content=body, headers=hub_headers(body))
+    assert reply.status_code == 400, reply.text
+
+    tenant = await make_tenant()
+    session = f"s{uuid.uuid4().hex[:10]}"
+    await seed_waha_session(owner_engine, tenant.id, tenant.member_id, session)
+    envelope = waha_envelope(session, event_id="evt\u0000x")
+    nested: object = "x"
+    for _ in range(40):
+        nested = [nested]
+    deep = waha_envelope(session, payload=nested)
+    for poison in (envelope, deep):
+        answer = await http.post(
+            f"/webhooks/waha/{tenant.id}", content=poison, headers=waha_headers(poison)
+        )
+        assert answer.status_code == 400, answer.text
+
+
+async def _rejections(engine: AsyncEngine) -> tuple[int, int]:
+    """Counted refusals from loopback (every source of this module), and audit rows."""
+    async with engine.begin() as conn:
+        counted = await conn.scalar(
+            text(
+                "SELECT coalesce(sum(sem_assinatura + assinatura_invalida), 0)"
+                " FROM webhook_rejeicoes WHERE origem = '127.0.0.1'"
+            )
+        )
+        await conn.execute(text("SELECT set_config('app.current_role', 'super_admin', true)"))
+        audited = await conn.scalar(
+            text("SELECT count(*) FROM audit_log WHERE action = 'webhook.rejected'")
+        )
+    return int(counted or 0), int(audited or 0)
+
+
+async def test_a_flood_of_unsigned_webhooks_is_counted_not_audited_one_by_one(
+    http: httpx.AsyncClient, owner_engine: AsyncEngine
+) -> None:
+    counted_before, audited_before = await _rejections(owner_engine)
+    body = waha_envelope("nobody")
+    for n in range(300):
+        url = f"/webhooks/waha/{uuid.uuid4()}" if n % 2 else "/webhooks/meta-leads"
+        headers = waha_headers(body, key="forged") if n % 3 == 0 else {}
+        reply = await http.post(url, content=body, headers=headers)
+        assert reply.status_code in (401, 403)
+    counted, audited = await _rejections(owner_engine)
+    assert counted - counted_before == 300
+    # One entry per source and minute: at most two when the flood straddles a minute.
+    assert audited - audited_before <= 2

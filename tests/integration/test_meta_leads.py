@@ -85,6 +85,17 @@ def _violations(exc: grpc.aio.AioRpcError) -> dict[str, str]:
     return {}
 
 
+def _reason(exc: grpc.aio.AioRpcError) -> str:
+    for key, value in exc.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    return info.reason
+    return ""
+
+
 async def test_denied_consent_and_state_abuse(
     stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:
@@ -97,11 +108,16 @@ async def test_denied_consent_and_state_abuse(
     )
     assert status.connection.status == resources_pb2.CONNECTION_STATUS_DISCONNECTED
 
-    url = await stack.stub.GetMetaAuthUrl(pb.GetMetaAuthUrlRequest(), metadata=stack.md(admin))
-    callback = (await stack.http.get(url.oauth.auth_url)).headers["location"]
-    first = await stack.http.get(callback)
+    dialog, cookie = await stack.auth_url(admin)
+    callback = (await stack.http.get(dialog)).headers["location"]
+    # Completed in another browser (no binding cookie, or someone else's): refused, and the
+    # state stays usable by the browser that asked for it.
+    for other in ({}, {"cookie": "renove_oauth_meta_lead_ads=someone-elses-nonce"}):
+        elsewhere = await stack.http.get(callback, headers=other)
+        assert _query(elsewhere.headers["location"])["motivo"] == "STATE_BROWSER_MISMATCH"
+    first = await stack.http.get(callback, headers={"cookie": cookie})
     assert _query(first.headers["location"])["status"] == "ok"
-    replay = await stack.http.get(callback)  # the sidecar lands the browser with the reason
+    replay = await stack.http.get(callback, headers={"cookie": cookie})
     assert _query(replay.headers["location"])["motivo"] == "STATE_REUSED"
     forged = await stack.http.get(
         f"{stack.sidecar_url}/api/v1/conexoes/meta/callback", params={"code": "x", "state": "abc"}
@@ -311,3 +327,37 @@ async def test_disconnect_deactivates_pages_and_mappings(
         pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
     )
     assert again.connection.id == done.connection.id
+
+
+async def test_a_page_belongs_to_one_tenant_and_its_lead_reaches_one(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    first, second = await make_tenant(), await make_tenant()
+    owner, intruder = make_caller(first, Role.ADMIN), make_caller(second, Role.ADMIN)
+    await _ready(stack, first, owner, owner_engine)
+    # The same Facebook user connects in another tenant: the OAuth works, the page does not.
+    assert _query(await stack.authorize(intruder))["status"] == "ok"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.stub.SelectMetaPage(
+            pb.SelectMetaPageRequest(page_id=stack.page_id, request_id=str(uuid.uuid4())),
+            metadata=stack.md(intruder),
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = refused.value.details() or ""
+    assert "another organization" in details and str(first.id) not in details
+    assert _reason(refused.value) == "PAGE_IN_USE"
+
+    await stack.submit({**LEAD, "email": "one@example.com"})
+    await _wait_contact(stack, owner, "one@example.com")
+    await stack.drain()
+    async with stack.server.deps.db.system() as session:
+        holders = list(
+            await session.scalars(
+                text("SELECT organizacao_id FROM app_resolve_meta_page(:p)"), {"p": stack.page_id}
+            )
+        )
+    assert holders == [first.id]
+    async with stack.server.deps.db.unit_of_work(intruder) as session:
+        assert await session.scalar(select(MetaPage.id)) is None
+        assert await session.scalar(select(MetaLeadReceived.id)) is None
+        assert await session.scalar(select(Contact.id)) is None

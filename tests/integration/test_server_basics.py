@@ -19,7 +19,7 @@ from db.models import MetaConnection
 from server.auth.caller import Role
 from server.security.cipher import DecryptionError, SecretContext
 from tests.conftest import MigratedDatabase
-from tests.support.grpc_server import TEST_JWT_SECRET, RunningServer
+from tests.support.grpc_server import TEST_ENCRYPTION_KEYS, TEST_JWT_SECRET, RunningServer
 
 SERVICES = {
     f"renove.conexoes.v1.{name}"
@@ -97,6 +97,7 @@ async def test_sigterm_drains_and_exits_cleanly(database: MigratedDatabase, tmp_
         "DATABASE_URL": database.owner_url,
         "CONEXOES_GRPC_ADDR": f"127.0.0.1:{port}",
         "CONEXOES_JWT_SECRET": TEST_JWT_SECRET,
+        "CONEXOES_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS,
         "CONEXOES_DATA_DIR": str(tmp_path),
     }
     proc = await asyncio.create_subprocess_exec(
@@ -130,3 +131,35 @@ async def test_sigterm_drains_and_exits_cleanly(database: MigratedDatabase, tmp_
     assert proc.stdout is not None
     output = (await proc.stdout.read()).decode()
     assert "shutting down" in output
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        (("CONEXOES_JWT_SECRET",), "CONEXOES_JWT_SECRET"),
+        (("CONEXOES_ENCRYPTION_KEYS",), "CONEXOES_ENCRYPTION_KEYS"),
+        (("CONEXOES_JWT_SECRET", "CONEXOES_ENCRYPTION_KEYS"), "CONEXOES_ENCRYPTION_KEYS"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "worker"])
+async def test_production_refuses_development_secrets(
+    tmp_path: Path, command: str, missing: tuple[str, ...], named: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONEXOES_")}
+    env.update(
+        CONEXOES_JWT_SECRET=TEST_JWT_SECRET,
+        CONEXOES_ENCRYPTION_KEYS=TEST_ENCRYPTION_KEYS,
+        CONEXOES_DATA_DIR=str(tmp_path),
+        # Never reached: the refusal comes before any connection.
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+    )
+    for name in missing:
+        env.pop(name)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", command, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 1, (out, err)
+    assert named in err.decode() and "make run" in err.decode()
+    assert not (tmp_path / "dev-encryption-key").exists()

@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from renove.conexoes.v1 import resources_pb2
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.auth.caller import Role
+from db.models import Alert
+from server.auth.caller import Caller, Role
 from server.whatsapp.connection import session_name
 from server.whatsapp.health import check_sessions
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase
@@ -284,3 +287,83 @@ async def test_health_check_finds_a_session_gone_from_waha(
     status = await stack.status(member)
     assert status.status == pb.WAHA_SESSION_STATUS_DISCONNECTED
     assert status.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_SESSION_MISSING
+
+
+async def test_two_users_one_request_id_two_messages_sent(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    # Request ids are per caller: two sellers who happen to pick the same one each send.
+    tenant = await make_tenant(members=2)
+    first = make_caller(tenant, Role.MEMBER, user=tenant.members[0])
+    second = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    names = [
+        await stack.connect(first, "5511988880011"),
+        await stack.connect(second, "5511988880012"),
+    ]
+    shared = str(uuid.uuid4())
+    sent = [
+        await stack.stub().SendWhatsAppMessage(
+            pb.SendWhatsAppMessageRequest(
+                to="+5511977770011", text=f"Oi de {n}", request_id=shared
+            ),
+            metadata=stack.md(caller),
+        )
+        for n, caller in enumerate((first, second))
+    ]
+    assert sent[0].message.id != sent[1].message.id and sent[0].job_id != sent[1].job_id
+
+    for n, name in enumerate(names):
+
+        async def delivered(name: str = name) -> list[dict[str, object]] | None:
+            rows = await stack.control_get("messages", session=name, source="api")
+            return rows or None
+
+        (row,) = await poll(delivered)
+        assert row["message"]["body"] == f"Oi de {n}"  # type: ignore[index]
+
+    # The same caller reusing the id for another body is refused.
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await stack.stub().SendWhatsAppMessage(
+            pb.SendWhatsAppMessageRequest(to="+5511977770011", text="outra", request_id=shared),
+            metadata=stack.md(first),
+        )
+    assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # REQUEST_ID_REUSED
+
+
+async def test_waha_refusing_the_platform_key_is_the_platforms_misconfiguration(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    server = stack.server
+    admin = Caller(role=Role.SUPER_ADMIN, user_id=uuid.uuid4())
+    good = await server.deps.platform.current(server.deps.db, "waha")
+
+    async def set_key(key: str) -> None:
+        async with server.deps.db.unit_of_work(admin) as session:
+            await server.deps.platform.update(
+                session, "waha", {"api_key": key}, updated_by=admin.user_id
+            )
+
+    await set_key("not-the-platform-key")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stack.start(member)
+    finally:
+        await set_key(good["api_key"])
+    # Not the member's TOKEN_EXPIRED: nothing of theirs to reconnect.
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(refused.value)
+    reasons = set()
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            reasons.add(info.reason)
+    assert reasons == {"PLATFORM_CREDENTIALS_INVALID"}
+    async with server.deps.db.unit_of_work(admin) as session:
+        alerts = list(
+            await session.scalars(select(Alert).where(Alert.kind == "waha_platform_key_rejected"))
+        )
+    assert alerts and all(a.audience == "super_admin" and a.organizacao_id is None for a in alerts)
+    # With the key fixed, the member connects.
+    await stack.connect(member, "5511988880021")

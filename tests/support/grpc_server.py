@@ -19,6 +19,7 @@ from server.resilience.clock import Clock
 from server.settings import REAL_PROVIDER_URLS, Settings
 
 TEST_JWT_SECRET = "test-jwt-secret-test-jwt-secret-0123456789"
+TEST_SERVICE_SECRET = "test-service-secret-test-service-secret-0123"
 # One keyring for every server of a test run, as in a real deployment: global rows (platform
 # credentials) written by one server must decrypt in the next.
 TEST_ENCRYPTION_KEYS = (
@@ -36,6 +37,7 @@ def test_settings(owner_url: str, data_dir: str, **overrides: object) -> Setting
         database_url=owner_url,
         data_dir=Path(data_dir),
         jwt_secret=TEST_JWT_SECRET,
+        service_token_secret=TEST_SERVICE_SECRET,
         encryption_keys=TEST_ENCRYPTION_KEYS,
         **{attr: UNREACHABLE for attr in REAL_PROVIDER_URLS},  # type: ignore[arg-type]
     )
@@ -50,8 +52,10 @@ class RunningServer:
     channel: grpc.aio.Channel
 
     def token(self, caller: Caller) -> str:
+        # Service tokens have a key of their own (the user-token key cannot mint them).
+        secret = TEST_SERVICE_SECRET if caller.role is Role.SERVICE else TEST_JWT_SECRET
         return mint_token(
-            TEST_JWT_SECRET, role=caller.role, tenant_id=caller.tenant_id, user_id=caller.user_id
+            secret, role=caller.role, tenant_id=caller.tenant_id, user_id=caller.user_id
         )
 
     def metadata(self, caller: Caller | None) -> tuple[tuple[str, str], ...]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from server.auth.tokens import TokenVerifier
+from server.errors import Unauthenticated
 from server.ingress.routes import (
     Malformed,
     google_calendar_events,
@@ -151,5 +152,8 @@ def test_service_token_is_refreshed_before_expiry() -> None:
     second = identity.metadata()
     assert second != first
     token = second[0][1].removeprefix("Bearer ")
-    verifier = TokenVerifier(hs256_secret="s" * 32, rs256_public_key=None)
+    verifier = TokenVerifier(hs256_secret="u" * 32, rs256_public_key=None, service_secret="s" * 32)
     assert verifier.verify(token).role.value == "service"
+    # The user-token key alone does not accept it (nor could it have minted it).
+    with pytest.raises(Unauthenticated):
+        TokenVerifier(hs256_secret="s" * 32, rs256_public_key=None).verify(token)

@@ -46,6 +46,9 @@ async def _login(fake: GraphFake, client: MetaGraphClient) -> str:
         app_id=APP_ID, app_secret=SECRET, token=short.access_token
     )
     assert grant.expires_in and grant.expires_in > short.expires_in  # type: ignore[operator]
+    # The app secret, the code and the short-lived token travel in POST bodies, not URLs.
+    exchanges = [r for r in fake.state.requests if r["path"].endswith("/oauth/access_token")]
+    assert exchanges and all(r["method"] == "POST" and not r["query"] for r in exchanges)
     return grant.access_token
 
 

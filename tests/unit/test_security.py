@@ -110,6 +110,24 @@ def test_oauth_state_binds_provider_and_expires() -> None:
 @pytest.mark.parametrize(
     "line",
     [
+        "page_token: not a token this API issued",
+        "invalid token: Signature verification failed",
+        "the token: expired yesterday",
+    ],
+)
+def test_redaction_keeps_the_words_of_error_messages(line: str) -> None:
+    assert redact(line) == line
+
+
+def test_redaction_masks_oauth_codes_in_urls() -> None:
+    line = "GET https://graph.example/oauth/access_token?client_id=1&code=AQBx9-secret&x=1"
+    out = redact(line)
+    assert "AQBx9" not in out and "client_id=1" in out and "x=1" in out
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
         "access_token=EAABsbCS1iHgBAKZBZC0",
         '{"password": "hunter2hunter2"}',
         "authorization: Bearer abc.def.ghi",
@@ -117,6 +135,8 @@ def test_oauth_state_binds_provider_and_expires() -> None:
         "client_secret=GOCSPX-abcdef123",
         "X-Api-Key: waha-secret-key",
         "stored v1:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "page_token: EAABsbCS1iHgBAKZBZC0 was refused",
+        'the "token": "hunter2hunter2"',
     ],
 )
 def test_redaction_masks_secrets(line: str) -> None:

@@ -12,7 +12,11 @@ from sandbox.app import build_sandbox_app
 from sandbox.settings import SandboxSettings, WahaSettings
 from sandbox.waha import WahaFake
 from server.errors import FailedPrecondition
-from server.providers.errors import ProviderAuthError, ProviderRejected, ProviderServerError
+from server.providers.errors import (
+    PlatformCredentialsInvalid,
+    ProviderRejected,
+    ProviderServerError,
+)
 from server.providers.waha import (
     WahaClient,
     WahaCredentials,
@@ -118,8 +122,10 @@ async def test_create_twice_is_rejected_and_update_replaces_config(sandbox) -> N
 async def test_errors_are_translated(sandbox) -> None:  # type: ignore[no-untyped-def]
     client, _fake, http = sandbox
     bad_key = WahaClient(http, WahaCredentials("http://sandbox/waha", "wrong", "k"))
-    with pytest.raises(ProviderAuthError):
+    # The key is the platform's: its refusal is a platform misconfiguration.
+    with pytest.raises(PlatformCredentialsInvalid) as refused:
         await bad_key.get_session("anything")
+    assert refused.value.reason == "PLATFORM_CREDENTIALS_INVALID" and not refused.value.retryable
     await http.post("http://sandbox/waha/_control/faults", json={"status": 503, "count": 1})
     with pytest.raises(ProviderServerError) as down:
         await client.get_session("anything")

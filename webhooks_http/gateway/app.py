@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -39,6 +39,7 @@ from .errors import (
 from .openapi import build_openapi
 from .rules import HttpRule, Router, collect_rules
 from .sse import StreamResponse, wants_ndjson
+from .stream_slots import DEFAULT_STREAMS_PER_ADDRESS, StreamSlots
 from .transcode import ResponseEncoder, TranscodeError, build_request
 from .wire import WireCodec
 
@@ -73,6 +74,8 @@ def build_gateway(
     openapi_path: str = "/api/openapi.json",
     title: str = "Renove Conexoes API",
     version: str = "v1",
+    max_streams_per_address: int = DEFAULT_STREAMS_PER_ADDRESS,
+    client_address: Callable[[Scope], str] | None = None,
 ) -> Starlette:
     """The HTTP/JSON gateway for every `google.api.http` rule in `files`.
 
@@ -90,6 +93,8 @@ def build_gateway(
         cors_origins: origins allowed by CORS; empty disables CORS.
         sse_keepalive_s: idle seconds before an SSE keep-alive comment.
         openapi_path: where the generated OpenAPI document is served.
+        max_streams_per_address: open streams one client address may hold (429 beyond).
+        client_address: the client's address from the scope (default: the socket peer).
 
     Raises:
         ValueError: a rule is invalid or two rules are ambiguous.
@@ -124,6 +129,8 @@ def build_gateway(
         max_body_bytes,
         default_deadline_s,
         sse_keepalive_s,
+        StreamSlots(max_streams_per_address),
+        client_address or _peer,
     )
     middleware: list[Middleware] = []
     if cors_origins:
@@ -191,7 +198,11 @@ class _Endpoint:
         max_body_bytes: int,
         default_deadline_s: float,
         keepalive_s: float,
+        streams: StreamSlots,
+        client_address: Callable[[Scope], str],
     ) -> None:
+        self._streams = streams
+        self._client_address = client_address
         self._router = router
         self._methods = methods
         self._document = _dumps(document)
@@ -250,14 +261,24 @@ class _Endpoint:
             else {}
         )
         if method.stream is not None:
+            address = self._client_address(request.scope)
+            if not self._streams.take(address, raw_path):
+                status = status_pb2.Status(
+                    code=code_pb2.RESOURCE_EXHAUSTED,
+                    message=f"at most {self._streams.limit} open streams per client address",
+                )
+                return self._error(status, 429, {**echo, "retry-after": "5"})
             call = method.stream(message, metadata=metadata, timeout=timeout)
-            return StreamResponse(
-                call,
-                lambda m: self._encoder.encode(m, match.rule.response_body),
-                error_json=self._status_json,
-                ndjson=wants_ndjson(request.headers.get("accept", "")),
-                keepalive_s=self._keepalive,
-                headers=echo,
+            return self._streams.holding(
+                address,
+                StreamResponse(
+                    call,
+                    lambda m: self._encoder.encode(m, match.rule.response_body),
+                    error_json=self._status_json,
+                    ndjson=wants_ndjson(request.headers.get("accept", "")),
+                    keepalive_s=self._keepalive,
+                    headers=echo,
+                ),
             )
         try:
             call = method.unary(message, metadata=metadata, timeout=timeout)
@@ -336,6 +357,11 @@ def _header_timeout(request: Request) -> float | None:
     return None
 
 
+# Far above any JWT we issue or accept, far below gRPC's 16 KiB metadata limit: a longer
+# credential is not one (401), not a server that is out of resources (429).
+MAX_AUTHORIZATION_CHARS = 8192
+
+
 def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
     """Forwarded headers as gRPC metadata; gRPC accepts only printable ASCII values."""
     metadata: list[tuple[str, str]] = []
@@ -343,7 +369,8 @@ def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
         value = request.headers.get(name)
         if value is None:
             continue
-        if not _METADATA_VALUE.fullmatch(value):
+        too_long = name == "authorization" and len(value) > MAX_AUTHORIZATION_CHARS
+        if too_long or not _METADATA_VALUE.fullmatch(value):
             if name == "authorization":  # a credential we cannot even pass on: not signed in
                 raise _Rejected(
                     status_pb2.Status(
@@ -356,6 +383,11 @@ def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
             )
         metadata.append((name, value))
     return tuple(metadata)
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _raw_path(scope: Scope) -> str:

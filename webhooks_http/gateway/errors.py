@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import duration_pb2, json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -75,6 +75,8 @@ def status_from_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     """
     code = error.code()
     fallback = status_pb2.Status(code=code.value[0], message=error.details() or "")
+    if code in _TRANSPORT_CODES and not _has_details(error):
+        return _unreachable()
     for key, value in _metadata_items(error.trailing_metadata()):
         if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
@@ -84,6 +86,30 @@ def status_from_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
             return fallback
         return rich if rich.code == fallback.code else fallback
     return fallback
+
+
+# Codes grpc itself raises when the server cannot be reached: its message names internal
+# addresses ("ipv4:10.0.3.7:50051: Connection refused"), which the public never sees.
+_TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE,)
+UNREACHABLE_RETRY_S = 5
+
+
+def _has_details(error: grpc.aio.AioRpcError) -> bool:
+    return any(key == STATUS_DETAILS_KEY for key, _ in _metadata_items(error.trailing_metadata()))
+
+
+def _unreachable() -> status_pb2.Status:
+    """The server is down or unreachable: a generic message and a RetryInfo (Retry-After)."""
+    status = status_pb2.Status(
+        code=code_pb2.UNAVAILABLE, message="the service is temporarily unavailable; retry later"
+    )
+    status.details.add().Pack(
+        error_details_pb2.ErrorInfo(reason="SERVICE_UNAVAILABLE", domain="conexoes.renove.com.br")
+    )
+    status.details.add().Pack(
+        error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=UNREACHABLE_RETRY_S))
+    )
+    return status
 
 
 def gateway_status(

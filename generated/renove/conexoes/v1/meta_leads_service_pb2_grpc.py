@@ -120,8 +120,11 @@ class MetaLeadsServiceServicer:
     def HandleMetaOAuthCallback(self, request, context):
         """OAuth redirect target (called by the sidecar with the browser's query string): verifies
         the signed state, exchanges the code for a long-lived user token, stores it encrypted and
-        returns where to redirect the browser. Reconnecting keeps the same connection row.
-        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED) for a bad state;
+        returns where to redirect the browser. Reconnecting keeps the same connection row. The
+        state is bound to the browser that got the auth URL (GetMetaAuthUrl sets a cookie through
+        the `x-set-cookie` response metadata; the sidecar sends it back as `x-oauth-browser-nonce`).
+        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED, and
+        STATE_BROWSER_MISMATCH when completed in another browser) for a bad state;
         all provider-side failures (denied consent, code exchange) are reported in the result with
         sucesso=false so the browser still lands on the frontend.
         """
@@ -164,7 +167,9 @@ class MetaLeadsServiceServicer:
         the app to its `leadgen` webhook field. Selecting again refreshes the page token.
         Errors: NOT_FOUND (PAGE_NOT_FOUND) when the account does not manage the page;
         FAILED_PRECONDITION (CONNECTION_NOT_FOUND, TOKEN_EXPIRED, MISSING_PAGE_PERMISSION when the
-        page lacks leads_retrieval); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
+        page lacks leads_retrieval; PAGE_IN_USE when the page is active in another organization,
+        which is not named: a page's leads reach one tenant); UNAVAILABLE (PROVIDER_UNAVAILABLE,
+        CIRCUIT_OPEN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

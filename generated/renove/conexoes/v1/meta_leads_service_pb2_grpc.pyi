@@ -46,8 +46,11 @@ class MetaLeadsServiceStub:
     HandleMetaOAuthCallback: _grpc.UnaryUnaryMultiCallable[_meta_leads_service_pb2.HandleMetaOAuthCallbackRequest, _meta_leads_service_pb2.HandleMetaOAuthCallbackResponse]
     """OAuth redirect target (called by the sidecar with the browser's query string): verifies
     the signed state, exchanges the code for a long-lived user token, stores it encrypted and
-    returns where to redirect the browser. Reconnecting keeps the same connection row.
-    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED) for a bad state;
+    returns where to redirect the browser. Reconnecting keeps the same connection row. The
+    state is bound to the browser that got the auth URL (GetMetaAuthUrl sets a cookie through
+    the `x-set-cookie` response metadata; the sidecar sends it back as `x-oauth-browser-nonce`).
+    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED, and
+    STATE_BROWSER_MISMATCH when completed in another browser) for a bad state;
     all provider-side failures (denied consent, code exchange) are reported in the result with
     sucesso=false so the browser still lands on the frontend.
     """
@@ -74,7 +77,9 @@ class MetaLeadsServiceStub:
     the app to its `leadgen` webhook field. Selecting again refreshes the page token.
     Errors: NOT_FOUND (PAGE_NOT_FOUND) when the account does not manage the page;
     FAILED_PRECONDITION (CONNECTION_NOT_FOUND, TOKEN_EXPIRED, MISSING_PAGE_PERMISSION when the
-    page lacks leads_retrieval); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
+    page lacks leads_retrieval; PAGE_IN_USE when the page is active in another organization,
+    which is not named: a page's leads reach one tenant); UNAVAILABLE (PROVIDER_UNAVAILABLE,
+    CIRCUIT_OPEN).
     """
     ListMetaLeadForms: _grpc.UnaryUnaryMultiCallable[_meta_leads_service_pb2.ListMetaLeadFormsRequest, _meta_leads_service_pb2.ListMetaLeadFormsResponse]
     """Lists the Lead Ads forms of a selected page, with their questions (the fields to map)
@@ -127,8 +132,11 @@ class MetaLeadsServiceAsyncStub(MetaLeadsServiceStub):
     HandleMetaOAuthCallback: _aio.UnaryUnaryMultiCallable[_meta_leads_service_pb2.HandleMetaOAuthCallbackRequest, _meta_leads_service_pb2.HandleMetaOAuthCallbackResponse]  # type: ignore[assignment]
     """OAuth redirect target (called by the sidecar with the browser's query string): verifies
     the signed state, exchanges the code for a long-lived user token, stores it encrypted and
-    returns where to redirect the browser. Reconnecting keeps the same connection row.
-    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED) for a bad state;
+    returns where to redirect the browser. Reconnecting keeps the same connection row. The
+    state is bound to the browser that got the auth URL (GetMetaAuthUrl sets a cookie through
+    the `x-set-cookie` response metadata; the sidecar sends it back as `x-oauth-browser-nonce`).
+    Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED, and
+    STATE_BROWSER_MISMATCH when completed in another browser) for a bad state;
     all provider-side failures (denied consent, code exchange) are reported in the result with
     sucesso=false so the browser still lands on the frontend.
     """
@@ -155,7 +163,9 @@ class MetaLeadsServiceAsyncStub(MetaLeadsServiceStub):
     the app to its `leadgen` webhook field. Selecting again refreshes the page token.
     Errors: NOT_FOUND (PAGE_NOT_FOUND) when the account does not manage the page;
     FAILED_PRECONDITION (CONNECTION_NOT_FOUND, TOKEN_EXPIRED, MISSING_PAGE_PERMISSION when the
-    page lacks leads_retrieval); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
+    page lacks leads_retrieval; PAGE_IN_USE when the page is active in another organization,
+    which is not named: a page's leads reach one tenant); UNAVAILABLE (PROVIDER_UNAVAILABLE,
+    CIRCUIT_OPEN).
     """
     ListMetaLeadForms: _aio.UnaryUnaryMultiCallable[_meta_leads_service_pb2.ListMetaLeadFormsRequest, _meta_leads_service_pb2.ListMetaLeadFormsResponse]  # type: ignore[assignment]
     """Lists the Lead Ads forms of a selected page, with their questions (the fields to map)
@@ -217,8 +227,11 @@ class MetaLeadsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_meta_leads_service_pb2.HandleMetaOAuthCallbackResponse, _abc.Awaitable[_meta_leads_service_pb2.HandleMetaOAuthCallbackResponse]]:
         """OAuth redirect target (called by the sidecar with the browser's query string): verifies
         the signed state, exchanges the code for a long-lived user token, stores it encrypted and
-        returns where to redirect the browser. Reconnecting keeps the same connection row.
-        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED) for a bad state;
+        returns where to redirect the browser. Reconnecting keeps the same connection row. The
+        state is bound to the browser that got the auth URL (GetMetaAuthUrl sets a cookie through
+        the `x-set-cookie` response metadata; the sidecar sends it back as `x-oauth-browser-nonce`).
+        Errors: INVALID_ARGUMENT (STATE_INVALID, STATE_EXPIRED, STATE_REUSED, and
+        STATE_BROWSER_MISMATCH when completed in another browser) for a bad state;
         all provider-side failures (denied consent, code exchange) are reported in the result with
         sucesso=false so the browser still lands on the frontend.
         """
@@ -269,7 +282,9 @@ class MetaLeadsServiceServicer(metaclass=_abc_1.ABCMeta):
         the app to its `leadgen` webhook field. Selecting again refreshes the page token.
         Errors: NOT_FOUND (PAGE_NOT_FOUND) when the account does not manage the page;
         FAILED_PRECONDITION (CONNECTION_NOT_FOUND, TOKEN_EXPIRED, MISSING_PAGE_PERMISSION when the
-        page lacks leads_retrieval); UNAVAILABLE (PROVIDER_UNAVAILABLE, CIRCUIT_OPEN).
+        page lacks leads_retrieval; PAGE_IN_USE when the page is active in another organization,
+        which is not named: a page's leads reach one tenant); UNAVAILABLE (PROVIDER_UNAVAILABLE,
+        CIRCUIT_OPEN).
         """
 
     @_abc_1.abstractmethod
