@@ -10,7 +10,7 @@ deactivated (their rows stay, for history).
 of forged requests cannot flood `audit_log`.
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0018
 Create Date: 2026-12-07
 """
 
@@ -24,7 +24,7 @@ from alembic import op
 from db.migrations.r0001.security import APP_ROLE
 
 revision: str = "0013"
-down_revision: str | None = "0012"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
