@@ -38,6 +38,7 @@ from tests.integration.meta_leads_support import (
     owner_engine_for,
     poll,
 )
+from tests.support.whatsapp_stack import poll
 from tests.unit.test_meta_user_data import KNOWN
 
 CONTACT = epb.ContactData(
@@ -549,6 +550,11 @@ async def test_tenant_without_capi_retries_fails_after_one_attempt(
     [entry] = await capi.wait_logs(1)
     assert entry.status == pb.CAPI_LOG_STATUS_FAILED and entry.tentativas == 1
     assert entry.response_code == 500
-    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
-        job = await session.get(PendingEvent, uuid.UUID(published.jobs[0].job_id))
-    assert job is not None and job.status == "failed"  # dead-lettered, retriable by an admin
+
+    async def dead_lettered() -> bool | None:
+        # The worker records the job's outcome after the handler's own transaction.
+        async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+            job = await session.get(PendingEvent, uuid.UUID(published.jobs[0].job_id))
+        return True if job is not None and job.status == "failed" else None
+
+    assert await poll(dead_lettered)  # dead-lettered, retriable by an admin
