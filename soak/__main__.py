@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     print(f"took {time.monotonic() - began:.0f}s")
     if not result.ok:
-        print("FAILED: something was lost or done twice", file=sys.stderr)
+        print(
+            "FAILED: something was lost or done twice, or a stream had nothing accepted",
+            file=sys.stderr,
+        )
         return 1
     print("OK: nothing lost, nothing done twice")
     return 0

@@ -39,7 +39,7 @@ class Profile:
 FULL = Profile(
     name="full",
     seconds=210,
-    rates={"whatsapp_in": 8, "instagram_in": 3, "leadgen_in": 2, "whatsapp_out": 3},
+    rates={"whatsapp_in": 8, "instagram_in": 3, "leadgen_in": 2, "whatsapp_out": 3, "capi_out": 3},
     burst_every=45,
     burst_seconds=2,
     chaos_at=60,
@@ -56,7 +56,7 @@ FULL = Profile(
 QUICK = Profile(
     name="quick",
     seconds=36,
-    rates={"whatsapp_in": 4, "instagram_in": 1, "leadgen_in": 1, "whatsapp_out": 1},
+    rates={"whatsapp_in": 4, "instagram_in": 1, "leadgen_in": 1, "whatsapp_out": 1, "capi_out": 1},
     burst_every=15,
     burst_seconds=1,
     chaos_at=8,

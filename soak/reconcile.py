@@ -33,6 +33,7 @@ class Row:
     lost: int = 0
     refused: int = 0
     lost_keys: list[str] = field(default_factory=list)
+    refusals: Counter[str] = field(default_factory=Counter)
     p_during: tuple[float, float] | None = None
     p_outside: tuple[float, float] | None = None
 
@@ -45,7 +46,8 @@ class Reconciliation:
 
     @property
     def ok(self) -> bool:
-        return all(r.lost == 0 and r.duplicated == 0 for r in self.rows)
+        # A stream the service accepted nothing of proves nothing: that fails too.
+        return all(r.lost == 0 and r.duplicated == 0 and r.accepted > 0 for r in self.rows)
 
 
 def percentiles(values: list[float]) -> tuple[float, float] | None:
@@ -89,6 +91,12 @@ async def _delivered(http: httpx.AsyncClient, sandbox_url: str, run: str) -> Cou
     return tags
 
 
+async def _at_meta(http: httpx.AsyncClient, sandbox_url: str, pixel: str) -> Counter[str]:
+    answer = await http.get(f"{sandbox_url}/graph/_control/capi/pixels/{pixel}/events")
+    answer.raise_for_status()
+    return Counter(str(event.get("event_id")) for event in answer.json()["events"])
+
+
 async def dead_letters(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
@@ -120,6 +128,7 @@ def _row(name: str, items: list[Item], done: Counter[str], dead_text: list[str],
         row.duplicated += max(0, copies - 1)
         if not item.accepted:
             row.refused += 1
+            row.refusals[item.refused[:100]] += 1
             continue
         row.accepted += 1
         assert item.latency is not None
@@ -142,6 +151,7 @@ async def reconcile(
     run: str,
     sent: Sent,
     window: tuple[float, float],
+    pixel: str,
 ) -> Reconciliation:
     conn = await asyncpg.connect(dsn)
     try:
@@ -153,6 +163,7 @@ async def reconcile(
             "instagram_in": await _stored_conversas(conn, "instagram", run),
             "leadgen_in": await _stored_leads(conn, leads),
             "whatsapp_out": await _delivered(http, sandbox_url, run),
+            "capi_out": await _at_meta(http, sandbox_url, pixel),
         }
     finally:
         await conn.close()
@@ -185,6 +196,9 @@ def table(result: Reconciliation) -> str:
     out.append(
         f"sandbox chaos: {c.get('calls')} calls, {c.get('failed')} failed, {c.get('hung')} hung"
     )
+    for r in result.rows:
+        for why, n in r.refusals.items():
+            out.append(f"refused {r.stream}: {n} x {why}")
     for r in result.rows:
         if r.lost_keys:
             out.append(

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import grpc
 import httpx
+from renove.conexoes.v1 import conversions_service_pb2 as cpb
+from renove.conexoes.v1 import conversions_service_pb2_grpc as cpb_grpc
+from renove.conexoes.v1 import crm_events_service_pb2_grpc as epb_grpc
 from renove.conexoes.v1 import whatsapp_service_pb2_grpc as wpb_grpc
 
 from bench.payloads import Signed, inbound_message, instagram_dm, leadgen
@@ -26,9 +29,21 @@ from server.auth.caller import Role
 from soak.profile import Profile
 from soak.reconcile import Reconciliation, open_jobs, reconcile
 from soak.stack import SoakStack, grow
-from soak.traffic import Item, Launch, Sent, Stream, drive, post_webhook, send_whatsapp
+from soak.traffic import (
+    Item,
+    Launch,
+    Sent,
+    Stream,
+    drive,
+    post_webhook,
+    publish_pipeline_event,
+    send_whatsapp,
+)
 
-RETRY_AFTER_LOAD_S = 60.0
+# How long after the load a sender keeps retrying: past the 120 s after which the server takes
+# over a request id whose first attempt died with its process or its database connection
+# (server/idempotency.py), so a client that retries like the CRM's does gets its answer.
+RETRY_AFTER_LOAD_S = 150.0
 
 
 async def _make_leads(ctx: Context, form_id: str, count: int, run: str) -> list[str]:
@@ -43,6 +58,18 @@ async def _make_leads(ctx: Context, form_id: str, count: int, run: str) -> list[
         made.raise_for_status()
         ids.append(str(made.json()["leadgen_id"]))
     return ids
+
+
+async def _capi_pixel(ctx: Context) -> str:
+    """A pixel of the tenant's own in the Graph fake, and an active CAPI configuration."""
+    made = await ctx.http.post(f"{ctx.graph_url}/_control/capi/pixels")
+    made.raise_for_status()
+    pixel, token = str(made.json()["pixel_id"]), str(made.json()["access_token"])
+    await cpb_grpc.ConversionsServiceStub(ctx.channel).SaveCapiConfig(
+        cpb.SaveCapiConfigRequest(pixel_id=pixel, access_token=token, ativo=True),
+        metadata=ctx.stack.md(Role.ADMIN),
+    )
+    return pixel
 
 
 async def _faults(soak: SoakStack, profile: Profile, began: float, http: httpx.AsyncClient) -> None:
@@ -101,6 +128,7 @@ async def run_soak(
             await ctx.connect_member()
             page_id, form_id = await connect_meta(ctx)
             account_id = await connect_instagram(ctx)
+            pixel = await _capi_pixel(ctx)
             run = f"sk{uuid.uuid4().hex[:6]}"
             rates = profile.rates
             burst_share = profile.burst_seconds / profile.burst_every * 10
@@ -115,9 +143,11 @@ async def run_soak(
             meta_secret = base.server_env["CONEXOES_META_APP_SECRET"]
             stub = wpb_grpc.WhatsAppServiceStub(channel)
             member_md = base.md(Role.MEMBER)
+            events = epb_grpc.CrmEventsServiceStub(channel)
+            admin_md = base.md(Role.ADMIN)
             began = time.monotonic()
             retry_until = began + profile.seconds + RETRY_AFTER_LOAD_S
-            phone_base = 553190000000 + zlib.crc32(run.encode()) % 10**6 * 100
+            area = zlib.crc32(run.encode()) % 1000  # a Belo Horizonte mobile per run and item
 
             def webhook(path: str, build: Callable[[int], Signed]) -> Launch:
                 async def launch(index: int, item: Item) -> None:
@@ -127,7 +157,7 @@ async def run_soak(
 
             async def out(index: int, item: Item) -> None:
                 text = f"soakout:{run}:{index} Ola, segue a proposta"
-                to = f"+{phone_base + index % 100_000}"
+                to = f"+55319{area:03d}{index % 100_000:05d}"
                 await send_whatsapp(stub, member_md, to, text, item, retry_until)
 
             now_ms = int(time.time() * 1000)
@@ -147,6 +177,10 @@ async def run_soak(
                        lambda i: (lead_ids[i], lead_ids[i]), limit=len(lead_ids)),
                 Stream("whatsapp_out", rates["whatsapp_out"], out,
                        lambda i: (f"soakout:{run}:{i}", "")),
+                Stream("capi_out", rates["capi_out"],
+                       lambda i, item: publish_pipeline_event(events, admin_md, i, item,
+                                                              retry_until),
+                       lambda i: (f"{run}-capi-{i}", f"{run}-capi-{i}")),
             ]  # fmt: skip
             await asyncio.gather(
                 drive(
@@ -163,7 +197,7 @@ async def run_soak(
             await _drain(soak, profile)
             lo, hi = profile.fault_window
             result = await reconcile(
-                base.dsn, http, base.sandbox_url, run, sent, (began + lo, began + hi)
+                base.dsn, http, base.sandbox_url, run, sent, (began + lo, began + hi), pixel
             )
             facts: dict[str, object] = {"machine": machine, "cores": cores.how, "run": run}
             return result, facts

@@ -13,14 +13,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 import httpx
+from renove.conexoes.v1 import crm_events_service_pb2 as epb
+from renove.conexoes.v1 import crm_events_service_pb2_grpc as epb_grpc
 from renove.conexoes.v1 import whatsapp_service_pb2 as wpb
 from renove.conexoes.v1 import whatsapp_service_pb2_grpc as wpb_grpc
 
 from bench.payloads import Signed
 
+T = TypeVar("T")
 BURST_FACTOR = 10
 MAX_IN_FLIGHT = 256
 _RETRYABLE = {
@@ -80,6 +84,28 @@ async def post_webhook(
         await asyncio.sleep(backoff(item.attempts))
 
 
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]], item: Item, retry_until: float
+) -> T | None:
+    """Repeats an RPC (the same request, so the same request_id) until it answers or fails
+    for good; None when it did not succeed."""
+    while True:
+        item.attempts += 1
+        try:
+            reply = await call()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _RETRYABLE:
+                item.refused = f"{exc.code().name}: {exc.details()}"
+                return None
+            if time.monotonic() > retry_until:
+                item.refused = f"gave up after {item.attempts} attempts ({exc.code().name})"
+                return None
+            await asyncio.sleep(backoff(item.attempts))
+            continue
+        item.accepted, item.latency = True, time.monotonic() - item.started
+        return reply
+
+
 async def send_whatsapp(
     stub: wpb_grpc.WhatsAppServiceStub,
     md: tuple[tuple[str, str], ...],
@@ -89,22 +115,30 @@ async def send_whatsapp(
     retry_until: float,
 ) -> None:
     request = wpb.SendWhatsAppMessageRequest(to=to, text=text, request_id=str(uuid.uuid4()))
-    while True:
-        item.attempts += 1
-        try:
-            reply = await stub.SendWhatsAppMessage(request, metadata=md, timeout=15)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _RETRYABLE:
-                item.refused = f"{exc.code().name}: {exc.details()}"
-                return
-            if time.monotonic() > retry_until:
-                item.refused = f"gave up after {item.attempts} attempts ({exc.code().name})"
-                return
-            await asyncio.sleep(backoff(item.attempts))
-            continue
+    reply = await call_with_retries(
+        lambda: stub.SendWhatsAppMessage(request, metadata=md, timeout=15), item, retry_until
+    )
+    if reply is not None:
         item.link = reply.message.id
-        item.accepted, item.latency = True, time.monotonic() - item.started
-        return
+
+
+async def publish_pipeline_event(
+    stub: epb_grpc.CrmEventsServiceStub,
+    md: tuple[tuple[str, str], ...],
+    index: int,
+    item: Item,
+    retry_until: float,
+) -> None:
+    """An MQL for a new contact; its request_id is the event_id Meta receives."""
+    request = epb.PublishPipelineEventRequest(
+        request_id=item.key,
+        event_type=epb.PIPELINE_EVENT_TYPE_MQL,
+        contato_id=str(uuid.uuid4()),
+        contato=epb.ContactData(email=f"{item.key}@soak.example", primeiro_nome="Soak"),
+    )
+    await call_with_retries(
+        lambda: stub.PublishPipelineEvent(request, metadata=md, timeout=15), item, retry_until
+    )
 
 
 Launch = Callable[[int, Item], Awaitable[None]]
