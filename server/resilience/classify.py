@@ -1,21 +1,18 @@
 """The two questions the retry and breaker code ask of a failure, answered from attributes only.
 
 Retry decisions read `retryable` and `retry_after` (set by `server.errors` classes and
-`ProviderError`): no status codes, no message matching. The one other retryable failure is our
-own database going away mid-job (a restart, a failover: the connection errors of
-`is_database_outage`), which says nothing about the job. Any other exception without them (a
-bug in our code) is not retryable, so it fails at once instead of being hidden.
+`ProviderError`) and nothing else: no status codes, no message matching. An exception without
+them (a bug in our code) is not retryable, so it fails at once instead of being hidden.
 """
 
 from __future__ import annotations
 
 from server.errors import CircuitOpen, ProviderUnavailable
-from server.interceptors.outages import is_database_outage
 from server.providers.errors import ProviderError
 
 
 def is_retryable(exc: BaseException) -> bool:
-    return getattr(exc, "retryable", False) is True or is_database_outage(exc)
+    return getattr(exc, "retryable", False) is True
 
 
 def retry_after_of(exc: BaseException) -> float | None:

@@ -374,7 +374,9 @@ async def test_an_outcome_the_database_dropped_is_written_once_it_is_back(
     assert (row.status, row.tentativas, calls, failures) == ("completed", 1, [1], [])
 
 
-async def test_the_database_going_away_inside_a_job_is_retried(db, make_tenant, owner_engine):
+async def test_the_database_going_away_inside_a_job_dead_letters_it(db, make_tenant, owner_engine):
+    """Not retried: the handler may have reached the provider before its own write failed,
+    and WAHA or SMTP would get the work twice. The dead letter says why and can be replayed."""
     import asyncpg
     from sqlalchemy.exc import InterfaceError
 
@@ -383,11 +385,12 @@ async def test_the_database_going_away_inside_a_job_is_retried(db, make_tenant, 
     registry = JobRegistry()
 
     async def handler(job: Job) -> None:
-        raise InterfaceError("SELECT 1", {}, asyncpg.InterfaceError("connection is closed"))
+        raise InterfaceError("UPDATE", {}, asyncpg.InterfaceError("connection is closed"))
 
     op = unique_op("dbgone")
     registry.register(Operation(op, POLICIES["capi_event"]), handler)
     job_id = await add_job(db, tenant.id, op, max_attempts=5)
     await make_worker(db, registry, clock).run_once()
     row = await job_row(owner_engine, job_id)
-    assert (row.status, row.tentativas) == ("pending", 1)
+    assert (row.status, row.tentativas) == ("failed", 1)
+    assert "connection is closed" in row.ultimo_erro

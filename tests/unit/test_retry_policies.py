@@ -327,16 +327,3 @@ async def test_persistent_outage_opens_the_breaker(faults: FaultServer) -> None:
 
 def test_our_bugs_are_not_retried() -> None:
     assert not is_retryable(KeyError("missing field"))
-
-
-def test_our_database_going_away_mid_job_is_retried() -> None:
-    """A PostgreSQL restart under a running job (seen in `make soak`) is not the job's fault:
-    its next attempt runs once the database is back, instead of a dead letter."""
-    import asyncpg
-    from sqlalchemy.exc import InterfaceError
-
-    closed = asyncpg.InterfaceError("connection is closed")
-    wrapped = InterfaceError("SELECT 1", {}, closed)
-    assert is_retryable(closed) and is_retryable(wrapped)
-    assert is_retryable(asyncpg.exceptions.AdminShutdownError("terminating connection"))
-    assert not is_retryable(ValueError("a bug of ours"))
