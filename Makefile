@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: run test lint gen gen-check pytest bench install clean-data fmt
+.PHONY: run test lint gen gen-check pytest bench soak install clean-data fmt
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ run: install
 
 bench: install
 	$(PY) -m bench
+
+# Nothing lost, nothing done twice, under load and faults (soak/README.md). Under 10 minutes.
+soak: install
+	$(PY) -m soak $(SOAK_ARGS)
 
 clean-data:
 	rm -rf .data

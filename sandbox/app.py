@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from sandbox.chaos import Chaos, ChaosMiddleware, get_chaos, set_chaos
 from sandbox.google import GoogleSettings, build_google_fake
 from sandbox.graph import GraphSettings, build_graph_fake
 from sandbox.instagram import InstagramSettings, build_instagram_fake
@@ -44,6 +46,7 @@ def _fakes(settings: SandboxSettings) -> dict[str, ProviderFake]:
 def build_sandbox_app(settings: SandboxSettings) -> Starlette:
     """Build the sandbox. Each call has its own state; `app.state.fakes` exposes the fakes."""
     fakes = _fakes(settings)
+    chaos = Chaos()
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -60,9 +63,13 @@ def build_sandbox_app(settings: SandboxSettings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", index, methods=["GET"]),
+            Route("/_control/chaos", set_chaos, methods=["POST"]),
+            Route("/_control/chaos", get_chaos, methods=["GET"]),
             *(Mount(prefix, app=fake.app) for prefix, fake in fakes.items()),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(ChaosMiddleware, chaos=chaos)],
     )
     app.state.fakes = fakes
+    app.state.chaos = chaos
     return app

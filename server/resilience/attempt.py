@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 
 from db.uow import Database
 from server.errors import CircuitOpen
+from server.interceptors.outages import is_database_outage
 from server.providers.errors import ProviderTimeout
 from server.resilience import queue
 from server.resilience.backoff import RandomSource, next_delay
@@ -32,6 +34,8 @@ from server.resilience.policies import RetryPolicy
 from server.resilience.queue import ClaimedJob
 
 _log = logging.getLogger(__name__)
+OUTCOME_RETRY_FIRST_S = 0.2
+OUTCOME_RETRY_MAX_S = 5.0
 
 
 class AttemptRunner:
@@ -83,6 +87,37 @@ class AttemptRunner:
                 await self._postpone(job, exc, breaker)
                 return
         error = await self._run_handler(job, spec, policy, attempt, max_attempts, breaker, permit)
+        await self._persist(
+            job, lambda: self._record(job, error, policy, attempt, max_attempts, breaker)
+        )
+
+    async def _persist(self, job: ClaimedJob, write: Callable[[], Awaitable[None]]) -> None:
+        """Writes an attempt's outcome, waiting out a database outage (a restart, a failover)
+        for as long as the lease lasts: the work is done, and an outcome left unwritten would
+        let the lease expire and the work run again (a second message, a second event)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lease
+        delay = OUTCOME_RETRY_FIRST_S
+        while True:
+            try:
+                await write()
+                return
+            except Exception as exc:
+                if not is_database_outage(exc) or loop.time() + delay > deadline:
+                    raise
+                _log.warning("job %s: writing its outcome waits for the database (%s)", job.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, OUTCOME_RETRY_MAX_S)
+
+    async def _record(
+        self,
+        job: ClaimedJob,
+        error: BaseException | None,
+        policy: RetryPolicy,
+        attempt: int,
+        max_attempts: int,
+        breaker: CircuitBreaker | None,
+    ) -> None:
         if isinstance(error, CircuitOpen):
             await self._postpone(job, error, breaker)
         elif error is None:

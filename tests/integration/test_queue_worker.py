@@ -338,3 +338,59 @@ async def test_stop_releases_a_running_job_without_spending_an_attempt(
     await worker.stop(grace=0.1)
     row = await job_row(owner_engine, job_id)
     assert (row.status, row.tentativas, row.lease_owner) == ("pending", 0, None)
+
+
+async def test_an_outcome_the_database_dropped_is_written_once_it_is_back(
+    db, make_tenant, owner_engine, monkeypatch
+):
+    """The work is done when PostgreSQL restarts under the outcome's write: the worker waits
+    the outage out and records it, instead of letting the lease expire and the work run again."""
+    import asyncpg
+
+    from server.resilience import queue
+
+    tenant = await make_tenant()
+    clock = ahead_clock()
+    registry = JobRegistry()
+    calls = []
+
+    async def handler(job: Job) -> None:
+        calls.append(job.attempt)
+
+    real_complete = queue.complete
+    failures = [asyncpg.exceptions.AdminShutdownError("terminating connection")]
+
+    async def complete_after_a_restart(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if failures:
+            raise failures.pop()
+        return await real_complete(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "complete", complete_after_a_restart)
+    op = unique_op("restart")
+    registry.register(Operation(op, POLICIES["whatsapp_send"]), handler)
+    job_id = await add_job(db, tenant.id, op, max_attempts=5)
+    await make_worker(db, registry, clock).run_once()
+    row = await job_row(owner_engine, job_id)
+    assert (row.status, row.tentativas, calls, failures) == ("completed", 1, [1], [])
+
+
+async def test_the_database_going_away_inside_a_job_dead_letters_it(db, make_tenant, owner_engine):
+    """Not retried: the handler may have reached the provider before its own write failed,
+    and WAHA or SMTP would get the work twice. The dead letter says why and can be replayed."""
+    import asyncpg
+    from sqlalchemy.exc import InterfaceError
+
+    tenant = await make_tenant()
+    clock = ahead_clock()
+    registry = JobRegistry()
+
+    async def handler(job: Job) -> None:
+        raise InterfaceError("UPDATE", {}, asyncpg.InterfaceError("connection is closed"))
+
+    op = unique_op("dbgone")
+    registry.register(Operation(op, POLICIES["capi_event"]), handler)
+    job_id = await add_job(db, tenant.id, op, max_attempts=5)
+    await make_worker(db, registry, clock).run_once()
+    row = await job_row(owner_engine, job_id)
+    assert (row.status, row.tentativas) == ("failed", 1)
+    assert "connection is closed" in row.ultimo_erro

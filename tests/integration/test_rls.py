@@ -149,6 +149,27 @@ async def test_every_tenant_table_has_rls_enabled_and_forced(owner_engine: Async
         assert state[table][:2] == (False, False), table
 
 
+async def test_every_table_in_the_live_schema_is_audited(owner_engine: AsyncEngine) -> None:
+    """The per-table isolation checks below run over the models' tenant tables; a table a
+    migration made without a model, or a model's tenant column missing, would escape them."""
+    async with owner_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT c.table_name, bool_or(c.column_name = 'organizacao_id')"
+                    " FROM information_schema.columns c JOIN information_schema.tables t"
+                    "  USING (table_schema, table_name)"
+                    " WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'"
+                    "  AND c.table_name <> 'alembic_version' GROUP BY 1"
+                )
+            )
+        ).all()
+    live_tenant = {name for name, tenant in rows if tenant}
+    live = {name for name, _ in rows}
+    assert live_tenant == set(TENANT_TABLES)
+    assert live == set(TENANT_TABLES) | set(GLOBAL_TABLES) | {"organizacoes_saas"}
+
+
 async def test_app_role_owns_nothing_and_cannot_bypass(db: Database) -> None:
     async with db.system() as session:
         role = (
