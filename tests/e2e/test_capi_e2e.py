@@ -38,7 +38,6 @@ from tests.integration.meta_leads_support import (
     owner_engine_for,
     poll,
 )
-from tests.support.whatsapp_stack import poll
 from tests.unit.test_meta_user_data import KNOWN
 
 CONTACT = epb.ContactData(
