@@ -8,6 +8,10 @@ least once) and `X-Renove-Sequence` (the tenant's change-feed order). A 2xx comp
 job; 408, 429, 5xx and network failures are retried with the `outbound_webhook` policy
 (Retry-After honoured); any other answer fails at once; after the last attempt the job is
 dead-lettered and an admin may retry or discard it like any job.
+
+The target is checked again before each delivery and the POST goes to the address that
+check approved (server/outbound_webhooks/pinned.py): no second lookup a rebinding DNS
+answer could turn towards a private address.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import uuid
 from typing import Any
 
@@ -24,7 +29,8 @@ from sqlalchemy import select
 from db.models import OutboundWebhook, OutboxEvent
 from server.bootstrap import Deps
 from server.outbound_webhooks.endpoints import secret_context
-from server.outbound_webhooks.targets import target_problems
+from server.outbound_webhooks.pinned import post_pinned
+from server.outbound_webhooks.targets import resolve_target
 from server.providers.errors import ProviderError, ProviderRejected, ProviderServerError
 from server.providers.http import parse_retry_after, translate_errors
 from server.resilience.jobs import Job
@@ -53,8 +59,8 @@ def body_of(row: OutboxEvent) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-async def deliver(deps: Deps, job: Job) -> None:
-    """The `outbound_webhook` job handler."""
+async def deliver(deps: Deps, job: Job, tls: ssl.SSLContext) -> None:
+    """The `outbound_webhook` job handler (`tls`: how receivers' certificates are verified)."""
     endpoint_id = uuid.UUID(str(job.payload["endpoint_id"]))
     event_id = uuid.UUID(str(job.payload["event_id"]))
     async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
@@ -69,10 +75,12 @@ async def deliver(deps: Deps, job: Job) -> None:
         raise ProviderRejected(
             f"change {event_id} is past the feed's retention", provider=PROVIDER, retryable=False
         )
-    problems = await target_problems(
-        endpoint.url, allow_private=deps.settings.webhook_allow_private_targets
+    target, problems = await resolve_target(
+        endpoint.url,
+        allow_private=deps.settings.webhook_allow_private_targets,
+        nameservers=deps.settings.dns_nameservers,
     )
-    if problems:
+    if target is None:
         raise ProviderRejected(problems[0].description, provider=PROVIDER, retryable=False)
     secret = deps.keyring.decrypt(endpoint.segredo_encrypted, secret_context(job.tenant_id))
     body = body_of(event)
@@ -86,7 +94,9 @@ async def deliver(deps: Deps, job: Job) -> None:
         "X-Renove-Delivery-Attempt": str(job.attempt),
     }
     async with translate_errors(PROVIDER):
-        response = await deps.http.post(endpoint.url, content=body, headers=headers)
+        response = await post_pinned(
+            target, content=body, headers=headers, tls=tls, provider=PROVIDER
+        )
     if not response.is_success:
         raise _failure(response.status_code, response.headers.get("retry-after"))
 
