@@ -92,7 +92,8 @@ class Settings:
     meta_health_interval_seconds: float = 3600.0
     stream_heartbeat_seconds: float = 15.0
     # E-mail: SMTP to loopback/private addresses only when allowed (tests, development);
-    # nameservers (ip or ip:port) for MX lookups, the system resolver when empty; an extra CA
+    # nameservers (ip or ip:port) for MX lookups and outbound webhook targets, the system
+    # resolver when empty; an extra CA
     # bundle trusted for SMTP TLS (a private CA); the limit on one SMTP conversation step.
     smtp_allow_private_hosts: bool = False
     dns_nameservers: tuple[str, ...] = ()
