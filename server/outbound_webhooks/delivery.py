@@ -9,6 +9,11 @@ job; 408, 429, 5xx and network failures are retried with the `outbound_webhook` 
 (Retry-After honoured); any other answer fails at once; after the last attempt the job is
 dead-lettered and an admin may retry or discard it like any job.
 
+Deliveries to one endpoint go one at a time, in the tenant's feed order: a delivery waits,
+postponed without spending an attempt, while an earlier one of its endpoint is pending or
+running (retrying included); a dead-lettered one stops holding the others back. Migration
+0019's triggers make a waiting delivery due the moment the one before it finishes.
+
 The target is checked again before each delivery and the POST goes to the address that
 check approved (server/outbound_webhooks/pinned.py): no second lookup a rebinding DNS
 answer could turn towards a private address.
@@ -16,6 +21,7 @@ answer could turn towards a private address.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -24,10 +30,11 @@ import ssl
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from db.models import OutboundWebhook, OutboxEvent
 from server.bootstrap import Deps
+from server.errors import CircuitOpen
 from server.outbound_webhooks.endpoints import secret_context
 from server.outbound_webhooks.pinned import post_pinned
 from server.outbound_webhooks.targets import resolve_target
@@ -40,6 +47,29 @@ _log = logging.getLogger(__name__)
 PROVIDER = "outbound_webhook"
 SIGNATURE_HEADER = "X-Renove-Signature"
 USER_AGENT = "Renove-Conexoes-Webhooks/1.0"
+
+
+class EarlierDeliveryPending(CircuitOpen):
+    """An earlier change is still on its way to the endpoint: this one waits (postponed by
+    the worker without spending an attempt, as an open circuit is)."""
+
+    reason = "EARLIER_DELIVERY_PENDING"
+
+
+_EARLIER = text(
+    """
+SELECT status, CASE WHEN status = 'pending' THEN proxima_tentativa ELSE lease_expires_at END
+       AS free_at
+  FROM eventos_pendentes
+ WHERE operacao = 'outbound_webhook' AND status IN ('pending', 'processing')
+   AND payload->>'endpoint_id' = :endpoint
+   AND (payload->>'sequence')::bigint < :sequence
+ ORDER BY (payload->>'sequence')::bigint
+ LIMIT 1
+"""
+)
+# How long a delivery waits at most before looking again (the triggers usually wake it first).
+_MAX_WAIT_S = 60.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -68,6 +98,17 @@ async def deliver(deps: Deps, job: Job, tls: ssl.SSLContext) -> None:
             select(OutboundWebhook).where(OutboundWebhook.id == endpoint_id)
         )
         event = await session.scalar(select(OutboxEvent).where(OutboxEvent.id == event_id))
+        earlier = (
+            await session.execute(
+                _EARLIER,
+                {"endpoint": str(endpoint_id), "sequence": int(job.payload.get("sequence", 0))},
+            )
+        ).one_or_none()
+    if earlier is not None and endpoint is not None and endpoint.ativo:
+        raise EarlierDeliveryPending(
+            f"an earlier change is still {earlier.status} for this endpoint",
+            retry_after=_wait(deps, earlier.free_at),
+        )
     if endpoint is None or endpoint.deletado_em is not None or not endpoint.ativo:
         _log.info("webhook %s removed or inactive: delivery of %s dropped", endpoint_id, event_id)
         return
@@ -99,6 +140,12 @@ async def deliver(deps: Deps, job: Job, tls: ssl.SSLContext) -> None:
         )
     if not response.is_success:
         raise _failure(response.status_code, response.headers.get("retry-after"))
+
+
+def _wait(deps: Deps, free_at: dt.datetime | None) -> float:
+    if free_at is None:
+        return 1.0
+    return min(_MAX_WAIT_S, max(1.0, (free_at - deps.clock.now()).total_seconds()))
 
 
 def _failure(status: int, retry_after: str | None) -> ProviderError:

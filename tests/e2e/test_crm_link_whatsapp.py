@@ -197,7 +197,9 @@ async def test_fifty_messages_while_the_core_was_away(stack: Stack) -> None:
     messages = [e for e in missed if e.kind == cpb.EVENT_KIND_MESSAGE_RECEIVED]
     bodies = {e.payload["message"]["body"] for e in messages}
     assert len(messages) == 50 and bodies == {f"mensagem {i}" for i in range(50)}
-    # The endpoint got each of them once (deduplicated by event id), with its feed sequence.
+    # The endpoint got each of them once, one at a time in feed order.
+    arrived = [int(r.headers["x-renove-sequence"]) for r in delivered]
+    assert arrived == sorted(arrived) and len(set(arrived)) == 50
     by_id = {r.headers["x-renove-event-id"]: r for r in delivered}
     assert set(by_id) == {e.id for e in messages}
     assert {int(r.headers["x-renove-sequence"]) for r in by_id.values()} == {

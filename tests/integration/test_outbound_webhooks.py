@@ -134,6 +134,46 @@ async def test_an_endpoint_answering_500_twice_gets_the_same_signed_event_each_r
     assert document["organizacao_id"] == str(tenant.id)
 
 
+async def test_a_later_change_waits_while_an_earlier_one_is_retried(
+    stack: RunningServer, clock: FakeClock
+) -> None:
+    tenant = await CrmCore(stack).sync_new_tenant(sellers=0)
+    async with webhook_receiver([503, 200]) as receiver:
+        await register(stack, tenant.admin, receiver.url, [cpb.EVENT_KIND_CONTACT_CHANGED])
+        await change(stack, tenant, contato_id="first")
+        await receiver.wait_for(1)
+        await change(stack, tenant, contato_id="second")
+
+        async def second_waiting() -> bool | None:
+            async with stack.deps.db.unit_of_work(tenant.core) as session:
+                jobs = list(
+                    await session.scalars(
+                        select(PendingEvent).where(PendingEvent.tipo == "webhook_saida")
+                    )
+                )
+            # Postponed (due later than now) behind the first, without spending an attempt.
+            waiting = [
+                j
+                for j in jobs
+                if j.payload["sequence"] == 2
+                and j.status == "pending"
+                and j.tentativas == 0
+                and j.proxima_tentativa > clock.now()
+            ]
+            return True if waiting else None
+
+        await poll(second_waiting)
+        # Nothing of the second change arrived while the first one waits for its retry.
+        assert len(receiver.received) == 1
+        clock.advance(120)
+        got = await receiver.wait_for(3)
+    assert [json.loads(r.body)["payload"]["contato_id"] for r in got] == [
+        "first",
+        "first",
+        "second",
+    ]
+
+
 async def test_a_refusing_endpoint_is_dead_lettered_and_retried_by_the_admin(
     stack: RunningServer,
 ) -> None:

@@ -33,11 +33,11 @@ class OutboundWebhooksServiceStub:
     `payload`), signed with `X-Renove-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
     under the endpoint's secret, with `X-Renove-Event-Id` and `X-Renove-Sequence`. Deliveries
     are jobs (`webhook_saida`) with the spec's retry policy; a delivery that keeps failing is
-    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Delivery
-    is at least once and NOT in order: each change is delivered and retried on its own, so a
-    retried change can arrive after later ones. Receivers order by `X-Renove-Sequence` (the
-    tenant's change-feed order) and deduplicate by `X-Renove-Event-Id`; a consumer that needs
-    strict order reads the change feed (ConnectionsService.WatchEvents with after_sequence).
+    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Each
+    endpoint gets the changes one at a time in `X-Renove-Sequence` order (a delivery waits
+    while an earlier one for the endpoint is pending or retrying); a dead-lettered one stops
+    holding the others back and, if retried, arrives after them. Delivery is at least once:
+    receivers deduplicate by `X-Renove-Event-Id`.
     Targets on loopback, private or link-local addresses are refused (unless the deployment
     allows them for development), checked when saved and before each delivery, and each
     delivery connects to the address that check approved.
@@ -76,11 +76,11 @@ class OutboundWebhooksServiceAsyncStub(OutboundWebhooksServiceStub):
     `payload`), signed with `X-Renove-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
     under the endpoint's secret, with `X-Renove-Event-Id` and `X-Renove-Sequence`. Deliveries
     are jobs (`webhook_saida`) with the spec's retry policy; a delivery that keeps failing is
-    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Delivery
-    is at least once and NOT in order: each change is delivered and retried on its own, so a
-    retried change can arrive after later ones. Receivers order by `X-Renove-Sequence` (the
-    tenant's change-feed order) and deduplicate by `X-Renove-Event-Id`; a consumer that needs
-    strict order reads the change feed (ConnectionsService.WatchEvents with after_sequence).
+    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Each
+    endpoint gets the changes one at a time in `X-Renove-Sequence` order (a delivery waits
+    while an earlier one for the endpoint is pending or retrying); a dead-lettered one stops
+    holding the others back and, if retried, arrives after them. Delivery is at least once:
+    receivers deduplicate by `X-Renove-Event-Id`.
     Targets on loopback, private or link-local addresses are refused (unless the deployment
     allows them for development), checked when saved and before each delivery, and each
     delivery connects to the address that check approved.
@@ -115,11 +115,11 @@ class OutboundWebhooksServiceServicer(metaclass=_abc_1.ABCMeta):
     `payload`), signed with `X-Renove-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
     under the endpoint's secret, with `X-Renove-Event-Id` and `X-Renove-Sequence`. Deliveries
     are jobs (`webhook_saida`) with the spec's retry policy; a delivery that keeps failing is
-    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Delivery
-    is at least once and NOT in order: each change is delivered and retried on its own, so a
-    retried change can arrive after later ones. Receivers order by `X-Renove-Sequence` (the
-    tenant's change-feed order) and deduplicate by `X-Renove-Event-Id`; a consumer that needs
-    strict order reads the change feed (ConnectionsService.WatchEvents with after_sequence).
+    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Each
+    endpoint gets the changes one at a time in `X-Renove-Sequence` order (a delivery waits
+    while an earlier one for the endpoint is pending or retrying); a dead-lettered one stops
+    holding the others back and, if retried, arrives after them. Delivery is at least once:
+    receivers deduplicate by `X-Renove-Event-Id`.
     Targets on loopback, private or link-local addresses are refused (unless the deployment
     allows them for development), checked when saved and before each delivery, and each
     delivery connects to the address that check approved.
