@@ -98,7 +98,8 @@ class Settings:
     # Server-streaming calls one caller may hold open at once, per server process.
     max_streams_per_caller: int = 16
     # E-mail: SMTP to loopback/private addresses only when allowed (tests, development);
-    # nameservers (ip or ip:port) for MX lookups, the system resolver when empty; an extra CA
+    # nameservers (ip or ip:port) for MX lookups and outbound webhook targets, the system
+    # resolver when empty; an extra CA
     # bundle trusted for SMTP TLS (a private CA); the limit on one SMTP conversation step.
     smtp_allow_private_hosts: bool = False
     dns_nameservers: tuple[str, ...] = ()

@@ -56,6 +56,17 @@ class PendingEvent(Base):
             "atualizado_em",
             postgresql_where=text("status = 'failed'"),
         ),
+        # An outbound webhook delivery's earlier ones, by endpoint and feed sequence
+        # (migration 0019: one delivery at a time per endpoint, in order).
+        Index(
+            "ix_eventos_pendentes_webhook_order",
+            "organizacao_id",
+            text("(payload->>'endpoint_id')"),
+            text("((payload->>'sequence')::bigint)"),
+            postgresql_where=text(
+                "operacao = 'outbound_webhook' AND status IN ('pending', 'processing')"
+            ),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -35,7 +35,7 @@ from server.events import Event, SubscriberLagged
 from server.events.bus import Predicate
 from server.events.heartbeats import with_heartbeats
 from server.interceptors.context import current_caller
-from server.outbox import check_resumable, read_after, read_one
+from server.outbox import read_one, replay_page
 from server.outbox.feed import REPLAY_PAGE
 from server.protoconv import struct, timestamp
 from server.resilience.alerts import open_alert_count
@@ -136,31 +136,41 @@ class EventRpcs:
                 raise InvalidArgument.field("after_sequence", "the change feed is per tenant")
             accepts = _recorded_only(accepts)
         async with self.deps.bus.subscribe(accepts) as stream:
+            first: list[Event] = []
             if resume is not None:
+                # The first page, checked against retention with it: errors come before
+                # the snapshot, and a purge racing the read cannot leave a silent gap.
                 async with self.deps.db.unit_of_work(caller) as session:
-                    await check_resumable(session, resume)
+                    first = await replay_page(session, resume)
             yield pb.WatchEventsResponse(snapshot=await self._snapshot(caller, whole_tenant))
             if resume is None:
                 async for message in self._follow(stream, self._whole(caller)):
                     yield message
                 return
-            async for message in self._feed(caller, stream, resume, accepts):
+            async for message in self._feed(caller, stream, resume, accepts, first):
                 yield message
 
     async def _feed(
-        self, caller: Caller, stream: AsyncIterator[Event], after: int, accepts: Predicate
+        self,
+        caller: Caller,
+        stream: AsyncIterator[Event],
+        after: int,
+        accepts: Predicate,
+        first: list[Event],
     ) -> AsyncIterator[pb.WatchEventsResponse]:
-        """Replays recorded changes after `after`, then follows live ones past the replay."""
-        last = after
+        """Replays recorded changes after `after` (`first` is the page already read), then
+        follows live ones past the replay. Each later page is checked against retention in
+        its own read (SEQUENCE_EXPIRED when a purge overtook the replay)."""
+        last, page = after, first
         while True:
-            async with self.deps.db.unit_of_work(caller) as session:
-                page = await read_after(session, last)
             for event in page:
                 last = event.sequence or last
                 if accepts(event):
                     yield _watch_response(event)
             if len(page) < REPLAY_PAGE:
                 break
+            async with self.deps.db.unit_of_work(caller) as session:
+                page = await replay_page(session, last)
 
         async def past_replay(event: Event) -> Event | None:
             nonlocal last

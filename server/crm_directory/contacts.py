@@ -7,7 +7,8 @@ nothing, and a delete leaves a tombstone so an older upsert arriving after it st
 (a delete wins a tie). A contact this service created itself (from a lead or a message) has
 no stamp yet; the core's first write about it applies.
 
-Only the fields the core owns are written (name, owner, e-mails, phones, address, consent);
+Only the fields the core owns are written (name, owner, e-mails, phones, address, consent;
+consent only when the write states it: absent keeps the stored value);
 what this service learned itself (company, job title, tags, custom answers) is kept.
 `email`/`telefone` hold the first e-mail and the first phone not already used by another
 live contact of the tenant (one live contact per phone: inbound messages resolve by it).
@@ -185,15 +186,22 @@ async def upsert_contact(
     # A subquery in RETURNING reads the statement's snapshot: the row as it was before.
     before = select(Contact.consentimento).where(Contact.id == clean.id).scalar_subquery()
     new = insert(Contact).values(id=clean.id, organizacao_id=tenant_id, origem=ORIGIN, **row)
+    kept = Contact.__table__.c.consentimento
     statement = new.on_conflict_do_update(
         index_elements=[Contact.id],
-        set_={**row, "telefone": free_phone, "deletado_em": None},
+        # Consent not stated (None) keeps what was stored: only an explicit false withdraws.
+        set_={
+            **row,
+            "telefone": free_phone,
+            "deletado_em": None,
+            "consentimento": func.coalesce(new.excluded.consentimento, kept),
+        },
         where=_newer(new.excluded.core_atualizado_em),
     ).returning(literal_column("(xmax = 0)").label("created"), before.label("consent_before"))
     result = (await session.execute(statement)).one_or_none()
     if result is None:
         return ContactWrite(applied=False)
-    withdrawn = result.consent_before is True and clean.consentimento is not True
+    withdrawn = result.consent_before is True and clean.consentimento is False
     return ContactWrite(applied=True, created=bool(result.created), consent_withdrawn=withdrawn)
 
 

@@ -14,8 +14,9 @@ from server.email import gmail
 from server.email.connection import CONNECTION_TYPES, row_of
 from server.email.views import connection_proto, disconnected
 from server.errors import ConnectionNotFound
-from server.events import Event, publish
 from server.idempotency import answer_in
+from server.outbox import record_change
+from server.outbox.payloads import connection_changed
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -44,19 +45,15 @@ async def disconnect(
             tx, caller, "email.disconnected", entity_type="conexoes_email", entity_id=row.id,
             details={"tipo": tipo},
         )  # fmt: skip
-        await publish(
+        # On the change feed, in the change's transaction: a consumer that was away learns it.
+        await record_change(
             tx,
-            Event(
-                "CONNECTION_CHANGED",
-                tenant,
-                user,
-                {
-                    "connection_type": CONNECTION_TYPES[tipo],
-                    "connection_id": str(row.id),
-                    "status": "disconnected",
-                    "requires_reconnect": False,
-                },
+            tenant,
+            "CONNECTION_CHANGED",
+            connection_changed(
+                CONNECTION_TYPES[tipo], row.id, "disconnected", requires_reconnect=False
             ),
+            user_id=user,
         )
         response = pb.DisconnectEmailResponse(connection=disconnected())
         await answer_in(tx, response)

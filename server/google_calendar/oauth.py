@@ -21,7 +21,6 @@ from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
 from server.errors import ConnectionNotFound
-from server.events import Event, publish
 from server.google_calendar import channels, sync
 from server.google_calendar.calendars import select_default_calendar
 from server.google_calendar.connection import (
@@ -42,6 +41,8 @@ from server.google_oauth import (
     start,
     warn_testing_mode,
 )
+from server.outbox import record_change
+from server.outbox.payloads import connection_changed
 from server.resilience.alerts import connection_recovered
 
 _log = logging.getLogger(__name__)
@@ -180,19 +181,13 @@ async def _store(deps: Deps, grant: Authorization) -> uuid.UUID:
 async def _changed(
     session: AsyncSession, tenant: uuid.UUID, owner: uuid.UUID, conn_id: uuid.UUID, status: str
 ) -> None:
-    await publish(
+    # On the change feed, in the change's transaction: a consumer that was away learns it too.
+    await record_change(
         session,
-        Event(
-            "CONNECTION_CHANGED",
-            tenant,
-            owner,
-            {
-                "connection_type": CONNECTION_TYPE,
-                "connection_id": str(conn_id),
-                "status": status,
-                "requires_reconnect": False,
-            },
-        ),
+        tenant,
+        "CONNECTION_CHANGED",
+        connection_changed(CONNECTION_TYPE, conn_id, status, requires_reconnect=False),
+        user_id=owner,
     )
 
 

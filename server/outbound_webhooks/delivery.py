@@ -8,23 +8,36 @@ least once) and `X-Renove-Sequence` (the tenant's change-feed order). A 2xx comp
 job; 408, 429, 5xx and network failures are retried with the `outbound_webhook` policy
 (Retry-After honoured); any other answer fails at once; after the last attempt the job is
 dead-lettered and an admin may retry or discard it like any job.
+
+Deliveries to one endpoint go one at a time, in the tenant's feed order: a delivery waits,
+postponed without spending an attempt, while an earlier one of its endpoint is pending or
+running (retrying included); a dead-lettered one stops holding the others back. Migration
+0019's triggers make a waiting delivery due the moment the one before it finishes.
+
+The target is checked again before each delivery and the POST goes to the address that
+check approved (server/outbound_webhooks/pinned.py): no second lookup a rebinding DNS
+answer could turn towards a private address.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
+import ssl
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from db.models import OutboundWebhook, OutboxEvent
 from server.bootstrap import Deps
+from server.errors import CircuitOpen
 from server.outbound_webhooks.endpoints import secret_context
-from server.outbound_webhooks.targets import target_problems
+from server.outbound_webhooks.pinned import post_pinned
+from server.outbound_webhooks.targets import resolve_target
 from server.providers.errors import ProviderError, ProviderRejected, ProviderServerError
 from server.providers.http import parse_retry_after, translate_errors
 from server.resilience.jobs import Job
@@ -34,6 +47,29 @@ _log = logging.getLogger(__name__)
 PROVIDER = "outbound_webhook"
 SIGNATURE_HEADER = "X-Renove-Signature"
 USER_AGENT = "Renove-Conexoes-Webhooks/1.0"
+
+
+class EarlierDeliveryPending(CircuitOpen):
+    """An earlier change is still on its way to the endpoint: this one waits (postponed by
+    the worker without spending an attempt, as an open circuit is)."""
+
+    reason = "EARLIER_DELIVERY_PENDING"
+
+
+_EARLIER = text(
+    """
+SELECT status, CASE WHEN status = 'pending' THEN proxima_tentativa ELSE lease_expires_at END
+       AS free_at
+  FROM eventos_pendentes
+ WHERE operacao = 'outbound_webhook' AND status IN ('pending', 'processing')
+   AND payload->>'endpoint_id' = :endpoint
+   AND (payload->>'sequence')::bigint < :sequence
+ ORDER BY (payload->>'sequence')::bigint
+ LIMIT 1
+"""
+)
+# How long a delivery waits at most before looking again (the triggers usually wake it first).
+_MAX_WAIT_S = 60.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -53,8 +89,8 @@ def body_of(row: OutboxEvent) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-async def deliver(deps: Deps, job: Job) -> None:
-    """The `outbound_webhook` job handler."""
+async def deliver(deps: Deps, job: Job, tls: ssl.SSLContext) -> None:
+    """The `outbound_webhook` job handler (`tls`: how receivers' certificates are verified)."""
     endpoint_id = uuid.UUID(str(job.payload["endpoint_id"]))
     event_id = uuid.UUID(str(job.payload["event_id"]))
     async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
@@ -62,6 +98,17 @@ async def deliver(deps: Deps, job: Job) -> None:
             select(OutboundWebhook).where(OutboundWebhook.id == endpoint_id)
         )
         event = await session.scalar(select(OutboxEvent).where(OutboxEvent.id == event_id))
+        earlier = (
+            await session.execute(
+                _EARLIER,
+                {"endpoint": str(endpoint_id), "sequence": int(job.payload.get("sequence", 0))},
+            )
+        ).one_or_none()
+    if earlier is not None and endpoint is not None and endpoint.ativo:
+        raise EarlierDeliveryPending(
+            f"an earlier change is still {earlier.status} for this endpoint",
+            retry_after=_wait(deps, earlier.free_at),
+        )
     if endpoint is None or endpoint.deletado_em is not None or not endpoint.ativo:
         _log.info("webhook %s removed or inactive: delivery of %s dropped", endpoint_id, event_id)
         return
@@ -69,10 +116,12 @@ async def deliver(deps: Deps, job: Job) -> None:
         raise ProviderRejected(
             f"change {event_id} is past the feed's retention", provider=PROVIDER, retryable=False
         )
-    problems = await target_problems(
-        endpoint.url, allow_private=deps.settings.webhook_allow_private_targets
+    target, problems = await resolve_target(
+        endpoint.url,
+        allow_private=deps.settings.webhook_allow_private_targets,
+        nameservers=deps.settings.dns_nameservers,
     )
-    if problems:
+    if target is None:
         raise ProviderRejected(problems[0].description, provider=PROVIDER, retryable=False)
     secret = deps.keyring.decrypt(endpoint.segredo_encrypted, secret_context(job.tenant_id))
     body = body_of(event)
@@ -86,9 +135,17 @@ async def deliver(deps: Deps, job: Job) -> None:
         "X-Renove-Delivery-Attempt": str(job.attempt),
     }
     async with translate_errors(PROVIDER):
-        response = await deps.http.post(endpoint.url, content=body, headers=headers)
+        response = await post_pinned(
+            target, content=body, headers=headers, tls=tls, provider=PROVIDER
+        )
     if not response.is_success:
         raise _failure(response.status_code, response.headers.get("retry-after"))
+
+
+def _wait(deps: Deps, free_at: dt.datetime | None) -> float:
+    if free_at is None:
+        return 1.0
+    return min(_MAX_WAIT_S, max(1.0, (free_at - deps.clock.now()).total_seconds()))
 
 
 def _failure(status: int, retry_after: str | None) -> ProviderError:

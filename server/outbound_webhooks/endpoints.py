@@ -34,16 +34,29 @@ class EndpointInput:
     ativo: bool = True
 
 
+@dataclass(frozen=True)
+class TargetRules:
+    """How targets are judged: the deployment's private-target switch and DNS servers."""
+
+    allow_private: bool = False
+    nameservers: Sequence[str] = ()
+
+
 def secret_context(tenant_id: uuid.UUID) -> SecretContext:
     return SecretContext("webhooks_saida", "segredo_encrypted", tenant_id)
 
 
 async def _problems(
-    data: EndpointInput, allow_private: bool, paths: set[str]
+    data: EndpointInput, targets: TargetRules, paths: set[str]
 ) -> list[FieldViolation]:
     problems: list[FieldViolation] = []
     if "url" in paths:
-        problems += await target_problems(data.url, allow_private=allow_private, name="webhook.url")
+        problems += await target_problems(
+            data.url,
+            allow_private=targets.allow_private,
+            nameservers=targets.nameservers,
+            name="webhook.url",
+        )
     if "eventos" in paths:
         unknown = sorted(set(data.eventos) - FEED_KINDS)
         if unknown:
@@ -61,10 +74,10 @@ async def create(
     keyring: Keyring,
     data: EndpointInput,
     *,
-    allow_private: bool,
+    targets: TargetRules,
 ) -> tuple[OutboundWebhook, str]:
     """Returns the endpoint and its new signing secret (never readable again)."""
-    problems = await _problems(data, allow_private, set(WRITABLE))
+    problems = await _problems(data, targets, set(WRITABLE))
     if problems:
         raise InvalidArgument("invalid webhook", problems)
     tenant = caller.require_tenant()
@@ -114,7 +127,7 @@ async def update(
     data: EndpointInput,
     paths: set[str],
     *,
-    allow_private: bool,
+    targets: TargetRules,
 ) -> OutboundWebhook:
     bad = sorted(paths - WRITABLE)
     if bad or not paths:
@@ -126,7 +139,7 @@ async def update(
             ],
         )
     row = await get(session, webhook_id)
-    problems = await _problems(data, allow_private, paths)
+    problems = await _problems(data, targets, paths)
     if problems:
         raise InvalidArgument("invalid webhook", problems)
     if "url" in paths:

@@ -77,8 +77,11 @@ class OutboundWebhooksServicer(pb_grpc.OutboundWebhooksServiceServicer):
         self.deps = deps
 
     @property
-    def _allow_private(self) -> bool:
-        return self.deps.settings.webhook_allow_private_targets
+    def _targets(self) -> endpoints.TargetRules:
+        settings = self.deps.settings
+        return endpoints.TargetRules(
+            settings.webhook_allow_private_targets, settings.dns_nameservers
+        )
 
     @_shows_the_secret
     @idempotent
@@ -91,7 +94,7 @@ class OutboundWebhooksServicer(pb_grpc.OutboundWebhooksServiceServicer):
         data = _input(request.webhook, default_active=True)
         async with self.deps.db.unit_of_work(caller) as session:
             row, secret = await endpoints.create(
-                session, caller, self.deps.keyring, data, allow_private=self._allow_private
+                session, caller, self.deps.keyring, data, targets=self._targets
             )
             response = pb.CreateOutboundWebhookResponse(webhook=view(row))
             await answer_in(session, response)  # stored without the secret
@@ -126,7 +129,7 @@ class OutboundWebhooksServicer(pb_grpc.OutboundWebhooksServiceServicer):
         data = _input(request.webhook, default_active=False)
         async with self.deps.db.unit_of_work(caller) as session:
             row = await endpoints.update(
-                session, caller, request.id, data, paths, allow_private=self._allow_private
+                session, caller, request.id, data, paths, targets=self._targets
             )
             response = pb.UpdateOutboundWebhookResponse(webhook=view(row))
             await answer_in(session, response)

@@ -35,7 +35,7 @@ def event_of(row: OutboxEvent) -> Event:
 
 async def check_resumable(session: AsyncSession, after: int) -> int:
     """Returns the tenant's last sequence; raises unless the feed still holds every change
-    after `after`.
+    after `after`. `after = 0` asks for the oldest retained change on: it never expires.
 
     Raises:
         InvalidArgument: `after` is negative or ahead of the last sequence handed out.
@@ -50,7 +50,7 @@ async def check_resumable(session: AsyncSession, after: int) -> int:
         raise InvalidArgument.field(
             "after_sequence", f"ahead of the feed: the last sequence is {last}"
         )
-    if after < removed:
+    if 0 < after < removed:
         raise SequenceExpired(
             f"changes up to sequence {removed} are past retention; resynchronise and watch"
             f" with after_sequence >= {removed}",
@@ -70,6 +70,24 @@ async def read_after(
     return [event_of(row) for row in rows]
 
 
+async def replay_page(
+    session: AsyncSession, after: int, *, limit: int = REPLAY_PAGE
+) -> list[Event]:
+    """One page of the replay after `after`, checked against retention in the same unit of work.
+
+    The boundary is read after the page: retention removes rows and raises the boundary in
+    one statement, and each later statement sees at least what an earlier one saw, so a
+    boundary still at or below `after` means no change of the page was removed before it
+    was read. A purge that raced the read is answered SEQUENCE_EXPIRED, never a silent gap.
+
+    Raises:
+        InvalidArgument, SequenceExpired: as `check_resumable`.
+    """
+    page = await read_after(session, after, limit=limit)
+    await check_resumable(session, after)
+    return page
+
+
 async def read_one(session: AsyncSession, sequence: int) -> Event | None:
     row = await session.scalar(select(OutboxEvent).where(OutboxEvent.sequencia == sequence))
     return event_of(row) if row is not None else None
@@ -82,4 +100,5 @@ __all__ = [
     "event_of",
     "read_after",
     "read_one",
+    "replay_page",
 ]

@@ -26,6 +26,7 @@ from server.google_calendar import channels, scheduling, sync
 from server.google_oauth import TESTING_KIND
 from server.protoconv import timestamp
 from tests.conftest import MakeTenant, MigratedDatabase, Tenant
+from tests.support.crm_core import connection_changes, replayed_changes
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
 from tests.support.google_stack import GoogleStack, connect, google_stack, poll
 from tests.support.google_stack import follow_callback as _callback
@@ -415,6 +416,10 @@ async def test_disconnect_stops_the_channel_then_revokes(
         await stub.GetGoogleConnection(pb.GetGoogleConnectionRequest(), metadata=stack.md(caller))
     ).connection
     assert back.id == before.id and back.status == resources_pb2.CONNECTION_STATUS_ACTIVE
+    # The CRM core, resuming the change feed, learns each of these changes.
+    calendar = resources_pb2.CONNECTION_TYPE_GOOGLE_CALENDAR
+    changes = connection_changes(await replayed_changes(stack.server, tenant.id))
+    assert changes == [(calendar, "active"), (calendar, "disconnected"), (calendar, "active")]
 
 
 async def test_a_meeting_the_crm_schedules_becomes_an_event_through_the_queue(

@@ -21,6 +21,7 @@ from server.outbox import purge_outbox, record_change
 from tests.e2e.gateway_stack import running_sidecar
 from tests.support.crm_core import CrmCore
 from tests.support.grpc_server import RunningServer
+from tests.support.whatsapp_stack import poll
 
 
 @pytest.fixture
@@ -117,6 +118,62 @@ async def test_resuming_before_retention_is_a_clear_error(
     (third,) = await events(ok, 1)
     assert third.sequence == 3
     ok.cancel()
+    # A consumer starting fresh (0) gets the oldest retained change on, not an error.
+    fresh = core.watch_feed(tenant, 0)
+    assert (await fresh.read()).WhichOneof("kind") == "snapshot"
+    (oldest,) = await events(fresh, 1)
+    assert oldest.sequence == 3
+    fresh.cancel()
+
+
+async def test_a_purge_racing_the_replay_is_sequence_expired_not_a_gap(
+    core: CrmCore, owner_engine: AsyncEngine
+) -> None:
+    tenant = (await core.sync_new_tenant(sellers=0)).core
+    assert tenant.tenant_id is not None
+    await produce(core.server, tenant.tenant_id, 4)
+    async with owner_engine.connect() as conn:
+        purge = await conn.begin()
+        # Retention removes 1-3 and holds the table until it commits; the consumer resuming
+        # after 1 is let in by the retention check and its replay waits for the purge.
+        await conn.execute(text("LOCK TABLE outbox_eventos IN ACCESS EXCLUSIVE MODE"))
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.tenant_id)}
+        )
+        await conn.execute(
+            text(
+                "UPDATE outbox_eventos SET criado_em = now() - interval '30 days'"
+                " WHERE organizacao_id = :t AND sequencia <= 3"
+            ),
+            {"t": tenant.tenant_id},
+        )
+        await conn.execute(text("SELECT app_purge_outbox(interval '7 days')"))
+        watch = core.watch_feed(tenant, 1)
+        reading = asyncio.ensure_future(watch.read())
+        await poll(lambda: _waiting_on_the_lock(owner_engine))
+        await purge.commit()
+    got: list[int] = []
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        message = await reading
+        while message is not grpc.aio.EOF:
+            if message.WhichOneof("kind") == "event":
+                got.append(message.event.sequence)
+            message = await asyncio.wait_for(watch.read(), 5)
+    assert got == []  # never 4 alone, as if 2 and 3 had not been
+    assert error.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(error.value)
+    assert status is not None and "SEQUENCE_EXPIRED" in str(status.details[0].value)
+
+
+async def _waiting_on_the_lock(owner_engine: AsyncEngine) -> bool | None:
+    async with owner_engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query ILIKE '%outbox_eventos%'"
+            )
+        )
+    return True if waiting else None
 
 
 async def test_members_resume_only_what_they_may_see(core: CrmCore) -> None:

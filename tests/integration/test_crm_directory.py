@@ -9,11 +9,20 @@ import grpc
 import pytest
 from grpc_status import rpc_status
 from renove.conexoes.v1 import crm_directory_service_pb2 as pb
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from db.models import Contact, Pipeline, PipelineStage, User
+from db.models import (
+    Contact,
+    CustomAudience,
+    CustomAudienceMember,
+    PendingEvent,
+    Pipeline,
+    PipelineStage,
+    User,
+)
 from db.uow import Database
 from server.auth.caller import Caller, Role
+from server.resilience.operations import AUDIENCE_REMOVE
 from server.seed import seed_demo
 from tests.support.crm_core import CrmCore, stamp
 from tests.support.grpc_server import RunningServer
@@ -182,3 +191,60 @@ async def test_the_demo_tenant_is_applied_through_the_directory_and_repeats_harm
     assert names == ["Ana Admin", "Marcos Vendedor"]
     assert stages[0] == "Novo lead" and len(stages) == 5
     assert contact is not None and contact.owner_id == uuid.UUID(first.member_id)
+
+
+async def test_a_contact_upsert_that_does_not_state_consent_keeps_it(core: CrmCore) -> None:
+    tenant = await core.sync_new_tenant(sellers=0)
+    md = core.md(tenant.core)
+    contact_id = uuid.uuid4()
+
+    async def upsert(minutes: int, **consent: bool) -> None:
+        contact = pb.CrmContact(
+            id=str(contact_id),
+            nome="Bia",
+            emails=["bia@cliente.example"],
+            updated_at=stamp(minutes),
+        )
+        if consent:
+            contact.consentimento = consent["consentimento"]
+        await core.directory.UpsertCrmContact(
+            pb.UpsertCrmContactRequest(contact=contact), metadata=md
+        )
+
+    async def state() -> tuple[bool | None, int, int]:
+        async with core.server.deps.db.unit_of_work(tenant.core) as session:
+            contact = await session.get(Contact, contact_id, populate_existing=True)
+            assert contact is not None
+            members = await session.scalar(select(func.count()).select_from(CustomAudienceMember))
+            removals = await session.scalar(
+                select(func.count())
+                .select_from(PendingEvent)
+                .where(PendingEvent.operacao == AUDIENCE_REMOVE.name)
+            )
+            return contact.consentimento, members or 0, removals or 0
+
+    await upsert(1, consentimento=True)
+    async with core.server.deps.db.unit_of_work(tenant.core) as session:
+        audience = CustomAudience(
+            organizacao_id=tenant.id,
+            audience_id="23850000000000001",
+            audience_name="Clientes",
+            ad_account_id="act_1",
+        )
+        session.add(audience)
+        await session.flush()
+        session.add(
+            CustomAudienceMember(
+                organizacao_id=tenant.id,
+                audience_id=audience.id,
+                contato_id=contact_id,
+                email_hash="a" * 64,
+                sincronizado=True,
+            )
+        )
+    # A later write that does not state consent: still consenting, still in the audience.
+    await upsert(2)
+    assert await state() == (True, 1, 0)
+    # An explicit withdrawal: out of every audience at Meta.
+    await upsert(3, consentimento=False)
+    assert await state() == (False, 0, 1)

@@ -20,6 +20,7 @@ from server.auth.caller import Role
 from server.email.detection import KNOWN_DOMAINS
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer
 from tests.integration.meta_leads_support import isolated_database, owner_engine_for
+from tests.support.crm_core import connection_changes, replayed_changes
 from tests.support.email_stack import EmailStack, email_stack
 from tests.support.mail_servers import SMTP_PASSWORD, SMTP_USER, free_port, silent_server
 
@@ -312,6 +313,10 @@ async def test_save_after_a_passing_test_stores_the_password_encrypted(
         pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
     )
     assert after.connection.status == resources_pb2.CONNECTION_STATUS_DISCONNECTED
+    # The CRM core, resuming the change feed, learns both changes.
+    smtp = resources_pb2.CONNECTION_TYPE_EMAIL_SMTP_MANUAL
+    changes = connection_changes(await replayed_changes(stack.server, tenant.id))
+    assert changes == [(smtp, "active"), (smtp, "disconnected")]
 
 
 @pytest.mark.parametrize(

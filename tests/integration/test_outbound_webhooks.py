@@ -26,6 +26,7 @@ from server.resilience.clock import FakeClock
 from tests.conftest import MigratedDatabase
 from tests.support.crm_core import CrmCore, DirectoryTenant
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
+from tests.support.dns_hosts import Hosts, hosts_dns
 from tests.support.grpc_server import RunningServer, running_server
 from tests.support.grpc_server import test_settings as settings_for
 from tests.support.jobs import ahead_clock
@@ -43,13 +44,23 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(scope="module")
+async def hosts() -> AsyncIterator[Hosts]:
+    async with hosts_dns(Hosts()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 async def stack(
-    database: MigratedDatabase, tmp_path_factory: pytest.TempPathFactory, clock: FakeClock
+    database: MigratedDatabase,
+    tmp_path_factory: pytest.TempPathFactory,
+    clock: FakeClock,
+    hosts: Hosts,
 ) -> AsyncIterator[RunningServer]:
     settings = settings_for(
         database.owner_url,
         str(tmp_path_factory.mktemp("webhooks")),
         webhook_allow_private_targets=True,
+        dns_nameservers=(hosts.nameserver,),
         worker_poll_seconds=0.05,
     )
     async with running_server(settings, clock=clock) as running:
@@ -123,6 +134,46 @@ async def test_an_endpoint_answering_500_twice_gets_the_same_signed_event_each_r
     assert document["organizacao_id"] == str(tenant.id)
 
 
+async def test_a_later_change_waits_while_an_earlier_one_is_retried(
+    stack: RunningServer, clock: FakeClock
+) -> None:
+    tenant = await CrmCore(stack).sync_new_tenant(sellers=0)
+    async with webhook_receiver([503, 200]) as receiver:
+        await register(stack, tenant.admin, receiver.url, [cpb.EVENT_KIND_CONTACT_CHANGED])
+        await change(stack, tenant, contato_id="first")
+        await receiver.wait_for(1)
+        await change(stack, tenant, contato_id="second")
+
+        async def second_waiting() -> bool | None:
+            async with stack.deps.db.unit_of_work(tenant.core) as session:
+                jobs = list(
+                    await session.scalars(
+                        select(PendingEvent).where(PendingEvent.tipo == "webhook_saida")
+                    )
+                )
+            # Postponed (due later than now) behind the first, without spending an attempt.
+            waiting = [
+                j
+                for j in jobs
+                if j.payload["sequence"] == 2
+                and j.status == "pending"
+                and j.tentativas == 0
+                and j.proxima_tentativa > clock.now()
+            ]
+            return True if waiting else None
+
+        await poll(second_waiting)
+        # Nothing of the second change arrived while the first one waits for its retry.
+        assert len(receiver.received) == 1
+        clock.advance(120)
+        got = await receiver.wait_for(3)
+    assert [json.loads(r.body)["payload"]["contato_id"] for r in got] == [
+        "first",
+        "first",
+        "second",
+    ]
+
+
 async def test_a_refusing_endpoint_is_dead_lettered_and_retried_by_the_admin(
     stack: RunningServer,
 ) -> None:
@@ -155,6 +206,24 @@ async def test_a_refusing_endpoint_is_dead_lettered_and_retried_by_the_admin(
         )
         got = await receiver.wait_for(2)
     assert got[0].body == got[1].body and verified(created.secret, got[1])
+
+
+async def test_a_delivery_connects_to_the_address_it_checked_not_a_second_answer(
+    stack: RunningServer, hosts: Hosts
+) -> None:
+    tenant = await CrmCore(stack).sync_new_tenant(sellers=0)
+    async with webhook_receiver([200]) as receiver:
+        port = receiver.url.split(":")[-1].split("/")[0]
+        hosts.point("rebind.cliente.test", "127.0.0.1")
+        created = await register(stack, tenant.admin, f"http://rebind.cliente.test:{port}/hook", [])
+        # The name answers the receiver's address once, then another one (DNS rebinding):
+        # the delivery must reach the address its check approved.
+        hosts.answer_in_turn("rebind.cliente.test", "127.0.0.1", "127.0.0.2")
+        await change(stack, tenant, contato_id="c-rebind")
+        (got,) = await receiver.wait_for(1)
+    assert got.headers["host"] == f"rebind.cliente.test:{port}"
+    assert verified(created.secret, got)
+    assert hosts.script["rebind.cliente.test"] == ["127.0.0.2"]  # asked once, at the check
 
 
 async def test_endpoints_only_get_the_kinds_they_asked_for(stack: RunningServer) -> None:

@@ -3,6 +3,7 @@ change feed (WatchEvents with after_sequence)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -15,7 +16,9 @@ from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
 from renove.conexoes.v1 import crm_directory_service_pb2 as pb
 from renove.conexoes.v1 import crm_directory_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import resources_pb2
+from sqlalchemy import select
 
+from db.models import OutboxSequence
 from server.auth.caller import Caller, Role
 from tests.support.grpc_server import RunningServer
 
@@ -131,3 +134,36 @@ class CrmCore:
             cpb.WatchEventsRequest(after_sequence=after, kinds=list(kinds)),
             metadata=self.md(caller),
         )
+
+
+async def replayed_changes(
+    server: RunningServer, tenant_id: uuid.UUID, after: int = 0
+) -> list[cpb.ConnectionEvent]:
+    """What the CRM core resuming with `after_sequence = after` is given: the replay, up to
+    the tenant's last recorded change."""
+    core = Caller(role=Role.SERVICE, tenant_id=tenant_id)
+    async with server.deps.db.unit_of_work(core) as session:
+        last = await session.scalar(select(OutboxSequence.ultima_sequencia)) or 0
+    call = cpb_grpc.ConnectionsServiceStub(server.channel).WatchEvents(
+        cpb.WatchEventsRequest(after_sequence=after), metadata=server.metadata(core)
+    )
+    got: list[cpb.ConnectionEvent] = []
+    try:
+        async with asyncio.timeout(15):
+            while (got[-1].sequence if got else after) < last:
+                message = await call.read()
+                assert message is not grpc.aio.EOF
+                if message.WhichOneof("kind") == "event":
+                    got.append(message.event)
+    finally:
+        call.cancel()
+    return got
+
+
+def connection_changes(events: Sequence[cpb.ConnectionEvent]) -> list[tuple[int, str]]:
+    """(connection type, status) of each CONNECTION_CHANGED, in feed order."""
+    return [
+        (e.connection_type, e.payload["status"])
+        for e in events
+        if e.kind == cpb.EVENT_KIND_CONNECTION_CHANGED
+    ]

@@ -23,6 +23,7 @@ from renove.conexoes.v1 import whatsapp_service_pb2_grpc as pb_grpc
 from sandbox.app import build_sandbox_app
 from sandbox.settings import SandboxSettings, WahaSettings
 from server.auth.caller import Caller, Role
+from server.resilience.clock import Clock
 from server.settings import Settings
 from tests.support.grpc_server import RunningServer, running_server, test_settings
 from webhooks_http.app import SidecarOptions, build_sidecar_app
@@ -129,10 +130,11 @@ async def whatsapp_stack(
     *,
     servers: int = 1,
     waha: WahaSettings | None = None,
+    clock: Clock | None = None,
     **settings_overrides: Any,
 ) -> AsyncIterator[Stack]:
     """Sandbox + sidecar + `servers` gRPC servers on one database; the first one sits behind
-    the sidecar and is the only one running the worker."""
+    the sidecar and is the only one running the worker (on `clock`, when given)."""
     waha_settings = waha or WahaSettings(
         api_key=WAHA_API_KEY,
         start_delay_seconds=0.05,
@@ -166,7 +168,10 @@ async def whatsapp_stack(
             # stream can then only have reached them through PostgreSQL NOTIFY.
             extra = {} if i == 0 else {"worker_concurrency": 0}
             settings = stack_settings(owner_url, f"{data_dir}/s{i}", **{**overrides, **extra})
-            running.append(await stack.enter_async_context(running_server(settings)))
+            first_clock = clock if i == 0 else None
+            running.append(
+                await stack.enter_async_context(running_server(settings, clock=first_clock))
+            )
         options = SidecarOptions(
             rate_limit=RateLimitOptions(rate_per_second=1000.0, burst=10_000),
             webhook_deadline_s=10.0,

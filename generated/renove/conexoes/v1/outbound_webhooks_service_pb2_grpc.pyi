@@ -33,9 +33,14 @@ class OutboundWebhooksServiceStub:
     `payload`), signed with `X-Renove-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
     under the endpoint's secret, with `X-Renove-Event-Id` and `X-Renove-Sequence`. Deliveries
     are jobs (`webhook_saida`) with the spec's retry policy; a delivery that keeps failing is
-    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Targets
-    on loopback, private or link-local addresses are refused (unless the deployment allows
-    them for development).
+    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Each
+    endpoint gets the changes one at a time in `X-Renove-Sequence` order (a delivery waits
+    while an earlier one for the endpoint is pending or retrying); a dead-lettered one stops
+    holding the others back and, if retried, arrives after them. Delivery is at least once:
+    receivers deduplicate by `X-Renove-Event-Id`.
+    Targets on loopback, private or link-local addresses are refused (unless the deployment
+    allows them for development), checked when saved and before each delivery, and each
+    delivery connects to the address that check approved.
     """
 
     @_typing.overload
@@ -71,9 +76,14 @@ class OutboundWebhooksServiceAsyncStub(OutboundWebhooksServiceStub):
     `payload`), signed with `X-Renove-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
     under the endpoint's secret, with `X-Renove-Event-Id` and `X-Renove-Sequence`. Deliveries
     are jobs (`webhook_saida`) with the spec's retry policy; a delivery that keeps failing is
-    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Targets
-    on loopback, private or link-local addresses are refused (unless the deployment allows
-    them for development).
+    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Each
+    endpoint gets the changes one at a time in `X-Renove-Sequence` order (a delivery waits
+    while an earlier one for the endpoint is pending or retrying); a dead-lettered one stops
+    holding the others back and, if retried, arrives after them. Delivery is at least once:
+    receivers deduplicate by `X-Renove-Event-Id`.
+    Targets on loopback, private or link-local addresses are refused (unless the deployment
+    allows them for development), checked when saved and before each delivery, and each
+    delivery connects to the address that check approved.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -105,9 +115,14 @@ class OutboundWebhooksServiceServicer(metaclass=_abc_1.ABCMeta):
     `payload`), signed with `X-Renove-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
     under the endpoint's secret, with `X-Renove-Event-Id` and `X-Renove-Sequence`. Deliveries
     are jobs (`webhook_saida`) with the spec's retry policy; a delivery that keeps failing is
-    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Targets
-    on loopback, private or link-local addresses are refused (unless the deployment allows
-    them for development).
+    dead-lettered and can be retried or discarded with the dead-letter queue's RPCs. Each
+    endpoint gets the changes one at a time in `X-Renove-Sequence` order (a delivery waits
+    while an earlier one for the endpoint is pending or retrying); a dead-lettered one stops
+    holding the others back and, if retried, arrives after them. Delivery is at least once:
+    receivers deduplicate by `X-Renove-Event-Id`.
+    Targets on loopback, private or link-local addresses are refused (unless the deployment
+    allows them for development), checked when saved and before each delivery, and each
+    delivery connects to the address that check approved.
     """
 
     @_abc_1.abstractmethod
