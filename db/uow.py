@@ -11,6 +11,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from db.begin import begin_with_settings
 from db.engine import APPLICATION_NAME, asyncpg_dsn, make_engine
 
 
@@ -52,6 +53,12 @@ async def act_as(session: AsyncSession, caller: Identity) -> None:
     await session.execute(SET_CONTEXT, caller_settings(caller))
 
 
+async def _set_context(session: AsyncSession, settings: dict[str, str]) -> None:
+    # One round trip for BEGIN and the settings where the driver allows it (db/begin.py).
+    if not await begin_with_settings(await session.connection(), settings):
+        await session.execute(SET_CONTEXT, settings)
+
+
 class Database:
     """The application's database: the app-role engine, its sessions and raw connections."""
 
@@ -77,7 +84,7 @@ class Database:
         from the authenticated caller only, never from request fields.
         """
         async with self._sessions() as session, session.begin():
-            await session.execute(SET_CONTEXT, caller_settings(caller))
+            await _set_context(session, caller_settings(caller))
             yield session
 
     @asynccontextmanager
@@ -86,7 +93,7 @@ class Database:
         global tables (platform_credentials, circuit_breakers, oauth_states) are usable.
         """
         async with self._sessions() as session, session.begin():
-            await session.execute(SET_CONTEXT, caller_settings(None))
+            await _set_context(session, caller_settings(None))
             yield session
 
     async def ensure_identity(self, caller: Identity) -> None:
