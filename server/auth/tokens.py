@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -14,7 +17,25 @@ _REQUIRED = ["exp", "role"]
 
 
 class TokenVerifier:
-    def __init__(self, *, hs256_secret: str | None, rs256_public_key: str | None) -> None:
+    """Verifies bearer tokens, remembering each verified token until its `exp`.
+
+    A JWT is immutable and its verdict depends only on its bytes and the keys, so a token seen
+    again before its expiry is answered from memory; from `exp` on it is decoded afresh (which
+    applies the leeway and refuses it once that has passed). Grants are not part of the token
+    and are still read on every check. Refused tokens are never remembered.
+    """
+
+    def __init__(
+        self,
+        *,
+        hs256_secret: str | None,
+        rs256_public_key: str | None,
+        cache_size: int = 10_000,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._now = wall_clock
         if not hs256_secret and not rs256_public_key:
             raise ValueError("configure CONEXOES_JWT_SECRET or CONEXOES_JWT_PUBLIC_KEY")
         self._keys: list[tuple[str, str]] = []
@@ -24,6 +45,20 @@ class TokenVerifier:
             self._keys.append(("HS256", hs256_secret))
 
     def verify(self, token: str) -> Caller:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            caller, expires_at = remembered
+            if self._now() < expires_at:
+                return caller
+            del self._verified[token]
+        caller, expires_at = self._verify(token)
+        if self._cache_size > 0 and self._now() < expires_at:
+            if len(self._verified) >= self._cache_size:
+                self._verified.popitem(last=False)
+            self._verified[token] = (caller, expires_at)
+        return caller
+
+    def _verify(self, token: str) -> tuple[Caller, float]:
         claims = self._decode(token)
         try:
             role = Role(str(claims["role"]))
@@ -33,7 +68,10 @@ class TokenVerifier:
         user = _optional_uuid(claims, "sub")
         if role in (Role.ADMIN, Role.MEMBER) and (tenant is None or user is None):
             raise Unauthenticated("admin and member tokens must name 'org' and 'sub'")
-        return Caller(role=role, tenant_id=tenant, user_id=user)
+        expires_at = claims["exp"]
+        return Caller(role=role, tenant_id=tenant, user_id=user), (
+            float(expires_at) if isinstance(expires_at, int | float) else 0.0
+        )
 
     def _decode(self, token: str) -> dict[str, object]:
         try:
