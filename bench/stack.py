@@ -139,8 +139,10 @@ class Stack:
         pgdata = self.embedded.pgdata if self.embedded is not None else None
         return snapshot(pids, postgres_pid(pgdata))
 
-    async def start_worker(self, concurrency: int, name: str = "worker") -> Proc:
-        env = {**self.server_env, "CONEXOES_WORKER_CONCURRENCY": str(concurrency)}
+    async def start_worker(
+        self, concurrency: int, name: str = "worker", env: dict[str, str] | None = None
+    ) -> Proc:
+        env = {**self.server_env, "CONEXOES_WORKER_CONCURRENCY": str(concurrency), **(env or {})}
         proc = await self.reaper.spawn(name, ["server", "worker"], env, core=self.cores.server)
         await proc.wait_for_line(" running ", START_TIMEOUT_S)
         self.procs[name] = proc

@@ -34,6 +34,9 @@ def make_engine(
     # Short OLTP queries: JIT compilation costs more than it saves.
     server_settings.setdefault("jit", "off")
     connect_args["server_settings"] = server_settings
+    # Each pooled connection keeps its prepared statements: a statement is parsed and planned
+    # once per connection, not per call. The rooms together issue a few hundred distinct ones.
+    connect_args.setdefault("prepared_statement_cache_size", 1000)
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,

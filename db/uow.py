@@ -11,6 +11,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from db.begin import begin_statement, begin_with_settings
 from db.engine import APPLICATION_NAME, asyncpg_dsn, make_engine
 
 
@@ -52,6 +53,12 @@ async def act_as(session: AsyncSession, caller: Identity) -> None:
     await session.execute(SET_CONTEXT, caller_settings(caller))
 
 
+async def _set_context(session: AsyncSession, settings: dict[str, str]) -> None:
+    # One round trip for BEGIN and the settings where the driver allows it (db/begin.py).
+    if not await begin_with_settings(await session.connection(), settings):
+        await session.execute(SET_CONTEXT, settings)
+
+
 class Database:
     """The application's database: the app-role engine, its sessions and raw connections."""
 
@@ -77,8 +84,30 @@ class Database:
         from the authenticated caller only, never from request fields.
         """
         async with self._sessions() as session, session.begin():
-            await session.execute(SET_CONTEXT, caller_settings(caller))
+            await _set_context(session, caller_settings(caller))
             yield session
+
+    @asynccontextmanager
+    async def plain_unit_of_work(self, caller: Identity) -> AsyncIterator[asyncpg.Connection]:
+        """The same transaction as `unit_of_work` (caller's settings, commit on a clean exit,
+        rollback on an error) on the pooled asyncpg connection itself, without an ORM
+        session: for hot paths of a statement or two, where the session's own work per call
+        costs more than the statements (plain SQL, asyncpg's prepared-statement cache).
+        """
+        async with self._engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            await driver.execute(begin_statement(caller_settings(caller)))
+            try:
+                yield driver
+            except BaseException:
+                try:
+                    await driver.execute("ROLLBACK")
+                except Exception:
+                    # Closed, or left mid-statement by a cancellation: never pool it again.
+                    await connection.invalidate()
+                raise
+            await driver.execute("COMMIT")
 
     @asynccontextmanager
     async def system(self) -> AsyncIterator[AsyncSession]:
@@ -86,7 +115,7 @@ class Database:
         global tables (platform_credentials, circuit_breakers, oauth_states) are usable.
         """
         async with self._sessions() as session, session.begin():
-            await session.execute(SET_CONTEXT, caller_settings(None))
+            await _set_context(session, caller_settings(None))
             yield session
 
     async def ensure_identity(self, caller: Identity) -> None:

@@ -16,6 +16,7 @@ from server.connections.platform_credentials import PlatformCredentials
 from server.events import EventBus
 from server.identity import Identities
 from server.outbox import install_outbox_retention
+from server.providers.http import quiet_client_logs
 from server.resilience.alerts import BreakerAlerts
 from server.resilience.breaker import BreakerRegistry
 from server.resilience.clock import Clock, SystemClock
@@ -92,6 +93,7 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     breakers = BreakerRegistry(clock, on_transition=BreakerAlerts(db))
     jobs = JobRegistry()
     scheduler = Scheduler(db, clock)
+    quiet_client_logs()
     install_housekeeping(scheduler, db)
     install_outbox_retention(scheduler, db, settings.outbox_retention_days)
     return Deps(

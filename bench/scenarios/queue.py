@@ -8,6 +8,14 @@ NOTIFYs the worker). The drain ends when every one of them is `completed`: each 
 message and session, called WAHA's sendText, and stored the result. The WAHA fake's webhooks
 about those sends (acks) become jobs too and are drained alongside, as in production.
 
+Each drain starts from a queue holding only its own jobs: the acks of the previous drain's
+sends that were still pending when its worker stopped are removed first, so a drain does not
+also process the previous one's acks.
+
+The no-op figure drains the same number of jobs of an operation whose handler does nothing
+(bench/noop_jobs.py), inserted straight into eventos_pendentes: the queue's and the worker's
+own cost per job, with nothing of WhatsApp in it.
+
 Baseline: a bare SKIP LOCKED claim + complete loop in asyncpg with the same concurrency over
 the same number of rows, on the same core (no handler, no provider call).
 """
@@ -22,11 +30,13 @@ import asyncpg
 from renove.conexoes.v1 import whatsapp_service_pb2 as wpb
 
 from bench.cpu import per_item_ms
+from bench.noop_jobs import OPERATION
 from bench.procs import run_load
 from bench.report import Figure
 from bench.scenarios.context import Context
 from bench.stats import median_of
 from server.auth.caller import Role
+from server.resilience.queue import JOBS_CHANNEL
 
 ROW = "6. queue drain"
 
@@ -52,23 +62,49 @@ async def _enqueue(ctx: Context, count: int) -> list[str]:
     return ids
 
 
-async def _drain(ctx: Context, concurrency: int, count: int) -> dict[str, float]:
+_LEFTOVERS = (
+    "DELETE FROM eventos_pendentes WHERE status IN ('pending', 'processing')"
+    " AND NOT (id = ANY($1::uuid[]))"
+)
+
+
+async def _noop_jobs(conn: asyncpg.Connection, tenant: uuid.UUID, count: int) -> list[str]:
+    rows = await conn.fetch(
+        "INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino, payload,"
+        " idempotency_key, max_tentativas, proxima_tentativa)"
+        " SELECT $1, $2, $2, '', '{}'::jsonb, 'bench-noop:' || gen_random_uuid(), 5,"
+        " now() + interval '1 hour' FROM generate_series(1, $3) RETURNING id::text",
+        tenant,
+        OPERATION,
+        count,
+    )
+    return [row[0] for row in rows]
+
+
+async def _drain(
+    ctx: Context, concurrency: int, count: int, *, noop: bool = False
+) -> dict[str, float]:
     stack = ctx.stack
-    ids = await _enqueue(ctx, count)
     conn = await asyncpg.connect(stack.dsn)
     try:
+        ids = await _noop_jobs(conn, stack.tenant, count) if noop else await _enqueue(ctx, count)
         await conn.execute(
             "UPDATE eventos_pendentes SET proxima_tentativa = now() + interval '1 hour'"
             " WHERE id = ANY($1::uuid[])",
             ids,
         )
-        await stack.start_worker(concurrency, name="queue-worker")
+        await conn.execute(_LEFTOVERS, ids)
+        env = {"CONEXOES_TEST_JOB_MODULE": "bench.noop_jobs"} if noop else {}
+        await stack.start_worker(concurrency, name="queue-worker", env=env)
         cpu_before = stack.cpu()
         started = time.perf_counter()
         await conn.execute(
             "UPDATE eventos_pendentes SET proxima_tentativa = now() WHERE id = ANY($1::uuid[])",
             ids,
         )
+        # The queue's trigger NOTIFYs on inserts and status changes, not on this UPDATE:
+        # wake the worker as an enqueue would, instead of leaving it to its next poll.
+        await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
         query = (
             "SELECT count(*) FILTER (WHERE status = 'completed'),"
             " count(*) FILTER (WHERE status = 'failed')"
@@ -86,7 +122,9 @@ async def _drain(ctx: Context, concurrency: int, count: int) -> dict[str, float]
         await conn.close()
         await stack.stop_worker("queue-worker")
     if failed:
-        ctx.report.notes.append(f"{ROW}: {failed} of {count} send jobs failed")
+        ctx.report.notes.append(
+            f"{ROW}: {failed} of {count} {'no-op' if noop else 'send'} jobs failed"
+        )
     return {"jobs": completed, "seconds": round(elapsed, 3),
             "jobs_per_s": round(completed / elapsed, 1), "cpu_ms_per_job": cpu}  # fmt: skip
 
@@ -111,4 +149,18 @@ async def run(ctx: Context) -> None:
         ))  # fmt: skip
         ctx.report.notes.append(f"{ROW}: CPU ms per job on the server core ({concurrency} at "
                                 f"once, last run): {ours[-1]['cpu_ms_per_job']}")  # fmt: skip
+    ours, bare = [], []
+    for _ in range(profile.runs):
+        ours.append(await _drain(ctx, 4, count, noop=True))
+        bare.append(await run_load(stack.reaper, "bench.baselines.queue", {
+            "dsn": stack.dsn, "jobs": count, "concurrency": 4, "payload": {},
+        }, stack.load_env(), 300, server_side=True))  # fmt: skip
+    raw["noop"] = {"ours": ours, "baseline": bare}
+    ctx.report.add(Figure(
+        ROW, "no-op jobs/s, 4 at once", median_of(ours, "jobs_per_s"),
+        median_of(bare, "jobs_per_s"), "higher", len(ours), "bare SKIP LOCKED loop (asyncpg)",
+        f"{count} jobs of a handler that does nothing per drain: the queue's own cost",
+    ))  # fmt: skip
+    ctx.report.notes.append(f"{ROW}: CPU ms per no-op job on the server core (4 at once, "
+                            f"last run): {ours[-1]['cpu_ms_per_job']}")  # fmt: skip
     ctx.report.raw["queue"] = raw

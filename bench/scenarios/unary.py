@@ -11,6 +11,7 @@ import base64
 
 from renove.conexoes.v1 import whatsapp_service_pb2 as wpb
 
+from bench.cpu import per_item_ms
 from bench.report import Figure
 from bench.scenarios.context import Context, config_arg
 from bench.stats import median_of
@@ -45,13 +46,16 @@ async def run(ctx: Context) -> None:
     async with ctx.baseline("baseline-echo", "grpc_servers", args, address):
         # Interleaved, so drift on the machine touches both sides alike.
         for _ in range(profile.runs):
-            ours.append(
-                await ctx.load(
-                    "bench.load.grpc_unary",
-                    {**common, "target": stack.grpc_addr, "method": METHOD},
-                    timeout,
-                )
+            cpu_before = stack.cpu()
+            result = await ctx.load(
+                "bench.load.grpc_unary",
+                {**common, "target": stack.grpc_addr, "method": METHOD},
+                timeout,
             )
+            # The warm-up is inside the CPU window too: count its calls at the measured rate.
+            calls = round(result["rps"] * (result["seconds"] + profile.warmup_s))
+            result["cpu_ms_per_call"] = per_item_ms(cpu_before, stack.cpu(), calls)
+            ours.append(result)
             bare.append(
                 await ctx.load(
                     "bench.load.grpc_unary",
@@ -69,6 +73,8 @@ async def run(ctx: Context) -> None:
         Figure(ROW, "throughput (rps)", median_of(ours, "rps"), median_of(bare, "rps"),
                "higher", runs, label, f"concurrency {profile.unary_concurrency}")
     )  # fmt: skip
+    ctx.report.notes.append(f"{ROW}: CPU ms per call on the server core (last run): "
+                            f"{ours[-1]['cpu_ms_per_call']}")  # fmt: skip
     for key, name in (("p50_ms", "p50 (ms)"), ("p99_ms", "p99 (ms)")):
         ctx.report.add(
             Figure(ROW, name, median_of(ours, key), median_of(bare, key), "lower", runs, label)

@@ -43,11 +43,17 @@ class PendingEvent(Base):
     __table_args__ = (
         UniqueConstraint("organizacao_id", "idempotency_key"),
         CheckConstraint(in_check("status", JOB_STATUSES), name="status"),
+        # The claim's two ordered scans (migration 0015): lost leases, then due jobs.
         Index(
-            "idx_eventos_pendentes_status",
-            "status",
+            "idx_eventos_pendentes_due",
             "proxima_tentativa",
-            postgresql_where=text("status IN ('pending', 'processing')"),
+            "criado_em",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "idx_eventos_pendentes_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'processing'"),
         ),
         Index("idx_eventos_pendentes_org", "organizacao_id"),
         Index(

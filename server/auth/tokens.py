@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -14,8 +17,16 @@ _REQUIRED = ["exp", "role"]
 
 
 class TokenVerifier:
-    """User tokens verify with the user-token key (HS256 secret or RS256 public key); service
-    tokens (`role=service`) only with the service key, which nobody else holds."""
+    """Verifies bearer tokens, remembering each verified token until its `exp`.
+
+    User tokens verify with the user-token key (HS256 secret or RS256 public key); service
+    tokens (`role=service`) only with the service key, which nobody else holds.
+
+    A JWT is immutable and its verdict depends only on its bytes and the keys, so a token seen
+    again before its expiry is answered from memory; from `exp` on it is decoded afresh (which
+    applies the leeway and refuses it once that has passed). Grants are not part of the token
+    and are still read on every check. Refused tokens are never remembered.
+    """
 
     def __init__(
         self,
@@ -23,7 +34,12 @@ class TokenVerifier:
         hs256_secret: str | None,
         rs256_public_key: str | None,
         service_secret: str | None = None,
+        cache_size: int = 10_000,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._now = wall_clock
         if not hs256_secret and not rs256_public_key:
             raise ValueError("configure CONEXOES_JWT_SECRET or CONEXOES_JWT_PUBLIC_KEY")
         self._keys: list[tuple[str, str]] = []
@@ -34,6 +50,20 @@ class TokenVerifier:
         self._service_keys = [("HS256", service_secret)] if service_secret else []
 
     def verify(self, token: str) -> Caller:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            caller, expires_at = remembered
+            if self._now() < expires_at:
+                return caller
+            del self._verified[token]
+        caller, expires_at = self._verify(token)
+        if self._cache_size > 0 and self._now() < expires_at:
+            if len(self._verified) >= self._cache_size:
+                self._verified.popitem(last=False)
+            self._verified[token] = (caller, expires_at)
+        return caller
+
+    def _verify(self, token: str) -> tuple[Caller, float]:
         claims = self._decode(token, self._keys_for(token))
         try:
             role = Role(str(claims["role"]))
@@ -43,7 +73,10 @@ class TokenVerifier:
         user = _optional_uuid(claims, "sub")
         if role in (Role.ADMIN, Role.MEMBER) and (tenant is None or user is None):
             raise Unauthenticated("admin and member tokens must name 'org' and 'sub'")
-        return Caller(role=role, tenant_id=tenant, user_id=user)
+        expires_at = claims["exp"]
+        return Caller(role=role, tenant_id=tenant, user_id=user), (
+            float(expires_at) if isinstance(expires_at, int | float) else 0.0
+        )
 
     def _keys_for(self, token: str) -> list[tuple[str, str]]:
         # The claim picks the key; the signature then proves it. A service claim signed with

@@ -102,10 +102,16 @@ class SubscriberLagged(Exception):
     """The subscriber fell too far behind and was cut off; re-subscribe for a fresh snapshot."""
 
 
+# (event kind, tenant): the events a keyed subscriber can accept, so an event is offered only
+# to the subscribers of its own kind and tenant instead of to every stream of the process.
+RouteKey = tuple[str, uuid.UUID | None]
+
+
 @dataclass(eq=False)
 class _Subscriber:
     accepts: Predicate
     queue: asyncio.Queue[Event | None]
+    key: RouteKey | None = None
     lagged: bool = False
 
 
@@ -121,6 +127,9 @@ class EventBus:
         self._queue_size = queue_size
         self._reconnect_delay = reconnect_delay
         self._subscribers: set[_Subscriber] = set()
+        # Keyed subscribers by key; the unkeyed ones (they see every event) in `_unkeyed`.
+        self._by_key: dict[RouteKey, set[_Subscriber]] = {}
+        self._unkeyed: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -143,17 +152,28 @@ class EventBus:
             self._task = None
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, accepts: Predicate) -> AsyncIterator[AsyncIterator[Event]]:
+    async def subscribe(
+        self, accepts: Predicate, *, key: RouteKey | None = None
+    ) -> AsyncIterator[AsyncIterator[Event]]:
         """Registers a subscriber; iterate the yielded stream to receive matching events.
 
         Subscribe *before* reading the snapshot so no change falls between the two.
+
+        Args:
+            key: (kind, tenant) when `accepts` only ever accepts events of that kind and
+                tenant: the subscriber is then not even asked about any other event.
         """
-        sub = _Subscriber(accepts, asyncio.Queue(self._queue_size))
+        sub = _Subscriber(accepts, asyncio.Queue(self._queue_size), key)
         self._subscribers.add(sub)
+        group = self._unkeyed if key is None else self._by_key.setdefault(key, set())
+        group.add(sub)
         try:
             yield self._drain(sub)
         finally:
             self._subscribers.discard(sub)
+            group.discard(sub)
+            if key is not None and not group:
+                self._by_key.pop(key, None)
 
     async def _drain(self, sub: _Subscriber) -> AsyncIterator[Event]:
         while True:
@@ -165,7 +185,8 @@ class EventBus:
             yield event
 
     def deliver_local(self, event: Event) -> None:
-        for sub in list(self._subscribers):
+        keyed = self._by_key.get((event.kind, event.tenant_id), ())
+        for sub in [*self._unkeyed, *keyed]:
             if sub.lagged or not sub.accepts(event):
                 continue
             try:

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from renove.conexoes.v1 import webhook_ingress_service_pb2 as pb
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, String, cast, func, literal, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
-from db.models import WebhookInbox
+from db.models import PendingEvent, WebhookInbox
 from db.uow import Database, act_as
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.ingress.routes import InboundEvent, ProviderRoute
-from server.resilience.jobs import enqueue
+from server.resilience.jobs import JOB_KEY, job_values
 
 # Not kept with the stored delivery: credentials a proxy or provider may attach. The MAC
 # headers stay (they are not secrets and show what was verified).
@@ -203,24 +204,55 @@ async def _accept(
     results: list[Stored] = []
     for event, recipient in events:
         event_id = f"{event.event_id}@{tenant_id}" if per_tenant_ids else event.event_id
-        inbox_id = await _insert(session, route, tenant_id, event_id, request, "accepted")
-        if inbox_id is not None:
-            payload: dict[str, Any] = {
-                "inbox_id": str(inbox_id),
-                "provider": route.provider,
-                "event_id": event.event_id,
-                **event.facts,
-                **recipient.ids,
-            }
-            await enqueue(
-                session,
-                tenant_id=tenant_id,
-                operation=route.operation,
-                payload=payload,
-                idempotency_key=f"{route.provider}:{event.event_id}",
-            )
+        inbox_id = await _insert_and_enqueue(
+            session, route, tenant_id, event_id, event, recipient, request
+        )
         results.append(Stored(event, inbox_id, tenant_id))
     return results
+
+
+async def _insert_and_enqueue(
+    session: AsyncSession,
+    route: ProviderRoute,
+    tenant_id: uuid.UUID,
+    event_id: str,
+    event: InboundEvent,
+    recipient: Recipient,
+    request: pb.RawHttpRequest,
+) -> uuid.UUID | None:
+    """The inbox row and its processing job in one statement (one round trip): the job is
+    inserted from the inbox insert's RETURNING, so a duplicate delivery enqueues nothing."""
+    inbox = _inbox_row(route, tenant_id, event_id, request, "accepted").cte("inbox")
+    facts = {
+        "provider": route.provider,
+        "event_id": event.event_id,
+        **event.facts,
+        **recipient.ids,
+    }
+    payload = func.jsonb_build_object("inbox_id", cast(inbox.c.id, String)).op("||")(
+        literal(facts, JSONB)
+    )
+    values = job_values(
+        tenant_id=tenant_id,
+        operation=route.operation,
+        payload=payload,
+        idempotency_key=f"{route.provider}:{event.event_id}",
+    )
+    job = (
+        insert(PendingEvent)
+        .from_select(
+            list(values),
+            select(
+                *(v if isinstance(v, ColumnElement) else literal(v) for v in values.values())
+            ).select_from(inbox),
+            # The job's id comes from its column's server default (gen_random_uuid()).
+            include_defaults=False,
+        )
+        .on_conflict_do_nothing(index_elements=JOB_KEY)
+        .cte("job")
+    )
+    inserted: uuid.UUID | None = await session.scalar(select(inbox.c.id).add_cte(job))
+    return inserted
 
 
 async def _insert(
@@ -231,6 +263,20 @@ async def _insert(
     request: pb.RawHttpRequest,
     verdict: str,
 ) -> uuid.UUID | None:
+    inserted: uuid.UUID | None = await session.scalar(
+        _inbox_row(route, tenant_id, event_id, request, verdict)
+    )
+    return inserted
+
+
+def _inbox_row(
+    route: ProviderRoute,
+    tenant_id: uuid.UUID | None,
+    event_id: str,
+    request: pb.RawHttpRequest,
+    verdict: str,
+) -> ReturningInsert[tuple[uuid.UUID]]:
+    """The inbox insert, returning the new row's id (nothing for a delivery already stored)."""
     values: dict[str, Any] = {
         "organizacao_id": tenant_id,
         "provider": route.provider,
@@ -242,13 +288,12 @@ async def _insert(
     }
     if request.HasField("received_at"):
         values["received_at"] = request.received_at.ToDatetime(tzinfo=dt.UTC)
-    inserted: uuid.UUID | None = await session.scalar(
+    return (
         insert(WebhookInbox)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
         .returning(WebhookInbox.id)
     )
-    return inserted
 
 
 async def _audit(

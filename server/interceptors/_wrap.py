@@ -45,6 +45,33 @@ def wrap_handler(
     return handler
 
 
+class WrappedHandlers:
+    """Each method's wrapped handler, built once: the wrapping is the same on every call.
+
+    Keyed by method and checked against the inner handler's identity, so a handler that the
+    next interceptor or the server replaces is wrapped afresh. Only methods that have a
+    handler are kept (a client's unknown method names are not remembered).
+    """
+
+    def __init__(self) -> None:
+        self._by_method: dict[str, tuple[Any, Any]] = {}
+
+    def get(
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler[Any, Any] | None,
+        build: Callable[[], grpc.RpcMethodHandler[Any, Any] | None],
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        if handler is None:
+            return None
+        hit = self._by_method.get(method)
+        if hit is not None and hit[0] is handler:
+            return cast("grpc.RpcMethodHandler[Any, Any] | None", hit[1])
+        wrapped = build()
+        self._by_method[method] = (handler, wrapped)
+        return wrapped
+
+
 def checking(
     check: Check, method: str
 ) -> tuple[Callable[[Unary], Unary], Callable[[Streaming], Streaming]]:
@@ -75,6 +102,8 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 class CheckingInterceptor(grpc.aio.ServerInterceptor):
     """Runs ``check`` before every call of the contract's services (not health/reflection)."""
 
+    _handlers: WrappedHandlers | None = None
+
     @abc.abstractmethod
     async def check(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         """Raises a domain error to refuse the call."""
@@ -88,5 +117,11 @@ class CheckingInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(OPEN_SERVICES):
             return handler
-        unary, streaming = checking(self.check, method)
-        return wrap_handler(handler, unary=unary, streaming=streaming)
+        if self._handlers is None:
+            self._handlers = WrappedHandlers()
+
+        def build() -> grpc.RpcMethodHandler[Any, Any] | None:
+            unary, streaming = checking(self.check, method)
+            return wrap_handler(handler, unary=unary, streaming=streaming)
+
+        return self._handlers.get(method, handler, build)

@@ -12,7 +12,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.errors import DOMAIN, DomainError, InvalidArgument
-from server.interceptors._wrap import Continuation, Streaming, Unary, wrap_handler
+from server.interceptors._wrap import (
+    Continuation,
+    Streaming,
+    Unary,
+    WrappedHandlers,
+    wrap_handler,
+)
 from server.interceptors.outages import as_unavailable
 from server.interceptors.text import reject_nul_characters
 from server.security.redaction import redact
@@ -53,6 +59,9 @@ async def _abort(error: BaseException, method: str, context: grpc.aio.ServicerCo
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers()
+
     async def intercept_service(
         self,
         continuation: Continuation,
@@ -60,33 +69,40 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        return self._handlers.get(method, handler, lambda: _mapping(handler, method))
 
-        def unary(behavior: Unary) -> Unary:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    reject_nul_characters(request)
-                    return await behavior(request, context)
-                except Exception as exc:
-                    if _is_abort(exc):
-                        raise
-                    await _abort(exc, method, context)
 
-            return call
+def _mapping(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, method: str
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    """`handler` with domain errors mapped to statuses and NUL characters refused."""
 
-        def streaming(behavior: Streaming) -> Streaming:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                try:
-                    reject_nul_characters(request)
-                    async for item in behavior(request, context):
-                        yield item
-                except Exception as exc:
-                    if _is_abort(exc):
-                        raise
-                    await _abort(exc, method, context)
+    def unary(behavior: Unary) -> Unary:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                reject_nul_characters(request)
+                return await behavior(request, context)
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                await _abort(exc, method, context)
 
-            return call
+        return call
 
-        return wrap_handler(handler, unary=unary, streaming=streaming)
+    def streaming(behavior: Streaming) -> Streaming:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                reject_nul_characters(request)
+                async for item in behavior(request, context):
+                    yield item
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                await _abort(exc, method, context)
+
+        return call
+
+    return wrap_handler(handler, unary=unary, streaming=streaming)
 
 
 def _is_abort(exc: BaseException) -> bool:

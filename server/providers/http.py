@@ -14,6 +14,7 @@ as plain 400s, and Google sends rate limits as 403s.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -36,6 +37,14 @@ from server.providers.errors import (
 )
 
 _ErrorClass = type[ProviderError]
+
+
+def quiet_client_logs() -> None:
+    """httpx logs every request at INFO: a line per provider call on the hot path. Failures
+    are reported by our own code, with the provider's name and the secrets masked."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
 
 # Graph API error codes (docs/providers.md, Meta Graph). Ranges are handled in `_graph_class`.
 _GRAPH_CODES: Mapping[int, _ErrorClass] = {

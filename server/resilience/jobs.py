@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,19 +104,48 @@ async def enqueue(
     The attempt budget is the operation's policy (`max_attempts` overrides it for tests and
     tools; rooms leave it unset).
     """
-    values: dict[str, Any] = {
+    values = job_values(
+        tenant_id=tenant_id,
+        operation=operation,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        tipo=tipo,
+        destino=destino,
+        max_attempts=max_attempts,
+        run_at=run_at,
+    )
+    return await session.scalar(
+        insert(PendingEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=JOB_KEY)
+        .returning(PendingEvent.id)
+    )
+
+
+# A job's idempotency key is unique per tenant: the conflict target of every enqueue.
+JOB_KEY = ["organizacao_id", "idempotency_key"]
+
+
+def job_values(
+    *,
+    tenant_id: uuid.UUID,
+    operation: Operation,
+    payload: Mapping[str, Any] | ColumnElement[Any],
+    idempotency_key: str,
+    tipo: str | None = None,
+    destino: str = "",
+    max_attempts: int | None = None,
+    run_at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The eventos_pendentes row `enqueue` inserts (for statements that enqueue as part of a
+    larger one; `payload` may then be an SQL expression)."""
+    return {
         "organizacao_id": tenant_id,
         "tipo": tipo or operation.name,
         "operacao": operation.name,
         "destino": destino,
-        "payload": dict(payload),
+        "payload": payload if isinstance(payload, ColumnElement) else dict(payload),
         "idempotency_key": idempotency_key,
         "max_tentativas": max_attempts or operation.max_attempts,
         "proxima_tentativa": run_at if run_at is not None else func.now(),
     }
-    return await session.scalar(
-        insert(PendingEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["organizacao_id", "idempotency_key"])
-        .returning(PendingEvent.id)
-    )

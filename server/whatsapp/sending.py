@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Message, WhatsAppSession
@@ -28,16 +28,24 @@ async def send_message(deps: Deps, job: Job) -> None:
     caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
     message_id = uuid.UUID(str(job.payload["message_id"]))
     async with deps.db.unit_of_work(caller) as tx:
-        message = await tx.get(Message, message_id)
-        if message is None or message.status != "pending":
-            return  # already sent (a retried job) or removed
-        session = await tx.scalar(
-            select(WhatsAppSession).where(
-                WhatsAppSession.usuario_id == message.usuario_id,
-                WhatsAppSession.deletado_em.is_(None),
+        # The message and its sender's live session in one join (one round trip).
+        found = (
+            await tx.execute(
+                select(Message, WhatsAppSession)
+                .outerjoin(
+                    WhatsAppSession,
+                    and_(
+                        WhatsAppSession.usuario_id == Message.usuario_id,
+                        WhatsAppSession.deletado_em.is_(None),
+                    ),
+                )
+                .where(Message.id == message_id)
             )
-        )
-        meta = dict(message.metadata_ or {})
+        ).first()
+        if found is None or found[0].status != "pending":
+            return  # already sent (a retried job) or removed
+        pending, session = found
+        meta = dict(pending.metadata_ or {})
     try:
         if session is None or session.status != st.CONNECTED:
             raise SessionNotConnected("the sender's WhatsApp session is not connected")
@@ -45,7 +53,7 @@ async def send_message(deps: Deps, job: Job) -> None:
         sent = await client.send_text(
             session.session_name,
             str(meta.get("chat_id")),
-            message.conteudo or "",
+            pending.conteudo or "",
             reply_to=str(meta["reply_to"]) if meta.get("reply_to") else None,
         )
     except DomainError as exc:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert
 
 from db.models import User, WhatsAppSession
@@ -221,21 +223,30 @@ async def pairing_code(deps: Deps, caller: Caller, phone_number: str) -> str:
 
 async def get_status(deps: Deps, caller: Caller) -> tuple[WhatsAppSession | None, str]:
     """The caller's live session (or None: never started) and its owner's name."""
-    # One query: the caller's session with its owner's name (what own_row + a User lookup
-    # would read; the outer join keeps a session whose owner row is not visible).
-    query = (
-        select(WhatsAppSession, User.nome)
-        .outerjoin(User, User.id == WhatsAppSession.usuario_id)
-        .where(
-            WhatsAppSession.usuario_id == caller.require_user(),
-            WhatsAppSession.deletado_em.is_(None),
-        )
-    )
-    async with deps.db.unit_of_work(caller) as tx:
-        found = (await tx.execute(query)).first()
+    # A hot read: plain SQL on the unit of work's own connection (no ORM session). One query:
+    # the caller's session with its owner's name (the outer join keeps a session whose owner
+    # row is not visible).
+    async with deps.db.plain_unit_of_work(caller) as pg:
+        found = await pg.fetchrow(_STATUS_QUERY, caller.require_user())
     if found is None:
         return None, ""
-    return found[0], found[1] or ""
+    return detached_session(found), found["owner_name"] or ""
+
+
+_STATUS_QUERY = (
+    "SELECT s.*, u.nome AS owner_name FROM sessoes_whatsapp s"
+    " LEFT JOIN usuarios u ON u.id = s.usuario_id"
+    " WHERE s.usuario_id = $1 AND s.deletado_em IS NULL"
+)
+# (attribute, column) of every mapped column: rows read with plain SQL become sessions.
+_SESSION_COLUMNS = tuple(
+    (attr.key, attr.columns[0].name) for attr in sa_inspect(WhatsAppSession).column_attrs
+)
+
+
+def detached_session(record: Mapping[str, Any]) -> WhatsAppSession:
+    """A session row read with plain SQL as a transient WhatsAppSession, for the views."""
+    return WhatsAppSession(**{key: record[column] for key, column in _SESSION_COLUMNS})
 
 
 async def disconnect(deps: Deps, caller: Caller, usuario_id: str) -> tuple[WhatsAppSession, str]:

@@ -105,7 +105,7 @@ async def watch(
         )
 
     heartbeat = deps.settings.stream_heartbeat_seconds
-    async with deps.bus.subscribe(accepts) as events:
+    async with deps.bus.subscribe(accepts, key=(EVENT_KIND, tenant)) as events:
         # Newest state sent per session: an event already covered by the snapshot (it was
         # published before we read) or overtaken by a later one is not sent again.
         versions: dict[str, datetime] = {}

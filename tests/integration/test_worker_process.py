@@ -84,7 +84,12 @@ async def test_killed_worker_job_is_finished_once_by_another(
 
         second = await _start(env)
         await _wait_for_line(log, f"end {job_id}", 1)
+        # The outcome is recorded in its own transaction after the handler returns.
         row = await job_row(owner_engine, job_id)
+        deadline = time.monotonic() + 30
+        while row.status == "processing" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            row = await job_row(owner_engine, job_id)
         assert (row.status, row.tentativas, row.lease_owner) == ("completed", 2, None)
 
         starts = [line.split() for line in _lines(log, "start")]
