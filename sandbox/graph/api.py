@@ -7,6 +7,7 @@ https://developers.facebook.com/docs/graph-api/reference
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -42,7 +43,8 @@ async def render_no_route(request: Request, _: Exception) -> Response:
 
 
 class GraphGuard:
-    """Logs each Graph request and answers an injected fault before the route runs."""
+    """Logs each Graph request, waits the injected latency and answers an injected fault
+    before the route runs."""
 
     def __init__(self, app: ASGIApp, state: GraphState) -> None:
         self.app = app
@@ -58,6 +60,8 @@ class GraphGuard:
         if "access_token" in params:
             params["access_token"] = "[redacted]"
         self.state.requests.append({"method": request.method, "path": path, "query": params})
+        if self.state.latency_s:
+            await asyncio.sleep(self.state.latency_s)
         fault = self.state.take_fault(request.method, path)
         if fault is not None:
             await render_error(request, fault)(scope, receive, send)

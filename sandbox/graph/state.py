@@ -67,6 +67,7 @@ class GraphState:
         self.page_tokens: dict[tuple[str, str], str] = {}
         self.dialog = DialogPlan()
         self.faults: list[Fault] = []
+        self.latency_s = 0.0  # every Graph call answers this late (a slow Graph)
         self.requests: list[JSON] = []
         self.ads = AdsWorld(self.rng)
         self.dispatcher.reset()

@@ -233,6 +233,55 @@ async def test_token_expired_mid_flow_parks_the_lead_until_reconnect(
     assert contact.telefone == "+5511912345678"
 
 
+async def test_reconnect_with_slow_graph_runs_the_parked_lead_with_fresh_page_tokens(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await _ready(stack, tenant, admin, owner_engine)
+    await stack.control("tokens/expire", {})
+    leadgen_id = await stack.submit({**LEAD, "email": "slow@example.com"})
+    await stack.drain()
+
+    async def connection_status() -> int:
+        got = await stack.stub.GetMetaConnection(
+            pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
+        )
+        return got.connection.status
+
+    async def expired() -> bool | None:
+        return (
+            True if await connection_status() == resources_pb2.CONNECTION_STATUS_EXPIRED else None
+        )
+
+    await poll(expired)
+    # Every Graph call of the reconnect (code exchange, token debug, page tokens) takes 0.5 s.
+    await stack.control("latency", {"seconds": 0.5})
+    landed = await stack.authorize(admin)
+    assert _query(landed)["status"] == "ok"
+    contact = await _wait_contact(stack, admin, "slow@example.com")
+    assert contact.telefone == "+5511912345678"
+    assert await connection_status() == resources_pb2.CONNECTION_STATUS_ACTIVE
+
+    async def completed() -> bool | None:
+        # The handler's transaction lands before the worker records the job completed.
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            job_status = await session.scalar(
+                text("SELECT status FROM eventos_pendentes WHERE idempotency_key = :k"),
+                {"k": f"meta_leadgen:{leadgen_id}"},
+            )
+        return True if job_status == "completed" else None
+
+    await poll(completed)
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        # Marked expired once, by the first attempt (its alert now resolved); a run with a
+        # dead page token after the reconnect would have raised a second one.
+        alerts = list(
+            await session.scalars(select(Alert).where(Alert.kind == "meta_token_expired"))
+        )
+    assert len(alerts) == 1 and alerts[0].details.get("resolvido_em")
+
+
 async def test_graph_5xx_is_retried(
     stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
