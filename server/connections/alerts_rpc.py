@@ -84,6 +84,8 @@ def alert_proto(row: Alert) -> pb.Alert:
         reconhecido_em=timestamp(row.lido_em),
         reconhecido_por=resources_pb2.UserRef(usuario_id=str(by)) if by else None,
         resolvido_em=timestamp(_parse_time(details.get("resolvido_em"))),
+        ocorrencias=int(details.get("ocorrencias") or 1),
+        ultima_ocorrencia=timestamp(_parse_time(details.get("ultima_ocorrencia")) or row.criado_em),
     )
 
 

@@ -1084,6 +1084,8 @@ class Alert(_message.Message):
     RECONHECIDO_EM_FIELD_NUMBER: _builtins.int
     RECONHECIDO_POR_FIELD_NUMBER: _builtins.int
     RESOLVIDO_EM_FIELD_NUMBER: _builtins.int
+    OCORRENCIAS_FIELD_NUMBER: _builtins.int
+    ULTIMA_OCORRENCIA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Alert id (uuid)."""
     kind: Global___AlertKind.ValueType
@@ -1100,6 +1102,10 @@ class Alert(_message.Message):
     """Entity type concerned ("eventos_pendentes", "conexoes_google", ...)."""
     entidade_id: _builtins.str
     """Entity id concerned."""
+    ocorrencias: _builtins.int
+    """How many times the condition was reported while this alert stayed open (1 when raised;
+    a repeat updates the open alert instead of raising another).
+    """
     @_builtins.property
     def usuario(self) -> _resources_pb2.UserRef:
         """User concerned (owner of the connection), if any."""
@@ -1124,6 +1130,10 @@ class Alert(_message.Message):
     def resolvido_em(self) -> _timestamp_pb2.Timestamp:
         """When the condition cleared (circuit closed, connection recovered)."""
 
+    @_builtins.property
+    def ultima_ocorrencia(self) -> _timestamp_pb2.Timestamp:
+        """When the condition was last reported (criado_em until it repeats)."""
+
     def __init__(
         self,
         *,
@@ -1141,10 +1151,12 @@ class Alert(_message.Message):
         reconhecido_em: _timestamp_pb2.Timestamp | None = ...,
         reconhecido_por: _resources_pb2.UserRef | None = ...,
         resolvido_em: _timestamp_pb2.Timestamp | None = ...,
+        ocorrencias: _builtins.int = ...,
+        ultima_ocorrencia: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["criado_em", b"criado_em", "detalhes", b"detalhes", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "usuario", b"usuario"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["criado_em", b"criado_em", "detalhes", b"detalhes", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "ultima_ocorrencia", b"ultima_ocorrencia", "usuario", b"usuario"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_type", b"connection_type", "criado_em", b"criado_em", "detalhes", b"detalhes", "entidade_id", b"entidade_id", "entidade_tipo", b"entidade_tipo", "id", b"id", "kind", b"kind", "mensagem", b"mensagem", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "severity", b"severity", "titulo", b"titulo", "usuario", b"usuario"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_type", b"connection_type", "criado_em", b"criado_em", "detalhes", b"detalhes", "entidade_id", b"entidade_id", "entidade_tipo", b"entidade_tipo", "id", b"id", "kind", b"kind", "mensagem", b"mensagem", "ocorrencias", b"ocorrencias", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "severity", b"severity", "titulo", b"titulo", "ultima_ocorrencia", b"ultima_ocorrencia", "usuario", b"usuario"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
