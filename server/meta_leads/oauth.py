@@ -146,11 +146,14 @@ async def handle_callback(
     try:
         state = open_state(deps.keyring, state_token, provider=PROVIDER, now=deps.clock.now())
     except InvalidOAuthState as exc:
+        # Nothing in a bad state can be trusted, not even its tenant: a platform entry.
+        await _audit_failure(deps, Caller(role=Role.SERVICE), exc.reason, platform=True)
         raise BadOAuthState(MESSAGES[exc.reason], exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")
-    if not await _consume(deps, state):
-        raise BadOAuthState(MESSAGES["STATE_REUSED"], "STATE_REUSED")
     actor = Caller(role=Role.SERVICE, tenant_id=state.tenant_id, user_id=state.user_id)
+    if not await _consume(deps, state):
+        await _audit_failure(deps, actor, "STATE_REUSED")
+        raise BadOAuthState(MESSAGES["STATE_REUSED"], "STATE_REUSED")
     if error or not code:
         async with deps.db.unit_of_work(actor) as session:
             await record_audit(
@@ -177,6 +180,7 @@ async def handle_callback(
         )
     except ProviderError as exc:
         _log.warning("Meta code exchange failed: %r", exc)
+        await _audit_failure(deps, actor, "CODE_EXCHANGE_FAILED", error=type(exc).__name__)
         return _failure(deps, return_to, "CODE_EXCHANGE_FAILED")
     except PlatformNotConfigured:
         return _failure(deps, return_to, "PLATFORM_NOT_CONFIGURED")
@@ -198,6 +202,23 @@ async def handle_callback(
         scopes=info.scopes,
         message="Meta Lead Ads conectado.",
     )
+
+
+async def _audit_failure(
+    deps: Deps, actor: Caller, reason: str, *, error: str | None = None, platform: bool = False
+) -> None:
+    """An OAuth callback that connected nothing leaves a trace (never the code or state);
+    `platform`: a tenant-less entry, for a state that cannot be trusted to name one."""
+    details = {"reason": reason, **({"error": error} if error else {})}
+    async with deps.db.unit_of_work(actor) as session:
+        await record_audit(
+            session,
+            actor,
+            "meta.connect_failed",
+            entity_type="conexoes_meta",
+            details=details,
+            **({"tenant_id": None} if platform else {}),
+        )
 
 
 async def _store(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CircuitBreakerState
 from db.uow import Database
+from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.events import Event, publish
 from server.resilience.alert_store import note_repeat, raise_alert, resolve_alerts
@@ -34,6 +35,19 @@ class BreakerAlerts:
     async def __call__(self, transition: Transition) -> None:
         async with self._db.unit_of_work(SERVICE) as session:
             await _store_state(session, transition)
+            await record_audit(  # a platform entry: no tenant owns a provider's outage
+                session,
+                SERVICE,
+                f"circuit.{transition.new.value}",
+                entity_type="circuit_breakers",
+                entity_id=transition.provider,
+                details={
+                    "de": transition.old.value,
+                    "falhas": transition.failures,
+                    "causa": transition.cause,
+                },
+                tenant_id=None,
+            )
             await publish(
                 session,
                 Event(

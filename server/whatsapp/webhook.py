@@ -150,6 +150,7 @@ async def apply_session_status(
         return Outcome(None)
     if not stale:
         row.waha_status_em = at
+    before = row.status
     outcome = apply_status(
         row,
         waha_status,
@@ -160,6 +161,21 @@ async def apply_session_status(
     if outcome.change is None:
         return outcome
     await announce(tx, row, outcome.change, waha_status=waha_status)
+    if outcome.change == "status":
+        # Changes nobody asked for (connected, dropped, recovered) are audited like requests.
+        await record_audit(
+            tx,
+            Caller(role=Role.SERVICE, tenant_id=row.organizacao_id),
+            "whatsapp.status_changed",
+            entity_type="sessoes_whatsapp",
+            entity_id=row.id,
+            details={
+                "de": before,
+                "para": row.status,
+                "waha_status": waha_status,
+                "motivo_desconexao": row.motivo_desconexao,
+            },
+        )
     if outcome.stop_session:
         await enqueue_cleanup(tx, row, ("stop",))
     if outcome.dropped:

@@ -129,7 +129,9 @@ async def test_open_circuit_alerts_super_admins_and_is_stored(server, db, owner_
     assert resolved and resolved[0].HasField("resolvido_em")
 
 
-async def test_a_provider_down_for_five_minutes_is_one_alert_in_every_replica(server, db):
+async def test_a_provider_down_for_five_minutes_is_one_alert_in_every_replica(
+    server, db, owner_engine
+):
     clock = ahead_clock()
     provider = f"prov_{uuid.uuid4().hex[:6]}"
     # Two replicas, each with its own breaker, both seeing the outage.
@@ -175,6 +177,18 @@ async def test_a_provider_down_for_five_minutes_is_one_alert_in_every_replica(se
     await replicas[0].drain()
     assert await mine() == []
     assert len(await mine(incluir_reconhecidos=True)) == 1
+    audited = await rows(
+        owner_engine,
+        "SELECT action, count(*) AS n FROM audit_log WHERE organizacao_id IS NULL"
+        " AND (entity_id = :p OR entity_id = :a) GROUP BY action",
+        p=provider,
+        a=alerts[0].id,
+    )
+    counts = {r.action: r.n for r in audited}
+    # Every transition of both breakers (open, then half-open and open again every 30 s).
+    assert counts["circuit.open"] == 2 + 2 * 10 + 1
+    assert counts["circuit.half_open"] == 2 * 10 + 1
+    assert counts["alert.acknowledged"] == 1
 
 
 async def test_a_repeated_condition_counts_on_its_open_alert(db, make_tenant, owner_engine):
@@ -233,6 +247,14 @@ async def test_connection_broken_marks_the_row_and_alerts_admin_and_owner(
     assert [(a.audience, a.usuario_id, a.kind) for a in alerts] == [
         ("tenant_admin", owner, "token_refresh_failed")
     ]
+    audited = await rows(
+        owner_engine,
+        "SELECT actor_role, action, details->>'erro' AS erro FROM audit_log"
+        " WHERE organizacao_id = :t AND entity_type = 'conexoes_email'",
+        t=tenant.id,
+    )
+    assert [(a.actor_role, a.action) for a in audited] == [("service", "connection.marked_error")]
+    assert "abcdefghijklmnop" not in audited[0].erro
 
 
 async def _next_event(call) -> pb.ConnectionEvent:  # type: ignore[no-untyped-def]

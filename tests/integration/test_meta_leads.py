@@ -86,7 +86,7 @@ def _violations(exc: grpc.aio.AioRpcError) -> dict[str, str]:
 
 
 async def test_denied_consent_and_state_abuse(
-    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
     tenant = await make_tenant()
     admin = make_caller(tenant, Role.ADMIN)
@@ -107,6 +107,19 @@ async def test_denied_consent_and_state_abuse(
         f"{stack.sidecar_url}/api/v1/conexoes/meta/callback", params={"code": "x", "state": "abc"}
     )
     assert _query(forged.headers["location"])["motivo"] == "STATE_INVALID"
+    async with owner_engine.connect() as conn:
+        failures = (
+            await conn.execute(
+                text(
+                    "SELECT organizacao_id, details->>'reason' AS reason FROM audit_log"
+                    " WHERE action = 'meta.connect_failed'"
+                    " AND (organizacao_id = :t OR organizacao_id IS NULL)"
+                ),
+                {"t": tenant.id},
+            )
+        ).all()
+    # The replay is the tenant's (its state was genuine); a forged state names no tenant.
+    assert (tenant.id, "STATE_REUSED") in failures and (None, "STATE_INVALID") in failures
 
 
 async def test_member_needs_the_grant(

@@ -233,6 +233,18 @@ async def test_qr_rotations_without_scan_stop_the_session(
     assert failed.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_QR_TIMEOUT
     assert "qr_expired" in failed.ultimo_erro
     await wait_waha_status(stack, name, "STOPPED")  # the cleanup job stopped it in WAHA
+    async with owner_engine.connect() as conn:
+        changes = (
+            await conn.execute(
+                text(
+                    "SELECT actor_role, details->>'para' AS para, details->>'motivo_desconexao'"
+                    " AS motivo FROM audit_log WHERE organizacao_id = :t"
+                    " AND action = 'whatsapp.status_changed'"
+                ),
+                {"t": tenant.id},
+            )
+        ).all()
+    assert ("service", "failed", "qr_expired") in changes  # the automatic change is audited
     # "Gerar novo QR" starts a new round.
     qr = await stack.stub().GetWhatsAppQrCode(
         pb.GetWhatsAppQrCodeRequest(gerar_novo=True), metadata=stack.md(member)
