@@ -38,6 +38,20 @@ from server.security.redaction import redact
 
 AUDIENCES = ("super_admin", "tenant_admin", "user")
 SEVERITIES = ("info", "warning", "critical")
+# Kinds e-mailed by the platform mailer (the spec's alert table): to the super admins for
+# platform alerts, to the tenant's admins (and the connection's owner) for the others.
+MAILED_KINDS = frozenset(
+    {
+        "circuit_open",
+        "meta_app_rejected",
+        "permanent_failure",
+        "connection_lost",
+        "token_expiring",
+        "token_refresh_failed",
+        "meta_token_expired",
+        "meta_token_revoked",
+    }
+)
 # Keys of `details` that stand in for columns (see the module docstring).
 DETAIL_KEYS = frozenset(
     {
@@ -91,6 +105,9 @@ async def raise_alert(
     ):
         return None
     alert_id = uuid.uuid4()
+    stored = dict(details or {})
+    if kind in MAILED_KINDS:
+        stored["email"] = "pending"  # the mailer's sweep sends it (server/connections/alert_mail)
     session.add(
         Alert(
             id=alert_id,
@@ -100,7 +117,7 @@ async def raise_alert(
             kind=kind,
             severity=severity,
             message=redact(message),
-            details=dict(details or {}),
+            details=stored,
         )
     )
     await session.flush()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from server.resilience.alert_store import (
     AUDIENCES,
     DETAIL_KEYS,
+    MAILED_KINDS,
     SEVERITIES,
     alert_retry_backlogs,
     note_repeat,
@@ -21,6 +22,7 @@ from server.resilience.connection_health import connection_broken, connection_re
 __all__ = [
     "AUDIENCES",
     "DETAIL_KEYS",
+    "MAILED_KINDS",
     "SEVERITIES",
     "BreakerAlerts",
     "alert_retry_backlogs",

@@ -88,6 +88,8 @@ class _PlatformProviderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Plat
     """WAHA Plus instance."""
     PLATFORM_PROVIDER_INSTAGRAM_APP: _PlatformProvider.ValueType  # 4
     """Instagram app (Instagram Login)."""
+    PLATFORM_PROVIDER_MAILER: _PlatformProvider.ValueType  # 5
+    """The platform mailer: the SMTP account alerts are e-mailed from."""
 
 class PlatformProvider(_PlatformProvider, metaclass=_PlatformProviderEnumTypeWrapper):
     """Platform app whose credentials the super admin manages."""
@@ -102,6 +104,8 @@ PLATFORM_PROVIDER_WAHA: PlatformProvider.ValueType  # 3
 """WAHA Plus instance."""
 PLATFORM_PROVIDER_INSTAGRAM_APP: PlatformProvider.ValueType  # 4
 """Instagram app (Instagram Login)."""
+PLATFORM_PROVIDER_MAILER: PlatformProvider.ValueType  # 5
+"""The platform mailer: the SMTP account alerts are e-mailed from."""
 Global___PlatformProvider: _TypeAlias = PlatformProvider  # noqa: Y015
 
 class _CredentialSource:
@@ -747,6 +751,94 @@ class InstagramAppCredentialsUpdate(_message.Message):
 Global___InstagramAppCredentialsUpdate: _TypeAlias = InstagramAppCredentialsUpdate  # noqa: Y015
 
 @_typing.final
+class MailerCredentials(_message.Message):
+    """The platform mailer as read back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_SET_FIELD_NUMBER: _builtins.int
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    SUPER_ADMIN_EMAILS_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """SMTP submission host."""
+    port: _builtins.int
+    """SMTP port (587 STARTTLS, 465 implicit TLS)."""
+    username: _builtins.str
+    """SMTP user name."""
+    password_set: _builtins.bool
+    """True when a password is set."""
+    from_address: _builtins.str
+    """Sender address of the alert e-mails."""
+    @_builtins.property
+    def super_admin_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who receives the platform's own alerts (breaker open, platform credential rejected)."""
+
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        username: _builtins.str = ...,
+        password_set: _builtins.bool = ...,
+        from_address: _builtins.str = ...,
+        super_admin_emails: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_address", b"from_address", "host", b"host", "password_set", b"password_set", "port", b"port", "super_admin_emails", b"super_admin_emails", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailerCredentials: _TypeAlias = MailerCredentials  # noqa: Y015
+
+@_typing.final
+class MailerCredentialsUpdate(_message.Message):
+    """The platform mailer's settings to write."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    SUPER_ADMIN_EMAILS_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """SMTP submission host."""
+    port: _builtins.int
+    """SMTP port (587 STARTTLS, 465 implicit TLS); 0 leaves it unchanged."""
+    username: _builtins.str
+    """SMTP user name."""
+    password: _builtins.str
+    """SMTP password; write-only."""
+    from_address: _builtins.str
+    """Sender address of the alert e-mails."""
+    @_builtins.property
+    def super_admin_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who receives the platform's own alerts."""
+
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
+        from_address: _builtins.str = ...,
+        super_admin_emails: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_address", b"from_address", "host", b"host", "password", b"password", "port", b"port", "super_admin_emails", b"super_admin_emails", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailerCredentialsUpdate: _TypeAlias = MailerCredentialsUpdate  # noqa: Y015
+
+@_typing.final
 class PlatformCredentials(_message.Message):
     """A provider's platform credentials as read back."""
 
@@ -758,6 +850,7 @@ class PlatformCredentials(_message.Message):
     GOOGLE_APP_FIELD_NUMBER: _builtins.int
     WAHA_FIELD_NUMBER: _builtins.int
     INSTAGRAM_APP_FIELD_NUMBER: _builtins.int
+    MAILER_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_BY_FIELD_NUMBER: _builtins.int
     provider: Global___PlatformProvider.ValueType
@@ -781,6 +874,10 @@ class PlatformCredentials(_message.Message):
         """PLATFORM_PROVIDER_INSTAGRAM_APP."""
 
     @_builtins.property
+    def mailer(self) -> Global___MailerCredentials:
+        """For PLATFORM_PROVIDER_MAILER."""
+
+    @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When they were last changed by a super admin."""
 
@@ -797,14 +894,15 @@ class PlatformCredentials(_message.Message):
         google_app: Global___GoogleAppCredentials | None = ...,
         waha: Global___WahaCredentials | None = ...,
         instagram_app: Global___InstagramAppCredentials | None = ...,
+        mailer: Global___MailerCredentials | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         updated_by: _resources_pb2.UserRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "settings", b"settings", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "settings", b"settings", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "provider", b"provider", "settings", b"settings", "source", b"source", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "provider", b"provider", "settings", b"settings", "source", b"source", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app"]  # noqa: Y015
+    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app", "mailer"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_settings) -> _WhichOneofReturnType_settings | None: ...
 
@@ -1541,6 +1639,7 @@ class UpdatePlatformCredentialsRequest(_message.Message):
     GOOGLE_APP_FIELD_NUMBER: _builtins.int
     WAHA_FIELD_NUMBER: _builtins.int
     INSTAGRAM_APP_FIELD_NUMBER: _builtins.int
+    MAILER_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     provider: Global___PlatformProvider.ValueType
@@ -1564,6 +1663,10 @@ class UpdatePlatformCredentialsRequest(_message.Message):
         """For PLATFORM_PROVIDER_INSTAGRAM_APP."""
 
     @_builtins.property
+    def mailer(self) -> Global___MailerCredentialsUpdate:
+        """For PLATFORM_PROVIDER_MAILER."""
+
+    @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths to write ("meta_app.app_id", "meta_app.app_secret", ...); empty = every non-empty
         field given. A path with an empty value clears it (back to the environment default).
@@ -1577,14 +1680,15 @@ class UpdatePlatformCredentialsRequest(_message.Message):
         google_app: Global___GoogleAppCredentialsUpdate | None = ...,
         waha: Global___WahaCredentialsUpdate | None = ...,
         instagram_app: Global___InstagramAppCredentialsUpdate | None = ...,
+        mailer: Global___MailerCredentialsUpdate | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "provider", b"provider", "request_id", b"request_id", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "provider", b"provider", "request_id", b"request_id", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app"]  # noqa: Y015
+    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app", "mailer"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_settings) -> _WhichOneofReturnType_settings | None: ...
 
