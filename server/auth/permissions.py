@@ -123,6 +123,8 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "RetryFailedEvent": ADMIN,
         "DiscardFailedEvent": ADMIN,
         "GetIntegrationHealth": ADMIN,
+        "GetRetrySettings": ADMIN,
+        "UpdateRetrySettings": ADMIN,
         "ListCircuitBreakers": ADMIN_OR_PLATFORM,
         # Each user reads their own alerts; admins also the tenant's.
         "ListAlerts": USER_OR_PLATFORM,

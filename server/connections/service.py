@@ -18,6 +18,7 @@ from server.connections.members_rpc import MemberRpcs
 from server.connections.overview_rpc import OverviewRpcs
 from server.connections.platform_rpc import PlatformRpcs
 from server.connections.queue_rpc import QueueRpcs
+from server.connections.retry_settings_rpc import RetrySettingsRpcs
 
 _log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class ConnectionsServicer(
     MemberRpcs,
     AuditRpcs,
     QueueRpcs,
+    RetrySettingsRpcs,
     HealthRpcs,
     AlertRpcs,
     # Before EventRpcs: its overview_provider feeds WatchEvents' snapshot.

@@ -2281,3 +2281,134 @@ class WatchEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class RetrySettings(_message.Message):
+    """A tenant's retry settings (the spec's `retry_config`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPI_MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    WEBHOOK_MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    DESATIVAR_RETRY_CAPI_FIELD_NUMBER: _builtins.int
+    capi_max_retries: _builtins.int
+    """Attempts of a Conversions API event, 1-10; 0 = the default policy (5)."""
+    webhook_max_retries: _builtins.int
+    """Attempts of an outbound webhook delivery, 1-10; 0 = the default policy (3)."""
+    desativar_retry_capi: _builtins.bool
+    """True: a Conversions API event gets one attempt (wins over capi_max_retries)."""
+    def __init__(
+        self,
+        *,
+        capi_max_retries: _builtins.int = ...,
+        webhook_max_retries: _builtins.int = ...,
+        desativar_retry_capi: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capi_max_retries", b"capi_max_retries", "desativar_retry_capi", b"desativar_retry_capi", "webhook_max_retries", b"webhook_max_retries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetrySettings: _TypeAlias = RetrySettings  # noqa: Y015
+
+@_typing.final
+class GetRetrySettingsRequest(_message.Message):
+    """Request of GetRetrySettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRetrySettingsRequest: _TypeAlias = GetRetrySettingsRequest  # noqa: Y015
+
+@_typing.final
+class GetRetrySettingsResponse(_message.Message):
+    """Response of GetRetrySettings; the HTTP body is `retry_settings`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRY_SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def retry_settings(self) -> Global___RetrySettings:
+        """The tenant's settings."""
+
+    def __init__(
+        self,
+        *,
+        retry_settings: Global___RetrySettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRetrySettingsResponse: _TypeAlias = GetRetrySettingsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRetrySettingsRequest(_message.Message):
+    """Request of UpdateRetrySettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRY_SETTINGS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    @_builtins.property
+    def retry_settings(self) -> Global___RetrySettings:
+        """The new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths to write ("capi_max_retries", ...); empty = every field. A count written as 0
+        goes back to the default policy.
+        """
+
+    def __init__(
+        self,
+        *,
+        retry_settings: Global___RetrySettings | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "retry_settings", b"retry_settings", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRetrySettingsRequest: _TypeAlias = UpdateRetrySettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateRetrySettingsResponse(_message.Message):
+    """Response of UpdateRetrySettings; the HTTP body is `retry_settings`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRY_SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def retry_settings(self) -> Global___RetrySettings:
+        """The tenant's settings now."""
+
+    def __init__(
+        self,
+        *,
+        retry_settings: Global___RetrySettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRetrySettingsResponse: _TypeAlias = UpdateRetrySettingsResponse  # noqa: Y015
