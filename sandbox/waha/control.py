@@ -178,6 +178,10 @@ async def set_contact(request: Request) -> Response:
     return JSONResponse({"phone": digits, "exists": contact.exists, "chatId": contact.chat_id})
 
 
+async def list_seen(request: Request) -> Response:
+    return JSONResponse(_state(request).seen)
+
+
 async def list_messages(request: Request) -> Response:
     query = request.query_params
     rows = [
@@ -231,6 +235,7 @@ ROUTES = [
     Route("/_control/latency", set_latency, methods=["POST"]),
     Route("/_control/contacts", set_contact, methods=["POST"]),
     Route("/_control/messages", list_messages, methods=["GET"]),
+    Route("/_control/seen", list_seen, methods=["GET"]),
     Route("/_control/webhooks", list_webhooks, methods=["GET"]),
     Route("/_control/webhooks/drain", drain_webhooks, methods=["POST"]),
     Route("/_control/requests", list_requests, methods=["GET"]),

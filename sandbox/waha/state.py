@@ -60,6 +60,8 @@ class WahaState:
     clock: Callable[[], float]
     sessions: dict[str, Session] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
+    # sendSeen calls (session, chatId, messageIds), for the control endpoint.
+    seen: list[dict[str, object]] = field(default_factory=list)
     contacts: dict[str, Contact] = field(default_factory=dict)
     faults: FaultPlan = field(default_factory=FaultPlan)
 
@@ -258,6 +260,7 @@ class WahaState:
             self._cancel_lifecycle(session)
         self.sessions.clear()
         self.messages.clear()
+        self.seen.clear()
         self.contacts.clear()
         self.faults.reset()
         await self.dispatcher.reset()

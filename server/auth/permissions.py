@@ -43,6 +43,7 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "SendWhatsAppMessage": ANY_USER,
         "ListWhatsAppConversations": ANY_USER,
         "ListWhatsAppMessages": ANY_USER,
+        "MarkWhatsAppConversationRead": ANY_USER,
     },
     "MetaLeadsService": {
         "GetMetaAuthUrl": LEAD_ADS,

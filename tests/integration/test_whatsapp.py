@@ -180,6 +180,45 @@ async def test_inbound_phone_sent_reply_and_acks(
     assert status.total_mensagens_recebidas == 1 and status.total_mensagens_enviadas == 2
 
 
+async def test_marking_a_conversation_read_tells_waha_and_clears_the_count(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880006")
+    for body in ("Oi", "Ainda ai?"):
+        await stack.control(
+            f"sessions/{name}/inbound", {"from": "5511977770006", "body": body, "pushName": "C"}
+        )
+
+    async def two_unread() -> pb.WhatsAppConversation | None:
+        found = await _conversations(stack, member)
+        return found[0] if found and found[0].nao_lidas == 2 else None
+
+    conversation = await poll(two_unread)
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # not their conversation
+        await stack.stub().MarkWhatsAppConversationRead(
+            pb.MarkWhatsAppConversationReadRequest(contato_id=conversation.contato_id),
+            metadata=stack.md(other),
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    done = await stack.stub().MarkWhatsAppConversationRead(
+        pb.MarkWhatsAppConversationReadRequest(contato_id=conversation.contato_id),
+        metadata=stack.md(member),
+    )
+    assert done.marcadas == 2 and done.whatsapp_notificado
+    (seen,) = [s for s in await stack.control_get("seen") if s["session"] == name]
+    assert seen["chatId"] == "5511977770006@c.us" and len(seen["messageIds"]) == 2
+    assert (await _conversations(stack, member))[0].nao_lidas == 0
+    again = await stack.stub().MarkWhatsAppConversationRead(
+        pb.MarkWhatsAppConversationReadRequest(contato_id=conversation.contato_id),
+        metadata=stack.md(member),
+    )
+    assert again.marcadas == 0
+
+
 async def test_member_cannot_touch_another_members_session(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:

@@ -935,3 +935,55 @@ class ListWhatsAppMessagesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListWhatsAppMessagesResponse: _TypeAlias = ListWhatsAppMessagesResponse  # noqa: Y015
+
+@_typing.final
+class MarkWhatsAppConversationReadRequest(_message.Message):
+    """Request of MarkWhatsAppConversationRead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTATO_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    contato_id: _builtins.str
+    """The contact of the conversation (contatos.id)."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        contato_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contato_id", b"contato_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkWhatsAppConversationReadRequest: _TypeAlias = MarkWhatsAppConversationReadRequest  # noqa: Y015
+
+@_typing.final
+class MarkWhatsAppConversationReadResponse(_message.Message):
+    """Response of MarkWhatsAppConversationRead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARCADAS_FIELD_NUMBER: _builtins.int
+    WHATSAPP_NOTIFICADO_FIELD_NUMBER: _builtins.int
+    marcadas: _builtins.int
+    """How many messages were unread and are now read."""
+    whatsapp_notificado: _builtins.bool
+    """True when WAHA accepted the read receipt (sendSeen)."""
+    def __init__(
+        self,
+        *,
+        marcadas: _builtins.int = ...,
+        whatsapp_notificado: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marcadas", b"marcadas", "whatsapp_notificado", b"whatsapp_notificado"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkWhatsAppConversationReadResponse: _TypeAlias = MarkWhatsAppConversationReadResponse  # noqa: Y015
