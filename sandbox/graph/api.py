@@ -183,6 +183,12 @@ async def me(request: Request) -> Response:
     return JSONResponse(_state(request).me(await _token(request)))
 
 
+async def me_permissions(request: Request) -> Response:
+    """DELETE /me/permissions: the person removes the app; every token of theirs dies."""
+    _version(request)
+    return JSONResponse(_state(request).revoke_app(await _token(request)))
+
+
 async def me_accounts(request: Request) -> Response:
     _version(request)
     return paged(request, _state(request).accounts(await _token(request)))
@@ -251,6 +257,7 @@ ROUTES = [
     Route("/{version}/debug_token", debug_token, methods=["GET"]),
     Route("/{version}/me", me, methods=["GET"]),
     Route("/{version}/me/accounts", me_accounts, methods=["GET"]),
+    Route("/{version}/me/permissions", me_permissions, methods=["DELETE"]),
     Route("/{version}/{object_id}/{edge}", object_edge, methods=["GET", "POST", "DELETE"]),
     Route("/{version}/{object_id}", get_object, methods=["GET"]),
 ]

@@ -265,6 +265,7 @@ async def world(request: Request) -> Response:
                 for p in state.pages.values()
             ],
             "leads": len(state.leads),
+            "revoked_apps": state.revoked_apps,
         }
     )
 

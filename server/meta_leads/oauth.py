@@ -28,19 +28,23 @@ from server.meta_leads.connection import (
     CONNECTION_TYPE,
     EXPIRING_KIND,
     graph,
+    live_connection,
     mark_recovered,
     meta_app,
     page_token,
     page_token_context,
     resume_parked_leads,
+    tenant_service,
     user_token_context,
 )
 from server.meta_leads.errors import BadOAuthState
 from server.outbox import record_change
 from server.outbox.payloads import connection_changed
-from server.providers.errors import ProviderError
+from server.providers.errors import ProviderAuthError, ProviderError
 from server.providers.meta_graph import TokenInfo, dialog_url
 from server.resilience.alerts import resolve_alerts
+from server.resilience.jobs import Job, enqueue
+from server.resilience.operations import META_REVOKE
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
 from server.security.oauth_state import OAuthState as State
 
@@ -356,6 +360,17 @@ async def disconnect(deps: Deps, caller: Caller) -> MetaConnection:
         await session.execute(
             update(LeadAdsForm).where(LeadAdsForm.deletado_em.is_(None)).values(ativo=False)
         )
+        if conn.access_token_encrypted:
+            # The job carries the token as stored (encrypted, bound to this tenant): the row
+            # forgets it now, Meta forgets the grant when the job runs.
+            await enqueue(
+                session,
+                tenant_id=conn.organizacao_id,
+                operation=META_REVOKE,
+                payload={"token_cifrado": conn.access_token_encrypted},
+                idempotency_key=f"{META_REVOKE.name}:{conn.id}:{now.isoformat()}",
+                destino="me/permissions",
+            )
         await record_audit(
             session, caller, "meta.disconnected", entity_type="conexoes_meta", entity_id=conn.id
         )
@@ -371,3 +386,21 @@ async def disconnect(deps: Deps, caller: Caller) -> MetaConnection:
         refreshed = await session.scalar(select(MetaConnection).where(MetaConnection.id == conn.id))
     assert refreshed is not None
     return refreshed
+
+
+async def revoke_at_meta(deps: Deps, job: Job) -> None:
+    """The META_REVOKE job: `DELETE /me/permissions` with the disconnected token. A token
+    Meta already refuses has nothing left to revoke; other failures are retried."""
+    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+        conn = await live_connection(session)
+    if conn is not None:
+        # Reconnected since: revoking now would remove the grant the new connection uses.
+        _log.info("Meta reconnected before the revoke ran; the grant stays")
+        return
+    token = deps.keyring.decrypt(
+        str(job.payload["token_cifrado"]), user_token_context(job.tenant_id)
+    )
+    try:
+        await graph(deps).revoke_permissions(token)
+    except ProviderAuthError as exc:
+        _log.info("Meta token already dead at disconnect, nothing to revoke: %r", exc)

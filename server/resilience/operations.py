@@ -54,6 +54,9 @@ WHATSAPP_SEND = _op("whatsapp_send", "whatsapp_send", "waha")
 WAHA_CLEANUP = _op("waha_cleanup", "whatsapp_send", "waha")
 # Meta Lead Ads (server/meta_leads/): webhook deliveries, backfilled and parked leads alike.
 META_LEADGEN = _op("meta_leadgen", "lead_processing", "meta_graph")
+# Disconnecting Meta revokes the app's permissions at Meta (best effort, retried like a
+# token call).
+META_REVOKE = _op("meta_revoke", "oauth_refresh", "meta_graph")
 # Conversions API (server/conversions/): a CRM or Lead Ads event sent to the pixel.
 CAPI_EVENT = _op("capi_event", "capi_event", "meta_capi")
 # Custom Audiences (server/audiences/), all on the spec's audience row: members added to an
@@ -85,6 +88,7 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
             WHATSAPP_SEND,
             WAHA_CLEANUP,
             META_LEADGEN,
+            META_REVOKE,
             CAPI_EVENT,
             AUDIENCE_SYNC,
             AUDIENCE_DELETE,

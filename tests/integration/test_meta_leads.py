@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Alert, Contact, LeadAdsForm, MetaLeadReceived, MetaPage, Opportunity
+from sandbox.graph.seed import USER_ID
 from server.auth.caller import Caller, Role
 from server.meta_leads.backfill import run_backfill
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
@@ -357,8 +358,18 @@ async def test_disconnect_deactivates_pages_and_mappings(
     tenant = await make_tenant()
     admin = make_caller(tenant, Role.ADMIN)
     await _ready(stack, tenant, admin, owner_engine)
+    connected = await stack.stub.GetMetaConnection(
+        pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
+    )
+    assert connected.connection.meta_user_email == "marketing@renove.example"  # email scope
     done = await stack.stub.DisconnectMeta(pb.DisconnectMetaRequest(), metadata=stack.md(admin))
     assert done.connection.status == resources_pb2.CONNECTION_STATUS_DISCONNECTED
+
+    async def revoked_at_meta() -> list[str] | None:
+        world = (await stack.http.get(f"{stack.graph_url}/_control/world")).json()
+        return world["revoked_apps"] or None
+
+    assert await poll(revoked_at_meta) == [USER_ID]  # DELETE /me/permissions, by a job
     async with stack.server.deps.db.unit_of_work(admin) as session:
         pages = list(await session.scalars(select(MetaPage)))
         forms = list(await session.scalars(select(LeadAdsForm)))
