@@ -296,6 +296,46 @@ async def test_reconnect_with_slow_graph_runs_the_parked_lead_with_fresh_page_to
     assert len(alerts) == 1 and alerts[0].details.get("resolvido_em")
 
 
+async def test_a_lead_before_its_mapping_becomes_an_opportunity_once_mapped(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    funil, etapa, _ = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    leadgen_id = await stack.submit({**LEAD, "email": "early@example.com"})
+
+    async def recorded_unmapped() -> bool | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            row = await session.scalar(
+                select(MetaLeadReceived).where(MetaLeadReceived.leadgen_id == leadgen_id)
+            )
+        return True if row is not None and row.status == "sem_mapeamento" else None
+
+    await poll(recorded_unmapped)
+    assert await _contact(stack, admin, "early@example.com") is None
+
+    await stack.map_form(admin, funil, etapa, owner=tenant.admin_id)
+    contact = await _wait_contact(stack, admin, "early@example.com")
+
+    async def processed() -> MetaLeadReceived | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            row = await session.scalar(
+                select(MetaLeadReceived).where(MetaLeadReceived.leadgen_id == leadgen_id)
+            )
+        return row if row is not None and row.oportunidade_id is not None else None
+
+    ledger = await poll(processed)
+    assert ledger.contato_id == contact.id and ledger.status != "sem_mapeamento"
+    await stack.control(f"leads/{leadgen_id}/webhook")  # Meta delivers it again
+    await stack.drain()
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opportunities = list(
+            await session.scalars(select(Opportunity).where(Opportunity.contato_id == contact.id))
+        )
+    assert [o.etapa_id for o in opportunities] == [etapa]  # once
+
+
 async def test_graph_5xx_is_retried(
     stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
