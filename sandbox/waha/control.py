@@ -13,7 +13,7 @@ from starlette.routing import Route
 from sandbox.waha import errors
 from sandbox.waha.api import read_json_body
 from sandbox.waha.faults import Fault
-from sandbox.waha.models import FAILED, JSON, STOPPED, Session
+from sandbox.waha.models import FAILED, JSON, SCAN_QR_CODE, STOPPED, Session
 from sandbox.waha.state import Contact, WahaState
 
 
@@ -115,6 +115,21 @@ async def ack(request: Request) -> Response:
         raise errors.bad_request(["ack must be one of -1, 0, 1, 2, 3, 4"])
     message = _state(request).ack(request.path_params["session"], _req_str(body, "id"), level)
     return JSONResponse(message.ack_json())
+
+
+async def unlink(request: Request) -> Response:
+    """The phone logs the device out: `as` SCAN_QR_CODE (WAHA restarts into a new QR) or
+    FAILED (the auth is gone: a restart gives a new QR)."""
+    body = await read_json_body(request)
+    state, name = _state(request), request.path_params["session"]
+    shown = body.get("as", SCAN_QR_CODE)
+    if shown == SCAN_QR_CODE:
+        session = state.unlink_from_phone(name)
+    elif shown == FAILED:
+        session = state.drop(name, FAILED, "lost")
+    else:
+        raise errors.bad_request(["as must be SCAN_QR_CODE or FAILED"])
+    return JSONResponse(_session_view(session))
 
 
 async def drop(request: Request) -> Response:
@@ -229,6 +244,7 @@ ROUTES = [
     _on_session("phone-send", phone_send),
     _on_session("ack", ack),
     _on_session("drop", drop),
+    _on_session("unlink", unlink),
     Route("/_control/faults", add_fault, methods=["POST"]),
     Route("/_control/faults", list_faults, methods=["GET"]),
     Route("/_control/faults", clear_faults, methods=["DELETE"]),

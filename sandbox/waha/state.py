@@ -240,6 +240,16 @@ class WahaState:
                 return message
         raise errors.nest_error(404, f"Message '{message_id}' not found")
 
+    def unlink_from_phone(self, name: str) -> Session:
+        """The person logged the device out on the phone: the auth is gone and WAHA restarts
+        the session straight into a new QR round (no FAILED in between)."""
+        session = self._working(name)
+        self._cancel_lifecycle(session)
+        session.account = None
+        self._new_qr(session)
+        session.lifecycle_task = self._spawn(self._rotate_forever(session))
+        return session
+
     def drop(self, name: str, status: str, auth: str) -> Session:
         """The connection broke. `auth`: keep (restart recovers), lost (restart → new QR),
         broken (restart → FAILED again until logout)."""

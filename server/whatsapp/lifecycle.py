@@ -61,7 +61,15 @@ def apply_status(
         row.qr_rotacoes = (row.qr_rotacoes or 0) + 1
         row.ultimo_qr_gerado = now
         change = "qr"
-        if row.qr_rotacoes > max_qr_rotations:
+        if was_connected:
+            # Straight from WORKING to a QR: the device was unlinked on the phone (WhatsApp >
+            # Linked devices > Log out); WAHA lost the auth and restarted for a new QR.
+            row.motivo_desconexao = st.LOGGED_OUT_FROM_PHONE
+            row.ultimo_erro = "logged out from the phone: scan a new QR to reconnect"
+            row.desconectado_em = now
+            row.qr_rotacoes = 1
+            change = "status"
+        elif row.qr_rotacoes > max_qr_rotations:
             new, stop = st.FAILED, True
             row.motivo_desconexao = st.QR_TIMEOUT
             row.ultimo_erro = f"qr_expired: no scan after {max_qr_rotations} QR codes"
@@ -89,7 +97,7 @@ def apply_status(
     row.status = new
     if change == "status" and (row.status, row.phone_number, row.phone_name) == before:
         return Outcome(None)
-    dropped = was_connected and new in (st.FAILED, st.DISCONNECTED)
+    dropped = was_connected and new in (st.FAILED, st.DISCONNECTED, st.QR_PENDING)
     return Outcome(change, stop_session=stop, dropped=dropped)
 
 

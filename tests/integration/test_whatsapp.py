@@ -219,6 +219,31 @@ async def test_marking_a_conversation_read_tells_waha_and_clears_the_count(
     assert again.marcadas == 0
 
 
+async def test_unlinking_from_the_phone_is_told_apart_and_alerted(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880007")
+    await stack.control(f"sessions/{name}/unlink", {"as": "SCAN_QR_CODE"})
+    dropped = await stack.wait_status(member, pb.WAHA_SESSION_STATUS_QR_PENDING)
+    assert dropped.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_LOGGED_OUT_FROM_PHONE
+    assert dropped.HasField("desconectado_em")
+    async with owner_engine.connect() as conn:
+        alerts = (
+            await conn.execute(
+                text("SELECT usuario_id, kind, message FROM alerts WHERE organizacao_id = :t"),
+                {"t": tenant.id},
+            )
+        ).all()
+    assert [(a.usuario_id, a.kind) for a in alerts] == [(tenant.member_id, "connection_lost")]
+    assert "logged_out_from_phone" in alerts[0].message
+    qr = await stack.stub().GetWhatsAppQrCode(
+        pb.GetWhatsAppQrCodeRequest(), metadata=stack.md(member)
+    )
+    assert qr.qr_code.startswith("data:image/png;base64,")  # a new QR to link again
+
+
 async def test_member_cannot_touch_another_members_session(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:
