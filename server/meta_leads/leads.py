@@ -32,6 +32,7 @@ from db.models import (
     User,
 )
 from server.bootstrap import Deps
+from server.conversions import event_enabled, load_config
 from server.crm_directory import distribution_pool
 from server.events import Event, publish
 from server.meta_leads.connection import (
@@ -290,7 +291,12 @@ async def _create(
                 },
             ),
         )
-    # The Conversions API hears of the lead too (its room's handler sends it).
+    # The Conversions API hears of the lead too (its room's handler sends it), where the
+    # tenant's pixel is configured and its Lead event is on: no job waits for a pixel that
+    # does not exist.
+    capi = await load_config(session)
+    if capi is None or not capi.ativo or not event_enabled(capi, "lead"):
+        return
     await enqueue(
         session,
         tenant_id=tenant,

@@ -333,7 +333,11 @@ async def test_a_lead_before_its_mapping_becomes_an_opportunity_once_mapped(
         opportunities = list(
             await session.scalars(select(Opportunity).where(Opportunity.contato_id == contact.id))
         )
+        capi_jobs = await session.scalar(
+            text("SELECT count(*) FROM eventos_pendentes WHERE operacao = 'capi_event'")
+        )
     assert [o.etapa_id for o in opportunities] == [etapa]  # once
+    assert capi_jobs == 0  # no pixel configured: no Conversions API job waits for one
 
 
 async def test_graph_5xx_is_retried(
