@@ -340,6 +340,61 @@ async def test_a_lead_before_its_mapping_becomes_an_opportunity_once_mapped(
     assert capi_jobs == 0  # no pixel configured: no Conversions API job waits for one
 
 
+async def test_a_repeat_lead_keeps_the_owner_and_lands_on_the_open_opportunity(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    admin = make_caller(tenant, Role.ADMIN)
+    funil, etapa, _ = await _ready(stack, tenant, admin, owner_engine)
+    first = await stack.submit({**LEAD, "email": "repeat@example.com"})
+    contact = await _wait_contact(stack, admin, "repeat@example.com")
+    # The CRM gave the contact to the member since.
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text("UPDATE contatos SET owner_id = :m WHERE id = :c"),
+            {"m": tenant.member_id, "c": contact.id},
+        )
+
+    async def ledger(leadgen_id: str) -> MetaLeadReceived | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            found: MetaLeadReceived | None = await session.scalar(
+                select(MetaLeadReceived).where(MetaLeadReceived.leadgen_id == leadgen_id)
+            )
+        return found
+
+    original = await poll(lambda: ledger(first))
+    second = await stack.submit({**LEAD, "email": "repeat@example.com", "full_name": "Ana S."})
+    again = await poll(lambda: ledger(second))
+    assert again.oportunidade_id == original.oportunidade_id  # recorded on the open one
+    assert again.owner_id == tenant.member_id  # the contact's owner, not the form's
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opportunities = list(
+            await session.scalars(select(Opportunity).where(Opportunity.contato_id == contact.id))
+        )
+        tagged = await session.get(Contact, contact.id, populate_existing=True)
+    assert len(opportunities) == 1 and opportunities[0].funil_id == funil
+    assert tagged is not None and "lead-repetido" in tagged.tags
+
+    # Once that opportunity is closed, the next lead opens a new one, for the contact's owner.
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text("UPDATE oportunidades SET status = 'won' WHERE contato_id = :c"),
+            {"c": contact.id},
+        )
+    third = await stack.submit({**LEAD, "email": "repeat@example.com"})
+    fresh = await poll(lambda: ledger(third))
+    assert fresh.oportunidade_id not in (None, original.oportunidade_id)
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opened = await session.get(Opportunity, fresh.oportunidade_id)
+    assert opened is not None and opened.owner_id == tenant.member_id and opened.etapa_id == etapa
+
+
 async def test_graph_5xx_is_retried(
     stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
