@@ -88,7 +88,7 @@ KINDS: Mapping[rpb.ConnectionType.ValueType, ConnectionKind] = MappingProxyType(
                 "MetaLeadsService",
                 _T,
                 _GRANT,
-                (ops.META_LEADGEN,),
+                (ops.META_LEADGEN, ops.META_REVOKE),
                 ("meta_graph",),
                 platform="meta",
                 sandbox="/graph",
