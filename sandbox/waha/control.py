@@ -93,6 +93,7 @@ async def inbound(request: Request) -> Response:
         body=_req_str(body, "body"),
         push_name=_opt_str(body, "pushName"),
         key=_opt_str(body, "id"),
+        sender_pn=_opt_str(body, "senderPn"),
     )
     return JSONResponse(message.to_json())
 

@@ -101,6 +101,8 @@ class Message:
     ack: int
     push_name: str | None = None
     reply_to: str | None = None
+    # A hidden-id (@lid) sender whose phone WhatsApp reveals: `_data.key.senderPn`.
+    sender_pn: str | None = None
 
     def _ends(self) -> tuple[str, str]:
         # (from, to): ours go from the linked account to the chat, theirs the other way.
@@ -119,6 +121,8 @@ class Message:
         data: JSON = {"id": {"fromMe": self.from_me, "remote": self.chat_id, "id": self.key}}
         if self.push_name is not None:
             data["notifyName"] = self.push_name
+        if self.sender_pn is not None:
+            data["key"] = {"remoteJid": self.chat_id, "senderPn": self.sender_pn}
         return {
             "id": self.id,
             "timestamp": self.timestamp,

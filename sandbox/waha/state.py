@@ -203,9 +203,16 @@ class WahaState:
         return session
 
     def receive(
-        self, name: str, sender: str, body: str, push_name: str | None, key: str | None
+        self,
+        name: str,
+        sender: str,
+        body: str,
+        push_name: str | None,
+        key: str | None,
+        sender_pn: str | None = None,
     ) -> Message:
-        """A contact sent a message to the linked phone: `message` and `message.any`."""
+        """A contact sent a message to the linked phone: `message` and `message.any`.
+        `sender` may be a hidden id (`...@lid`); `sender_pn` the phone WhatsApp reveals."""
         session = self._working(name)
         message = self._new_message(
             session,
@@ -216,6 +223,8 @@ class WahaState:
             key=key,
             push_name=push_name,
         )
+        if sender_pn:
+            message.sender_pn = f"{''.join(c for c in sender_pn if c.isdigit())}@s.whatsapp.net"
         payload = message.to_json()
         self.dispatcher.emit(session, "message", payload)
         self.dispatcher.emit(session, "message.any", payload)

@@ -22,6 +22,7 @@ from server.whatsapp import status as st
 from server.whatsapp import views
 from server.whatsapp.connection import CANAL
 from server.whatsapp.contacts import contact_for_phone
+from server.whatsapp.hidden_senders import contact_for_sender, hidden_id, revealed_phone
 from server.whatsapp.views import phone_of_chat
 
 # NOTIFY payloads are capped at 8 kB: events carry a preview, the full text is in the row.
@@ -52,17 +53,22 @@ async def store_message(
     external_id = _text(payload.get("id"))
     peer = _text(payload.get("to") if from_me else payload.get("from"))
     phone = phone_of_chat(peer)
-    if not external_id or phone is None:
-        return None  # groups, broadcasts and hidden (@lid) senders are not CRM contacts
+    lid = hidden_id(peer)
+    if not external_id or (phone is None and lid is None):
+        return None  # groups and broadcasts are not CRM contacts
     data = payload.get("_data")
     notify_name = data.get("notifyName") if isinstance(data, Mapping) else None
-    contato_id = await contact_for_phone(
-        tx,
-        row.organizacao_id,
-        phone,
-        name=notify_name if isinstance(notify_name, str) and not from_me else None,
-        owner=row.usuario_id,
-    )
+    name = notify_name if isinstance(notify_name, str) and not from_me else None
+    if lid is not None:
+        # A sender WhatsApp shows only by a hidden id: kept on a contact of that id.
+        contato_id = await contact_for_sender(
+            tx, row.organizacao_id, lid, revealed_phone(payload), name=name, owner=row.usuario_id
+        )
+    else:
+        assert phone is not None
+        contato_id = await contact_for_phone(
+            tx, row.organizacao_id, phone, name=name, owner=row.usuario_id
+        )
     seconds = payload.get("timestamp")
     # The message timestamp is in seconds (the envelope's is in ms).
     sent_at = (

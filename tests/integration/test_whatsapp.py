@@ -244,6 +244,52 @@ async def test_unlinking_from_the_phone_is_told_apart_and_alerted(
     assert qr.qr_code.startswith("data:image/png;base64,")  # a new QR to link again
 
 
+async def test_a_hidden_id_sender_is_kept_then_merged_when_the_phone_shows(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880008")
+    lid = f"{uuid.uuid4().int % 10**15}@lid"
+    await stack.control(
+        f"sessions/{name}/inbound", {"from": lid, "body": "Oi, vi o anuncio", "pushName": "Lia"}
+    )
+
+    async def one_conversation() -> pb.WhatsAppConversation | None:
+        found = await _conversations(stack, member)
+        return found[0] if found else None
+
+    hidden = await poll(one_conversation)
+    assert hidden.phone_number == "" and hidden.contato_nome == "Lia" and hidden.nao_lidas == 1
+    assert (await stack.status(member)).total_mensagens_recebidas == 1  # counted
+
+    # WhatsApp later reveals the sender's phone: one contact, with both messages.
+    await stack.control(
+        f"sessions/{name}/inbound",
+        {"from": lid, "body": "Meu numero", "pushName": "Lia", "senderPn": "5511977770008"},
+    )
+
+    async def merged() -> pb.WhatsAppConversation | None:
+        found = await _conversations(stack, member)
+        return found[0] if len(found) == 1 and found[0].nao_lidas == 2 else None
+
+    conversation = await poll(merged)
+    assert conversation.phone_number == "+5511977770008"
+    async with owner_engine.connect() as conn:
+        contacts = (
+            await conn.execute(
+                text(
+                    "SELECT telefone, whatsapp_lid, deletado_em IS NULL AS live FROM contatos"
+                    " WHERE organizacao_id = :t ORDER BY criado_em"
+                ),
+                {"t": tenant.id},
+            )
+        ).all()
+    assert [(c.telefone, c.whatsapp_lid, c.live) for c in contacts if c.live] == [
+        ("+5511977770008", lid, True)
+    ]
+
+
 async def test_member_cannot_touch_another_members_session(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:

@@ -1,10 +1,13 @@
-"""Members kept apart in `conversas` by row-level security, and the webhook inbox's retention.
+"""Members kept apart in `conversas` by row-level security, the webhook inbox's retention, and
+WhatsApp senders known only by a hidden id.
 
 - `conversas`: the `user_own_connection` policy of the personal tables (RESTRICTIVE), so a
   member reaches only the messages of their own connections even if a query forgets to say so.
 - `app_purge_webhook_inbox(interval)`: deletes, across tenants, inbox rows older than the
   retention whose processing is over (processed, turned away, or no job of theirs still
   pending): an accepted delivery is never deleted before it was handled.
+- `contatos.whatsapp_lid`: the `...@lid` id of a WhatsApp sender, unique per tenant among
+  live contacts, so messages of a sender whose phone is hidden land on one contact.
 
 Revision ID: 0016
 Revises: 0012
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 from db.migrations.r0001.security import APP_ROLE, DEFINER_ROLE, ROLE, USER
@@ -49,6 +53,14 @@ $$;"""
 
 
 def upgrade() -> None:
+    op.add_column("contatos", sa.Column("whatsapp_lid", sa.String(64), nullable=True))
+    op.create_index(
+        "uq_contatos_whatsapp_lid",
+        "contatos",
+        ["organizacao_id", "whatsapp_lid"],
+        unique=True,
+        postgresql_where=sa.text("whatsapp_lid IS NOT NULL AND deletado_em IS NULL"),
+    )
     own = f"usuario_id = {USER} OR {ROLE} IN ('admin', 'super_admin', 'service')"
     op.execute(
         f'CREATE POLICY "user_own_connection" ON conversas AS RESTRICTIVE TO {APP_ROLE} '
@@ -66,6 +78,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("uq_contatos_whatsapp_lid", table_name="contatos")
+    op.drop_column("contatos", "whatsapp_lid")
     op.execute(f"DROP FUNCTION IF EXISTS {SIGNATURE}")
     op.execute('DROP POLICY IF EXISTS "definer_access" ON webhook_inbox')
     op.execute(f"REVOKE SELECT, DELETE ON webhook_inbox FROM {DEFINER_ROLE}")
