@@ -227,6 +227,17 @@ async def send_seen(request: Request) -> Response:
     return _created({})
 
 
+async def get_file(request: Request) -> Response:
+    """GET /api/files/{session}/{file}: a received message's media (`media.url`)."""
+    found = _state(request).files.get(
+        (request.path_params["session"], request.path_params["filename"])
+    )
+    if found is None:
+        raise errors.nest_error(404, "File not found")
+    mimetype, content = found
+    return Response(content, media_type=mimetype)
+
+
 async def check_exists(request: Request) -> Response:
     state = _state(request)
     phone = request.query_params.get("phone")
@@ -273,6 +284,7 @@ ROUTES = [
     Route("/api/{session}/auth/request-code", request_code, methods=["POST"]),
     Route("/api/sendText", send_text, methods=["POST"]),
     Route("/api/sendSeen", send_seen, methods=["POST"]),
+    Route("/api/files/{session}/{filename}", get_file, methods=["GET"]),
     Route("/api/contacts/check-exists", check_exists, methods=["GET"]),
 ]
 

@@ -4,6 +4,7 @@ test's eye. Errors use the same NestJS body as the API so one renderer serves bo
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from starlette.requests import Request
@@ -94,8 +95,27 @@ async def inbound(request: Request) -> Response:
         push_name=_opt_str(body, "pushName"),
         key=_opt_str(body, "id"),
         sender_pn=_opt_str(body, "senderPn"),
+        media=_media(body.get("media")),
+        base_url=str(request.base_url).rstrip("/"),
     )
     return JSONResponse(message.to_json())
+
+
+def _media(value: Any) -> tuple[str, str, bytes] | None:
+    """`{"mimetype", "filename", "data": base64}` of a media message, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise errors.bad_request(["media must be an object"])
+    try:
+        content = base64.b64decode(str(value.get("data") or ""), validate=True)
+    except ValueError as exc:
+        raise errors.bad_request(["media.data must be base64"]) from exc
+    return (
+        str(value.get("mimetype") or "application/octet-stream"),
+        str(value.get("filename") or "file"),
+        content,
+    )
 
 
 async def phone_send(request: Request) -> Response:

@@ -60,6 +60,8 @@ class WahaState:
     clock: Callable[[], float]
     sessions: dict[str, Session] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
+    # Media files of received messages: (session, file name) -> (mimetype, bytes).
+    files: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     # sendSeen calls (session, chatId, messageIds), for the control endpoint.
     seen: list[dict[str, object]] = field(default_factory=list)
     contacts: dict[str, Contact] = field(default_factory=dict)
@@ -210,6 +212,8 @@ class WahaState:
         push_name: str | None,
         key: str | None,
         sender_pn: str | None = None,
+        media: tuple[str, str, bytes] | None = None,
+        base_url: str = "",
     ) -> Message:
         """A contact sent a message to the linked phone: `message` and `message.any`.
         `sender` may be a hidden id (`...@lid`); `sender_pn` the phone WhatsApp reveals."""
@@ -225,6 +229,17 @@ class WahaState:
         )
         if sender_pn:
             message.sender_pn = f"{''.join(c for c in sender_pn if c.isdigit())}@s.whatsapp.net"
+        if media is not None:
+            mimetype, filename, content = media
+            stored = f"{message.key}.{filename.rsplit('.', 1)[-1] if '.' in filename else 'bin'}"
+            self.files[(session.name, stored)] = (mimetype, content)
+            message.media = {
+                "url": f"{base_url}/api/files/{session.name}/{stored}",
+                "mimetype": mimetype,
+                "filename": filename,
+                "error": None,
+            }
+            message.media_size = len(content)
         payload = message.to_json()
         self.dispatcher.emit(session, "message", payload)
         self.dispatcher.emit(session, "message.any", payload)
@@ -280,6 +295,7 @@ class WahaState:
         self.sessions.clear()
         self.messages.clear()
         self.seen.clear()
+        self.files.clear()
         self.contacts.clear()
         self.faults.reset()
         await self.dispatcher.reset()

@@ -44,6 +44,7 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "ListWhatsAppConversations": ANY_USER,
         "ListWhatsAppMessages": ANY_USER,
         "MarkWhatsAppConversationRead": ANY_USER,
+        "GetWhatsAppMessageMedia": ANY_USER,
     },
     "MetaLeadsService": {
         "GetMetaAuthUrl": LEAD_ADS,

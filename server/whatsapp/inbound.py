@@ -23,6 +23,7 @@ from server.whatsapp import views
 from server.whatsapp.connection import CANAL
 from server.whatsapp.contacts import contact_for_phone
 from server.whatsapp.hidden_senders import contact_for_sender, hidden_id, revealed_phone
+from server.whatsapp.media import media_of
 from server.whatsapp.views import phone_of_chat
 
 # NOTIFY payloads are capped at 8 kB: events carry a preview, the full text is in the row.
@@ -77,6 +78,7 @@ async def store_message(
         else dt.datetime.now(dt.UTC)
     )
     ack = payload.get("ack")
+    media = media_of(payload)
     inserted = await tx.scalar(
         insert(Message)
         .values(
@@ -87,7 +89,7 @@ async def store_message(
             direcao="outbound" if from_me else "inbound",
             external_id=external_id,
             conteudo=_text(payload.get("body")),
-            tipo="text" if not payload.get("hasMedia") else "media",
+            tipo="text" if media is None else media["kind"],
             status="sent" if from_me else "received",
             ack=ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
             enviado_em=sent_at,
@@ -98,6 +100,7 @@ async def store_message(
                 "type": "chat" if not payload.get("hasMedia") else "media",
                 "source": _text(payload.get("source")) or ("app" if from_me else ""),
                 "reply_to": payload.get("replyTo"),
+                **({"media": media} if media is not None else {}),
             },
         )
         .on_conflict_do_nothing(

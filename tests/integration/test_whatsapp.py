@@ -290,6 +290,57 @@ async def test_a_hidden_id_sender_is_kept_then_merged_when_the_phone_shows(
     ]
 
 
+async def test_a_media_message_keeps_its_file_facts_and_is_retrievable(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880009")
+    pdf = b"%PDF-1.4 proposta " + bytes(range(256))
+    await stack.control(
+        f"sessions/{name}/inbound",
+        {
+            "from": "5511977770009",
+            "body": "Segue a proposta",
+            "media": {
+                "mimetype": "application/pdf",
+                "filename": "proposta.pdf",
+                "data": base64.b64encode(pdf).decode(),
+            },
+        },
+    )
+
+    async def stored() -> pb.WhatsAppMessage | None:
+        found = await _conversations(stack, member)
+        if not found:
+            return None
+        listed = await stack.stub().ListWhatsAppMessages(
+            pb.ListWhatsAppMessagesRequest(contato_id=found[0].contato_id),
+            metadata=stack.md(member),
+        )
+        return listed.messages[0] if listed.messages else None
+
+    message = await poll(stored)
+    assert message.body == "Segue a proposta"  # the caption
+    assert (message.media.kind, message.media.mimetype, message.media.filename) == (
+        "document",
+        "application/pdf",
+        "proposta.pdf",
+    )
+    assert message.media.size == len(pdf)
+    got = await stack.stub().GetWhatsAppMessageMedia(
+        pb.GetWhatsAppMessageMediaRequest(message_id=message.id), metadata=stack.md(member)
+    )
+    assert got.data == pdf and got.media.mimetype == "application/pdf"
+
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # not their conversation
+        await stack.stub().GetWhatsAppMessageMedia(
+            pb.GetWhatsAppMessageMediaRequest(message_id=message.id), metadata=stack.md(other)
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_member_cannot_touch_another_members_session(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:
