@@ -77,7 +77,7 @@ KINDS: Mapping[rpb.ConnectionType.ValueType, ConnectionKind] = MappingProxyType(
                 "WhatsAppService",
                 _P,
                 _ALWAYS,
-                (ops.WAHA_EVENT, ops.WHATSAPP_SEND, ops.WAHA_CLEANUP),
+                (ops.WAHA_EVENT, ops.WHATSAPP_SEND, ops.WAHA_CLEANUP, ops.WAHA_RECOVER),
                 ("waha",),
                 platform="waha",
                 sandbox="/waha",

@@ -52,6 +52,8 @@ WHATSAPP_SEND = _op("whatsapp_send", "whatsapp_send", "waha")
 # Logout/delete in WAHA after a disconnect WAHA could not take at the time: a WAHA call that
 # must happen, retried like a send.
 WAHA_CLEANUP = _op("waha_cleanup", "whatsapp_send", "waha")
+# A session WAHA reports FAILED: restart, then logout and start (server/whatsapp/recovery.py).
+WAHA_RECOVER = _op("waha_recover", "whatsapp_send", "waha")
 # Meta Lead Ads (server/meta_leads/): webhook deliveries, backfilled and parked leads alike.
 META_LEADGEN = _op("meta_leadgen", "lead_processing", "meta_graph")
 # Disconnecting Meta revokes the app's permissions at Meta (best effort, retried like a
@@ -87,6 +89,7 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
             WAHA_EVENT,
             WHATSAPP_SEND,
             WAHA_CLEANUP,
+            WAHA_RECOVER,
             META_LEADGEN,
             META_REVOKE,
             CAPI_EVENT,

@@ -29,6 +29,7 @@ from server.whatsapp import status as st
 from server.whatsapp.cleanup import enqueue_cleanup
 from server.whatsapp.inbound import apply_ack, store_message
 from server.whatsapp.lifecycle import Outcome, announce, apply_status
+from server.whatsapp.recovery import RELINKING, on_failed
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -150,7 +151,7 @@ async def apply_session_status(
         return Outcome(None)
     if not stale:
         row.waha_status_em = at
-    before = row.status
+    before, previous_error = row.status, row.ultimo_erro
     outcome = apply_status(
         row,
         waha_status,
@@ -178,6 +179,10 @@ async def apply_session_status(
         )
     if outcome.stop_session:
         await enqueue_cleanup(tx, row, ("stop",))
+    if waha_status == "FAILED":
+        await on_failed(tx, row, previous_error, deps.clock.now())
+    elif waha_status == "SCAN_QR_CODE" and previous_error == RELINKING:
+        row.ultimo_erro = RELINKING  # the final state: waiting for the owner's new scan
     if outcome.dropped:
         await raise_alert(
             tx,

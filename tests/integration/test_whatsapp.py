@@ -341,6 +341,33 @@ async def test_a_media_message_keeps_its_file_facts_and_is_retrievable(
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_failed_session_is_restarted_then_relinked_as_waha_advises(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880010")
+    await stack.control(f"sessions/{name}/drop", {"status": "FAILED", "auth": "keep"})
+
+    async def restarted() -> bool | None:
+        requests = await stack.control_get("requests")
+        return True if any(r["path"].endswith(f"{name}/restart") for r in requests) else None
+
+    await poll(restarted)  # the restart brings it back
+    back = await stack.wait_status(member, pb.WAHA_SESSION_STATUS_CONNECTED)
+    assert back.phone_number == "+5511988880010"
+
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    name = await stack.connect(other, "5511988880011")
+    await stack.control(f"sessions/{name}/drop", {"status": "FAILED", "auth": "broken"})
+    # The restart fails again: logout and start give a new QR, and the session says why.
+    final = await stack.wait_status(other, pb.WAHA_SESSION_STATUS_QR_PENDING)
+    assert "scan a new QR" in final.ultimo_erro
+    requests = await stack.control_get("requests")
+    calls = [r["path"] for r in requests if name in r["path"]]
+    assert any(p.endswith("/restart") for p in calls) and any(p.endswith("/logout") for p in calls)
+
+
 async def test_member_cannot_touch_another_members_session(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:
