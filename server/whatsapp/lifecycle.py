@@ -46,6 +46,7 @@ def apply_status(
     me: WahaMe | None,
     now: dt.datetime,
     max_qr_rotations: int,
+    issued_at: dt.datetime | None = None,
 ) -> Outcome:
     """Move `row` to what `waha_status` means. Late events after a deliberate end are ignored."""
     if row.status in (st.DISCONNECTED, st.FAILED) and row.motivo_desconexao in st.DELIBERATE:
@@ -59,7 +60,9 @@ def apply_status(
     if waha_status == "SCAN_QR_CODE":
         # Each SCAN_QR_CODE is a new QR (WAHA re-emits it on every rotation).
         row.qr_rotacoes = (row.qr_rotacoes or 0) + 1
-        row.ultimo_qr_gerado = now
+        # The QR's life counts from when WAHA issued it (the event's time), not from when
+        # its webhook reached us; never from the future of our clock.
+        row.ultimo_qr_gerado = min(issued_at, now) if issued_at else now
         change = "qr"
         if was_connected:
             # Straight from WORKING to a QR: the device was unlinked on the phone (WhatsApp >

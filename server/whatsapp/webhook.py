@@ -158,6 +158,7 @@ async def apply_session_status(
         me=me,
         now=deps.clock.now(),
         max_qr_rotations=deps.settings.whatsapp_max_qr_rotations,
+        issued_at=at,
     )
     if outcome.change is None:
         return outcome
