@@ -68,7 +68,7 @@ def apply_status(
             # Straight from WORKING to a QR: the device was unlinked on the phone (WhatsApp >
             # Linked devices > Log out); WAHA lost the auth and restarted for a new QR.
             row.motivo_desconexao = st.LOGGED_OUT_FROM_PHONE
-            row.ultimo_erro = "logged out from the phone: scan a new QR to reconnect"
+            row.ultimo_erro = st.UNLINKED_MESSAGE
             row.desconectado_em = now
             row.qr_rotacoes = 1
             change = "status"

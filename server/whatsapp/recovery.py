@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from server.bootstrap import Deps
 
 RESTARTING = "WAHA reported FAILED: restarting the session"
+UNLINKED = st.UNLINKED_MESSAGE
 RELINKING = "WAHA could not restore the session after a restart: scan a new QR to reconnect"
 STEPS = {"restart": ("restart",), "relink": ("logout", "start")}
 

@@ -29,7 +29,7 @@ from server.whatsapp import status as st
 from server.whatsapp.cleanup import enqueue_cleanup
 from server.whatsapp.inbound import apply_ack, store_message
 from server.whatsapp.lifecycle import Outcome, announce, apply_status
-from server.whatsapp.recovery import RELINKING, on_failed
+from server.whatsapp.recovery import RELINKING, RESTARTING, UNLINKED, on_failed
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -182,6 +182,11 @@ async def apply_session_status(
         await enqueue_cleanup(tx, row, ("stop",))
     if waha_status == "FAILED":
         await on_failed(tx, row, previous_error, deps.clock.now())
+    elif waha_status == "SCAN_QR_CODE" and previous_error == RESTARTING:
+        # FAILED, restarted, and WAHA asks for a QR: the auth is gone, the device was
+        # logged out on the phone.
+        row.motivo_desconexao = st.LOGGED_OUT_FROM_PHONE
+        row.ultimo_erro = UNLINKED
     elif waha_status == "SCAN_QR_CODE" and previous_error == RELINKING:
         row.ultimo_erro = RELINKING  # the final state: waiting for the owner's new scan
     if outcome.dropped:

@@ -222,7 +222,7 @@ async def test_marking_a_conversation_read_tells_waha_and_clears_the_count(
 async def test_unlinking_from_the_phone_is_told_apart_and_alerted(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
-    tenant = await make_tenant(members=1)
+    tenant = await make_tenant(members=2)
     member = make_caller(tenant, Role.MEMBER)
     name = await stack.connect(member, "5511988880007")
     await stack.control(f"sessions/{name}/unlink", {"as": "SCAN_QR_CODE"})
@@ -238,6 +238,19 @@ async def test_unlinking_from_the_phone_is_told_apart_and_alerted(
         ).all()
     assert [(a.usuario_id, a.kind) for a in alerts] == [(tenant.member_id, "connection_lost")]
     assert "logged_out_from_phone" in alerts[0].message
+
+    # The other way WAHA shows it: FAILED, and after our restart a QR (the auth is gone).
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    second = await stack.connect(other, "5511988880012")
+    await stack.control(f"sessions/{second}/unlink", {"as": "FAILED"})
+
+    async def unlinked() -> pb.WhatsAppSession | None:
+        now = await stack.status(other)
+        told = now.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_LOGGED_OUT_FROM_PHONE
+        return now if now.status == pb.WAHA_SESSION_STATUS_QR_PENDING and told else None
+
+    shown = await poll(unlinked)
+    assert "logged out from the phone" in shown.ultimo_erro
     qr = await stack.stub().GetWhatsAppQrCode(
         pb.GetWhatsAppQrCodeRequest(), metadata=stack.md(member)
     )
