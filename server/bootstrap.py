@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from server.providers.http import quiet_client_logs
 from server.resilience.alerts import BreakerAlerts
 from server.resilience.breaker import BreakerRegistry
 from server.resilience.clock import Clock, SystemClock
-from server.resilience.housekeeping import install_housekeeping
+from server.resilience.housekeeping import Retention, install_housekeeping
 from server.resilience.jobs import JobRegistry
 from server.resilience.scheduler import Scheduler
 from server.resilience.worker import Worker
@@ -94,7 +95,14 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     jobs = JobRegistry()
     scheduler = Scheduler(db, clock)
     quiet_client_logs()
-    install_housekeeping(scheduler, db)
+    install_housekeeping(
+        scheduler,
+        db,
+        Retention(
+            finished_jobs=dt.timedelta(days=settings.job_retention_days),
+            webhook_inbox=dt.timedelta(days=settings.webhook_inbox_retention_days),
+        ),
+    )
     install_outbox_retention(scheduler, db, settings.outbox_retention_days)
     return Deps(
         settings=settings,

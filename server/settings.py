@@ -109,6 +109,9 @@ class Settings:
     # after_sequence), and whether outbound webhooks may target loopback/private addresses
     # (development and tests only).
     outbox_retention_days: float = 7.0
+    # How long handled webhook deliveries (the inbox) and finished jobs are kept.
+    webhook_inbox_retention_days: float = 30.0
+    job_retention_days: float = 30.0
     webhook_allow_private_targets: bool = False
     # Test hook (CONEXOES_TEST_JOB_MODULE): a module whose `register_jobs(deps)` adds handlers
     # to a worker process, so tests can run a real `python -m server worker` with their own.
@@ -177,6 +180,12 @@ class Settings:
             ),
             outbox_retention_days=float(
                 env.get("CONEXOES_OUTBOX_RETENTION_DAYS", cls.outbox_retention_days)
+            ),
+            webhook_inbox_retention_days=float(
+                env.get("CONEXOES_WEBHOOK_INBOX_RETENTION_DAYS", cls.webhook_inbox_retention_days)
+            ),
+            job_retention_days=float(
+                env.get("CONEXOES_JOB_RETENTION_DAYS", cls.job_retention_days)
             ),
             webhook_allow_private_targets=env.get("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS") == "1",
             extra_job_modules=tuple(

@@ -61,6 +61,8 @@ PERSONAL_TABLES: frozenset[str] = frozenset(
         "conexoes_email",
         "conexoes_instagram",
         "emails_enviados",
+        # Messages: a member's own conversations only (WhatsApp, Instagram Direct).
+        "conversas",
     }
 )
 # Every table isolated by organizacao_id.

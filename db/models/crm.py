@@ -113,6 +113,13 @@ class Contact(Base):
             unique=True,
             postgresql_where=text("instagram_igsid IS NOT NULL AND deletado_em IS NULL"),
         ),
+        Index(
+            "uq_contatos_whatsapp_lid",
+            "organizacao_id",
+            "whatsapp_lid",
+            unique=True,
+            postgresql_where=text("whatsapp_lid IS NOT NULL AND deletado_em IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -143,6 +150,9 @@ class Contact(Base):
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
     deletado_em: Mapped[dt.datetime | None]
+    # Migration 0016: WhatsApp's hidden id of a sender ("...@lid") whose phone is unknown or
+    # was learned later (the contact is then the phone's).
+    whatsapp_lid: Mapped[str | None] = mapped_column(String(64))
     # Migration 0008: the event_id of the CAPI Lead sent for this contact (one per contact).
     capi_lead_event_id: Mapped[str | None] = mapped_column(String(100))
 

@@ -7,6 +7,7 @@ https://developers.facebook.com/docs/graph-api/reference
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -42,7 +43,8 @@ async def render_no_route(request: Request, _: Exception) -> Response:
 
 
 class GraphGuard:
-    """Logs each Graph request and answers an injected fault before the route runs."""
+    """Logs each Graph request, waits the injected latency and answers an injected fault
+    before the route runs."""
 
     def __init__(self, app: ASGIApp, state: GraphState) -> None:
         self.app = app
@@ -58,6 +60,8 @@ class GraphGuard:
         if "access_token" in params:
             params["access_token"] = "[redacted]"
         self.state.requests.append({"method": request.method, "path": path, "query": params})
+        if self.state.latency_s:
+            await asyncio.sleep(self.state.latency_s)
         fault = self.state.take_fault(request.method, path)
         if fault is not None:
             await render_error(request, fault)(scope, receive, send)
@@ -179,6 +183,12 @@ async def me(request: Request) -> Response:
     return JSONResponse(_state(request).me(await _token(request)))
 
 
+async def me_permissions(request: Request) -> Response:
+    """DELETE /me/permissions: the person removes the app; every token of theirs dies."""
+    _version(request)
+    return JSONResponse(_state(request).revoke_app(await _token(request)))
+
+
 async def me_accounts(request: Request) -> Response:
     _version(request)
     return paged(request, _state(request).accounts(await _token(request)))
@@ -247,6 +257,7 @@ ROUTES = [
     Route("/{version}/debug_token", debug_token, methods=["GET"]),
     Route("/{version}/me", me, methods=["GET"]),
     Route("/{version}/me/accounts", me_accounts, methods=["GET"]),
+    Route("/{version}/me/permissions", me_permissions, methods=["DELETE"]),
     Route("/{version}/{object_id}/{edge}", object_edge, methods=["GET", "POST", "DELETE"]),
     Route("/{version}/{object_id}", get_object, methods=["GET"]),
 ]

@@ -11,6 +11,7 @@ POST /_control/tokens/expire               a user's tokens expire (190/463, or s
 POST /_control/revoke                      the user removes the app (190/458)
 POST /_control/pages | /_control/forms     more pages and forms
 GET|POST|DELETE /_control/faults           Graph errors on cue (5xx, rate limits, 190)
+POST /_control/latency                     every Graph call answers `seconds` late (0 = off)
 GET /_control/webhooks, POST .../drain     deliveries and their attempts
 GET /_control/requests | /_control/world   what was called; pages and subscriptions
 """
@@ -232,6 +233,15 @@ async def faults(request: Request) -> Response:
     )
 
 
+async def latency(request: Request) -> Response:
+    body = await _body(request)
+    seconds = body.get("seconds", 0)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        raise errors.invalid_parameter("seconds must be a number >= 0")
+    _state(request).latency_s = float(seconds)
+    return JSONResponse({"seconds": float(seconds)})
+
+
 async def webhooks(request: Request) -> Response:
     return JSONResponse([d.to_json() for d in _state(request).dispatcher.deliveries])
 
@@ -255,6 +265,7 @@ async def world(request: Request) -> Response:
                 for p in state.pages.values()
             ],
             "leads": len(state.leads),
+            "revoked_apps": state.revoked_apps,
         }
     )
 
@@ -271,6 +282,7 @@ ROUTES = [
     Route("/_control/pages", add_page, methods=["POST"]),
     Route("/_control/forms", add_form, methods=["POST"]),
     Route("/_control/faults", faults, methods=["GET", "POST", "DELETE"]),
+    Route("/_control/latency", latency, methods=["POST"]),
     Route("/_control/webhooks", webhooks, methods=["GET"]),
     Route("/_control/webhooks/drain", drain, methods=["POST"]),
     Route("/_control/requests", requests_log, methods=["GET"]),

@@ -67,6 +67,9 @@ class GraphState:
         self.page_tokens: dict[tuple[str, str], str] = {}
         self.dialog = DialogPlan()
         self.faults: list[Fault] = []
+        self.latency_s = 0.0  # every Graph call answers this late (a slow Graph)
+        # Users who removed the app by DELETE /me/permissions.
+        self.revoked_apps: list[str] = []
         self.requests: list[JSON] = []
         self.ads = AdsWorld(self.rng)
         self.dispatcher.reset()
@@ -229,6 +232,16 @@ class GraphState:
         if "email" in token.scopes:
             out["email"] = user.email
         return out
+
+    def revoke_app(self, value: str | None) -> JSON:
+        token = self.user_token(value)
+        self.revoked_apps.append(token.user_id)
+        self.kill_tokens(
+            token.user_id,
+            458,
+            f"User {token.user_id} has not authorized application {self.app_id}.",
+        )
+        return {"success": True}
 
     def accounts(self, value: str | None) -> list[JSON]:
         token = self.user_token(value)

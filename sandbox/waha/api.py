@@ -207,6 +207,37 @@ async def send_text(request: Request) -> Response:
     return _created(message.to_json())
 
 
+async def send_seen(request: Request) -> Response:
+    """POST /api/sendSeen: the chat's messages (all, or `messageIds`) are marked read on the
+    phone (https://waha.devlike.pro/docs/how-to/send-messages/#send-seen)."""
+    state = _state(request)
+    body = await read_json_body(request)
+    problems = [
+        f"{key} must be a string"
+        for key in ("session", "chatId")
+        if not isinstance(body.get(key), str)
+    ]
+    ids = body.get("messageIds")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        problems.append("messageIds must be a list of strings")
+    if problems:
+        raise errors.bad_request(problems)
+    await state.wait_status(body["session"], [WORKING])
+    state.seen.append({"session": body["session"], "chatId": body["chatId"], "messageIds": ids})
+    return _created({})
+
+
+async def get_file(request: Request) -> Response:
+    """GET /api/files/{session}/{file}: a received message's media (`media.url`)."""
+    found = _state(request).files.get(
+        (request.path_params["session"], request.path_params["filename"])
+    )
+    if found is None:
+        raise errors.nest_error(404, "File not found")
+    mimetype, content = found
+    return Response(content, media_type=mimetype)
+
+
 async def check_exists(request: Request) -> Response:
     state = _state(request)
     phone = request.query_params.get("phone")
@@ -252,6 +283,8 @@ ROUTES = [
     Route("/api/{session}/auth/qr", get_qr, methods=["GET"]),
     Route("/api/{session}/auth/request-code", request_code, methods=["POST"]),
     Route("/api/sendText", send_text, methods=["POST"]),
+    Route("/api/sendSeen", send_seen, methods=["POST"]),
+    Route("/api/files/{session}/{filename}", get_file, methods=["GET"]),
     Route("/api/contacts/check-exists", check_exists, methods=["GET"]),
 ]
 

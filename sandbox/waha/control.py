@@ -4,6 +4,7 @@ test's eye. Errors use the same NestJS body as the API so one renderer serves bo
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from starlette.requests import Request
@@ -13,7 +14,7 @@ from starlette.routing import Route
 from sandbox.waha import errors
 from sandbox.waha.api import read_json_body
 from sandbox.waha.faults import Fault
-from sandbox.waha.models import FAILED, JSON, STOPPED, Session
+from sandbox.waha.models import FAILED, JSON, SCAN_QR_CODE, STOPPED, Session
 from sandbox.waha.state import Contact, WahaState
 
 
@@ -93,8 +94,28 @@ async def inbound(request: Request) -> Response:
         body=_req_str(body, "body"),
         push_name=_opt_str(body, "pushName"),
         key=_opt_str(body, "id"),
+        sender_pn=_opt_str(body, "senderPn"),
+        media=_media(body.get("media")),
+        base_url=str(request.base_url).rstrip("/"),
     )
     return JSONResponse(message.to_json())
+
+
+def _media(value: Any) -> tuple[str, str, bytes] | None:
+    """`{"mimetype", "filename", "data": base64}` of a media message, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise errors.bad_request(["media must be an object"])
+    try:
+        content = base64.b64decode(str(value.get("data") or ""), validate=True)
+    except ValueError as exc:
+        raise errors.bad_request(["media.data must be base64"]) from exc
+    return (
+        str(value.get("mimetype") or "application/octet-stream"),
+        str(value.get("filename") or "file"),
+        content,
+    )
 
 
 async def phone_send(request: Request) -> Response:
@@ -115,6 +136,21 @@ async def ack(request: Request) -> Response:
         raise errors.bad_request(["ack must be one of -1, 0, 1, 2, 3, 4"])
     message = _state(request).ack(request.path_params["session"], _req_str(body, "id"), level)
     return JSONResponse(message.ack_json())
+
+
+async def unlink(request: Request) -> Response:
+    """The phone logs the device out: `as` SCAN_QR_CODE (WAHA restarts into a new QR) or
+    FAILED (the auth is gone: a restart gives a new QR)."""
+    body = await read_json_body(request)
+    state, name = _state(request), request.path_params["session"]
+    shown = body.get("as", SCAN_QR_CODE)
+    if shown == SCAN_QR_CODE:
+        session = state.unlink_from_phone(name)
+    elif shown == FAILED:
+        session = state.drop(name, FAILED, "lost")
+    else:
+        raise errors.bad_request(["as must be SCAN_QR_CODE or FAILED"])
+    return JSONResponse(_session_view(session))
 
 
 async def drop(request: Request) -> Response:
@@ -178,6 +214,10 @@ async def set_contact(request: Request) -> Response:
     return JSONResponse({"phone": digits, "exists": contact.exists, "chatId": contact.chat_id})
 
 
+async def list_seen(request: Request) -> Response:
+    return JSONResponse(_state(request).seen)
+
+
 async def list_messages(request: Request) -> Response:
     query = request.query_params
     rows = [
@@ -225,12 +265,14 @@ ROUTES = [
     _on_session("phone-send", phone_send),
     _on_session("ack", ack),
     _on_session("drop", drop),
+    _on_session("unlink", unlink),
     Route("/_control/faults", add_fault, methods=["POST"]),
     Route("/_control/faults", list_faults, methods=["GET"]),
     Route("/_control/faults", clear_faults, methods=["DELETE"]),
     Route("/_control/latency", set_latency, methods=["POST"]),
     Route("/_control/contacts", set_contact, methods=["POST"]),
     Route("/_control/messages", list_messages, methods=["GET"]),
+    Route("/_control/seen", list_seen, methods=["GET"]),
     Route("/_control/webhooks", list_webhooks, methods=["GET"]),
     Route("/_control/webhooks/drain", drain_webhooks, methods=["POST"]),
     Route("/_control/requests", list_requests, methods=["GET"]),

@@ -101,6 +101,11 @@ class Message:
     ack: int
     push_name: str | None = None
     reply_to: str | None = None
+    # A hidden-id (@lid) sender whose phone WhatsApp reveals: `_data.key.senderPn`.
+    sender_pn: str | None = None
+    # A media message: WAHA's `media` object (url, mimetype, filename) and the file's size.
+    media: JSON | None = None
+    media_size: int | None = None
 
     def _ends(self) -> tuple[str, str]:
         # (from, to): ours go from the linked account to the chat, theirs the other way.
@@ -119,6 +124,10 @@ class Message:
         data: JSON = {"id": {"fromMe": self.from_me, "remote": self.chat_id, "id": self.key}}
         if self.push_name is not None:
             data["notifyName"] = self.push_name
+        if self.sender_pn is not None:
+            data["key"] = {"remoteJid": self.chat_id, "senderPn": self.sender_pn}
+        if self.media_size is not None:
+            data["size"] = self.media_size
         return {
             "id": self.id,
             "timestamp": self.timestamp,
@@ -128,8 +137,8 @@ class Message:
             "to": receiver,
             "participant": None,
             "body": self.body,
-            "hasMedia": False,
-            "media": None,
+            "hasMedia": self.media is not None,
+            "media": self.media,
             "ack": self.ack,
             "ackName": ACK_NAMES[self.ack],
             "author": None,

@@ -60,6 +60,10 @@ class WahaState:
     clock: Callable[[], float]
     sessions: dict[str, Session] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
+    # Media files of received messages: (session, file name) -> (mimetype, bytes).
+    files: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
+    # sendSeen calls (session, chatId, messageIds), for the control endpoint.
+    seen: list[dict[str, object]] = field(default_factory=list)
     contacts: dict[str, Contact] = field(default_factory=dict)
     faults: FaultPlan = field(default_factory=FaultPlan)
 
@@ -201,9 +205,18 @@ class WahaState:
         return session
 
     def receive(
-        self, name: str, sender: str, body: str, push_name: str | None, key: str | None
+        self,
+        name: str,
+        sender: str,
+        body: str,
+        push_name: str | None,
+        key: str | None,
+        sender_pn: str | None = None,
+        media: tuple[str, str, bytes] | None = None,
+        base_url: str = "",
     ) -> Message:
-        """A contact sent a message to the linked phone: `message` and `message.any`."""
+        """A contact sent a message to the linked phone: `message` and `message.any`.
+        `sender` may be a hidden id (`...@lid`); `sender_pn` the phone WhatsApp reveals."""
         session = self._working(name)
         message = self._new_message(
             session,
@@ -214,6 +227,19 @@ class WahaState:
             key=key,
             push_name=push_name,
         )
+        if sender_pn:
+            message.sender_pn = f"{''.join(c for c in sender_pn if c.isdigit())}@s.whatsapp.net"
+        if media is not None:
+            mimetype, filename, content = media
+            stored = f"{message.key}.{filename.rsplit('.', 1)[-1] if '.' in filename else 'bin'}"
+            self.files[(session.name, stored)] = (mimetype, content)
+            message.media = {
+                "url": f"{base_url}/api/files/{session.name}/{stored}",
+                "mimetype": mimetype,
+                "filename": filename,
+                "error": None,
+            }
+            message.media_size = len(content)
         payload = message.to_json()
         self.dispatcher.emit(session, "message", payload)
         self.dispatcher.emit(session, "message.any", payload)
@@ -238,6 +264,16 @@ class WahaState:
                 return message
         raise errors.nest_error(404, f"Message '{message_id}' not found")
 
+    def unlink_from_phone(self, name: str) -> Session:
+        """The person logged the device out on the phone: the auth is gone and WAHA restarts
+        the session straight into a new QR round (no FAILED in between)."""
+        session = self._working(name)
+        self._cancel_lifecycle(session)
+        session.account = None
+        self._new_qr(session)
+        session.lifecycle_task = self._spawn(self._rotate_forever(session))
+        return session
+
     def drop(self, name: str, status: str, auth: str) -> Session:
         """The connection broke. `auth`: keep (restart recovers), lost (restart → new QR),
         broken (restart → FAILED again until logout)."""
@@ -258,6 +294,8 @@ class WahaState:
             self._cancel_lifecycle(session)
         self.sessions.clear()
         self.messages.clear()
+        self.seen.clear()
+        self.files.clear()
         self.contacts.clear()
         self.faults.reset()
         await self.dispatcher.reset()

@@ -43,6 +43,8 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "SendWhatsAppMessage": ANY_USER,
         "ListWhatsAppConversations": ANY_USER,
         "ListWhatsAppMessages": ANY_USER,
+        "MarkWhatsAppConversationRead": ANY_USER,
+        "GetWhatsAppMessageMedia": ANY_USER,
     },
     "MetaLeadsService": {
         "GetMetaAuthUrl": LEAD_ADS,
@@ -123,6 +125,8 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "RetryFailedEvent": ADMIN,
         "DiscardFailedEvent": ADMIN,
         "GetIntegrationHealth": ADMIN,
+        "GetRetrySettings": ADMIN,
+        "UpdateRetrySettings": ADMIN,
         "ListCircuitBreakers": ADMIN_OR_PLATFORM,
         # Each user reads their own alerts; admins also the tenant's.
         "ListAlerts": USER_OR_PLATFORM,

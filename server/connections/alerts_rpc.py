@@ -11,6 +11,7 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import func, select
 
 from db.models import Alert
+from server.audit import record_audit
 from server.errors import InvalidArgument, NotFound
 from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
@@ -84,6 +85,8 @@ def alert_proto(row: Alert) -> pb.Alert:
         reconhecido_em=timestamp(row.lido_em),
         reconhecido_por=resources_pb2.UserRef(usuario_id=str(by)) if by else None,
         resolvido_em=timestamp(_parse_time(details.get("resolvido_em"))),
+        ocorrencias=int(details.get("ocorrencias") or 1),
+        ultima_ocorrencia=timestamp(_parse_time(details.get("ultima_ocorrencia")) or row.criado_em),
     )
 
 
@@ -147,6 +150,15 @@ class AlertRpcs:
                 if caller.user_id is not None:
                     row.details = {**(row.details or {}), "reconhecido_por": str(caller.user_id)}
                 await session.flush()
+                await record_audit(
+                    session,
+                    caller,
+                    "alert.acknowledged",
+                    entity_type="alerts",
+                    entity_id=row.id,
+                    details={"kind": row.kind},
+                    tenant_id=row.organizacao_id,
+                )
             response = pb.AcknowledgeAlertResponse(alert=alert_proto(row))
             await answer_in(session, response)
         return response

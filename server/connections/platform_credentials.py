@@ -1,4 +1,4 @@
-"""Super-admin platform credentials (Meta App, Google App, Instagram App, WAHA).
+"""Super-admin platform credentials (Meta App, Google App, Instagram App, WAHA, the mailer).
 
 Stored values override the deployment's environment defaults (``CONEXOES_META_APP_ID`` ...).
 Secrets are encrypted at rest and never leave the server: readers outside the server only
@@ -43,6 +43,15 @@ CATALOG: dict[str, tuple[CredentialField, ...]] = {
         CredentialField("base_url"),
         CredentialField("api_key", secret=True),
         CredentialField("webhook_hmac_key", secret=True),
+    ),
+    # The SMTP account alerts are e-mailed from; super_admin_emails is comma-separated.
+    "mailer": (
+        CredentialField("host"),
+        CredentialField("port"),
+        CredentialField("username"),
+        CredentialField("password", secret=True),
+        CredentialField("from_address"),
+        CredentialField("super_admin_emails"),
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Super-admin platform credentials RPCs (Meta App, Google App, WAHA, Instagram App)."""
+"""Super-admin platform credentials RPCs (Meta App, Google App, WAHA, Instagram App, mailer)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ PROVIDER_KEYS: dict[pb.PlatformProvider.ValueType, str] = {
     P.PLATFORM_PROVIDER_GOOGLE_APP: "google",
     P.PLATFORM_PROVIDER_WAHA: "waha",
     P.PLATFORM_PROVIDER_INSTAGRAM_APP: "instagram",
+    P.PLATFORM_PROVIDER_MAILER: "mailer",
 }
 # The request's oneof field that must be set for each provider.
 SETTINGS_FIELD = {
@@ -33,6 +34,7 @@ SETTINGS_FIELD = {
     "google": "google_app",
     "waha": "waha",
     "instagram": "instagram_app",
+    "mailer": "mailer",
 }
 _GRAPH_VERSION = re.compile(r"^v\d{1,3}\.\d$")
 
@@ -40,7 +42,7 @@ _GRAPH_VERSION = re.compile(r"^v\d{1,3}\.\d$")
 def _provider(value: pb.PlatformProvider.ValueType) -> str:
     if value not in PROVIDER_KEYS:
         raise InvalidArgument.field(
-            "provider", "choose META_APP, GOOGLE_APP, WAHA or INSTAGRAM_APP"
+            "provider", "choose META_APP, GOOGLE_APP, WAHA, INSTAGRAM_APP or MAILER"
         )
     return PROVIDER_KEYS[value]
 
@@ -136,6 +138,19 @@ class PlatformRpcs:
                     webhook_url_template=f"{base}/webhooks/waha/{{tenant_id}}",
                 )
             )
+        elif view.provider == "mailer":
+            port = values.get("port", "")
+            emails = values.get("super_admin_emails", "")
+            out.mailer.CopyFrom(
+                pb.MailerCredentials(
+                    host=values.get("host", ""),
+                    port=int(port) if port.isdigit() else 0,
+                    username=values.get("username", ""),
+                    password_set=secrets["password"],
+                    from_address=values.get("from_address", ""),
+                    super_admin_emails=[e for e in emails.split(",") if e],
+                )
+            )
         else:
             out.instagram_app.CopyFrom(
                 pb.InstagramAppCredentials(
@@ -164,13 +179,22 @@ def _changes(provider: str, request: pb.UpdatePlatformCredentialsRequest) -> dic
             key = path.removeprefix(f"{expected}.")
             if key not in keys:
                 raise InvalidArgument.field("update_mask", f"unknown path '{path}'")
-            changes[key] = getattr(settings, key)
+            changes[key] = _text(getattr(settings, key))
     else:
-        changes = {k: getattr(settings, k) for k in keys if getattr(settings, k)}
+        changes = {k: _text(getattr(settings, k)) for k in keys if _text(getattr(settings, k))}
     if not changes:
         raise InvalidArgument.field(expected, "nothing to update")
     _validate(provider, changes)
     return changes
+
+
+def _text(value: Any) -> str:
+    """Credentials are stored as text: a port as digits (0 = none), a list comma-joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value) if value else ""
+    return ",".join(str(v).strip() for v in value if str(v).strip())
 
 
 def _validate(provider: str, changes: dict[str, str]) -> None:
@@ -179,12 +203,31 @@ def _validate(provider: str, changes: dict[str, str]) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise InvalidArgument.field("waha.base_url", "must be an http(s) URL")
+    if provider == "mailer":
+        _validate_mailer(changes)
     version = changes.get("graph_api_version")
     if version and not _GRAPH_VERSION.match(version):
         raise InvalidArgument.field("meta_app.graph_api_version", "like 'v21.0'")
     for key, value in changes.items():
-        # Ids, keys and URLs never contain white space; a pasted newline is a mistake.
-        if len(value) > 2048 or any(ch.isspace() for ch in value):
+        # Ids, keys and URLs never contain white space; a pasted newline is a mistake (an
+        # SMTP password may hold spaces).
+        spaced = key != "password" and any(ch.isspace() for ch in value)
+        if len(value) > 2048 or spaced:
             raise InvalidArgument.field(
                 f"{SETTINGS_FIELD[provider]}.{key}", "no white space, at most 2048 characters"
             )
+
+
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+
+
+def _validate_mailer(changes: dict[str, str]) -> None:
+    port = changes.get("port")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise InvalidArgument.field("mailer.port", "a TCP port (587 or 465)")
+    sender = changes.get("from_address")
+    if sender and not _EMAIL.match(sender):
+        raise InvalidArgument.field("mailer.from_address", "an e-mail address")
+    for address in (changes.get("super_admin_emails") or "").split(","):
+        if address and not _EMAIL.match(address):
+            raise InvalidArgument.field("mailer.super_admin_emails", f"not an e-mail: {address}")

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
+    Contact,
     LeadAdsForm,
     MetaConnection,
     MetaLeadReceived,
@@ -32,6 +33,7 @@ from db.models import (
     User,
 )
 from server.bootstrap import Deps
+from server.conversions import event_enabled, load_config
 from server.crm_directory import distribution_pool
 from server.events import Event, publish
 from server.meta_leads.connection import (
@@ -50,6 +52,8 @@ from server.resilience.jobs import Job, enqueue
 from server.resilience.operations import CAPI_EVENT, META_LEADGEN
 
 _log = logging.getLogger(__name__)
+# Tag of a contact whose lead came again while its opportunity was still open.
+REPEAT_TAG = "lead-repetido"
 
 
 async def handle_leadgen(deps: Deps, job: Job) -> None:
@@ -220,6 +224,32 @@ async def next_owner(session: AsyncSession, mapping: LeadAdsForm) -> uuid.UUID |
     return users[(users.index(last) + 1) % len(users)]
 
 
+async def _active_owner(session: AsyncSession, contact: Contact | None) -> uuid.UUID | None:
+    if contact is None or contact.owner_id is None:
+        return None
+    user = await session.get(User, contact.owner_id)
+    return contact.owner_id if user is not None and user.ativo and not user.deletado_em else None
+
+
+async def _open_opportunity(
+    session: AsyncSession, contact: Contact, mapping: LeadAdsForm
+) -> Opportunity | None:
+    """The contact's open opportunity in the mapping's pipeline, if any (the latest)."""
+    if mapping.funil_id is None:
+        return None
+    found: Opportunity | None = await session.scalar(
+        select(Opportunity)
+        .where(
+            Opportunity.contato_id == contact.id,
+            Opportunity.funil_id == mapping.funil_id,
+            Opportunity.status == "open",
+        )
+        .order_by(Opportunity.criado_em.desc())
+        .limit(1)
+    )
+    return found
+
+
 async def _create(
     deps: Deps,
     session: AsyncSession,
@@ -229,13 +259,16 @@ async def _create(
     lead: LeadData,
 ) -> None:
     data = map_fields(lead, mapping.mapeamento_campos or {})
-    owner = await next_owner(session, mapping)
     known = await find_contact(session, data)
-    contact = await upsert_contact(
-        session, tenant, data, list(mapping.tags_automaticas or []), owner
-    )
-    opportunity = None
-    if mapping.criar_oportunidade is not False:
+    # A contact the CRM already knows keeps its owner, for the opportunity and the notice.
+    owner = await _active_owner(session, known) or await next_owner(session, mapping)
+    tags = list(mapping.tags_automaticas or [])
+    repeat = await _open_opportunity(session, known, mapping) if known else None
+    if repeat is not None:
+        tags.append(REPEAT_TAG)
+    contact = await upsert_contact(session, tenant, data, tags, owner)
+    opportunity = repeat  # a repeat lead is recorded on the open one, not a second
+    if repeat is None and mapping.criar_oportunidade is not False:
         opportunity = Opportunity(
             organizacao_id=tenant,
             contato_id=contact.id,
@@ -269,7 +302,7 @@ async def _create(
         contact_changed(contact, created=known is None, origem=ORIGIN),
         user_id=owner,
     )
-    if opportunity is not None:
+    if opportunity is not None and repeat is None:
         await record_change(
             session, tenant, "OPPORTUNITY_CREATED", opportunity_created(opportunity), user_id=owner
         )
@@ -287,10 +320,16 @@ async def _create(
                     "form_name": mapping.form_name,
                     "leadgen_id": lead.id,
                     "connection_type": "meta_lead_ads",
+                    "repetido": repeat is not None,
                 },
             ),
         )
-    # The Conversions API hears of the lead too (its room's handler sends it).
+    # The Conversions API hears of the lead too (its room's handler sends it), where the
+    # tenant's pixel is configured and its Lead event is on: no job waits for a pixel that
+    # does not exist.
+    capi = await load_config(session)
+    if capi is None or not capi.ativo or not event_enabled(capi, "lead"):
+        return
     await enqueue(
         session,
         tenant_id=tenant,

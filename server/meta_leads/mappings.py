@@ -27,6 +27,7 @@ from server.crm_directory import custom_targets
 from server.errors import FieldViolation, InvalidArgument
 from server.meta_leads.errors import MappingExists, MappingNotFound
 from server.meta_leads.forms import page_forms
+from server.meta_leads.unmapped import release_unmapped_leads
 
 CRM_FIELDS = frozenset({"nome", "email", "telefone", "empresa", "cargo", "cidade"})
 # `custom:<id>`: a custom field of the CRM directory (server/crm_directory/fields.py).
@@ -183,13 +184,22 @@ async def create(deps: Deps, caller: Caller, data: MappingInput) -> LeadAdsForm:
         row.criar_oportunidade, row.notificar_owner = data.criar_oportunidade, data.notificar_owner
         row.tags_automaticas, row.ativo = tags, data.ativo
         await session.flush()
+        released = (
+            await release_unmapped_leads(session, row.organizacao_id, row.form_id, row.id)
+            if row.ativo
+            else 0
+        )
         await record_audit(
             session,
             caller,
             "meta.mapping_created",
             entity_type="formularios_lead_ads",
             entity_id=row.id,
-            details={"form_id": data.form_id, "fields": sorted(data.mapeamento_campos)},
+            details={
+                "form_id": data.form_id,
+                "fields": sorted(data.mapeamento_campos),
+                "leads_liberados": released,
+            },
         )
     return row
 
@@ -258,13 +268,18 @@ async def update(
                 setattr(row, flag, getattr(data, flag))
         row.atualizado_em = func.now()
         await session.flush()
+        released = (
+            await release_unmapped_leads(session, row.organizacao_id, row.form_id, row.id)
+            if row.ativo
+            else 0
+        )
         await record_audit(
             session,
             caller,
             "meta.mapping_updated",
             entity_type="formularios_lead_ads",
             entity_id=row.id,
-            details={"fields": sorted(paths)},
+            details={"fields": sorted(paths), "leads_liberados": released},
         )
         await session.refresh(row)
     return row

@@ -28,19 +28,23 @@ from server.meta_leads.connection import (
     CONNECTION_TYPE,
     EXPIRING_KIND,
     graph,
+    live_connection,
     mark_recovered,
     meta_app,
     page_token,
     page_token_context,
     resume_parked_leads,
+    tenant_service,
     user_token_context,
 )
 from server.meta_leads.errors import BadOAuthState
 from server.outbox import record_change
 from server.outbox.payloads import connection_changed
-from server.providers.errors import ProviderError
+from server.providers.errors import ProviderAuthError, ProviderError
 from server.providers.meta_graph import TokenInfo, dialog_url
 from server.resilience.alerts import resolve_alerts
+from server.resilience.jobs import Job, enqueue
+from server.resilience.operations import META_REVOKE
 from server.security.browser_binding import BrowserBinding, check_binding, new_binding
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
 from server.security.oauth_state import OAuthState as State
@@ -165,11 +169,14 @@ async def handle_callback(
         # Checked before the state is consumed: the right browser can still finish.
         check_binding(state, browser_nonce)
     except InvalidOAuthState as exc:
+        # Nothing in a bad state can be trusted, not even its tenant: a platform entry.
+        await _audit_failure(deps, Caller(role=Role.SERVICE), exc.reason, platform=True)
         raise BadOAuthState(MESSAGES[exc.reason], exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")
-    if not await _consume(deps, state):
-        raise BadOAuthState(MESSAGES["STATE_REUSED"], "STATE_REUSED")
     actor = Caller(role=Role.SERVICE, tenant_id=state.tenant_id, user_id=state.user_id)
+    if not await _consume(deps, state):
+        await _audit_failure(deps, actor, "STATE_REUSED")
+        raise BadOAuthState(MESSAGES["STATE_REUSED"], "STATE_REUSED")
     if error or not code:
         async with deps.db.unit_of_work(actor) as session:
             await record_audit(
@@ -196,6 +203,7 @@ async def handle_callback(
         )
     except ProviderError as exc:
         _log.warning("Meta code exchange failed: %r", exc)
+        await _audit_failure(deps, actor, "CODE_EXCHANGE_FAILED", error=type(exc).__name__)
         return _failure(deps, return_to, "CODE_EXCHANGE_FAILED")
     except PlatformNotConfigured:
         return _failure(deps, return_to, "PLATFORM_NOT_CONFIGURED")
@@ -217,6 +225,23 @@ async def handle_callback(
         scopes=info.scopes,
         message="Meta Lead Ads conectado.",
     )
+
+
+async def _audit_failure(
+    deps: Deps, actor: Caller, reason: str, *, error: str | None = None, platform: bool = False
+) -> None:
+    """An OAuth callback that connected nothing leaves a trace (never the code or state);
+    `platform`: a tenant-less entry, for a state that cannot be trusted to name one."""
+    details = {"reason": reason, **({"error": error} if error else {})}
+    async with deps.db.unit_of_work(actor) as session:
+        await record_audit(
+            session,
+            actor,
+            "meta.connect_failed",
+            entity_type="conexoes_meta",
+            details=details,
+            **({"tenant_id": None} if platform else {}),
+        )
 
 
 async def _store(
@@ -354,6 +379,17 @@ async def disconnect(deps: Deps, caller: Caller) -> MetaConnection:
         await session.execute(
             update(LeadAdsForm).where(LeadAdsForm.deletado_em.is_(None)).values(ativo=False)
         )
+        if conn.access_token_encrypted:
+            # The job carries the token as stored (encrypted, bound to this tenant): the row
+            # forgets it now, Meta forgets the grant when the job runs.
+            await enqueue(
+                session,
+                tenant_id=conn.organizacao_id,
+                operation=META_REVOKE,
+                payload={"token_cifrado": conn.access_token_encrypted},
+                idempotency_key=f"{META_REVOKE.name}:{conn.id}:{now.isoformat()}",
+                destino="me/permissions",
+            )
         await record_audit(
             session, caller, "meta.disconnected", entity_type="conexoes_meta", entity_id=conn.id
         )
@@ -369,3 +405,21 @@ async def disconnect(deps: Deps, caller: Caller) -> MetaConnection:
         refreshed = await session.scalar(select(MetaConnection).where(MetaConnection.id == conn.id))
     assert refreshed is not None
     return refreshed
+
+
+async def revoke_at_meta(deps: Deps, job: Job) -> None:
+    """The META_REVOKE job: `DELETE /me/permissions` with the disconnected token. A token
+    Meta already refuses has nothing left to revoke; other failures are retried."""
+    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+        conn = await live_connection(session)
+    if conn is not None:
+        # Reconnected since: revoking now would remove the grant the new connection uses.
+        _log.info("Meta reconnected before the revoke ran; the grant stays")
+        return
+    token = deps.keyring.decrypt(
+        str(job.payload["token_cifrado"]), user_token_context(job.tenant_id)
+    )
+    try:
+        await graph(deps).revoke_permissions(token)
+    except ProviderAuthError as exc:
+        _log.info("Meta token already dead at disconnect, nothing to revoke: %r", exc)

@@ -31,6 +31,7 @@ LEAD_ADS_SCOPES: tuple[str, ...] = (
     "pages_manage_ads",
     "leads_retrieval",
     "ads_management",
+    "email",  # the connecting person's address, shown as meta_user_email
 )
 LEAD_FIELDS = "id,created_time,ad_id,form_id,field_data,is_organic,platform"
 FORM_FIELDS = "id,name,status,locale,created_time,leads_count,questions"
@@ -247,6 +248,11 @@ class MetaGraphClient:
             },
         )
         return _grant(body)
+
+    async def revoke_permissions(self, token: str) -> None:
+        """Removes every permission the person granted the app (the app is uninstalled for
+        them; their tokens die). https://developers.facebook.com/docs/facebook-login/guides/permissions/request-revoke"""
+        await self._call("DELETE", "/me/permissions", token=token)
 
     async def me(self, token: str) -> MetaUser:
         body = await self._call("GET", "/me", token=token, params={"fields": "id,name,email"})

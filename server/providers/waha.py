@@ -272,6 +272,21 @@ class WahaClient:
             ack=ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
         )
 
+    async def download(self, path: str) -> tuple[str, bytes]:
+        """A received message's file (`media.url`'s path on this WAHA), with the API key.
+        Returns (mimetype, bytes). https://waha.devlike.pro/docs/how-to/receive-messages/#media"""
+        response = await self._call("GET", path, accept="*/*")
+        mimetype = response.headers.get("content-type", "application/octet-stream")
+        return mimetype.split(";", 1)[0].strip(), response.content
+
+    async def send_seen(self, session: str, chat_id: str, message_ids: list[str]) -> None:
+        """Marks a chat's messages read on the phone (blue ticks to the sender).
+        https://waha.devlike.pro/docs/how-to/send-messages/#send-seen"""
+        body: dict[str, Any] = {"session": session, "chatId": chat_id}
+        if message_ids:
+            body["messageIds"] = message_ids
+        await self._call("POST", "/api/sendSeen", body=body)
+
 
 def session_config(
     *, metadata: Mapping[str, str], webhook_url: str, hmac_key: str

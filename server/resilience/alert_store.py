@@ -8,6 +8,10 @@
 An alert is written in the unit of work of the change it reports and its ALERT event is
 published in the same transaction, so a rolled-back change never alerts anyone.
 
+While an alert stays open (neither acknowledged nor resolved), the same condition reported
+again (same tenant, user, kind and entity) updates it (`ocorrencias`, `ultima_ocorrencia`,
+the latest message) instead of raising another: nobody is told twice about one outage.
+
 Visibility (ListAlerts, WatchEvents): a platform alert (no tenant) is for super admins; a
 tenant's admins see all of its alerts; a member sees the alerts whose `usuario_id` is theirs.
 Fields the table has no column for (title, entity, who acknowledged, when it was resolved)
@@ -34,9 +38,32 @@ from server.security.redaction import redact
 
 AUDIENCES = ("super_admin", "tenant_admin", "user")
 SEVERITIES = ("info", "warning", "critical")
+# Kinds e-mailed by the platform mailer (the spec's alert table): to the super admins for
+# platform alerts, to the tenant's admins (and the connection's owner) for the others.
+MAILED_KINDS = frozenset(
+    {
+        "circuit_open",
+        "meta_app_rejected",
+        "permanent_failure",
+        "connection_lost",
+        "token_expiring",
+        "token_refresh_failed",
+        "meta_token_expired",
+        "meta_token_revoked",
+    }
+)
 # Keys of `details` that stand in for columns (see the module docstring).
 DETAIL_KEYS = frozenset(
-    {"titulo", "entidade_tipo", "entidade_id", "connection_type", "reconhecido_por", "resolvido_em"}
+    {
+        "titulo",
+        "entidade_tipo",
+        "entidade_id",
+        "connection_type",
+        "reconhecido_por",
+        "resolvido_em",
+        "ocorrencias",
+        "ultima_ocorrencia",
+    }
 )
 
 
@@ -50,7 +77,7 @@ async def raise_alert(
     message: str,
     details: Mapping[str, Any] | None = None,
     usuario_id: uuid.UUID | None = None,
-    dedupe: bool = False,
+    dedupe: bool = True,
 ) -> uuid.UUID | None:
     """Stores an alert and publishes Event("ALERT") in the session's transaction.
 
@@ -58,33 +85,29 @@ async def raise_alert(
         tenant_id: None for a platform alert (audience super_admin).
         details: extra facts; `titulo`, `entidade_tipo`, `entidade_id`, `connection_type`
             fill the matching Alert fields. Never put secrets here.
-        dedupe: raise nothing while an open (unacknowledged, unresolved) alert of the same
-            tenant, user and kind exists. Needs a session that can read the alerts table.
+        dedupe: while an open alert of the same tenant, user, kind and entity exists, count
+            the repeat on it instead (see the module docstring). Takes effect only where the
+            session can read the alerts table (platform alerts: a super admin's session).
 
     Returns:
-        The new alert's id, or None when deduplicated.
+        The new alert's id, or None when the repeat was counted on an open alert.
     """
     if audience not in AUDIENCES or severity not in SEVERITIES:
         raise ValueError(f"bad audience/severity: {audience}/{severity}")
-    if dedupe:
-        # Serialise concurrent raisers of the same alert; the lock ends with the transaction.
-        key = f"alert:{tenant_id}:{usuario_id}:{kind}"
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
-        )
-        existing = await session.scalar(
-            select(Alert.id)
-            .where(
-                Alert.organizacao_id.is_not_distinct_from(tenant_id),
-                Alert.usuario_id.is_not_distinct_from(usuario_id),
-                Alert.kind == kind,
-                *open_alert(),
-            )
-            .limit(1)
-        )
-        if existing is not None:
-            return None
+    entidade_id = (details or {}).get("entidade_id")
+    if dedupe and await note_repeat(
+        session,
+        tenant_id=tenant_id,
+        usuario_id=usuario_id,
+        kind=kind,
+        entidade_id=None if entidade_id is None else str(entidade_id),
+        message=message,
+    ):
+        return None
     alert_id = uuid.uuid4()
+    stored = dict(details or {})
+    if kind in MAILED_KINDS:
+        stored["email"] = "pending"  # the mailer's sweep sends it (server/connections/alert_mail)
     session.add(
         Alert(
             id=alert_id,
@@ -94,7 +117,7 @@ async def raise_alert(
             kind=kind,
             severity=severity,
             message=redact(message),
-            details=dict(details or {}),
+            details=stored,
         )
     )
     await session.flush()
@@ -114,6 +137,51 @@ async def raise_alert(
             session, tenant_id, "ALERT", facts, user_id=usuario_id, deliver=not about_delivery
         )
     return alert_id
+
+
+async def note_repeat(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID | None,
+    usuario_id: uuid.UUID | None,
+    kind: str,
+    entidade_id: str | None,
+    message: str | None = None,
+) -> bool:
+    """Counts a repeat of a condition on its open alert. Returns False when none is open."""
+    # Serialise concurrent raisers of the same alert; the lock ends with the transaction.
+    key = f"alert:{tenant_id}:{usuario_id}:{kind}:{entidade_id}"
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+    same_entity = (
+        Alert.details["entidade_id"].astext.is_(None)
+        if entidade_id is None
+        else Alert.details["entidade_id"].astext == entidade_id
+    )
+    existing = await session.scalar(
+        select(Alert)
+        .where(
+            Alert.organizacao_id.is_not_distinct_from(tenant_id),
+            Alert.usuario_id.is_not_distinct_from(usuario_id),
+            Alert.kind == kind,
+            same_entity,
+            *open_alert(),
+        )
+        .order_by(Alert.criado_em)
+        .limit(1)
+        .with_for_update()
+    )
+    if existing is None:
+        return False
+    details = dict(existing.details or {})
+    details["ocorrencias"] = int(details.get("ocorrencias") or 1) + 1
+    now = await session.scalar(select(func.now()))
+    assert now is not None
+    details["ultima_ocorrencia"] = now.isoformat()
+    existing.details = details
+    if message is not None:
+        existing.message = redact(message)
+    await session.flush()
+    return True
 
 
 def open_alert() -> tuple[Any, ...]:

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.audit import record_audit
+from server.auth.caller import Caller, Role
 from server.outbox import record_change
 from server.resilience.alert_store import raise_alert, resolve_alerts
 from server.security.redaction import redact
@@ -61,6 +63,8 @@ async def connection_broken(
         dedupe=True,
     )
     await _announce(session, tenant_id, owner_id, connection_type, connection_id, status, True)
+    if alert_id is not None:  # a repeat while the alert is open is the same break
+        await _audit(session, tenant_id, model, connection_id, f"connection.marked_{status}", error)
     return alert_id
 
 
@@ -85,6 +89,26 @@ async def connection_recovered(
             session, tenant_id=tenant_id, kind=kind, at=at, entidade_id=str(connection_id)
         )
     await _announce(session, tenant_id, owner_id, connection_type, connection_id, status, False)
+    await _audit(session, tenant_id, model, connection_id, "connection.recovered", None)
+
+
+async def _audit(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    model: type[Any],
+    connection_id: uuid.UUID,
+    action: str,
+    error: str | None,
+) -> None:
+    """Status changes nobody asked for are audited as the service's own acts."""
+    await record_audit(
+        session,
+        Caller(role=Role.SERVICE, tenant_id=tenant_id),
+        action,
+        entity_type=_table_name(model),
+        entity_id=connection_id,
+        details={"erro": error} if error else {},
+    )
 
 
 def _table_name(model: type[Any]) -> str:

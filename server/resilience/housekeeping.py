@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from dataclasses import dataclass
+
+from sqlalchemy import text
 
 from sqlalchemy import text
 
@@ -19,9 +23,38 @@ PURGE_SECONDS = 3600.0
 _PURGE_REJECTIONS = text("DELETE FROM webhook_rejeicoes WHERE minuto < now() - interval '7 days'")
 
 
-def install_housekeeping(scheduler: Scheduler, db: Database) -> None:
-    """Retry-backlog alerts every minute; purge of expired request ids, OAuth states,
-    long-finished jobs and week-old refused-webhook counts every hour."""
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs (completed or discarded; dead letters stay until handled) and
+    handled webhook deliveries are kept (CONEXOES_JOB_RETENTION_DAYS,
+    CONEXOES_WEBHOOK_INBOX_RETENTION_DAYS)."""
+
+    finished_jobs: dt.timedelta = dt.timedelta(days=30)
+    webhook_inbox: dt.timedelta = dt.timedelta(days=30)
+
+
+async def purge_old_rows(db: Database, retention: Retention) -> dict[str, int]:
+    """One retention pass across tenants (through the definer functions). Returns the counts."""
+    async with db.system() as session:
+        counts = await purge_expired(session, finished_jobs_older_than=retention.finished_jobs)
+        inbox = await session.scalar(
+            text("SELECT app_purge_webhook_inbox(:older)"), {"older": retention.webhook_inbox}
+        )
+        rejections = await session.execute(_PURGE_REJECTIONS)
+    return {
+        **counts,
+        "webhook_inbox": int(inbox or 0),
+        "webhook_rejeicoes": int(getattr(rejections, "rowcount", 0) or 0),
+    }
+
+
+def install_housekeeping(
+    scheduler: Scheduler, db: Database, retention: Retention | None = None
+) -> None:
+    """Retry-backlog alerts every minute; every hour, the purge of expired request ids, OAuth
+    states and week-old refused-webhook counts, and the retention of finished jobs and handled
+    webhook deliveries."""
+    kept = retention or Retention()
 
     async def backlog() -> None:
         alerted = await alert_retry_backlogs(db)
@@ -29,10 +62,7 @@ def install_housekeeping(scheduler: Scheduler, db: Database) -> None:
             _log.info("retry backlog alert raised for %d tenant(s)", len(alerted))
 
     async def purge() -> None:
-        async with db.system() as session:
-            counts = await purge_expired(session)
-            deleted = await session.execute(_PURGE_REJECTIONS)
-            counts["webhook_rejeicoes"] = int(getattr(deleted, "rowcount", 0) or 0)
+        counts = await purge_old_rows(db, kept)
         if any(counts.values()):
             _log.info("purged %s", counts)
 

@@ -52,8 +52,13 @@ WHATSAPP_SEND = _op("whatsapp_send", "whatsapp_send", "waha")
 # Logout/delete in WAHA after a disconnect WAHA could not take at the time: a WAHA call that
 # must happen, retried like a send.
 WAHA_CLEANUP = _op("waha_cleanup", "whatsapp_send", "waha")
+# A session WAHA reports FAILED: restart, then logout and start (server/whatsapp/recovery.py).
+WAHA_RECOVER = _op("waha_recover", "whatsapp_send", "waha")
 # Meta Lead Ads (server/meta_leads/): webhook deliveries, backfilled and parked leads alike.
 META_LEADGEN = _op("meta_leadgen", "lead_processing", "meta_graph")
+# Disconnecting Meta revokes the app's permissions at Meta (best effort, retried like a
+# token call).
+META_REVOKE = _op("meta_revoke", "oauth_refresh", "meta_graph")
 # Conversions API (server/conversions/): a CRM or Lead Ads event sent to the pixel.
 CAPI_EVENT = _op("capi_event", "capi_event", "meta_capi")
 # Custom Audiences (server/audiences/), all on the spec's audience row: members added to an
@@ -84,7 +89,9 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
             WAHA_EVENT,
             WHATSAPP_SEND,
             WAHA_CLEANUP,
+            WAHA_RECOVER,
             META_LEADGEN,
+            META_REVOKE,
             CAPI_EVENT,
             AUDIENCE_SYNC,
             AUDIENCE_DELETE,

@@ -15,3 +15,7 @@ class SessionNotConnected(FailedPrecondition):
 
 class ContactNotFound(NotFound):
     reason = "CONTACT_NOT_FOUND"
+
+
+class MessageNotFound(NotFound):
+    reason = "MESSAGE_NOT_FOUND"

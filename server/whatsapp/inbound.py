@@ -22,6 +22,8 @@ from server.whatsapp import status as st
 from server.whatsapp import views
 from server.whatsapp.connection import CANAL
 from server.whatsapp.contacts import contact_for_phone
+from server.whatsapp.hidden_senders import contact_for_sender, hidden_id, revealed_phone
+from server.whatsapp.media import media_of
 from server.whatsapp.views import phone_of_chat
 
 # NOTIFY payloads are capped at 8 kB: events carry a preview, the full text is in the row.
@@ -52,17 +54,22 @@ async def store_message(
     external_id = _text(payload.get("id"))
     peer = _text(payload.get("to") if from_me else payload.get("from"))
     phone = phone_of_chat(peer)
-    if not external_id or phone is None:
-        return None  # groups, broadcasts and hidden (@lid) senders are not CRM contacts
+    lid = hidden_id(peer)
+    if not external_id or (phone is None and lid is None):
+        return None  # groups and broadcasts are not CRM contacts
     data = payload.get("_data")
     notify_name = data.get("notifyName") if isinstance(data, Mapping) else None
-    contato_id = await contact_for_phone(
-        tx,
-        row.organizacao_id,
-        phone,
-        name=notify_name if isinstance(notify_name, str) and not from_me else None,
-        owner=row.usuario_id,
-    )
+    name = notify_name if isinstance(notify_name, str) and not from_me else None
+    if lid is not None:
+        # A sender WhatsApp shows only by a hidden id: kept on a contact of that id.
+        contato_id = await contact_for_sender(
+            tx, row.organizacao_id, lid, revealed_phone(payload), name=name, owner=row.usuario_id
+        )
+    else:
+        assert phone is not None
+        contato_id = await contact_for_phone(
+            tx, row.organizacao_id, phone, name=name, owner=row.usuario_id
+        )
     seconds = payload.get("timestamp")
     # The message timestamp is in seconds (the envelope's is in ms).
     sent_at = (
@@ -71,6 +78,7 @@ async def store_message(
         else dt.datetime.now(dt.UTC)
     )
     ack = payload.get("ack")
+    media = media_of(payload)
     inserted = await tx.scalar(
         insert(Message)
         .values(
@@ -81,7 +89,7 @@ async def store_message(
             direcao="outbound" if from_me else "inbound",
             external_id=external_id,
             conteudo=_text(payload.get("body")),
-            tipo="text" if not payload.get("hasMedia") else "media",
+            tipo="text" if media is None else media["kind"],
             status="sent" if from_me else "received",
             ack=ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
             enviado_em=sent_at,
@@ -92,6 +100,7 @@ async def store_message(
                 "type": "chat" if not payload.get("hasMedia") else "media",
                 "source": _text(payload.get("source")) or ("app" if from_me else ""),
                 "reply_to": payload.get("replyTo"),
+                **({"media": media} if media is not None else {}),
             },
         )
         .on_conflict_do_nothing(

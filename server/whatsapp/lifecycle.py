@@ -46,6 +46,7 @@ def apply_status(
     me: WahaMe | None,
     now: dt.datetime,
     max_qr_rotations: int,
+    issued_at: dt.datetime | None = None,
 ) -> Outcome:
     """Move `row` to what `waha_status` means. Late events after a deliberate end are ignored."""
     if row.status in (st.DISCONNECTED, st.FAILED) and row.motivo_desconexao in st.DELIBERATE:
@@ -59,9 +60,19 @@ def apply_status(
     if waha_status == "SCAN_QR_CODE":
         # Each SCAN_QR_CODE is a new QR (WAHA re-emits it on every rotation).
         row.qr_rotacoes = (row.qr_rotacoes or 0) + 1
-        row.ultimo_qr_gerado = now
+        # The QR's life counts from when WAHA issued it (the event's time), not from when
+        # its webhook reached us; never from the future of our clock.
+        row.ultimo_qr_gerado = min(issued_at, now) if issued_at else now
         change = "qr"
-        if row.qr_rotacoes > max_qr_rotations:
+        if was_connected:
+            # Straight from WORKING to a QR: the device was unlinked on the phone (WhatsApp >
+            # Linked devices > Log out); WAHA lost the auth and restarted for a new QR.
+            row.motivo_desconexao = st.LOGGED_OUT_FROM_PHONE
+            row.ultimo_erro = st.UNLINKED_MESSAGE
+            row.desconectado_em = now
+            row.qr_rotacoes = 1
+            change = "status"
+        elif row.qr_rotacoes > max_qr_rotations:
             new, stop = st.FAILED, True
             row.motivo_desconexao = st.QR_TIMEOUT
             row.ultimo_erro = f"qr_expired: no scan after {max_qr_rotations} QR codes"
@@ -89,7 +100,7 @@ def apply_status(
     row.status = new
     if change == "status" and (row.status, row.phone_number, row.phone_name) == before:
         return Outcome(None)
-    dropped = was_connected and new in (st.FAILED, st.DISCONNECTED)
+    dropped = was_connected and new in (st.FAILED, st.DISCONNECTED, st.QR_PENDING)
     return Outcome(change, stop_session=stop, dropped=dropped)
 
 

@@ -22,7 +22,7 @@ from db.models import Message
 from server.bootstrap import Deps
 from server.idempotency import answer_in, idempotent
 from server.interceptors.context import current_caller
-from server.whatsapp import messages, sessions, streaming, views
+from server.whatsapp import media, messages, reading, sessions, streaming, views
 from server.whatsapp.jobs import register_jobs as _register_jobs
 
 SERVICE_NAME = "renove.conexoes.v1.WhatsAppService"
@@ -152,6 +152,23 @@ class WhatsAppServicer(pb_grpc.WhatsAppServiceServicer):
         )
         return pb.ListWhatsAppMessagesResponse(
             messages=[views.message_proto(m) for m in found], next_page_token=token
+        )
+
+    async def GetWhatsAppMessageMedia(
+        self, request: pb.GetWhatsAppMessageMediaRequest, context: Context
+    ) -> pb.GetWhatsAppMessageMediaResponse:
+        found = await media.fetch_media(self.deps, current_caller(), request.message_id)
+        return pb.GetWhatsAppMessageMediaResponse(
+            media=views.media_proto(found.media), data=found.data
+        )
+
+    @idempotent
+    async def MarkWhatsAppConversationRead(
+        self, request: pb.MarkWhatsAppConversationReadRequest, context: Context
+    ) -> pb.MarkWhatsAppConversationReadResponse:
+        done = await reading.mark_read(self.deps, current_caller(), request.contato_id)
+        return pb.MarkWhatsAppConversationReadResponse(
+            marcadas=done.marked, whatsapp_notificado=done.told_whatsapp
         )
 
 

@@ -41,6 +41,8 @@ LOGGED_OUT_FROM_PHONE = "logged_out_from_phone"
 SESSION_FAILED = "session_failed"
 QR_TIMEOUT = "qr_expired"
 SESSION_MISSING = "session_missing"
+# What the owner reads (ultimo_erro) when the device was logged out on the phone.
+UNLINKED_MESSAGE = "logged out from the phone: scan a new QR to reconnect"
 
 # Reasons that end the session on purpose: WAHA's late events (a logout restarts the session
 # and emits SCAN_QR_CODE before the delete lands) must not bring it back to life.

@@ -122,6 +122,9 @@ def message_proto(row: Message) -> pb.WhatsAppMessage:
         erro=str(meta.get("erro") or ""),
         usuario_id=str(row.usuario_id) if row.usuario_id else "",
     )
+    media = meta.get("media")
+    if isinstance(media, dict):
+        out.media.CopyFrom(media_proto(media))
     for name, value in (
         ("timestamp", row.enviado_em or row.criado_em),
         ("criado_em", row.criado_em),
@@ -256,4 +259,14 @@ def watch_response(update: Update) -> pb.WatchWhatsAppStatusResponse:
     return event.derived(
         "whatsapp_status",
         lambda: pb.WatchWhatsAppStatusResponse(session=session_from_json(dict(event.data))),
+    )
+
+
+def media_proto(media: dict[str, Any]) -> pb.WhatsAppMedia:
+    size = media.get("size")
+    return pb.WhatsAppMedia(
+        kind=str(media.get("kind") or ""),
+        mimetype=str(media.get("mimetype") or ""),
+        filename=str(media.get("filename") or ""),
+        size=size if isinstance(size, int) else 0,
     )

@@ -29,6 +29,7 @@ from server.whatsapp import status as st
 from server.whatsapp.cleanup import enqueue_cleanup
 from server.whatsapp.inbound import apply_ack, store_message
 from server.whatsapp.lifecycle import Outcome, announce, apply_status
+from server.whatsapp.recovery import RELINKING, RESTARTING, UNLINKED, on_failed
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -150,18 +151,44 @@ async def apply_session_status(
         return Outcome(None)
     if not stale:
         row.waha_status_em = at
+    before, previous_error = row.status, row.ultimo_erro
     outcome = apply_status(
         row,
         waha_status,
         me=me,
         now=deps.clock.now(),
         max_qr_rotations=deps.settings.whatsapp_max_qr_rotations,
+        issued_at=at,
     )
     if outcome.change is None:
         return outcome
     await announce(tx, row, outcome.change, waha_status=waha_status)
+    if outcome.change == "status":
+        # Changes nobody asked for (connected, dropped, recovered) are audited like requests.
+        await record_audit(
+            tx,
+            Caller(role=Role.SERVICE, tenant_id=row.organizacao_id),
+            "whatsapp.status_changed",
+            entity_type="sessoes_whatsapp",
+            entity_id=row.id,
+            details={
+                "de": before,
+                "para": row.status,
+                "waha_status": waha_status,
+                "motivo_desconexao": row.motivo_desconexao,
+            },
+        )
     if outcome.stop_session:
         await enqueue_cleanup(tx, row, ("stop",))
+    if waha_status == "FAILED":
+        await on_failed(tx, row, previous_error, deps.clock.now())
+    elif waha_status == "SCAN_QR_CODE" and previous_error == RESTARTING:
+        # FAILED, restarted, and WAHA asks for a QR: the auth is gone, the device was
+        # logged out on the phone.
+        row.motivo_desconexao = st.LOGGED_OUT_FROM_PHONE
+        row.ultimo_erro = UNLINKED
+    elif waha_status == "SCAN_QR_CODE" and previous_error == RELINKING:
+        row.ultimo_erro = RELINKING  # the final state: waiting for the owner's new scan
     if outcome.dropped:
         await raise_alert(
             tx,

@@ -127,7 +127,9 @@ async def test_lead_becomes_contact_and_opportunity(
         capi = await session.scalar(
             select(PendingEvent).where(PendingEvent.idempotency_key == f"capi:lead:{leadgen_id}")
         )
-        assert capi is not None and capi.payload["event_name"] == "Lead"
+        # This tenant has no pixel: no Conversions API job is queued to wait for one (with a
+        # pixel, tests/e2e/test_capi_e2e.py follows the Lead to Meta).
+        assert capi is None
     got = await stack.stub.GetLeadFormMapping(
         pb.GetLeadFormMappingRequest(id=mapping.id), metadata=stack.md(admin)
     )

@@ -129,6 +129,84 @@ async def test_open_circuit_alerts_super_admins_and_is_stored(server, db, owner_
     assert resolved and resolved[0].HasField("resolvido_em")
 
 
+async def test_a_provider_down_for_five_minutes_is_one_alert_in_every_replica(
+    server, db, owner_engine
+):
+    clock = ahead_clock()
+    provider = f"prov_{uuid.uuid4().hex[:6]}"
+    # Two replicas, each with its own breaker, both seeing the outage.
+    replicas = [
+        BreakerRegistry(clock, {provider: BreakerConfig(2, 30.0)}, on_transition=BreakerAlerts(db))
+        for _ in range(2)
+    ]
+
+    async def fail(breakers: BreakerRegistry) -> None:
+        with pytest.raises(ProviderServerError):
+            async with breakers.guard(provider):
+                raise ProviderServerError("down", provider=provider, status_code=502)
+
+    for breakers in replicas:
+        for _ in range(2):
+            await fail(breakers)
+    for _ in range(10):  # 5 minutes: every 30 s each replica's half-open probe fails again
+        clock.advance(30)
+        for breakers in replicas:
+            await fail(breakers)
+    for breakers in replicas:
+        await breakers.drain()
+
+    async def mine(**kw: object) -> list[pb.Alert]:
+        response = await _stub(server).ListAlerts(
+            pb.ListAlertsRequest(kind=pb.ALERT_KIND_CIRCUIT_OPEN, page_size=200, **kw),
+            metadata=server.metadata(server.super_admin()),
+        )
+        return [a for a in response.alerts if a.entidade_id == provider]
+
+    alerts = await mine()
+    assert len(alerts) == 1
+    assert alerts[0].ocorrencias == 2 + 2 * 10  # each replica's opening, then every re-open
+    assert alerts[0].ultima_ocorrencia.ToDatetime() > alerts[0].criado_em.ToDatetime()
+
+    # Acknowledged while still down: the next failed probe raises nothing new.
+    await _stub(server).AcknowledgeAlert(
+        pb.AcknowledgeAlertRequest(id=alerts[0].id),
+        metadata=server.metadata(server.super_admin()),
+    )
+    clock.advance(30)
+    await fail(replicas[0])
+    await replicas[0].drain()
+    assert await mine() == []
+    assert len(await mine(incluir_reconhecidos=True)) == 1
+    audited = await rows(
+        owner_engine,
+        "SELECT action, count(*) AS n FROM audit_log WHERE organizacao_id IS NULL"
+        " AND (entity_id = :p OR entity_id = :a) GROUP BY action",
+        p=provider,
+        a=alerts[0].id,
+    )
+    counts = {r.action: r.n for r in audited}
+    # Every transition of both breakers (open, then half-open and open again every 30 s).
+    assert counts["circuit.open"] == 2 + 2 * 10 + 1
+    assert counts["circuit.half_open"] == 2 * 10 + 1
+    assert counts["alert.acknowledged"] == 1
+
+
+async def test_a_repeated_condition_counts_on_its_open_alert(db, make_tenant, owner_engine):
+    tenant = await make_tenant()
+    first = await _alert(db, tenant.id, kind="retry_backlog")
+    again = await _alert(db, tenant.id, kind="retry_backlog")
+    other_user = await _alert(
+        db, tenant.id, audience="user", user=tenant.admin_id, kind="retry_backlog"
+    )
+    assert first is not None and again is None and other_user not in (None, first)
+    stored = await rows(
+        owner_engine,
+        "SELECT details->>'ocorrencias' AS n FROM alerts WHERE id = :i",
+        i=first,
+    )
+    assert stored[0].n == "2"
+
+
 async def test_connection_broken_marks_the_row_and_alerts_admin_and_owner(
     db, make_tenant, owner_engine
 ):
@@ -169,6 +247,14 @@ async def test_connection_broken_marks_the_row_and_alerts_admin_and_owner(
     assert [(a.audience, a.usuario_id, a.kind) for a in alerts] == [
         ("tenant_admin", owner, "token_refresh_failed")
     ]
+    audited = await rows(
+        owner_engine,
+        "SELECT actor_role, action, details->>'erro' AS erro FROM audit_log"
+        " WHERE organizacao_id = :t AND entity_type = 'conexoes_email'",
+        t=tenant.id,
+    )
+    assert [(a.actor_role, a.action) for a in audited] == [("service", "connection.marked_error")]
+    assert "abcdefghijklmnop" not in audited[0].erro
 
 
 async def _next_event(call) -> pb.ConnectionEvent:  # type: ignore[no-untyped-def]
@@ -209,7 +295,7 @@ async def test_watch_events_snapshot_then_events_then_heartbeats(
 
         other = await make_tenant()
         await _alert(db, other.id)  # someone else's: never shown
-        admins_only = await _alert(db, tenant.id)
+        admins_only = await _alert(db, tenant.id, kind="retry_backlog")  # a new condition
         members = await _alert(
             db, tenant.id, audience="user", user=tenant.member_id, kind="token_expiring"
         )

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Alert, Contact, LeadAdsForm, MetaLeadReceived, MetaPage, Opportunity
+from sandbox.graph.seed import USER_ID
 from server.auth.caller import Caller, Role
 from server.meta_leads.backfill import run_backfill
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
@@ -97,7 +98,7 @@ def _reason(exc: grpc.aio.AioRpcError) -> str:
 
 
 async def test_denied_consent_and_state_abuse(
-    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
     tenant = await make_tenant()
     admin = make_caller(tenant, Role.ADMIN)
@@ -123,6 +124,19 @@ async def test_denied_consent_and_state_abuse(
         f"{stack.sidecar_url}/api/v1/conexoes/meta/callback", params={"code": "x", "state": "abc"}
     )
     assert _query(forged.headers["location"])["motivo"] == "STATE_INVALID"
+    async with owner_engine.connect() as conn:
+        failures = (
+            await conn.execute(
+                text(
+                    "SELECT organizacao_id, details->>'reason' AS reason FROM audit_log"
+                    " WHERE action = 'meta.connect_failed'"
+                    " AND (organizacao_id = :t OR organizacao_id IS NULL)"
+                ),
+                {"t": tenant.id},
+            )
+        ).all()
+    # The replay is the tenant's (its state was genuine); a forged state names no tenant.
+    assert (tenant.id, "STATE_REUSED") in failures and (None, "STATE_INVALID") in failures
 
 
 async def test_member_needs_the_grant(
@@ -249,6 +263,154 @@ async def test_token_expired_mid_flow_parks_the_lead_until_reconnect(
     assert contact.telefone == "+5511912345678"
 
 
+async def test_reconnect_with_slow_graph_runs_the_parked_lead_with_fresh_page_tokens(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await _ready(stack, tenant, admin, owner_engine)
+    await stack.control("tokens/expire", {})
+    leadgen_id = await stack.submit({**LEAD, "email": "slow@example.com"})
+    await stack.drain()
+
+    async def connection_status() -> int:
+        got = await stack.stub.GetMetaConnection(
+            pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
+        )
+        return got.connection.status
+
+    async def expired() -> bool | None:
+        return (
+            True if await connection_status() == resources_pb2.CONNECTION_STATUS_EXPIRED else None
+        )
+
+    await poll(expired)
+    # Every Graph call of the reconnect (code exchange, token debug, page tokens) takes 0.5 s.
+    await stack.control("latency", {"seconds": 0.5})
+    landed = await stack.authorize(admin)
+    assert _query(landed)["status"] == "ok"
+    contact = await _wait_contact(stack, admin, "slow@example.com")
+    assert contact.telefone == "+5511912345678"
+    assert await connection_status() == resources_pb2.CONNECTION_STATUS_ACTIVE
+
+    async def completed() -> bool | None:
+        # The handler's transaction lands before the worker records the job completed.
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            job_status = await session.scalar(
+                text("SELECT status FROM eventos_pendentes WHERE idempotency_key = :k"),
+                {"k": f"meta_leadgen:{leadgen_id}"},
+            )
+        return True if job_status == "completed" else None
+
+    await poll(completed)
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        # Marked expired once, by the first attempt (its alert now resolved); a run with a
+        # dead page token after the reconnect would have raised a second one.
+        alerts = list(
+            await session.scalars(select(Alert).where(Alert.kind == "meta_token_expired"))
+        )
+    assert len(alerts) == 1 and alerts[0].details.get("resolvido_em")
+
+
+async def test_a_lead_before_its_mapping_becomes_an_opportunity_once_mapped(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    funil, etapa, _ = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    leadgen_id = await stack.submit({**LEAD, "email": "early@example.com"})
+
+    async def recorded_unmapped() -> bool | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            row = await session.scalar(
+                select(MetaLeadReceived).where(MetaLeadReceived.leadgen_id == leadgen_id)
+            )
+        return True if row is not None and row.status == "sem_mapeamento" else None
+
+    await poll(recorded_unmapped)
+    assert await _contact(stack, admin, "early@example.com") is None
+
+    await stack.map_form(admin, funil, etapa, owner=tenant.admin_id)
+    contact = await _wait_contact(stack, admin, "early@example.com")
+
+    async def processed() -> MetaLeadReceived | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            row = await session.scalar(
+                select(MetaLeadReceived).where(MetaLeadReceived.leadgen_id == leadgen_id)
+            )
+        return row if row is not None and row.oportunidade_id is not None else None
+
+    ledger = await poll(processed)
+    assert ledger.contato_id == contact.id and ledger.status != "sem_mapeamento"
+    await stack.control(f"leads/{leadgen_id}/webhook")  # Meta delivers it again
+    await stack.drain()
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opportunities = list(
+            await session.scalars(select(Opportunity).where(Opportunity.contato_id == contact.id))
+        )
+        capi_jobs = await session.scalar(
+            text("SELECT count(*) FROM eventos_pendentes WHERE operacao = 'capi_event'")
+        )
+    assert [o.etapa_id for o in opportunities] == [etapa]  # once
+    assert capi_jobs == 0  # no pixel configured: no Conversions API job waits for one
+
+
+async def test_a_repeat_lead_keeps_the_owner_and_lands_on_the_open_opportunity(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    admin = make_caller(tenant, Role.ADMIN)
+    funil, etapa, _ = await _ready(stack, tenant, admin, owner_engine)
+    first = await stack.submit({**LEAD, "email": "repeat@example.com"})
+    contact = await _wait_contact(stack, admin, "repeat@example.com")
+    # The CRM gave the contact to the member since.
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text("UPDATE contatos SET owner_id = :m WHERE id = :c"),
+            {"m": tenant.member_id, "c": contact.id},
+        )
+
+    async def ledger(leadgen_id: str) -> MetaLeadReceived | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            found: MetaLeadReceived | None = await session.scalar(
+                select(MetaLeadReceived).where(MetaLeadReceived.leadgen_id == leadgen_id)
+            )
+        return found
+
+    original = await poll(lambda: ledger(first))
+    second = await stack.submit({**LEAD, "email": "repeat@example.com", "full_name": "Ana S."})
+    again = await poll(lambda: ledger(second))
+    assert again.oportunidade_id == original.oportunidade_id  # recorded on the open one
+    assert again.owner_id == tenant.member_id  # the contact's owner, not the form's
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opportunities = list(
+            await session.scalars(select(Opportunity).where(Opportunity.contato_id == contact.id))
+        )
+        tagged = await session.get(Contact, contact.id, populate_existing=True)
+    assert len(opportunities) == 1 and opportunities[0].funil_id == funil
+    assert tagged is not None and "lead-repetido" in tagged.tags
+
+    # Once that opportunity is closed, the next lead opens a new one, for the contact's owner.
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text("UPDATE oportunidades SET status = 'won' WHERE contato_id = :c"),
+            {"c": contact.id},
+        )
+    third = await stack.submit({**LEAD, "email": "repeat@example.com"})
+    fresh = await poll(lambda: ledger(third))
+    assert fresh.oportunidade_id not in (None, original.oportunidade_id)
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opened = await session.get(Opportunity, fresh.oportunidade_id)
+    assert opened is not None and opened.owner_id == tenant.member_id and opened.etapa_id == etapa
+
+
 async def test_graph_5xx_is_retried(
     stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
 ) -> None:
@@ -311,8 +473,18 @@ async def test_disconnect_deactivates_pages_and_mappings(
     tenant = await make_tenant()
     admin = make_caller(tenant, Role.ADMIN)
     await _ready(stack, tenant, admin, owner_engine)
+    connected = await stack.stub.GetMetaConnection(
+        pb.GetMetaConnectionRequest(), metadata=stack.md(admin)
+    )
+    assert connected.connection.meta_user_email == "marketing@renove.example"  # email scope
     done = await stack.stub.DisconnectMeta(pb.DisconnectMetaRequest(), metadata=stack.md(admin))
     assert done.connection.status == resources_pb2.CONNECTION_STATUS_DISCONNECTED
+
+    async def revoked_at_meta() -> list[str] | None:
+        world = (await stack.http.get(f"{stack.graph_url}/_control/world")).json()
+        return world["revoked_apps"] or None
+
+    assert await poll(revoked_at_meta) == [USER_ID]  # DELETE /me/permissions, by a job
     async with stack.server.deps.db.unit_of_work(admin) as session:
         pages = list(await session.scalars(select(MetaPage)))
         forms = list(await session.scalars(select(LeadAdsForm)))

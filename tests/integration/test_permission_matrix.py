@@ -78,6 +78,8 @@ OVERRIDES = {
     "UpdatePlatformCredentials": "super_admin",
     "ListAuditLog": "admin_or_platform",
     "ListCircuitBreakers": "admin_or_platform",
+    "GetRetrySettings": "admin",
+    "UpdateRetrySettings": "admin",
     "ListAlerts": "user_or_platform",
     "AcknowledgeAlert": "user_or_platform",
     "WatchEvents": "feed",

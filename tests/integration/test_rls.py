@@ -33,6 +33,7 @@ DEFINER_FUNCTIONS = {
     "app_list_tenants",
     "app_ensure_identity",
     "app_purge_outbox",
+    "app_purge_webhook_inbox",
 }
 TENANT_ORDER = [t.name for t in metadata.sorted_tables if t.name in TENANT_TABLES]
 APPEND_ONLY = {"audit_log"}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 from sqlalchemy import text
 
 from server.resilience.alerts import alert_retry_backlogs
 from server.resilience.clock import FakeClock
-from server.resilience.housekeeping import install_housekeeping
+from server.resilience.housekeeping import Retention, install_housekeeping, purge_old_rows
 from server.resilience.queue import purge_expired
 from server.resilience.scheduler import Scheduler
 from tests.support.jobs import rows
@@ -177,3 +178,72 @@ async def test_purge_drops_old_request_ids_states_and_finished_jobs(db, make_ten
     assert [r.request_id for r in left] == [new_rid]
     assert await rows(owner_engine, "SELECT 1 FROM oauth_states WHERE nonce = :n", n=state) == []
     assert await rows(owner_engine, "SELECT 1 FROM eventos_pendentes WHERE id = :i", i=job) == []
+
+
+async def test_retention_keeps_what_is_not_handled_yet(db, make_tenant, owner_engine):
+    tenant = await make_tenant()
+    tag = uuid.uuid4().hex[:8]
+    # (name, days old, verdict, processed, a job of its own still pending)
+    inbox = [
+        ("old_processed", 12, "accepted", True, False),
+        ("old_rejected", 12, "rejected", False, False),
+        ("old_done_by_job", 12, "accepted", False, False),
+        ("old_waiting", 12, "accepted", False, True),
+        ("recent", 2, "accepted", True, False),
+    ]
+    ids = {}
+    async with owner_engine.begin() as conn:
+        for name, age, verdict, processed, waiting in inbox:
+            ids[name] = await conn.scalar(
+                text(
+                    "INSERT INTO webhook_inbox (organizacao_id, provider, provider_event_id,"
+                    " body, verdict, received_at, processed_at) VALUES (:t, 'test', :e, 'x', :v,"
+                    " now() - make_interval(days => :d),"
+                    " CASE WHEN :p THEN now() - make_interval(days => :d) END) RETURNING id"
+                ),
+                {"t": tenant.id, "e": f"{tag}-{name}", "v": verdict, "d": age, "p": processed},
+            )
+            if waiting:
+                await conn.execute(
+                    text(
+                        "INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino,"
+                        " payload, proxima_tentativa) VALUES (:t, 'x', 'test.retention', '',"
+                        " jsonb_build_object('inbox_id', CAST(:i AS text)),"
+                        " now() + interval '1 hour')"
+                    ),
+                    {"t": tenant.id, "i": str(ids[name])},
+                )
+        jobs = {}
+        for status in ("completed", "failed"):
+            jobs[status] = await conn.scalar(
+                text(
+                    "INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino,"
+                    " payload, status) VALUES (:t, 'x', 'test.retention', '', '{}', :s)"
+                    " RETURNING id"
+                ),
+                {"t": tenant.id, "s": status},
+            )
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        await conn.execute(
+            text(
+                "UPDATE eventos_pendentes SET atualizado_em = now() - interval '12 days'"
+                " WHERE id = ANY(:i)"
+            ),
+            {"i": list(jobs.values())},
+        )
+
+    counts = await purge_old_rows(
+        db, Retention(finished_jobs=dt.timedelta(days=10), webhook_inbox=dt.timedelta(days=10))
+    )
+    assert counts["webhook_inbox"] >= 3 and counts["jobs"] >= 1
+    left = await rows(
+        owner_engine, "SELECT id FROM webhook_inbox WHERE organizacao_id = :t", t=tenant.id
+    )
+    assert {r.id for r in left} == {ids["old_waiting"], ids["recent"]}
+    left_jobs = await rows(
+        owner_engine,
+        "SELECT status FROM eventos_pendentes WHERE organizacao_id = :t AND id = ANY(:i)",
+        t=tenant.id,
+        i=list(jobs.values()),
+    )
+    assert [j.status for j in left_jobs] == ["failed"]  # a dead letter waits for an admin

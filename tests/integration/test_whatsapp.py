@@ -183,6 +183,207 @@ async def test_inbound_phone_sent_reply_and_acks(
     assert status.total_mensagens_recebidas == 1 and status.total_mensagens_enviadas == 2
 
 
+async def test_marking_a_conversation_read_tells_waha_and_clears_the_count(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880006")
+    for body in ("Oi", "Ainda ai?"):
+        await stack.control(
+            f"sessions/{name}/inbound", {"from": "5511977770006", "body": body, "pushName": "C"}
+        )
+
+    async def two_unread() -> pb.WhatsAppConversation | None:
+        found = await _conversations(stack, member)
+        return found[0] if found and found[0].nao_lidas == 2 else None
+
+    conversation = await poll(two_unread)
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # not their conversation
+        await stack.stub().MarkWhatsAppConversationRead(
+            pb.MarkWhatsAppConversationReadRequest(contato_id=conversation.contato_id),
+            metadata=stack.md(other),
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    done = await stack.stub().MarkWhatsAppConversationRead(
+        pb.MarkWhatsAppConversationReadRequest(contato_id=conversation.contato_id),
+        metadata=stack.md(member),
+    )
+    assert done.marcadas == 2 and done.whatsapp_notificado
+    (seen,) = [s for s in await stack.control_get("seen") if s["session"] == name]
+    assert seen["chatId"] == "5511977770006@c.us" and len(seen["messageIds"]) == 2
+    assert (await _conversations(stack, member))[0].nao_lidas == 0
+    again = await stack.stub().MarkWhatsAppConversationRead(
+        pb.MarkWhatsAppConversationReadRequest(contato_id=conversation.contato_id),
+        metadata=stack.md(member),
+    )
+    assert again.marcadas == 0
+
+
+async def test_unlinking_from_the_phone_is_told_apart_and_alerted(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880007")
+    await stack.control(f"sessions/{name}/unlink", {"as": "SCAN_QR_CODE"})
+    dropped = await stack.wait_status(member, pb.WAHA_SESSION_STATUS_QR_PENDING)
+    assert dropped.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_LOGGED_OUT_FROM_PHONE
+    assert dropped.HasField("desconectado_em")
+    async with owner_engine.connect() as conn:
+        alerts = (
+            await conn.execute(
+                text("SELECT usuario_id, kind, message FROM alerts WHERE organizacao_id = :t"),
+                {"t": tenant.id},
+            )
+        ).all()
+    assert [(a.usuario_id, a.kind) for a in alerts] == [(tenant.member_id, "connection_lost")]
+    assert "logged_out_from_phone" in alerts[0].message
+
+    # The other way WAHA shows it: FAILED, and after our restart a QR (the auth is gone).
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    second = await stack.connect(other, "5511988880012")
+    await stack.control(f"sessions/{second}/unlink", {"as": "FAILED"})
+
+    async def unlinked() -> pb.WhatsAppSession | None:
+        now = await stack.status(other)
+        told = now.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_LOGGED_OUT_FROM_PHONE
+        return now if now.status == pb.WAHA_SESSION_STATUS_QR_PENDING and told else None
+
+    shown = await poll(unlinked)
+    assert "logged out from the phone" in shown.ultimo_erro
+    qr = await stack.stub().GetWhatsAppQrCode(
+        pb.GetWhatsAppQrCodeRequest(), metadata=stack.md(member)
+    )
+    assert qr.qr_code.startswith("data:image/png;base64,")  # a new QR to link again
+
+
+async def test_a_hidden_id_sender_is_kept_then_merged_when_the_phone_shows(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880008")
+    lid = f"{uuid.uuid4().int % 10**15}@lid"
+    await stack.control(
+        f"sessions/{name}/inbound", {"from": lid, "body": "Oi, vi o anuncio", "pushName": "Lia"}
+    )
+
+    async def one_conversation() -> pb.WhatsAppConversation | None:
+        found = await _conversations(stack, member)
+        return found[0] if found else None
+
+    hidden = await poll(one_conversation)
+    assert hidden.phone_number == "" and hidden.contato_nome == "Lia" and hidden.nao_lidas == 1
+    assert (await stack.status(member)).total_mensagens_recebidas == 1  # counted
+
+    # WhatsApp later reveals the sender's phone: one contact, with both messages.
+    await stack.control(
+        f"sessions/{name}/inbound",
+        {"from": lid, "body": "Meu numero", "pushName": "Lia", "senderPn": "5511977770008"},
+    )
+
+    async def merged() -> pb.WhatsAppConversation | None:
+        found = await _conversations(stack, member)
+        return found[0] if len(found) == 1 and found[0].nao_lidas == 2 else None
+
+    conversation = await poll(merged)
+    assert conversation.phone_number == "+5511977770008"
+    async with owner_engine.connect() as conn:
+        contacts = (
+            await conn.execute(
+                text(
+                    "SELECT telefone, whatsapp_lid, deletado_em IS NULL AS live FROM contatos"
+                    " WHERE organizacao_id = :t ORDER BY criado_em"
+                ),
+                {"t": tenant.id},
+            )
+        ).all()
+    assert [(c.telefone, c.whatsapp_lid, c.live) for c in contacts if c.live] == [
+        ("+5511977770008", lid, True)
+    ]
+
+
+async def test_a_media_message_keeps_its_file_facts_and_is_retrievable(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880009")
+    pdf = b"%PDF-1.4 proposta " + bytes(range(256))
+    await stack.control(
+        f"sessions/{name}/inbound",
+        {
+            "from": "5511977770009",
+            "body": "Segue a proposta",
+            "media": {
+                "mimetype": "application/pdf",
+                "filename": "proposta.pdf",
+                "data": base64.b64encode(pdf).decode(),
+            },
+        },
+    )
+
+    async def stored() -> pb.WhatsAppMessage | None:
+        found = await _conversations(stack, member)
+        if not found:
+            return None
+        listed = await stack.stub().ListWhatsAppMessages(
+            pb.ListWhatsAppMessagesRequest(contato_id=found[0].contato_id),
+            metadata=stack.md(member),
+        )
+        return listed.messages[0] if listed.messages else None
+
+    message = await poll(stored)
+    assert message.body == "Segue a proposta"  # the caption
+    assert (message.media.kind, message.media.mimetype, message.media.filename) == (
+        "document",
+        "application/pdf",
+        "proposta.pdf",
+    )
+    assert message.media.size == len(pdf)
+    got = await stack.stub().GetWhatsAppMessageMedia(
+        pb.GetWhatsAppMessageMediaRequest(message_id=message.id), metadata=stack.md(member)
+    )
+    assert got.data == pdf and got.media.mimetype == "application/pdf"
+
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # not their conversation
+        await stack.stub().GetWhatsAppMessageMedia(
+            pb.GetWhatsAppMessageMediaRequest(message_id=message.id), metadata=stack.md(other)
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_failed_session_is_restarted_then_relinked_as_waha_advises(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    tenant = await make_tenant(members=2)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880010")
+    await stack.control(f"sessions/{name}/drop", {"status": "FAILED", "auth": "keep"})
+
+    async def restarted() -> bool | None:
+        requests = await stack.control_get("requests")
+        return True if any(r["path"].endswith(f"{name}/restart") for r in requests) else None
+
+    await poll(restarted)  # the restart brings it back
+    back = await stack.wait_status(member, pb.WAHA_SESSION_STATUS_CONNECTED)
+    assert back.phone_number == "+5511988880010"
+
+    other = make_caller(tenant, Role.MEMBER, user=tenant.members[1])
+    name = await stack.connect(other, "5511988880011")
+    await stack.control(f"sessions/{name}/drop", {"status": "FAILED", "auth": "broken"})
+    # The restart fails again: logout and start give a new QR, and the session says why.
+    final = await stack.wait_status(other, pb.WAHA_SESSION_STATUS_QR_PENDING)
+    assert "scan a new QR" in final.ultimo_erro
+    requests = await stack.control_get("requests")
+    calls = [r["path"] for r in requests if name in r["path"]]
+    assert any(p.endswith("/restart") for p in calls) and any(p.endswith("/logout") for p in calls)
+
+
 async def test_member_cannot_touch_another_members_session(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:
@@ -236,6 +437,18 @@ async def test_qr_rotations_without_scan_stop_the_session(
     assert failed.motivo_desconexao == pb.WAHA_DISCONNECT_REASON_QR_TIMEOUT
     assert "qr_expired" in failed.ultimo_erro
     await wait_waha_status(stack, name, "STOPPED")  # the cleanup job stopped it in WAHA
+    async with owner_engine.connect() as conn:
+        changes = (
+            await conn.execute(
+                text(
+                    "SELECT actor_role, details->>'para' AS para, details->>'motivo_desconexao'"
+                    " AS motivo FROM audit_log WHERE organizacao_id = :t"
+                    " AND action = 'whatsapp.status_changed'"
+                ),
+                {"t": tenant.id},
+            )
+        ).all()
+    assert ("service", "failed", "qr_expired") in changes  # the automatic change is audited
     # "Gerar novo QR" starts a new round.
     qr = await stack.stub().GetWhatsAppQrCode(
         pb.GetWhatsAppQrCodeRequest(gerar_novo=True), metadata=stack.md(member)

@@ -258,6 +258,32 @@ async def test_faults_rate_limit_then_server_error(graph: httpx.AsyncClient) -> 
     assert all(e["query"].get("access_token") in (None, "[redacted]") for e in log)
 
 
+async def test_removing_the_app_kills_every_token_of_the_person(
+    graph: httpx.AsyncClient,
+) -> None:
+    token = await _user_token(graph)
+    removed = await graph.delete(f"{V}/me/permissions", params={"access_token": token})
+    assert removed.status_code == 200 and removed.json() == {"success": True}
+    dead = await graph.get(f"{V}/me", params={"access_token": token})
+    assert dead.json()["error"]["code"] == 190
+    assert dead.json()["error"]["error_subcode"] == 458
+    world = (await graph.get("/graph/_control/world")).json()
+    assert world["revoked_apps"] == [seed.USER_ID]
+
+
+async def test_latency_slows_every_graph_call(
+    graph: httpx.AsyncClient,
+) -> None:
+    token = await _user_token(graph)
+    bad = await graph.post("/graph/_control/latency", json={"seconds": -1})
+    assert bad.status_code == 400
+    await graph.post("/graph/_control/latency", json={"seconds": 0.2})
+    slow = await graph.get(f"{V}/me", params={"access_token": token})
+    assert slow.status_code == 200 and slow.elapsed.total_seconds() >= 0.2
+    off = await graph.post("/graph/_control/latency", json={"seconds": 0})
+    assert off.json() == {"seconds": 0.0}
+
+
 async def test_leadgen_webhook_is_signed_with_big_int_ids(graph: httpx.AsyncClient) -> None:
     async with run_fault_server() as receiver:
         receiver.script([Reply.error(500), Reply.json({})], path="/webhooks/meta-leads")

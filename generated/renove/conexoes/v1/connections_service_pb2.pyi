@@ -88,6 +88,8 @@ class _PlatformProviderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Plat
     """WAHA Plus instance."""
     PLATFORM_PROVIDER_INSTAGRAM_APP: _PlatformProvider.ValueType  # 4
     """Instagram app (Instagram Login)."""
+    PLATFORM_PROVIDER_MAILER: _PlatformProvider.ValueType  # 5
+    """The platform mailer: the SMTP account alerts are e-mailed from."""
 
 class PlatformProvider(_PlatformProvider, metaclass=_PlatformProviderEnumTypeWrapper):
     """Platform app whose credentials the super admin manages."""
@@ -102,6 +104,8 @@ PLATFORM_PROVIDER_WAHA: PlatformProvider.ValueType  # 3
 """WAHA Plus instance."""
 PLATFORM_PROVIDER_INSTAGRAM_APP: PlatformProvider.ValueType  # 4
 """Instagram app (Instagram Login)."""
+PLATFORM_PROVIDER_MAILER: PlatformProvider.ValueType  # 5
+"""The platform mailer: the SMTP account alerts are e-mailed from."""
 Global___PlatformProvider: _TypeAlias = PlatformProvider  # noqa: Y015
 
 class _CredentialSource:
@@ -747,6 +751,94 @@ class InstagramAppCredentialsUpdate(_message.Message):
 Global___InstagramAppCredentialsUpdate: _TypeAlias = InstagramAppCredentialsUpdate  # noqa: Y015
 
 @_typing.final
+class MailerCredentials(_message.Message):
+    """The platform mailer as read back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_SET_FIELD_NUMBER: _builtins.int
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    SUPER_ADMIN_EMAILS_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """SMTP submission host."""
+    port: _builtins.int
+    """SMTP port (587 STARTTLS, 465 implicit TLS)."""
+    username: _builtins.str
+    """SMTP user name."""
+    password_set: _builtins.bool
+    """True when a password is set."""
+    from_address: _builtins.str
+    """Sender address of the alert e-mails."""
+    @_builtins.property
+    def super_admin_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who receives the platform's own alerts (breaker open, platform credential rejected)."""
+
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        username: _builtins.str = ...,
+        password_set: _builtins.bool = ...,
+        from_address: _builtins.str = ...,
+        super_admin_emails: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_address", b"from_address", "host", b"host", "password_set", b"password_set", "port", b"port", "super_admin_emails", b"super_admin_emails", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailerCredentials: _TypeAlias = MailerCredentials  # noqa: Y015
+
+@_typing.final
+class MailerCredentialsUpdate(_message.Message):
+    """The platform mailer's settings to write."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    SUPER_ADMIN_EMAILS_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """SMTP submission host."""
+    port: _builtins.int
+    """SMTP port (587 STARTTLS, 465 implicit TLS); 0 leaves it unchanged."""
+    username: _builtins.str
+    """SMTP user name."""
+    password: _builtins.str
+    """SMTP password; write-only."""
+    from_address: _builtins.str
+    """Sender address of the alert e-mails."""
+    @_builtins.property
+    def super_admin_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who receives the platform's own alerts."""
+
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
+        from_address: _builtins.str = ...,
+        super_admin_emails: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_address", b"from_address", "host", b"host", "password", b"password", "port", b"port", "super_admin_emails", b"super_admin_emails", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailerCredentialsUpdate: _TypeAlias = MailerCredentialsUpdate  # noqa: Y015
+
+@_typing.final
 class PlatformCredentials(_message.Message):
     """A provider's platform credentials as read back."""
 
@@ -758,6 +850,7 @@ class PlatformCredentials(_message.Message):
     GOOGLE_APP_FIELD_NUMBER: _builtins.int
     WAHA_FIELD_NUMBER: _builtins.int
     INSTAGRAM_APP_FIELD_NUMBER: _builtins.int
+    MAILER_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_BY_FIELD_NUMBER: _builtins.int
     provider: Global___PlatformProvider.ValueType
@@ -781,6 +874,10 @@ class PlatformCredentials(_message.Message):
         """PLATFORM_PROVIDER_INSTAGRAM_APP."""
 
     @_builtins.property
+    def mailer(self) -> Global___MailerCredentials:
+        """For PLATFORM_PROVIDER_MAILER."""
+
+    @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When they were last changed by a super admin."""
 
@@ -797,14 +894,15 @@ class PlatformCredentials(_message.Message):
         google_app: Global___GoogleAppCredentials | None = ...,
         waha: Global___WahaCredentials | None = ...,
         instagram_app: Global___InstagramAppCredentials | None = ...,
+        mailer: Global___MailerCredentials | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         updated_by: _resources_pb2.UserRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "settings", b"settings", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "settings", b"settings", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "provider", b"provider", "settings", b"settings", "source", b"source", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "provider", b"provider", "settings", b"settings", "source", b"source", "updated_at", b"updated_at", "updated_by", b"updated_by", "waha", b"waha"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app"]  # noqa: Y015
+    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app", "mailer"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_settings) -> _WhichOneofReturnType_settings | None: ...
 
@@ -1084,6 +1182,8 @@ class Alert(_message.Message):
     RECONHECIDO_EM_FIELD_NUMBER: _builtins.int
     RECONHECIDO_POR_FIELD_NUMBER: _builtins.int
     RESOLVIDO_EM_FIELD_NUMBER: _builtins.int
+    OCORRENCIAS_FIELD_NUMBER: _builtins.int
+    ULTIMA_OCORRENCIA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Alert id (uuid)."""
     kind: Global___AlertKind.ValueType
@@ -1100,6 +1200,10 @@ class Alert(_message.Message):
     """Entity type concerned ("eventos_pendentes", "conexoes_google", ...)."""
     entidade_id: _builtins.str
     """Entity id concerned."""
+    ocorrencias: _builtins.int
+    """How many times the condition was reported while this alert stayed open (1 when raised;
+    a repeat updates the open alert instead of raising another).
+    """
     @_builtins.property
     def usuario(self) -> _resources_pb2.UserRef:
         """User concerned (owner of the connection), if any."""
@@ -1124,6 +1228,10 @@ class Alert(_message.Message):
     def resolvido_em(self) -> _timestamp_pb2.Timestamp:
         """When the condition cleared (circuit closed, connection recovered)."""
 
+    @_builtins.property
+    def ultima_ocorrencia(self) -> _timestamp_pb2.Timestamp:
+        """When the condition was last reported (criado_em until it repeats)."""
+
     def __init__(
         self,
         *,
@@ -1141,10 +1249,12 @@ class Alert(_message.Message):
         reconhecido_em: _timestamp_pb2.Timestamp | None = ...,
         reconhecido_por: _resources_pb2.UserRef | None = ...,
         resolvido_em: _timestamp_pb2.Timestamp | None = ...,
+        ocorrencias: _builtins.int = ...,
+        ultima_ocorrencia: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["criado_em", b"criado_em", "detalhes", b"detalhes", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "usuario", b"usuario"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["criado_em", b"criado_em", "detalhes", b"detalhes", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "ultima_ocorrencia", b"ultima_ocorrencia", "usuario", b"usuario"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_type", b"connection_type", "criado_em", b"criado_em", "detalhes", b"detalhes", "entidade_id", b"entidade_id", "entidade_tipo", b"entidade_tipo", "id", b"id", "kind", b"kind", "mensagem", b"mensagem", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "severity", b"severity", "titulo", b"titulo", "usuario", b"usuario"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_type", b"connection_type", "criado_em", b"criado_em", "detalhes", b"detalhes", "entidade_id", b"entidade_id", "entidade_tipo", b"entidade_tipo", "id", b"id", "kind", b"kind", "mensagem", b"mensagem", "ocorrencias", b"ocorrencias", "reconhecido_em", b"reconhecido_em", "reconhecido_por", b"reconhecido_por", "resolvido_em", b"resolvido_em", "severity", b"severity", "titulo", b"titulo", "ultima_ocorrencia", b"ultima_ocorrencia", "usuario", b"usuario"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1529,6 +1639,7 @@ class UpdatePlatformCredentialsRequest(_message.Message):
     GOOGLE_APP_FIELD_NUMBER: _builtins.int
     WAHA_FIELD_NUMBER: _builtins.int
     INSTAGRAM_APP_FIELD_NUMBER: _builtins.int
+    MAILER_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     provider: Global___PlatformProvider.ValueType
@@ -1552,6 +1663,10 @@ class UpdatePlatformCredentialsRequest(_message.Message):
         """For PLATFORM_PROVIDER_INSTAGRAM_APP."""
 
     @_builtins.property
+    def mailer(self) -> Global___MailerCredentialsUpdate:
+        """For PLATFORM_PROVIDER_MAILER."""
+
+    @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths to write ("meta_app.app_id", "meta_app.app_secret", ...); empty = every non-empty
         field given. A path with an empty value clears it (back to the environment default).
@@ -1565,14 +1680,15 @@ class UpdatePlatformCredentialsRequest(_message.Message):
         google_app: Global___GoogleAppCredentialsUpdate | None = ...,
         waha: Global___WahaCredentialsUpdate | None = ...,
         instagram_app: Global___InstagramAppCredentialsUpdate | None = ...,
+        mailer: Global___MailerCredentialsUpdate | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "meta_app", b"meta_app", "provider", b"provider", "request_id", b"request_id", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_app", b"google_app", "instagram_app", b"instagram_app", "mailer", b"mailer", "meta_app", b"meta_app", "provider", b"provider", "request_id", b"request_id", "settings", b"settings", "update_mask", b"update_mask", "waha", b"waha"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app"]  # noqa: Y015
+    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["meta_app", "google_app", "waha", "instagram_app", "mailer"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_settings) -> _WhichOneofReturnType_settings | None: ...
 
@@ -2165,3 +2281,134 @@ class WatchEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class RetrySettings(_message.Message):
+    """A tenant's retry settings (the spec's `retry_config`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPI_MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    WEBHOOK_MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    DESATIVAR_RETRY_CAPI_FIELD_NUMBER: _builtins.int
+    capi_max_retries: _builtins.int
+    """Attempts of a Conversions API event, 1-10; 0 = the default policy (5)."""
+    webhook_max_retries: _builtins.int
+    """Attempts of an outbound webhook delivery, 1-10; 0 = the default policy (3)."""
+    desativar_retry_capi: _builtins.bool
+    """True: a Conversions API event gets one attempt (wins over capi_max_retries)."""
+    def __init__(
+        self,
+        *,
+        capi_max_retries: _builtins.int = ...,
+        webhook_max_retries: _builtins.int = ...,
+        desativar_retry_capi: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capi_max_retries", b"capi_max_retries", "desativar_retry_capi", b"desativar_retry_capi", "webhook_max_retries", b"webhook_max_retries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetrySettings: _TypeAlias = RetrySettings  # noqa: Y015
+
+@_typing.final
+class GetRetrySettingsRequest(_message.Message):
+    """Request of GetRetrySettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRetrySettingsRequest: _TypeAlias = GetRetrySettingsRequest  # noqa: Y015
+
+@_typing.final
+class GetRetrySettingsResponse(_message.Message):
+    """Response of GetRetrySettings; the HTTP body is `retry_settings`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRY_SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def retry_settings(self) -> Global___RetrySettings:
+        """The tenant's settings."""
+
+    def __init__(
+        self,
+        *,
+        retry_settings: Global___RetrySettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRetrySettingsResponse: _TypeAlias = GetRetrySettingsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRetrySettingsRequest(_message.Message):
+    """Request of UpdateRetrySettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRY_SETTINGS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    @_builtins.property
+    def retry_settings(self) -> Global___RetrySettings:
+        """The new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths to write ("capi_max_retries", ...); empty = every field. A count written as 0
+        goes back to the default policy.
+        """
+
+    def __init__(
+        self,
+        *,
+        retry_settings: Global___RetrySettings | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "retry_settings", b"retry_settings", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRetrySettingsRequest: _TypeAlias = UpdateRetrySettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateRetrySettingsResponse(_message.Message):
+    """Response of UpdateRetrySettings; the HTTP body is `retry_settings`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRY_SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def retry_settings(self) -> Global___RetrySettings:
+        """The tenant's settings now."""
+
+    def __init__(
+        self,
+        *,
+        retry_settings: Global___RetrySettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry_settings", b"retry_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRetrySettingsResponse: _TypeAlias = UpdateRetrySettingsResponse  # noqa: Y015

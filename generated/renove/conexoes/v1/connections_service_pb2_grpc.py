@@ -94,6 +94,16 @@ class ConnectionsServiceStub:
                 request_serializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetIntegrationHealthRequest.SerializeToString,
                 response_deserializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetIntegrationHealthResponse.FromString,
                 _registered_method=True)
+        self.GetRetrySettings = channel.unary_unary(
+                '/renove.conexoes.v1.ConnectionsService/GetRetrySettings',
+                request_serializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetRetrySettingsRequest.SerializeToString,
+                response_deserializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetRetrySettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateRetrySettings = channel.unary_unary(
+                '/renove.conexoes.v1.ConnectionsService/UpdateRetrySettings',
+                request_serializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.UpdateRetrySettingsRequest.SerializeToString,
+                response_deserializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.UpdateRetrySettingsResponse.FromString,
+                _registered_method=True)
         self.ListCircuitBreakers = channel.unary_unary(
                 '/renove.conexoes.v1.ConnectionsService/ListCircuitBreakers',
                 request_serializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.ListCircuitBreakersRequest.SerializeToString,
@@ -230,6 +240,25 @@ class ConnectionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRetrySettings(self, request, context):
+        """Admin: the tenant's retry settings (`configuracoes_tenant.configuracoes_extra.retry_config`);
+        a field at 0 / false follows the spec's default policy.
+        Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRetrySettings(self, request, context):
+        """Admin: changes the tenant's retry settings; the workers apply them within a minute.
+        Errors: INVALID_ARGUMENT (field violations) for a count outside [1, 10] or an unknown
+        update_mask path, and nothing changes; PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for
+        members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCircuitBreakers(self, request, context):
         """Admin: the state of each provider's circuit breaker (meta_capi, meta_audiences, waha,
         google_calendar, gmail, instagram, smtp, ...).
@@ -334,6 +363,16 @@ def add_ConnectionsServiceServicer_to_server(servicer, server):
                     servicer.GetIntegrationHealth,
                     request_deserializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetIntegrationHealthRequest.FromString,
                     response_serializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetIntegrationHealthResponse.SerializeToString,
+            ),
+            'GetRetrySettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRetrySettings,
+                    request_deserializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetRetrySettingsRequest.FromString,
+                    response_serializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetRetrySettingsResponse.SerializeToString,
+            ),
+            'UpdateRetrySettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRetrySettings,
+                    request_deserializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.UpdateRetrySettingsRequest.FromString,
+                    response_serializer=renove_dot_conexoes_dot_v1_dot_connections__service__pb2.UpdateRetrySettingsResponse.SerializeToString,
             ),
             'ListCircuitBreakers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCircuitBreakers,
@@ -658,6 +697,60 @@ class ConnectionsService:
             '/renove.conexoes.v1.ConnectionsService/GetIntegrationHealth',
             renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetIntegrationHealthRequest.SerializeToString,
             renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetIntegrationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRetrySettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/renove.conexoes.v1.ConnectionsService/GetRetrySettings',
+            renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetRetrySettingsRequest.SerializeToString,
+            renove_dot_conexoes_dot_v1_dot_connections__service__pb2.GetRetrySettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRetrySettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/renove.conexoes.v1.ConnectionsService/UpdateRetrySettings',
+            renove_dot_conexoes_dot_v1_dot_connections__service__pb2.UpdateRetrySettingsRequest.SerializeToString,
+            renove_dot_conexoes_dot_v1_dot_connections__service__pb2.UpdateRetrySettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -100,6 +100,17 @@ class ConnectionsServiceStub:
     ultima_falha).
     Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for members.
     """
+    GetRetrySettings: _grpc.UnaryUnaryMultiCallable[_connections_service_pb2.GetRetrySettingsRequest, _connections_service_pb2.GetRetrySettingsResponse]
+    """Admin: the tenant's retry settings (`configuracoes_tenant.configuracoes_extra.retry_config`);
+    a field at 0 / false follows the spec's default policy.
+    Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for members.
+    """
+    UpdateRetrySettings: _grpc.UnaryUnaryMultiCallable[_connections_service_pb2.UpdateRetrySettingsRequest, _connections_service_pb2.UpdateRetrySettingsResponse]
+    """Admin: changes the tenant's retry settings; the workers apply them within a minute.
+    Errors: INVALID_ARGUMENT (field violations) for a count outside [1, 10] or an unknown
+    update_mask path, and nothing changes; PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for
+    members.
+    """
     ListCircuitBreakers: _grpc.UnaryUnaryMultiCallable[_connections_service_pb2.ListCircuitBreakersRequest, _connections_service_pb2.ListCircuitBreakersResponse]
     """Admin: the state of each provider's circuit breaker (meta_capi, meta_audiences, waha,
     google_calendar, gmail, instagram, smtp, ...).
@@ -203,6 +214,17 @@ class ConnectionsServiceAsyncStub(ConnectionsServiceStub):
     integracao_health view: pendentes, falhas_permanentes, sucesso, media_tentativas,
     ultima_falha).
     Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for members.
+    """
+    GetRetrySettings: _aio.UnaryUnaryMultiCallable[_connections_service_pb2.GetRetrySettingsRequest, _connections_service_pb2.GetRetrySettingsResponse]  # type: ignore[assignment]
+    """Admin: the tenant's retry settings (`configuracoes_tenant.configuracoes_extra.retry_config`);
+    a field at 0 / false follows the spec's default policy.
+    Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for members.
+    """
+    UpdateRetrySettings: _aio.UnaryUnaryMultiCallable[_connections_service_pb2.UpdateRetrySettingsRequest, _connections_service_pb2.UpdateRetrySettingsResponse]  # type: ignore[assignment]
+    """Admin: changes the tenant's retry settings; the workers apply them within a minute.
+    Errors: INVALID_ARGUMENT (field violations) for a count outside [1, 10] or an unknown
+    update_mask path, and nothing changes; PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for
+    members.
     """
     ListCircuitBreakers: _aio.UnaryUnaryMultiCallable[_connections_service_pb2.ListCircuitBreakersRequest, _connections_service_pb2.ListCircuitBreakersResponse]  # type: ignore[assignment]
     """Admin: the state of each provider's circuit breaker (meta_capi, meta_audiences, waha,
@@ -370,6 +392,29 @@ class ConnectionsServiceServicer(metaclass=_abc_1.ABCMeta):
         integracao_health view: pendentes, falhas_permanentes, sucesso, media_tentativas,
         ultima_falha).
         Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for members.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRetrySettings(
+        self,
+        request: _connections_service_pb2.GetRetrySettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_connections_service_pb2.GetRetrySettingsResponse, _abc.Awaitable[_connections_service_pb2.GetRetrySettingsResponse]]:
+        """Admin: the tenant's retry settings (`configuracoes_tenant.configuracoes_extra.retry_config`);
+        a field at 0 / false follows the spec's default policy.
+        Errors: PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for members.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateRetrySettings(
+        self,
+        request: _connections_service_pb2.UpdateRetrySettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_connections_service_pb2.UpdateRetrySettingsResponse, _abc.Awaitable[_connections_service_pb2.UpdateRetrySettingsResponse]]:
+        """Admin: changes the tenant's retry settings; the workers apply them within a minute.
+        Errors: INVALID_ARGUMENT (field violations) for a count outside [1, 10] or an unknown
+        update_mask path, and nothing changes; PERMISSION_DENIED (PERMISSION_NOT_GRANTED) for
+        members.
         """
 
     @_abc_1.abstractmethod

@@ -221,6 +221,7 @@ class WhatsAppMessage(_message.Message):
     ERRO_FIELD_NUMBER: _builtins.int
     USUARIO_ID_FIELD_NUMBER: _builtins.int
     CRIADO_EM_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """conversas.id (uuid)."""
     provider_message_id: _builtins.str
@@ -253,6 +254,12 @@ class WhatsAppMessage(_message.Message):
     def criado_em(self) -> _timestamp_pb2.Timestamp:
         """Row creation time."""
 
+    @_builtins.property
+    def media(self) -> Global___WhatsAppMedia:
+        """The attached file of a media message (image, video, audio, document); its bytes come
+        from GetWhatsAppMessageMedia. `body` is then the caption.
+        """
+
     def __init__(
         self,
         *,
@@ -270,14 +277,49 @@ class WhatsAppMessage(_message.Message):
         erro: _builtins.str = ...,
         usuario_id: _builtins.str = ...,
         criado_em: _timestamp_pb2.Timestamp | None = ...,
+        media: Global___WhatsAppMedia | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["criado_em", b"criado_em", "timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["criado_em", b"criado_em", "media", b"media", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "contato_id", b"contato_id", "criado_em", b"criado_em", "direcao", b"direcao", "erro", b"erro", "id", b"id", "provider_message_id", b"provider_message_id", "recipient", b"recipient", "sender", b"sender", "status", b"status", "timestamp", b"timestamp", "type", b"type", "usuario_id", b"usuario_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "contato_id", b"contato_id", "criado_em", b"criado_em", "direcao", b"direcao", "erro", b"erro", "id", b"id", "media", b"media", "provider_message_id", b"provider_message_id", "recipient", b"recipient", "sender", b"sender", "status", b"status", "timestamp", b"timestamp", "type", b"type", "usuario_id", b"usuario_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WhatsAppMessage: _TypeAlias = WhatsAppMessage  # noqa: Y015
+
+@_typing.final
+class WhatsAppMedia(_message.Message):
+    """A media message's file, as WhatsApp described it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    MIMETYPE_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"image", "video", "audio" or "document" (from the mimetype)."""
+    mimetype: _builtins.str
+    """Mimetype ("image/jpeg", "application/pdf", ...)."""
+    filename: _builtins.str
+    """File name, when the sender gave one."""
+    size: _builtins.int
+    """Size in bytes, when known."""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        mimetype: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "kind", b"kind", "mimetype", b"mimetype", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WhatsAppMedia: _TypeAlias = WhatsAppMedia  # noqa: Y015
 
 @_typing.final
 class WhatsAppConversation(_message.Message):
@@ -935,3 +977,105 @@ class ListWhatsAppMessagesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListWhatsAppMessagesResponse: _TypeAlias = ListWhatsAppMessagesResponse  # noqa: Y015
+
+@_typing.final
+class MarkWhatsAppConversationReadRequest(_message.Message):
+    """Request of MarkWhatsAppConversationRead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTATO_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    contato_id: _builtins.str
+    """The contact of the conversation (contatos.id)."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        contato_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contato_id", b"contato_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkWhatsAppConversationReadRequest: _TypeAlias = MarkWhatsAppConversationReadRequest  # noqa: Y015
+
+@_typing.final
+class MarkWhatsAppConversationReadResponse(_message.Message):
+    """Response of MarkWhatsAppConversationRead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARCADAS_FIELD_NUMBER: _builtins.int
+    WHATSAPP_NOTIFICADO_FIELD_NUMBER: _builtins.int
+    marcadas: _builtins.int
+    """How many messages were unread and are now read."""
+    whatsapp_notificado: _builtins.bool
+    """True when WAHA accepted the read receipt (sendSeen)."""
+    def __init__(
+        self,
+        *,
+        marcadas: _builtins.int = ...,
+        whatsapp_notificado: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marcadas", b"marcadas", "whatsapp_notificado", b"whatsapp_notificado"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkWhatsAppConversationReadResponse: _TypeAlias = MarkWhatsAppConversationReadResponse  # noqa: Y015
+
+@_typing.final
+class GetWhatsAppMessageMediaRequest(_message.Message):
+    """Request of GetWhatsAppMessageMedia."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    """The message (conversas.id)."""
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWhatsAppMessageMediaRequest: _TypeAlias = GetWhatsAppMessageMediaRequest  # noqa: Y015
+
+@_typing.final
+class GetWhatsAppMessageMediaResponse(_message.Message):
+    """Response of GetWhatsAppMessageMedia."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The file's bytes."""
+    @_builtins.property
+    def media(self) -> Global___WhatsAppMedia:
+        """The file's description."""
+
+    def __init__(
+        self,
+        *,
+        media: Global___WhatsAppMedia | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "media", b"media"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWhatsAppMessageMediaResponse: _TypeAlias = GetWhatsAppMessageMediaResponse  # noqa: Y015

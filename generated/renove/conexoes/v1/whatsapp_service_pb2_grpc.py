@@ -88,6 +88,16 @@ class WhatsAppServiceStub:
                 request_serializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.ListWhatsAppMessagesRequest.SerializeToString,
                 response_deserializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.ListWhatsAppMessagesResponse.FromString,
                 _registered_method=True)
+        self.GetWhatsAppMessageMedia = channel.unary_unary(
+                '/renove.conexoes.v1.WhatsAppService/GetWhatsAppMessageMedia',
+                request_serializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.GetWhatsAppMessageMediaRequest.SerializeToString,
+                response_deserializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.GetWhatsAppMessageMediaResponse.FromString,
+                _registered_method=True)
+        self.MarkWhatsAppConversationRead = channel.unary_unary(
+                '/renove.conexoes.v1.WhatsAppService/MarkWhatsAppConversationRead',
+                request_serializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.MarkWhatsAppConversationReadRequest.SerializeToString,
+                response_deserializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.MarkWhatsAppConversationReadResponse.FromString,
+                _registered_method=True)
 
 
 class WhatsAppServiceServicer:
@@ -198,6 +208,28 @@ class WhatsAppServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWhatsAppMessageMedia(self, request, context):
+        """The file of one of the caller's media messages, fetched from WAHA with the platform key
+        (the frontend never talks to WAHA).
+        Errors: NOT_FOUND (MESSAGE_NOT_FOUND) for a message the caller cannot see or that has no
+        file; UNAVAILABLE (PROVIDER_UNAVAILABLE) when WAHA cannot serve it now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkWhatsAppConversationRead(self, request, context):
+        """Marks one of the caller's conversations read: its received messages become read
+        (`nao_lidas` goes to 0) and, while the session is connected, WAHA is told (sendSeen) so
+        the phone and the sender see it read too (best effort: a WAHA failure is reported in
+        `whatsapp_notificado`, the messages stay read here). Idempotent.
+        Errors: NOT_FOUND (CONTACT_NOT_FOUND) when the caller has no conversation with the
+        contact; INVALID_ARGUMENT for a malformed contato_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WhatsAppServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +282,16 @@ def add_WhatsAppServiceServicer_to_server(servicer, server):
                     servicer.ListWhatsAppMessages,
                     request_deserializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.ListWhatsAppMessagesRequest.FromString,
                     response_serializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.ListWhatsAppMessagesResponse.SerializeToString,
+            ),
+            'GetWhatsAppMessageMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWhatsAppMessageMedia,
+                    request_deserializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.GetWhatsAppMessageMediaRequest.FromString,
+                    response_serializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.GetWhatsAppMessageMediaResponse.SerializeToString,
+            ),
+            'MarkWhatsAppConversationRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkWhatsAppConversationRead,
+                    request_deserializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.MarkWhatsAppConversationReadRequest.FromString,
+                    response_serializer=renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.MarkWhatsAppConversationReadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -526,6 +568,60 @@ class WhatsAppService:
             '/renove.conexoes.v1.WhatsAppService/ListWhatsAppMessages',
             renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.ListWhatsAppMessagesRequest.SerializeToString,
             renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.ListWhatsAppMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWhatsAppMessageMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/renove.conexoes.v1.WhatsAppService/GetWhatsAppMessageMedia',
+            renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.GetWhatsAppMessageMediaRequest.SerializeToString,
+            renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.GetWhatsAppMessageMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkWhatsAppConversationRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/renove.conexoes.v1.WhatsAppService/MarkWhatsAppConversationRead',
+            renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.MarkWhatsAppConversationReadRequest.SerializeToString,
+            renove_dot_conexoes_dot_v1_dot_whatsapp__service__pb2.MarkWhatsAppConversationReadResponse.FromString,
             options,
             channel_credentials,
             insecure,

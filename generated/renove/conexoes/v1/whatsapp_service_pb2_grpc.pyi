@@ -98,6 +98,20 @@ class WhatsAppServiceStub:
     Errors: NOT_FOUND (CONTACT_NOT_FOUND) when the contact has no WhatsApp conversation with
     the caller; INVALID_ARGUMENT for a bad page_token.
     """
+    GetWhatsAppMessageMedia: _grpc.UnaryUnaryMultiCallable[_whatsapp_service_pb2.GetWhatsAppMessageMediaRequest, _whatsapp_service_pb2.GetWhatsAppMessageMediaResponse]
+    """The file of one of the caller's media messages, fetched from WAHA with the platform key
+    (the frontend never talks to WAHA).
+    Errors: NOT_FOUND (MESSAGE_NOT_FOUND) for a message the caller cannot see or that has no
+    file; UNAVAILABLE (PROVIDER_UNAVAILABLE) when WAHA cannot serve it now.
+    """
+    MarkWhatsAppConversationRead: _grpc.UnaryUnaryMultiCallable[_whatsapp_service_pb2.MarkWhatsAppConversationReadRequest, _whatsapp_service_pb2.MarkWhatsAppConversationReadResponse]
+    """Marks one of the caller's conversations read: its received messages become read
+    (`nao_lidas` goes to 0) and, while the session is connected, WAHA is told (sendSeen) so
+    the phone and the sender see it read too (best effort: a WAHA failure is reported in
+    `whatsapp_notificado`, the messages stay read here). Idempotent.
+    Errors: NOT_FOUND (CONTACT_NOT_FOUND) when the caller has no conversation with the
+    contact; INVALID_ARGUMENT for a malformed contato_id.
+    """
 
 @_typing.type_check_only
 class WhatsAppServiceAsyncStub(WhatsAppServiceStub):
@@ -168,6 +182,20 @@ class WhatsAppServiceAsyncStub(WhatsAppServiceStub):
     """Lists the messages of one of the caller's conversations, newest first.
     Errors: NOT_FOUND (CONTACT_NOT_FOUND) when the contact has no WhatsApp conversation with
     the caller; INVALID_ARGUMENT for a bad page_token.
+    """
+    GetWhatsAppMessageMedia: _aio.UnaryUnaryMultiCallable[_whatsapp_service_pb2.GetWhatsAppMessageMediaRequest, _whatsapp_service_pb2.GetWhatsAppMessageMediaResponse]  # type: ignore[assignment]
+    """The file of one of the caller's media messages, fetched from WAHA with the platform key
+    (the frontend never talks to WAHA).
+    Errors: NOT_FOUND (MESSAGE_NOT_FOUND) for a message the caller cannot see or that has no
+    file; UNAVAILABLE (PROVIDER_UNAVAILABLE) when WAHA cannot serve it now.
+    """
+    MarkWhatsAppConversationRead: _aio.UnaryUnaryMultiCallable[_whatsapp_service_pb2.MarkWhatsAppConversationReadRequest, _whatsapp_service_pb2.MarkWhatsAppConversationReadResponse]  # type: ignore[assignment]
+    """Marks one of the caller's conversations read: its received messages become read
+    (`nao_lidas` goes to 0) and, while the session is connected, WAHA is told (sendSeen) so
+    the phone and the sender see it read too (best effort: a WAHA failure is reported in
+    `whatsapp_notificado`, the messages stay read here). Idempotent.
+    Errors: NOT_FOUND (CONTACT_NOT_FOUND) when the caller has no conversation with the
+    contact; INVALID_ARGUMENT for a malformed contato_id.
     """
 
 class WhatsAppServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -296,6 +324,32 @@ class WhatsAppServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists the messages of one of the caller's conversations, newest first.
         Errors: NOT_FOUND (CONTACT_NOT_FOUND) when the contact has no WhatsApp conversation with
         the caller; INVALID_ARGUMENT for a bad page_token.
+        """
+
+    @_abc_1.abstractmethod
+    def GetWhatsAppMessageMedia(
+        self,
+        request: _whatsapp_service_pb2.GetWhatsAppMessageMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_whatsapp_service_pb2.GetWhatsAppMessageMediaResponse, _abc.Awaitable[_whatsapp_service_pb2.GetWhatsAppMessageMediaResponse]]:
+        """The file of one of the caller's media messages, fetched from WAHA with the platform key
+        (the frontend never talks to WAHA).
+        Errors: NOT_FOUND (MESSAGE_NOT_FOUND) for a message the caller cannot see or that has no
+        file; UNAVAILABLE (PROVIDER_UNAVAILABLE) when WAHA cannot serve it now.
+        """
+
+    @_abc_1.abstractmethod
+    def MarkWhatsAppConversationRead(
+        self,
+        request: _whatsapp_service_pb2.MarkWhatsAppConversationReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_whatsapp_service_pb2.MarkWhatsAppConversationReadResponse, _abc.Awaitable[_whatsapp_service_pb2.MarkWhatsAppConversationReadResponse]]:
+        """Marks one of the caller's conversations read: its received messages become read
+        (`nao_lidas` goes to 0) and, while the session is connected, WAHA is told (sendSeen) so
+        the phone and the sender see it read too (best effort: a WAHA failure is reported in
+        `whatsapp_notificado`, the messages stay read here). Idempotent.
+        Errors: NOT_FOUND (CONTACT_NOT_FOUND) when the caller has no conversation with the
+        contact; INVALID_ARGUMENT for a malformed contato_id.
         """
 
 def add_WhatsAppServiceServicer_to_server(servicer: WhatsAppServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
