@@ -25,7 +25,9 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         info = current_call()
-        record.request_id = info.request_id if info else ""
+        # A value the line brought itself (`extra=`) wins over the call's.
+        if not getattr(record, "request_id", ""):
+            record.request_id = info.request_id if info else ""
         record.tenant = info.tenant if info else ""
         record.rpc = (info.rpc or info.operation) if info else ""
         return True
