@@ -218,7 +218,6 @@ def install_logging(level: str, fmt: str) -> None:
 def configure_tracing(endpoint: str | None) -> None:
     if not endpoint or _tracing:
         return
-    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -226,10 +225,25 @@ def configure_tracing(endpoint: str | None) -> None:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     provider = TracerProvider(resource=Resource.create({"service.name": "conexoes-sidecar"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    _tracing["tracer"] = trace.get_tracer("renove.conexoes.sidecar")
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    _tracing["provider"] = provider
+    _tracing["tracer"] = provider.get_tracer("renove.conexoes.sidecar")
     _tracing["propagator"] = TraceContextTextMapPropagator()
+
+
+def flush_tracing() -> None:
+    provider = _tracing.get("provider")
+    if provider is not None:
+        provider.force_flush()
+
+
+def shutdown_tracing() -> None:
+    """Flushes buffered spans and turns tracing off."""
+    provider = _tracing.pop("provider", None)
+    _tracing.clear()
+    if provider is not None:
+        provider.shutdown()
 
 
 def _inject() -> dict[str, str]:

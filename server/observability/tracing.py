@@ -29,27 +29,36 @@ def configure(service_name: str, endpoint: str | None) -> bool:
     """Installs the OTLP exporter when `endpoint` is set. Returns whether tracing is on."""
     if not endpoint or enabled():
         return enabled()
-    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    # The provider stays ours (not the global one): a process hosting both the sidecar and the
+    # server (tests, benches) keeps two service names.
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     _state["provider"] = provider
-    _state["tracer"] = trace.get_tracer("renove.conexoes")
+    _state["tracer"] = provider.get_tracer("renove.conexoes")
     _state["propagator"] = TraceContextTextMapPropagator()
     return True
 
 
 def shutdown() -> None:
+    """Flushes what is buffered and turns tracing off."""
     provider = _state.pop("provider", None)
     _state.clear()
     if provider is not None:
         provider.shutdown()
+
+
+def flush() -> None:
+    """Exports what is buffered now (tests, shutdown)."""
+    provider = _state.get("provider")
+    if provider is not None:
+        provider.force_flush()
 
 
 def extract(metadata: Any) -> Any:
