@@ -192,12 +192,16 @@ def upgrade() -> None:
         op.execute(_record_function(table, kind, reasons))
         op.execute(f"ALTER FUNCTION app_status_history_{table}() OWNER TO {DEFINER_ROLE}")
         op.execute(f"REVOKE ALL ON FUNCTION app_status_history_{table}() FROM PUBLIC")
+        soft_delete = table != "config_conversions_api"
+        # Only updates that name the status (or the soft-delete column) run the function:
+        # counters and tokens updated on hot paths do not.
+        columns = "status, deletado_em" if soft_delete else "status"
         op.execute(
             f"CREATE TRIGGER trg_{table}_status_history "
-            f"AFTER INSERT OR DELETE OR UPDATE ON {table} "
+            f"AFTER INSERT OR DELETE OR UPDATE OF {columns} ON {table} "
             f"FOR EACH ROW EXECUTE FUNCTION app_status_history_{table}()"
         )
-        removed = "r.deletado_em IS NOT NULL" if table != "config_conversions_api" else "false"
+        removed = "r.deletado_em IS NOT NULL" if soft_delete else "false"
         op.execute(
             f"INSERT INTO {HISTORY} (organizacao_id, tipo, conexao_id, status, motivo) "
             f"SELECT r.organizacao_id, {kind}, r.id, "
