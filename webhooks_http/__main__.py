@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import grpc
 import uvicorn
 import uvloop
 
 from webhooks_http.app import build_sidecar_app
-from webhooks_http.observability import configure_tracing, install_logging, sidecar_channel
+from webhooks_http.observability import configure_tracing, install_logging
 from webhooks_http.runner import split_address, uvicorn_config
 from webhooks_http.settings import SidecarSettings
 
@@ -25,7 +26,7 @@ CHANNEL_OPTIONS = (
 
 async def serve(settings: SidecarSettings) -> None:
     # The channel is created on the loop that serves requests (grpc.aio binds to it).
-    channel = sidecar_channel(settings.grpc_addr, CHANNEL_OPTIONS)
+    channel = grpc.aio.insecure_channel(settings.grpc_addr, options=list(CHANNEL_OPTIONS))
     try:
         app = build_sidecar_app(settings, channel, options=settings.options)
         host, port = split_address(settings.http_addr)

@@ -3,9 +3,9 @@
 - `ObservedEdge` (ASGI middleware): a request id per request (the caller's `X-Request-Id` when
   plain and short, else a fresh one, echoed in the response), HTTP metrics by route and status
   (labels are route templates, never raw paths), body sizes, one log line per request.
-- `sidecar_channel()`: the channel to the server with a client interceptor that sends the
-  request id (and `traceparent`) as gRPC metadata, so the server's log lines and the jobs it
-  enqueues carry the same id.
+- `request_metadata()`: the request id (and `traceparent`) as gRPC metadata for every call
+  to the server (the service identity's and the gateway's), so the server's log lines and the
+  jobs it enqueues carry the same id.
 - `GET /metrics`: Prometheus text of this process.
 - Traces: a span per request when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; nothing otherwise.
 """
@@ -19,10 +19,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -150,35 +149,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
 # -- to the server -----------------------------------------------------------------------------
 
 
-def _with_ids(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+def request_metadata() -> tuple[tuple[str, str], ...]:
+    """The current request's id (and `traceparent` when tracing) as gRPC metadata, so the
+    server's log lines and the jobs it enqueues carry the same id. Empty outside a request."""
     request_id = _request_id.get()
-    if request_id is None and not _tracing:
-        return details
-    metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
-    if request_id is not None:
-        metadata.add(REQUEST_ID_HEADER, request_id)
-    for key, value in _inject().items():
-        metadata.add(key, value)
-    return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-    )
-
-
-class _PassIds(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return await continuation(_with_ids(client_call_details), request)
-
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return await continuation(_with_ids(client_call_details), request)
-
-
-def sidecar_channel(target: str, options: Iterable[tuple[str, Any]] = ()) -> grpc.aio.Channel:
-    """A channel to the server that passes each request's id (and trace) along."""
-    return grpc.aio.insecure_channel(target, options=list(options), interceptors=[_PassIds()])
+    if request_id is None:
+        return ()
+    if not _tracing:
+        return ((REQUEST_ID_HEADER, request_id),)
+    return ((REQUEST_ID_HEADER, request_id), *_inject().items())
 
 
 # -- logs and traces ---------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from server.auth.caller import Caller, Role
 from server.settings import Settings
 from tests.support.grpc_server import RunningServer, running_server, test_settings
 from webhooks_http.app import SidecarOptions, build_sidecar_app
-from webhooks_http.observability import sidecar_channel
 from webhooks_http.ratelimit import RateLimitOptions
 from webhooks_http.runner import serve_in_background
 
@@ -172,10 +171,9 @@ async def whatsapp_stack(
             rate_limit=RateLimitOptions(rate_per_second=1000.0, burst=10_000),
             webhook_deadline_s=10.0,
         )
-        # The sidecar's own channel, as in production: it passes each request's id along.
-        channel = sidecar_channel(running[0].address)
-        stack.push_async_callback(channel.close)
-        sidecar_app = build_sidecar_app(running[0].deps.settings, channel, options=options)
+        sidecar_app = build_sidecar_app(
+            running[0].deps.settings, running[0].channel, options=options
+        )
         await stack.enter_async_context(serve_in_background(sidecar_app, port=sidecar_port))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         # Stored (not only env defaults): any worker of the test session that claims one of
