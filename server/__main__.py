@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     from server.observability import logs, tracing
 
     settings = Settings.from_env()
-    logs.install(settings.log_level, settings.log_format)
+    logs.install(settings.log_level, settings.log_format, settings.access_log)
     if args.command in ("serve", "worker"):
         tracing.configure(f"conexoes-{'server' if args.command == 'serve' else 'worker'}",
                           settings.otlp_endpoint)  # fmt: skip

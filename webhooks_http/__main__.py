@@ -38,7 +38,7 @@ async def serve(settings: SidecarSettings) -> None:
 
 def main() -> None:
     settings = SidecarSettings.from_env()
-    install_logging(settings.log_level, settings.log_format)
+    install_logging(settings.log_level, settings.log_format, settings.access_log)
     configure_tracing(settings.otlp_endpoint)
     uvloop.run(serve(settings))
 

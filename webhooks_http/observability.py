@@ -123,8 +123,12 @@ class ObservedEdge:
             HTTP_LATENCY.labels(route, method).observe(elapsed)
             HTTP_REQUEST_BYTES.labels(route).observe(sizes[0])
             HTTP_RESPONSE_BYTES.labels(route).observe(sizes[1])
-            if _access.isEnabledFor(logging.INFO) and route != "/metrics":
-                _access.info(
+            # OK answers are DEBUG (CONEXOES_ACCESS_LOG=all shows them): a line per request
+            # would cost more than the rest of this middleware.
+            level = logging.DEBUG if status[0] < 500 and elapsed < 1.0 else logging.INFO
+            if _access.isEnabledFor(level) and route != "/metrics":
+                _access.log(
+                    level,
                     "%s %s %d",
                     method,
                     route,
@@ -183,9 +187,12 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def install_logging(level: str, fmt: str) -> None:
+def install_logging(level: str, fmt: str, access_log: str = "errors") -> None:
     """JSON lines (`fmt` "json") or text. The sidecar never logs tokens, codes or query
-    strings (its access line names the route template, not the path)."""
+    strings (its access line names the route template, not the path). `access_log` `all`
+    logs every request, `errors` only 5xx and slow ones."""
+    if access_log == "all":
+        _access.setLevel(logging.DEBUG)
     if fmt == "json":
         logging.basicConfig(level=level)
         for handler in logging.getLogger().handlers:

@@ -24,6 +24,7 @@ from server.observability.context import REQUEST_ID_HEADER, CallInfo, accept_req
 _access = logging.getLogger("conexoes.access")
 _INGRESS = "renove.conexoes.v1.WebhookIngressService"
 _OUTCOME_PREFIX = "DELIVERY_OUTCOME_"
+SLOW_CALL_S = 1.0
 
 
 def _metadata_value(metadata: Any, key: str) -> str | bytes | None:
@@ -161,8 +162,12 @@ def _finish(
     code = _code_name(context, error)
     stats.handled(code).inc()
     stats.latency.observe(elapsed)
-    if _access.isEnabledFor(logging.INFO):
-        _access.info(
+    # A line per call costs about as much as the rest of this interceptor's work together: OK
+    # calls under a second are DEBUG (CONEXOES_ACCESS_LOG=all shows them), the rest INFO.
+    level = logging.DEBUG if code == "OK" and elapsed < SLOW_CALL_S else logging.INFO
+    if _access.isEnabledFor(level):
+        _access.log(
+            level,
             "%s %s",
             info.rpc,
             code,

@@ -19,6 +19,8 @@ from server.observability import metrics, tracing
 from server.observability.context import CallInfo, bound, new_request_id
 
 _log = logging.getLogger("conexoes.jobs")
+# Completed attempts are DEBUG (CONEXOES_ACCESS_LOG=all shows them); what went wrong is not.
+_LEVELS = {"completed": logging.DEBUG, "dead_letter": logging.WARNING}
 
 
 @dataclass
@@ -38,7 +40,9 @@ class AttemptScope:
         if outcome == "completed" and self.created_at is not None:
             waited = (dt.datetime.now(dt.UTC) - self.created_at).total_seconds()
             metrics.JOB_LATENCY.labels(self.operation).observe(max(0.0, waited))
-        level = logging.WARNING if outcome == "dead_letter" else logging.INFO
+        level = _LEVELS.get(outcome, logging.INFO)
+        if not _log.isEnabledFor(level):
+            return
         _log.log(
             level,
             "job %s %s",

@@ -82,9 +82,20 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{' '.join(facts)}]" if facts else text
 
 
-def install(level: str = "INFO", fmt: str = "json") -> None:
-    """Configures root logging: the chosen format, call context and redaction on every handler."""
+# Loggers with one line per call or job attempt; OK ones are DEBUG unless asked for.
+ACCESS_LOGGERS = ("conexoes.access", "conexoes.jobs")
+
+
+def install(level: str = "INFO", fmt: str = "json", access_log: str = "errors") -> None:
+    """Configures root logging: the chosen format, call context and redaction on every handler.
+
+    access_log: `all` logs every RPC and job attempt; `errors` (default) only failed or slow
+    ones (a line per call would cost more than the rest of the instrumentation).
+    """
     logging.basicConfig(level=level)
+    if access_log == "all":
+        for name in ACCESS_LOGGERS:
+            logging.getLogger(name).setLevel(logging.DEBUG)
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)

@@ -71,7 +71,7 @@ def log_lines() -> Iterator[_Lines]:
     loggers = [logging.getLogger(name) for name in WATCHED_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.INFO)
+        lg.setLevel(logging.DEBUG)  # what CONEXOES_ACCESS_LOG=all does
         lg.addHandler(handler)
     try:
         yield handler
