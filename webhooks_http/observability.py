@@ -77,9 +77,23 @@ class ObservedEdge:
     def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute]) -> None:
         self.app = app
         # endpoint -> route template, read after routing (Starlette puts the endpoint in scope)
+        self._bound: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._templates: dict[Any, str] = {
             r.endpoint: r.path for r in routes if isinstance(r, Route)
         }
+
+    def _children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any, Any]:
+        """The labelled collectors of one (route, method, status), looked up once."""
+        key = (route, method, status)
+        found = self._bound.get(key)
+        if found is None:
+            found = self._bound[key] = (
+                HTTP_REQUESTS.labels(route, method, str(status)),
+                HTTP_LATENCY.labels(route, method),
+                HTTP_REQUEST_BYTES.labels(route),
+                HTTP_RESPONSE_BYTES.labels(route),
+            )
+        return found
 
     def _route(self, scope: Scope) -> str:
         template = self._templates.get(scope.get("endpoint"))
@@ -119,10 +133,11 @@ class ObservedEdge:
         finally:
             elapsed = time.perf_counter() - start
             route, method = self._route(scope), scope["method"]
-            HTTP_REQUESTS.labels(route, method, str(status[0])).inc()
-            HTTP_LATENCY.labels(route, method).observe(elapsed)
-            HTTP_REQUEST_BYTES.labels(route).observe(sizes[0])
-            HTTP_RESPONSE_BYTES.labels(route).observe(sizes[1])
+            children = self._children(route, method, status[0])
+            children[0].inc()
+            children[1].observe(elapsed)
+            children[2].observe(sizes[0])
+            children[3].observe(sizes[1])
             # OK answers are DEBUG (CONEXOES_ACCESS_LOG=all shows them): a line per request
             # would cost more than the rest of this middleware.
             level = logging.DEBUG if status[0] < 500 and elapsed < 1.0 else logging.INFO
