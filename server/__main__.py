@@ -28,6 +28,7 @@ async def _worker(settings: Settings) -> None:
     import signal
 
     from server.bootstrap import build_deps
+    from server.observability.process import ProcessObservability
     from server.services import register_jobs
 
     deps = await build_deps(settings)
@@ -36,6 +37,8 @@ async def _worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    observability = ProcessObservability(settings, deps.db)
+    observability.start()
     await deps.worker.start()
     await deps.scheduler.start()
     logging.getLogger(__name__).info(
@@ -46,6 +49,7 @@ async def _worker(settings: Settings) -> None:
     finally:
         await deps.worker.stop()
         await deps.scheduler.stop()
+        await observability.stop()
         await deps.close()
 
 
@@ -128,12 +132,14 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--hours", type=float, default=12)
     args = parser.parse_args(argv)
 
-    from server.security.redaction import install
+    from server.observability import logs, tracing
 
     settings = Settings.from_env()
-    install(settings.log_level)
+    logs.install(settings.log_level, settings.log_format, settings.access_log)
     if args.command in ("serve", "worker"):
         _refuse_development_secrets(settings, args.command)
+        tracing.configure(f"conexoes-{'server' if args.command == 'serve' else 'worker'}",
+                          settings.otlp_endpoint)  # fmt: skip
     if args.command == "serve":
         asyncio.run(_serve(settings))
     elif args.command == "worker":

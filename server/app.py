@@ -16,6 +16,8 @@ from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.permissions import PermissionInterceptor
 from server.interceptors.stream_caps import StreamCapInterceptor
+from server.observability.interceptor import ObservabilityInterceptor
+from server.observability.process import ProcessObservability
 from server.services import register_jobs, register_services
 
 _log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class GrpcApp:
         self.stream_caps = StreamCapInterceptor(deps.settings.max_streams_per_caller)
         self.server = grpc.aio.server(
             interceptors=[
+                ObservabilityInterceptor(),
                 ErrorInterceptor(),
                 AuthInterceptor(deps.verifier, on_identity=deps.identities.ensure),
                 PermissionInterceptor(PERMISSIONS, deps.identities.grants),
@@ -59,10 +62,12 @@ class GrpcApp:
         )
         self.service_names = names
         self.port = 0
+        self.observability = ProcessObservability(deps.settings, deps.db)
 
     async def start(self, address: str) -> int:
         self.port = self.server.add_insecure_port(address)
         await self.server.start()
+        self.observability.start()
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         # CONEXOES_WORKER_CONCURRENCY=0 leaves jobs and periodic tasks to `server worker`.
@@ -80,6 +85,7 @@ class GrpcApp:
         await self.health.enter_graceful_shutdown()
         await self.deps.bus.stop()
         await self.server.stop(grace)
+        await self.observability.stop()
         await self.deps.close()
 
     async def wait(self) -> None:

@@ -16,6 +16,8 @@ from server.auth.tokens import TokenVerifier
 from server.connections.platform_credentials import PlatformCredentials
 from server.events import EventBus
 from server.identity import Identities
+from server.observability import tracing
+from server.observability.breakers import observing_breakers
 from server.outbox import install_outbox_retention
 from server.providers.http import quiet_client_logs
 from server.resilience.alerts import BreakerAlerts
@@ -74,6 +76,8 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     owner_url, embedded = await database_urls(settings)
     app_url = await prepare_database(owner_url, data_dir=settings.data_dir)
     db = Database(app_url)
+    tracing.instrument_engine(db.engine.sync_engine)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     keyring = Keyring.from_config(settings.encryption_keys, settings.data_dir)
     if not (settings.jwt_secret or settings.jwt_public_key):
         _log.warning("no CONEXOES_JWT_SECRET or CONEXOES_JWT_PUBLIC_KEY: using the dev secret")
@@ -91,7 +95,7 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     await bus.start()
     clock = clock or SystemClock()
     # An open circuit is stored, alerted to super admins and published (alerts.BreakerAlerts).
-    breakers = BreakerRegistry(clock, on_transition=BreakerAlerts(db))
+    breakers = BreakerRegistry(clock, on_transition=observing_breakers(BreakerAlerts(db)))
     jobs = JobRegistry()
     scheduler = Scheduler(db, clock)
     quiet_client_logs()
@@ -115,8 +119,9 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
         clock=clock,
         http=httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            limits=limits,
             headers={"user-agent": "renove-conexoes/0.1"},
+            transport=tracing.traced_transport(limits),
         ),
         breakers=breakers,
         jobs=jobs,

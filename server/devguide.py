@@ -109,6 +109,9 @@ def plan_environment(
     public_url = server_env["CONEXOES_PUBLIC_URL"].rstrip("/")
     # Development: outbound webhooks may go to a receiver on this machine.
     server_env.setdefault("CONEXOES_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
+    # Development logs are read by people: text lines (production writes JSON).
+    server_env.setdefault("CONEXOES_LOG_FORMAT", "text")
+    server_env.setdefault("CONEXOES_ACCESS_LOG", "all")
     sandbox_env = dict(server_env)
     if sandbox_addr is None:
         return DevPlan(server_env, sandbox_env, http_url)

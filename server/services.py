@@ -30,6 +30,7 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "CrmEventsService": ("crm_events_service", "server.crm_events.service"),
     "CrmDirectoryService": ("crm_directory_service", "server.crm_directory.service"),
     "OutboundWebhooksService": ("outbound_webhooks_service", "server.outbound_webhooks.service"),
+    "KpisService": ("kpis_service", "server.kpis.service"),
 }
 PACKAGE = "renove.conexoes.v1"
 

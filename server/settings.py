@@ -87,6 +87,15 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_webhook_bytes: int = 1_048_576
     log_level: str = "INFO"
+    # Observability: `json` (one object per line) or `text`; the metrics listener's host:port
+    # (unset: no listener); seconds between database gauge samples; the OTLP endpoint
+    # (OTEL_EXPORTER_OTLP_ENDPOINT, unset: tracing off).
+    log_format: str = "json"
+    # `all`: a log line for every RPC and job attempt; `errors`: only failed or slow ones.
+    access_log: str = "errors"
+    metrics_addr: str | None = None
+    metrics_sample_seconds: float = 15.0
+    otlp_endpoint: str | None = None
     # WhatsApp (WAHA): QR rotations without a scan before the session is stopped as
     # "qr_expired", the QR lifetime told to clients, health-check period, stream heartbeats.
     whatsapp_max_qr_rotations: int = 6
@@ -149,6 +158,13 @@ class Settings:
             cors_origins=origins,
             max_webhook_bytes=int(env.get("CONEXOES_MAX_BODY_BYTES", cls.max_webhook_bytes)),
             log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),
+            log_format="text" if env.get("CONEXOES_LOG_FORMAT", "").lower() == "text" else "json",
+            access_log="all" if env.get("CONEXOES_ACCESS_LOG", "").lower() == "all" else "errors",
+            metrics_addr=env.get("CONEXOES_METRICS_ADDR") or None,
+            metrics_sample_seconds=float(
+                env.get("CONEXOES_METRICS_SAMPLE_SECONDS", cls.metrics_sample_seconds)
+            ),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             whatsapp_max_qr_rotations=int(
                 env.get("CONEXOES_WHATSAPP_MAX_QR_ROTATIONS", cls.whatsapp_max_qr_rotations)
             ),

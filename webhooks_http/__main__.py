@@ -10,6 +10,7 @@ import uvicorn
 import uvloop
 
 from webhooks_http.app import build_sidecar_app
+from webhooks_http.observability import configure_tracing, install_logging
 from webhooks_http.runner import split_address, uvicorn_config
 from webhooks_http.settings import SidecarSettings
 
@@ -41,9 +42,10 @@ async def serve(settings: SidecarSettings) -> None:
 
 def main() -> None:
     settings = SidecarSettings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    install_logging(settings.log_level, settings.log_format, settings.access_log)
     if not settings.effective_service_secret:
         sys.exit("refusing to start the sidecar: CONEXOES_SERVICE_TOKEN_SECRET is not set")
+    configure_tracing(settings.otlp_endpoint)
     uvloop.run(serve(settings))
 
 

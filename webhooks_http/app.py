@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from webhooks_http.ingress import WebhookForwarder
 from webhooks_http.oauth import OAuthRedirects
+from webhooks_http.observability import ObservedEdge, metrics_route
 from webhooks_http.ratelimit import TokenBucketLimiter, client_address
 from webhooks_http.service_identity import ServiceIdentity
 from webhooks_http.settings import SidecarConfig, SidecarOptions
@@ -118,6 +119,9 @@ def build_sidecar_app(
         *oauth.routes(),
         *pixel.routes(),
     ]
+    routes.append(metrics_route())
     if options.mount_gateway:
         routes = mount_gateway(routes, channel, settings, options)
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.add_middleware(ObservedEdge, routes=routes)
+    return app

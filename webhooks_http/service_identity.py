@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from webhooks_http.observability import request_metadata
 from webhooks_http.settings import SidecarConfig
 
 Metadata = tuple[tuple[str, str], ...]
@@ -52,7 +53,7 @@ class ServiceIdentity:
         now = self._now()
         if now >= self._expires_at - self._margin:
             self._mint(now)
-        return (("authorization", f"Bearer {self._token}"),)
+        return (("authorization", f"Bearer {self._token}"), *request_metadata())
 
     def _mint(self, now: datetime) -> None:
         # The server's token contract (README, "Who may call what"): role "service", no

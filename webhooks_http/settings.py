@@ -65,6 +65,9 @@ class SidecarSettings:
     cors_origins: tuple[str, ...] = ()
     max_webhook_bytes: int = 1_048_576
     log_level: str = "INFO"
+    log_format: str = "json"
+    access_log: str = "errors"
+    otlp_endpoint: str | None = None
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     service_token_secret: str | None = None
@@ -117,6 +120,9 @@ class SidecarSettings:
             cors_origins=origins,
             max_webhook_bytes=int(env.get("CONEXOES_MAX_BODY_BYTES", cls.max_webhook_bytes)),
             log_level=env.get("CONEXOES_LOG_LEVEL", cls.log_level),
+            log_format="text" if env.get("CONEXOES_LOG_FORMAT", "").lower() == "text" else "json",
+            access_log="all" if env.get("CONEXOES_ACCESS_LOG", "").lower() == "all" else "errors",
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             jwt_secret=env.get("CONEXOES_JWT_SECRET") or None,
             jwt_public_key=env.get("CONEXOES_JWT_PUBLIC_KEY") or None,
             service_token_secret=env.get("CONEXOES_SERVICE_TOKEN_SECRET") or None,

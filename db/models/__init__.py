@@ -27,6 +27,7 @@ from db.models.meta import (
     MetaPage,
     PipelineEventRecord,
 )
+from db.models.observability import ConnectionStatusChange, TokenRefreshAttempt
 from db.models.personal import (
     EmailConnection,
     GoogleConnection,
@@ -79,6 +80,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "CircuitBreakerState",
+    "ConnectionStatusChange",
     "Contact",
     "ConversionsApiConfig",
     "ConversionsApiLog",
@@ -108,6 +110,7 @@ __all__ = [
     "PlatformCredential",
     "SentEmail",
     "TenantSettings",
+    "TokenRefreshAttempt",
     "User",
     "WebhookInbox",
     "WebhookRejection",

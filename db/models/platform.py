@@ -93,6 +93,10 @@ class PendingEvent(Base):
     lease_expires_at: Mapped[dt.datetime | None]
     criado_em: Mapped[dt.datetime] = created_at()
     atualizado_em: Mapped[dt.datetime] = updated_at()
+    # The request id of the call or webhook that enqueued the job: its logs carry it on.
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    # W3C trace context of the enqueuing span, when tracing is on (the job's span continues it).
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     proximo_retry_em = synonym("proxima_tentativa")
     last_error = synonym("ultimo_erro")

@@ -133,6 +133,11 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "AcknowledgeAlert": USER_OR_PLATFORM,
         "WatchEvents": FEED,
     },
+    # The spec's KPIs and the status history behind them: the tenant's admins.
+    "KpisService": {
+        "GetConnectionKpis": ADMIN,
+        "ListConnectionStatusHistory": ADMIN,
+    },
     "WebhookIngressService": {
         "DeliverWahaWebhook": SERVICE,
         "VerifyMetaLeadsWebhook": SERVICE,

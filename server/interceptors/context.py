@@ -6,11 +6,13 @@ import contextvars
 
 from server.auth.caller import Caller
 from server.errors import Unauthenticated
+from server.observability.context import note_tenant
 
 _current: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 
 
 def set_caller(caller: Caller) -> contextvars.Token[Caller | None]:
+    note_tenant(caller.tenant_id)  # the call's log lines name the tenant from here on
     return _current.set(caller)
 
 

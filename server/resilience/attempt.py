@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from db.uow import Database
 from server.errors import CircuitOpen
 from server.interceptors.outages import is_database_outage
+from server.observability.jobs import attempt_scope
 from server.providers.errors import ProviderTimeout
 from server.resilience import queue
 from server.resilience.backoff import RandomSource, next_delay
@@ -68,16 +69,29 @@ class AttemptRunner:
         return queue.db_time(self._clock)
 
     async def run(self, job: ClaimedJob) -> None:
+        with attempt_scope(
+            operation=job.operation,
+            tenant_id=job.tenant_id,
+            request_id=job.request_id,
+            traceparent=job.traceparent,
+            created_at=job.created_at,
+        ) as scope:
+            outcome = await self._run(job)
+            if outcome is not None:
+                scope.record(outcome, attempt=job.tentativas + 1)
+
+    async def _run(self, job: ClaimedJob) -> str | None:
+        """One attempt; returns how it ended (None: not ours to count)."""
         spec = self._registry.get(job.operation)
         if spec is None:  # unregistered after the claim: leave it for a worker that has it
             await self.release(job, None)
-            return
+            return "released"
         policy, max_attempts = await self._budget.of(job, spec)
         attempt = job.tentativas + 1
         if attempt > max_attempts:
             # A worker died during the last attempt (the reclaim counted it): stop here.
             await self._dead_letter(job, attempt - 1, max_attempts, job_error(job))
-            return
+            return "dead_letter"
         breaker = self._breakers.get(spec.breaker) if spec.breaker else None
         permit: Permit | None = None
         if breaker is not None:
@@ -85,13 +99,15 @@ class AttemptRunner:
                 permit = breaker.allow()
             except CircuitOpen as exc:
                 await self._postpone(job, exc, breaker)
-                return
+                return "postponed"
         error = await self._run_handler(job, spec, policy, attempt, max_attempts, breaker, permit)
-        await self._persist(
+        return await self._persist(
             job, lambda: self._record(job, error, policy, attempt, max_attempts, breaker)
         )
 
-    async def _persist(self, job: ClaimedJob, write: Callable[[], Awaitable[None]]) -> None:
+    async def _persist(
+        self, job: ClaimedJob, write: Callable[[], Awaitable[str | None]]
+    ) -> str | None:
         """Writes an attempt's outcome, waiting out a database outage (a restart, a failover)
         for as long as the lease lasts: the work is done, and an outcome left unwritten would
         let the lease expire and the work run again (a second message, a second event)."""
@@ -100,8 +116,7 @@ class AttemptRunner:
         delay = OUTCOME_RETRY_FIRST_S
         while True:
             try:
-                await write()
-                return
+                return await write()
             except Exception as exc:
                 if not is_database_outage(exc) or loop.time() + delay > deadline:
                     raise
@@ -117,16 +132,20 @@ class AttemptRunner:
         attempt: int,
         max_attempts: int,
         breaker: CircuitBreaker | None,
-    ) -> None:
+    ) -> str | None:
+        """Stores how the attempt ended; returns that outcome (None: the lease was lost)."""
         if isinstance(error, CircuitOpen):
             await self._postpone(job, error, breaker)
-        elif error is None:
+            return "postponed"
+        if error is None:
             async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
                 if not await queue.complete(
                     session, job.id, self.id, attempt=attempt, max_attempts=max_attempts
                 ):
                     _log.warning("job %s finished after its lease was lost", job.id)
-        elif is_retryable(error) and attempt < max_attempts:
+                    return None
+            return "completed"
+        if is_retryable(error) and attempt < max_attempts:
             delay = next_delay(policy, attempt, self._rng, retry_after_of(error))
             async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
                 await queue.retry_later(
@@ -139,8 +158,9 @@ class AttemptRunner:
                     error=queue.short_error(error),
                     now=self._now(),
                 )
-        else:
-            await self._dead_letter(job, attempt, max_attempts, queue.short_error(error))
+            return "retry"
+        await self._dead_letter(job, attempt, max_attempts, queue.short_error(error))
+        return "dead_letter"
 
     async def _run_handler(
         self,

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from sqlalchemy import text
-
 from db.uow import Database
 from server.resilience.alerts import alert_retry_backlogs
 from server.resilience.queue import purge_expired

@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PendingEvent
+from server.observability.jobs import enqueue_context
 from server.resilience.operations import Operation
 
 
@@ -148,4 +149,5 @@ def job_values(
         "idempotency_key": idempotency_key,
         "max_tentativas": max_attempts or operation.max_attempts,
         "proxima_tentativa": run_at if run_at is not None else func.now(),
+        **enqueue_context(),
     }

@@ -53,6 +53,9 @@ class ClaimedJob:
     idempotency_key: str
     tentativas: int
     max_tentativas: int
+    request_id: str | None = None
+    traceparent: str | None = None
+    created_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ClaimedJob:
@@ -66,6 +69,9 @@ class ClaimedJob:
             idempotency_key=row.idempotency_key,
             tentativas=row.tentativas,
             max_tentativas=row.max_tentativas,
+            request_id=getattr(row, "request_id", None),
+            traceparent=getattr(row, "traceparent", None),
+            created_at=getattr(row, "criado_em", None),
         )
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.errors import ConnectionNotFound, DomainError
+from server.observability.refreshes import record_refresh
 from server.providers.errors import ProviderAuthError, ProviderError
 from server.resilience.alerts import connection_broken, connection_recovered
 from server.security.cipher import SecretContext
@@ -219,6 +220,13 @@ class TokenKeeper:
                 self.kind.refresh_column, fresh.refresh_token, tenant
             )
         await session.execute(update(model).where(model.id == row.id).values(**values))
+        await record_refresh(
+            session,
+            tenant_id=tenant,
+            connection_type=self.kind.connection_type.lower(),
+            connection_id=row.id,
+            error=None,
+        )
         if row.status != "active":
             await connection_recovered(
                 session,
@@ -250,6 +258,13 @@ class TokenKeeper:
             update(model)
             .where(model.id == row.id)
             .values(refresh_falhas=failures, refresh_bloqueado_ate=now + cooldown)
+        )
+        await record_refresh(
+            session,
+            tenant_id=tenant,
+            connection_type=self.kind.connection_type.lower(),
+            connection_id=row.id,
+            error=exc,
         )
         _log.warning("%s token refresh failed (%d): %r", self.kind.connection_type, failures, exc)
         if not final:

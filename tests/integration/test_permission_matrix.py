@@ -62,6 +62,7 @@ SERVICE_DEFAULT = {
     "CrmEventsService": "admin_or_service",  # pipeline events: members refused
     "CrmDirectoryService": "service",  # the CRM core writes the directory
     "OutboundWebhooksService": "admin",
+    "KpisService": "admin",  # the spec's KPIs and the status history behind them
 }
 OVERRIDES = {
     "ListWhatsAppSessions": "admin",

@@ -36,7 +36,8 @@ DEFINER_FUNCTIONS = {
     "app_purge_webhook_inbox",
 }
 TENANT_ORDER = [t.name for t in metadata.sorted_tables if t.name in TENANT_TABLES]
-APPEND_ONLY = {"audit_log"}
+# Histories the service only appends to (no UPDATE or DELETE granted).
+APPEND_ONLY = {"audit_log", "conexoes_status_historico", "tokens_renovacoes"}
 
 
 def _allowed(table: sa.Table, column: str) -> str | None:

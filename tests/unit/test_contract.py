@@ -111,6 +111,7 @@ EXPECTED_SERVICES = {
     "CrmEventsService",
     "CrmDirectoryService",
     "OutboundWebhooksService",
+    "KpisService",
 }
 
 # Field names that would carry a secret. `*_set` booleans and expiry times are fine: the rule

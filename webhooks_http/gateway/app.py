@@ -29,6 +29,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from webhooks_http.observability import request_metadata
+
 from .errors import (
     error_headers,
     gateway_status,
@@ -382,7 +384,10 @@ def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
                 f"header {name} must be printable ASCII", [(name, "not printable ASCII")]
             )
         metadata.append((name, value))
-    return tuple(metadata)
+    ours = request_metadata()  # the sidecar's request id (checked, or fresh) replaces the raw one
+    if ours:
+        metadata = [m for m in metadata if m[0] != "x-request-id"]
+    return (*metadata, *ours)
 
 
 def _peer(scope: Scope) -> str:
