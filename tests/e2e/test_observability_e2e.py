@@ -339,10 +339,14 @@ async def test_kpis_report_the_uptime_of_a_connection_down_for_a_known_interval(
         )
         assert (await stack.http.post(url, content=body, headers=headers)).status_code == 200
 
+    # WAHA refuses calls meanwhile, so the restart a FAILED session gets cannot end the
+    # downtime before the test does.
+    await stack.control("faults", {"status": 503, "count": 1000})
     await status_webhook("FAILED")
     await stack.wait_status(member, pb.WAHA_SESSION_STATUS_FAILED)
     down_at = time.time()
     await asyncio.sleep(1.5)  # the downtime being measured: it has to last a while
+    await stack.http.delete(f"{stack.waha_url}/_control/faults")
     await status_webhook("WORKING")
     await stack.wait_status(member, pb.WAHA_SESSION_STATUS_CONNECTED)
     back_at = time.time()
