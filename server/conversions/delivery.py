@@ -26,7 +26,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Contact, ConversionsApiConfig, ConversionsApiLog
+from db.models import Contact, ConversionsApiConfig, ConversionsApiLog, PendingEvent
 from server.bootstrap import Deps
 from server.conversions import config as capi_config
 from server.conversions.errors import BatchInFlight
@@ -79,19 +79,36 @@ async def _record(deps: Deps, job: Job) -> str | None:
     """Writes the event's log row (once); returns its event_id when there is something to send."""
     payload = job.payload
     now = deps.clock.now()
+    crm_event = str(payload.get("crm_event") or "")
     async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
         cfg = await capi_config.load(session)
-        if cfg is None or not cfg.ativo:
-            return None  # turned off after the event was queued: nothing to send
+        closed = _not_sent_because(cfg, crm_event)
+        if closed is not None:
+            # Queued before the pixel was configured or the event switched off: the job
+            # completes with the reason, nothing goes to Meta.
+            await session.execute(
+                update(PendingEvent).where(PendingEvent.id == job.id).values(ultimo_erro=closed)
+            )
+            return None
+        assert cfg is not None
         event = await _event_of(session, job)
         if event is None:
             return None
         event_id = str(event["event_id"])
-        crm_event = str(payload.get("crm_event") or "")
         if crm_event == "lead" and not await _claim_lead(session, payload, event_id):
             return None  # one Lead per contact: another event already carried it
         stale = await record_pending(session, job.tenant_id, cfg, event, payload, now)
     return None if stale else event_id
+
+
+def _not_sent_because(cfg: ConversionsApiConfig | None, crm_event: str) -> str | None:
+    if cfg is None:
+        return "not sent: the Conversions API is not configured"
+    if not cfg.ativo:
+        return "not sent: the Conversions API is switched off"
+    if crm_event in capi_config.EVENT_NAMES and not capi_config.enabled(cfg, crm_event):
+        return f"not sent: the {crm_event} event is switched off"
+    return None
 
 
 async def record_pending(

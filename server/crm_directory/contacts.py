@@ -135,9 +135,17 @@ def _newer(incoming: ColumnElement[dt.datetime]) -> ColumnElement[bool]:
 
 
 async def upsert_contact(
-    session: AsyncSession, tenant_id: uuid.UUID, values: ContactValues, *, prefix: str = ""
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    values: ContactValues,
+    *,
+    prefix: str = "",
+    revive: bool = True,
 ) -> ContactWrite:
     """Creates or updates the contact `values.id` unless a newer write was applied.
+
+    `revive=False` (a pipeline event's mirror) keeps a deletion: only the directory itself
+    brings a deleted contact back.
 
     Raises:
         InvalidArgument: bad e-mails/phones/country, or an owner the directory does not know
@@ -187,7 +195,11 @@ async def upsert_contact(
     new = insert(Contact).values(id=clean.id, organizacao_id=tenant_id, origem=ORIGIN, **row)
     statement = new.on_conflict_do_update(
         index_elements=[Contact.id],
-        set_={**row, "telefone": free_phone, "deletado_em": None},
+        set_={
+            **row,
+            "telefone": free_phone,
+            "deletado_em": None if revive else Contact.__table__.c.deletado_em,
+        },
         where=_newer(new.excluded.core_atualizado_em),
     ).returning(literal_column("(xmax = 0)").label("created"), before.label("consent_before"))
     result = (await session.execute(statement)).one_or_none()

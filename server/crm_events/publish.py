@@ -177,6 +177,7 @@ async def _mirror(session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEv
             consentimento=known.consentimento if known is not None else None,
         ),
         prefix="contato.",
+        revive=False,
     )
     contact = await session.get(Contact, event.contato_id, populate_existing=True)
     assert contact is not None  # created now, or a newer write of the directory exists
@@ -247,6 +248,10 @@ async def _enqueue_capi(
 async def _enqueue_audiences(
     session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEvent, contact: Contact
 ) -> list[Enqueued]:
+    # The rule of server.audiences.sync.matching_contacts: a deleted contact, or one who
+    # withdrew consent, joins no audience (the directory's removal already took it out).
+    if contact.deletado_em is not None or contact.consentimento is False:
+        return []
     audiences = await session.scalars(
         select(CustomAudience).where(
             CustomAudience.deletado_em.is_(None),

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
+    ConversionsApiConfig,
     LeadAdsForm,
     MetaConnection,
     MetaLeadReceived,
@@ -290,7 +291,17 @@ async def _create(
                 },
             ),
         )
-    # The Conversions API hears of the lead too (its room's handler sends it).
+    # The Conversions API hears of the lead too (its room's handler sends it, and checks
+    # the "lead" toggle): only where the tenant's pixel is configured and switched on.
+    capi = (
+        await session.execute(
+            select(ConversionsApiConfig.ativo, ConversionsApiConfig.eventos_habilitados).where(
+                ConversionsApiConfig.organizacao_id == tenant
+            )
+        )
+    ).one_or_none()
+    if capi is None or not capi.ativo or (capi.eventos_habilitados or {}).get("lead") is False:
+        return
     await enqueue(
         session,
         tenant_id=tenant,
