@@ -10,7 +10,9 @@ halves until the bad event stands alone; the rest of the batch is delivered.
 A job whose row another job already sent completes without calling Meta. Outages (5xx,
 timeouts, rate limits) leave the rows pending and raise, so the worker retries the job on the
 `capi_event` policy; on the last attempt the rows are closed as failed. A dead token marks the
-configuration and alerts the tenant's admins.
+configuration and alerts the tenant's admins; while it stays dead the events wait, pending,
+and their jobs are postponed without spending attempts until a new token is saved
+(server/conversions/parking.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import Contact, ConversionsApiConfig, ConversionsApiLog, PendingEvent
 from server.bootstrap import Deps
 from server.conversions import config as capi_config
+from server.conversions import parking
 from server.conversions.errors import BatchInFlight
 from server.conversions.events import (
     STALE_REASON,
@@ -209,6 +212,8 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
         cfg = await capi_config.load(session)
         if cfg is None or not cfg.ativo:
             return
+        if parking.is_dead(cfg):
+            raise parking.parked()  # the row stays pending; a new token releases the job
         rows = [own, *await _others(session, own.id)]
         rows = await _close_stale(session, rows, deps.clock.now())
         if not rows:
@@ -224,18 +229,21 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
         answered = {id(row) for row, _ in results}
         for row, outcome in results:
             _apply(row, outcome, now)
+        refused = isinstance(failure, ProviderAuthError | ProviderPermissionDenied)
         last = job.attempt >= job.max_attempts
         for row in rows:
-            if id(row) in answered:
-                continue
+            if id(row) in answered or refused:
+                continue  # a refused token is not the events' fault: they wait for a new one
             row.tentativas += 1
             row.response_code = failure.status_code if failure else None
             row.response_body = _text(str(failure)) if failure else None
             if last or _final(failure):
                 row.status = "failed"  # kept sendable (evento_meta) for a retry
         await _count(session, cfg, results, now)
-        if isinstance(failure, ProviderAuthError | ProviderPermissionDenied):
+        if failure is not None and refused:
             await _token_refused(session, cfg, failure)
+    if refused:
+        raise parking.parked()
     if failure is not None:
         raise failure
 
