@@ -5,7 +5,8 @@ writes the event's log row (`log_conversions_api`, unique per event_id), pending
 Meta event to send (hashed user data only). Its second step locks its own row and up to 999
 other pending rows of the tenant and sends them in one request: a backlog leaves in batches of
 up to 1,000. Meta rejects a whole request for one bad event, so a rejected batch is split in
-halves until the bad event stands alone; the rest of the batch is delivered.
+halves until the bad event stands alone; the rest of the batch is delivered. A refusal of the
+request itself (an unknown pixel) is not split: the batch's events fail with its reason.
 
 A job whose row another job already sent completes without calling Meta. Outages (5xx,
 timeouts, rate limits) leave the rows pending and raise, so the worker retries the job on the
@@ -123,7 +124,8 @@ async def record_pending(
     now: dt.datetime,
 ) -> bool:
     """Logs `event` as pending (once per event_id), in the caller's transaction; an event
-    already older than 7 days is logged as failed with the reason. Returns True when stale.
+    already older than 7 days is logged as failed with the reason (a pending row of it is
+    closed so). Returns True when stale.
 
     `facts`: `entidade_tipo`, `entidade_id` (or `contato_id`) and `resumo` for the summary.
     """
@@ -144,13 +146,19 @@ async def record_pending(
         "evento_meta": None if stale else dict(event),
         "teste": False,
     }
-    await session.execute(
-        insert(ConversionsApiLog)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=["organizacao_id", "event_id"], index_where=text("NOT teste")
+    new = insert(ConversionsApiLog).values(**values)
+    keys, live = ["organizacao_id", "event_id"], text("NOT teste")
+    if stale:
+        # Logged pending at publish time, then went stale while its job waited: closed now.
+        statement = new.on_conflict_do_update(
+            index_elements=keys,
+            index_where=live,
+            set_={"status": "failed", "response_body": STALE_REASON, "evento_meta": None},
+            where=ConversionsApiLog.__table__.c.status == "pending",
         )
-    )
+    else:
+        statement = new.on_conflict_do_nothing(index_elements=keys, index_where=live)
+    await session.execute(statement)
     return stale
 
 
@@ -302,10 +310,11 @@ async def _deliver(
     try:
         answer: EventsReceived = await client.send_events(pixel_id, token, events)
     except ProviderRejected as exc:
-        if len(rows) == 1:
-            results.append(
-                (rows[0], _Outcome(False, exc.status_code or 400, str(exc), exc.fbtrace_id or ""))
-            )
+        if len(rows) == 1 or _request_level(exc):
+            # One bad event alone, or a refusal of the request itself (an unknown pixel):
+            # splitting would only repeat it, so the events fail with Meta's reason.
+            outcome = _Outcome(False, exc.status_code or 400, str(exc), exc.fbtrace_id or "")
+            results.extend((row, outcome) for row in rows)
             return
         middle = len(rows) // 2
         await _deliver(client, pixel_id, token, rows[:middle], results)
@@ -313,6 +322,12 @@ async def _deliver(
         return
     for row in rows:
         results.append((row, _Outcome(True, 200, "", answer.fbtrace_id, answer.events_received)))
+
+
+def _request_level(exc: ProviderRejected) -> bool:
+    """Meta refuses a bad event with code 100 (invalid parameter); an unknown or inaccessible
+    object (subcode 33) or any other code concerns the request, whatever its events."""
+    return str(exc.provider_code) != "100" or exc.provider_subcode == 33
 
 
 def _apply(row: ConversionsApiLog, outcome: _Outcome, now: dt.datetime) -> None:

@@ -569,3 +569,57 @@ async def test_tenant_without_capi_retries_fails_after_one_attempt(
     async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
         job = await session.get(PendingEvent, uuid.UUID(published.jobs[0].job_id))
     assert job is not None and job.status == "failed"  # dead-lettered, retriable by an admin
+
+
+async def test_unknown_pixel_fails_the_batch_in_one_call_without_splitting(capi: Capi) -> None:
+    await capi.setup()
+    md = capi.stack.md(capi.admin)
+    # Four events wait behind a dead token, so they leave together in one batch.
+    await capi.stack.control("capi/tokens/revoke", {"access_token": capi.token})
+    for _ in range(4):
+        await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
+
+    async def parked() -> bool | None:
+        async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+            jobs = list(
+                await session.scalars(
+                    select(PendingEvent).where(PendingEvent.operacao == "capi_event")
+                )
+            )
+        far = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        return True if len(jobs) == 4 and all(j.proxima_tentativa > far for j in jobs) else None
+
+    await poll(parked)
+    unknown = "990000000000001"
+    fresh = await capi.stack.control(f"capi/pixels/{capi.pixel_id}/tokens")
+    await capi.capi.SaveCapiConfig(
+        pb.SaveCapiConfigRequest(pixel_id=unknown, access_token=fresh["access_token"]),
+        metadata=md,
+    )
+    logs = await capi.wait_logs(4)
+    assert {e.status for e in logs} == {pb.CAPI_LOG_STATUS_FAILED}
+    assert all("does not exist" in e.response_body for e in logs)
+    log = (await capi.stack.http.get(f"{capi.stack.graph_url}/_control/requests")).json()
+    calls = [r for r in log if r["path"].endswith(f"/{unknown}/events")]
+    assert len(calls) == 1  # not split into 2N-1 requests
+
+
+async def test_event_gone_stale_while_waiting_is_closed_not_left_pending(capi: Capi) -> None:
+    from server.conversions import load_config, meta_event, record_pending
+    from server.resilience.worker import tenant_service
+
+    await capi.setup()
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
+    event = meta_event(crm_event="mql", event_id="waited-1", event_time=when, user_data={})
+    facts = {"contato_id": str(uuid.uuid4())}
+    db = capi.stack.server.deps.db
+    for days_later in (0, 2):  # logged pending, then its job runs after 7 days have passed
+        async with db.unit_of_work(tenant_service(capi.tenant.id)) as session:
+            cfg = await load_config(session)
+            assert cfg is not None
+            now = dt.datetime.now(dt.UTC) + dt.timedelta(days=days_later)
+            assert await record_pending(session, capi.tenant.id, cfg, event, facts, now) is (
+                days_later > 0
+            )
+    [entry] = await capi.logs()
+    assert entry.status == pb.CAPI_LOG_STATUS_FAILED and "7 dias" in entry.response_body
