@@ -623,3 +623,23 @@ async def test_event_gone_stale_while_waiting_is_closed_not_left_pending(capi: C
             )
     [entry] = await capi.logs()
     assert entry.status == pb.CAPI_LOG_STATUS_FAILED and "7 dias" in entry.response_body
+
+
+async def test_one_request_id_from_two_callers_at_once_is_recorded_once(capi: Capi) -> None:
+    import asyncio
+
+    await capi.setup()
+    request = epb.PublishPipelineEventRequest(
+        request_id=f"same-{uuid.uuid4()}",
+        event_type=epb.PIPELINE_EVENT_TYPE_MQL,
+        contato_id=str(uuid.uuid4()),
+        contato=CONTACT,
+    )
+    callers = [capi.service, capi.admin]
+    answers = await asyncio.gather(
+        *(capi.events.PublishPipelineEvent(request, metadata=capi.stack.md(c)) for c in callers)
+    )
+    assert len({a.id for a in answers}) == 1
+    assert sorted(a.deduplicated for a in answers) == [False, True]
+    [event] = await capi.wait_received(1)
+    assert event["event_id"] == request.request_id
