@@ -25,7 +25,14 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import Alert, AuditEntry, Contact, OutboxEvent, PendingEvent
+from db.models import (
+    Alert,
+    AuditEntry,
+    Contact,
+    ConversionsApiLog,
+    OutboxEvent,
+    PendingEvent,
+)
 from server.auth.caller import Caller, Role
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
@@ -643,3 +650,40 @@ async def test_one_request_id_from_two_callers_at_once_is_recorded_once(capi: Ca
     assert sorted(a.deduplicated for a in answers) == [False, True]
     [event] = await capi.wait_received(1)
     assert event["event_id"] == request.request_id
+
+
+async def test_backlog_over_a_thousand_events_leaves_in_two_batches(capi: Capi) -> None:
+    import asyncio
+
+    await capi.setup()
+    worker = capi.stack.server.deps.worker
+    await worker.stop()
+    try:
+        for start in range(0, 1001, 50):
+            await asyncio.gather(
+                *(
+                    capi.publish(
+                        epb.PIPELINE_EVENT_TYPE_MQL,
+                        f"big-{i}-{uuid.uuid4()}",
+                        contato=epb.ContactData(email=f"big{i}@example.com"),
+                    )
+                    for i in range(start, min(start + 50, 1001))
+                )
+            )
+    finally:
+        await worker.start()
+
+    async def all_sent() -> list[dict[str, Any]] | None:
+        events = await capi.received()
+        return events if len(events) >= 1001 else None
+
+    # Every one of the 1,001 jobs runs (most find their event already sent): give it time.
+    events = await poll(all_sent, within=180)
+    assert len({e["event_id"] for e in events}) == 1001
+    got = await capi.stack.http.get(
+        f"{capi.stack.graph_url}/_control/capi/pixels/{capi.pixel_id}/events"
+    )
+    assert got.json()["requests"] == 2  # 1,000 (Meta's most per request), then 1
+    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+        statuses = list(await session.scalars(select(ConversionsApiLog.status)))
+    assert len(statuses) == 1001 and set(statuses) == {"sent"}
