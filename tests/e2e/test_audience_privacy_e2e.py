@@ -18,7 +18,7 @@ from renove.conexoes.v1 import crm_events_service_pb2 as epb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import Contact, PendingEvent
+from db.models import Contact, MetaConnection, PendingEvent
 from server.resilience.jobs import enqueue
 from server.resilience.operations import CAPI_EVENT
 from server.resilience.worker import tenant_service
@@ -192,3 +192,34 @@ async def test_lead_ads_lead_is_not_sent_when_the_lead_event_is_off(
     job = await poll(closed)
     assert job.ultimo_erro == "not sent: the lead event is switched off"
     assert await capi.received() == []
+
+
+async def test_audience_job_with_a_revoked_token_marks_the_connection_and_stops(
+    admin: Admin,
+) -> None:
+    audience = await admin.create(audience_name="Revoked", evento_gatilho=pb.AUDIENCE_TRIGGER_MQL)
+    await admin.stack.control("revoke", {})
+    published = await publish_mql(admin, str(uuid.uuid4()), "revoked@example.com")
+    [job] = [j for j in published.jobs if j.tipo == "audience_sync"]
+
+    async def dead() -> PendingEvent | None:
+        async with admin.stack.server.deps.db.unit_of_work(admin.admin) as session:
+            row = await session.get(PendingEvent, uuid.UUID(job.job_id), populate_existing=True)
+        return row if row is not None and row.status == "failed" else None
+
+    failed = await poll(dead, within=60)
+    assert failed.tentativas == 1  # a refused token is not retried against Meta
+    async with admin.stack.server.deps.db.unit_of_work(admin.admin) as session:
+        status = await session.scalar(
+            select(MetaConnection.status).where(MetaConnection.deletado_em.is_(None))
+        )
+    assert status == "revoked"
+    got = (
+        await admin.api.GetAudience(pb.GetAudienceRequest(id=audience.id), metadata=admin.md)
+    ).audience
+    assert not got.ultimo_sync_sucesso
+    members = await admin.api.ListAudienceMembers(
+        pb.ListAudienceMembersRequest(id=audience.id, sincronizado=False), metadata=admin.md
+    )
+    assert members.total_size == 1  # kept, to be sent after reconnecting
+    assert (await admin.meta(audience.audience_id))["members"] == 0
