@@ -10,7 +10,9 @@ to 1,000 events per request, hashed user data) and the log's outcome.
 
 Baseline: the same N events (the same hashed bodies our path sends) POSTed straight to the
 same sandbox endpoint, one event per request, at the same concurrency: what the provider
-round trips cost without us.
+round trips cost without us. It does not make the same HTTP calls as our path (which batches
+the backlog into far fewer requests), so the ratio compares our whole path with N
+single-event round trips, not with the same batches sent bare.
 """
 
 from __future__ import annotations

@@ -4,7 +4,13 @@ audiences otherwise only add.
 
 `remove_contact` runs in the directory's transaction: the member rows go, and an
 `audience_remove` job (AUDIENCE_REMOVE) per audience carries the hashes Meta must drop, so a
-removal is never lost and never depends on the contact's data still being there.
+removal is never lost and never depends on the contact's data still being there. Every member
+with hashes is removed, synced or not: a full resync marks members unsynced before uploading
+them, and removing a hash Meta does not hold is harmless.
+
+The removal takes the audience's sync lock (server/audiences/sync.py) before calling Meta: an
+upload in flight that read the member before it was deleted finishes first, and the removal
+then takes the contact out again.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CustomAudience, CustomAudienceMember
 from server.audiences.connection import active_connection, mark_broken, user_token
+from server.audiences.errors import SyncBusy
 from server.audiences.manage import client
-from server.audiences.sync import SCHEMA
+from server.audiences.sync import SCHEMA, SYNC_LOCK, sync_lock_key
 from server.bootstrap import Deps
 from server.providers.errors import ProviderAuthError
 from server.resilience.jobs import Job, enqueue
@@ -36,7 +43,7 @@ async def remove_contact(session: AsyncSession, tenant_id: uuid.UUID, contato_id
     )
     scheduled = 0
     for member, meta_id in members:
-        if member.sincronizado and (member.email_hash or member.phone_hash):
+        if member.email_hash or member.phone_hash:
             await enqueue(
                 session,
                 tenant_id=tenant_id,
@@ -57,17 +64,20 @@ async def remove_contact(session: AsyncSession, tenant_id: uuid.UUID, contato_id
 
 
 async def handle_remove(deps: Deps, job: Job) -> None:
-    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
-        token = user_token(deps, await active_connection(session))
+    caller = tenant_service(job.tenant_id)
     try:
-        await client(deps).upload(
-            token,
-            str(job.payload["meta_audience_id"]),
-            SCHEMA,
-            [list(job.payload["row"])],
-            remove=True,
-        )
+        async with deps.db.unit_of_work(caller) as held:
+            if not await held.scalar(SYNC_LOCK, {"key": sync_lock_key(job.destino)}):
+                raise SyncBusy("this audience is being synced", retry_after=1.0)
+            token = user_token(deps, await active_connection(held))
+            await client(deps).upload(
+                token,
+                str(job.payload["meta_audience_id"]),
+                SCHEMA,
+                [list(job.payload["row"])],
+                remove=True,
+            )
     except ProviderAuthError as exc:
-        async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+        async with deps.db.unit_of_work(caller) as session:
             await mark_broken(session, exc)
         raise

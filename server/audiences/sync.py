@@ -35,8 +35,13 @@ from server.resilience.worker import tenant_service
 from server.security.redaction import redact
 
 SCHEMA = ("EMAIL", "PHONE")
-_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext(:key))")
+SYNC_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext(:key))")
 _INSERT_CHUNK = 2000
+
+
+def sync_lock_key(audience_key: object) -> str:
+    """The advisory lock held while the audience's members are uploaded (and removed)."""
+    return f"audience:{audience_key}"
 
 
 async def handle_sync(deps: Deps, job: Job) -> None:
@@ -150,7 +155,7 @@ async def _send_pending(
     caller = tenant_service(job.tenant_id)
     async with deps.db.unit_of_work(caller) as held:
         # One sync per audience at a time (held until this block ends); another job waits.
-        if not await held.scalar(_TRY_LOCK, {"key": f"audience:{audience_key}"}):
+        if not await held.scalar(SYNC_LOCK, {"key": sync_lock_key(audience_key)}):
             raise SyncBusy("this audience is being synced", retry_after=1.0)
         pending = list(
             await held.execute(

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ConversionsApiConfig
 from server.bootstrap import Deps
+from server.conversions import parking
 from server.conversions.events import DEFAULT_ENABLED, EVENT_NAMES
 from server.errors import FieldViolation, InvalidArgument
 from server.providers.meta_capi import MetaCapiClient
@@ -90,6 +91,7 @@ async def save(
 ) -> ConversionsApiConfig:
     existing = await load(session)
     validate(change, existing)
+    was_dead = existing is not None and parking.is_dead(existing)
     row = existing or ConversionsApiConfig(
         organizacao_id=tenant_id,
         eventos_habilitados=dict(DEFAULT_ENABLED),
@@ -119,6 +121,8 @@ async def save(
         session.add(row)
     row.atualizado_em = dt.datetime.now(dt.UTC)
     await session.flush()
+    if was_dead and change.access_token is not None:
+        await parking.recover(session, row, deps.clock.now())
     await session.refresh(row)
     return row
 

@@ -5,12 +5,15 @@ writes the event's log row (`log_conversions_api`, unique per event_id), pending
 Meta event to send (hashed user data only). Its second step locks its own row and up to 999
 other pending rows of the tenant and sends them in one request: a backlog leaves in batches of
 up to 1,000. Meta rejects a whole request for one bad event, so a rejected batch is split in
-halves until the bad event stands alone; the rest of the batch is delivered.
+halves until the bad event stands alone; the rest of the batch is delivered. A refusal of the
+request itself (an unknown pixel) is not split: the batch's events fail with its reason.
 
 A job whose row another job already sent completes without calling Meta. Outages (5xx,
 timeouts, rate limits) leave the rows pending and raise, so the worker retries the job on the
 `capi_event` policy; on the last attempt the rows are closed as failed. A dead token marks the
-configuration and alerts the tenant's admins.
+configuration and alerts the tenant's admins; while it stays dead the events wait, pending,
+and their jobs are postponed without spending attempts until a new token is saved
+(server/conversions/parking.py).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Contact, ConversionsApiConfig, ConversionsApiLog
+from db.models import Contact, ConversionsApiConfig, ConversionsApiLog, PendingEvent
 from server.bootstrap import Deps
 from server.conversions import config as capi_config
+from server.conversions import parking
 from server.conversions.errors import BatchInFlight
 from server.conversions.events import (
     STALE_REASON,
@@ -79,19 +83,36 @@ async def _record(deps: Deps, job: Job) -> str | None:
     """Writes the event's log row (once); returns its event_id when there is something to send."""
     payload = job.payload
     now = deps.clock.now()
+    crm_event = str(payload.get("crm_event") or "")
     async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
         cfg = await capi_config.load(session)
-        if cfg is None or not cfg.ativo:
-            return None  # turned off after the event was queued: nothing to send
+        closed = _not_sent_because(cfg, crm_event)
+        if closed is not None:
+            # Queued before the pixel was configured or the event switched off: the job
+            # completes with the reason, nothing goes to Meta.
+            await session.execute(
+                update(PendingEvent).where(PendingEvent.id == job.id).values(ultimo_erro=closed)
+            )
+            return None
+        assert cfg is not None
         event = await _event_of(session, job)
         if event is None:
             return None
         event_id = str(event["event_id"])
-        crm_event = str(payload.get("crm_event") or "")
         if crm_event == "lead" and not await _claim_lead(session, payload, event_id):
             return None  # one Lead per contact: another event already carried it
         stale = await record_pending(session, job.tenant_id, cfg, event, payload, now)
     return None if stale else event_id
+
+
+def _not_sent_because(cfg: ConversionsApiConfig | None, crm_event: str) -> str | None:
+    if cfg is None:
+        return "not sent: the Conversions API is not configured"
+    if not cfg.ativo:
+        return "not sent: the Conversions API is switched off"
+    if crm_event in capi_config.EVENT_NAMES and not capi_config.enabled(cfg, crm_event):
+        return f"not sent: the {crm_event} event is switched off"
+    return None
 
 
 async def record_pending(
@@ -103,7 +124,8 @@ async def record_pending(
     now: dt.datetime,
 ) -> bool:
     """Logs `event` as pending (once per event_id), in the caller's transaction; an event
-    already older than 7 days is logged as failed with the reason. Returns True when stale.
+    already older than 7 days is logged as failed with the reason (a pending row of it is
+    closed so). Returns True when stale.
 
     `facts`: `entidade_tipo`, `entidade_id` (or `contato_id`) and `resumo` for the summary.
     """
@@ -124,13 +146,19 @@ async def record_pending(
         "evento_meta": None if stale else dict(event),
         "teste": False,
     }
-    await session.execute(
-        insert(ConversionsApiLog)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=["organizacao_id", "event_id"], index_where=text("NOT teste")
+    new = insert(ConversionsApiLog).values(**values)
+    keys, live = ["organizacao_id", "event_id"], text("NOT teste")
+    if stale:
+        # Logged pending at publish time, then went stale while its job waited: closed now.
+        statement = new.on_conflict_do_update(
+            index_elements=keys,
+            index_where=live,
+            set_={"status": "failed", "response_body": STALE_REASON, "evento_meta": None},
+            where=ConversionsApiLog.__table__.c.status == "pending",
         )
-    )
+    else:
+        statement = new.on_conflict_do_nothing(index_elements=keys, index_where=live)
+    await session.execute(statement)
     return stale
 
 
@@ -192,6 +220,8 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
         cfg = await capi_config.load(session)
         if cfg is None or not cfg.ativo:
             return
+        if parking.is_dead(cfg):
+            raise parking.parked()  # the row stays pending; a new token releases the job
         rows = [own, *await _others(session, own.id)]
         rows = await _close_stale(session, rows, deps.clock.now())
         if not rows:
@@ -207,18 +237,21 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
         answered = {id(row) for row, _ in results}
         for row, outcome in results:
             _apply(row, outcome, now)
+        refused = isinstance(failure, ProviderAuthError | ProviderPermissionDenied)
         last = job.attempt >= job.max_attempts
         for row in rows:
-            if id(row) in answered:
-                continue
+            if id(row) in answered or refused:
+                continue  # a refused token is not the events' fault: they wait for a new one
             row.tentativas += 1
             row.response_code = failure.status_code if failure else None
             row.response_body = _text(str(failure)) if failure else None
             if last or _final(failure):
                 row.status = "failed"  # kept sendable (evento_meta) for a retry
         await _count(session, cfg, results, now)
-        if isinstance(failure, ProviderAuthError | ProviderPermissionDenied):
+        if failure is not None and refused:
             await _token_refused(session, cfg, failure)
+    if refused:
+        raise parking.parked()
     if failure is not None:
         raise failure
 
@@ -277,10 +310,11 @@ async def _deliver(
     try:
         answer: EventsReceived = await client.send_events(pixel_id, token, events)
     except ProviderRejected as exc:
-        if len(rows) == 1:
-            results.append(
-                (rows[0], _Outcome(False, exc.status_code or 400, str(exc), exc.fbtrace_id or ""))
-            )
+        if len(rows) == 1 or _request_level(exc):
+            # One bad event alone, or a refusal of the request itself (an unknown pixel):
+            # splitting would only repeat it, so the events fail with Meta's reason.
+            outcome = _Outcome(False, exc.status_code or 400, str(exc), exc.fbtrace_id or "")
+            results.extend((row, outcome) for row in rows)
             return
         middle = len(rows) // 2
         await _deliver(client, pixel_id, token, rows[:middle], results)
@@ -288,6 +322,12 @@ async def _deliver(
         return
     for row in rows:
         results.append((row, _Outcome(True, 200, "", answer.fbtrace_id, answer.events_received)))
+
+
+def _request_level(exc: ProviderRejected) -> bool:
+    """Meta refuses a bad event with code 100 (invalid parameter); an unknown or inaccessible
+    object (subcode 33) or any other code concerns the request, whatever its events."""
+    return str(exc.provider_code) != "100" or exc.provider_subcode == 33
 
 
 def _apply(row: ConversionsApiLog, outcome: _Outcome, now: dt.datetime) -> None:

@@ -15,3 +15,11 @@ class BatchInFlight(CircuitOpen):
     circuit); by then its event was in that batch or is next in line."""
 
     reason = "CAPI_BATCH_IN_FLIGHT"
+
+
+class TokenParked(CircuitOpen):
+    """The tenant's CAPI token is revoked or expired. Raised by a `capi_event` job so the
+    worker postpones it without spending an attempt; saving a new token releases it
+    (server/conversions/parking.py)."""
+
+    reason = "CAPI_TOKEN_PARKED"

@@ -136,9 +136,17 @@ def _newer(incoming: ColumnElement[dt.datetime]) -> ColumnElement[bool]:
 
 
 async def upsert_contact(
-    session: AsyncSession, tenant_id: uuid.UUID, values: ContactValues, *, prefix: str = ""
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    values: ContactValues,
+    *,
+    prefix: str = "",
+    revive: bool = True,
 ) -> ContactWrite:
     """Creates or updates the contact `values.id` unless a newer write was applied.
+
+    `revive=False` (a pipeline event's mirror) keeps a deletion: only the directory itself
+    brings a deleted contact back.
 
     Raises:
         InvalidArgument: bad e-mails/phones/country, or an owner the directory does not know
@@ -193,7 +201,7 @@ async def upsert_contact(
         set_={
             **row,
             "telefone": free_phone,
-            "deletado_em": None,
+            "deletado_em": None if revive else Contact.__table__.c.deletado_em,
             "consentimento": func.coalesce(new.excluded.consentimento, kept),
         },
         where=_newer(new.excluded.core_atualizado_em),

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -106,9 +106,15 @@ async def publish(
     session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEvent, now: dt.datetime
 ) -> Published:
     """Records `event` and enqueues its jobs, in the caller's transaction. An event already
-    recorded under its request id (sent before by another caller of the tenant) is not
-    recorded again: its record is answered, deduplicated, with no jobs."""
+    recorded under its request id (sent before, or at the same moment, by another caller of
+    the tenant) is not recorded again: its record is answered, deduplicated, with no jobs."""
     capi_name = EVENT_NAMES[event.crm_event]
+    # Two callers publishing one request id at the same moment: the second waits here for
+    # the first to commit, then finds its record (rather than failing on the unique key).
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+        {"key": f"pipeline-event:{tenant_id}:{event.request_id}"},
+    )
     known = await session.scalar(
         select(PipelineEventRecord.id).where(PipelineEventRecord.request_id == event.request_id)
     )
@@ -177,6 +183,7 @@ async def _mirror(session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEv
             consentimento=known.consentimento if known is not None else None,
         ),
         prefix="contato.",
+        revive=False,
     )
     contact = await session.get(Contact, event.contato_id, populate_existing=True)
     assert contact is not None  # created now, or a newer write of the directory exists
@@ -247,6 +254,10 @@ async def _enqueue_capi(
 async def _enqueue_audiences(
     session: AsyncSession, tenant_id: uuid.UUID, event: PipelineEvent, contact: Contact
 ) -> list[Enqueued]:
+    # The rule of server.audiences.sync.matching_contacts: a deleted contact, or one who
+    # withdrew consent, joins no audience (the directory's removal already took it out).
+    if contact.deletado_em is not None or contact.consentimento is False:
+        return []
     audiences = await session.scalars(
         select(CustomAudience).where(
             CustomAudience.deletado_em.is_(None),

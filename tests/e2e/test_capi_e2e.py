@@ -17,8 +17,6 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf import timestamp_pb2
-from renove.conexoes.v1 import connections_service_pb2 as cpb
-from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
 from renove.conexoes.v1 import conversions_service_pb2 as pb
 from renove.conexoes.v1 import conversions_service_pb2_grpc as pb_grpc
 from renove.conexoes.v1 import crm_events_service_pb2 as epb
@@ -27,7 +25,14 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import Alert, AuditEntry, Contact, PendingEvent
+from db.models import (
+    Alert,
+    AuditEntry,
+    Contact,
+    ConversionsApiLog,
+    OutboxEvent,
+    PendingEvent,
+)
 from server.auth.caller import Caller, Role
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
@@ -371,48 +376,67 @@ async def test_one_invalid_event_in_a_batch_of_fifty(capi: Capi) -> None:
     assert got.json()["requests"] < 25
 
 
-async def test_revoked_token_marks_the_config_and_alerts(capi: Capi) -> None:
+async def test_revoked_token_parks_events_until_a_new_token(capi: Capi) -> None:
     await capi.setup()
     await capi.stack.control("capi/tokens/revoke", {"access_token": capi.token})
-    await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
-    [entry] = await capi.wait_logs(1)
-    assert entry.status == pb.CAPI_LOG_STATUS_FAILED
-    config = (
-        await capi.capi.GetCapiConfig(pb.GetCapiConfigRequest(), metadata=capi.stack.md(capi.admin))
-    ).config
-    assert config.status == resources_pb2.CONNECTION_STATUS_REVOKED
-    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
-        kinds = set(await session.scalars(select(Alert.kind)))
-        [job_id] = await session.scalars(
-            select(PendingEvent.id).where(PendingEvent.operacao == "capi_event")
-        )
-    assert "token_refresh_failed" in kinds
-
-    # Nothing is lost: the admin saves a new token and retries the dead-lettered event.
-    fresh = await capi.stack.control(f"capi/pixels/{capi.pixel_id}/tokens")
+    first = await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
+    job_id = uuid.UUID(first.jobs[0].job_id)
     md = capi.stack.md(capi.admin)
+
+    async def parked() -> PendingEvent | None:
+        async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+            job = await session.get(PendingEvent, job_id, populate_existing=True)
+        assert job is not None
+        later = job.proxima_tentativa > dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        return job if job.status == "pending" and later else None
+
+    job = await poll(parked)
+    assert job.tentativas == 0  # the refusal is the token's, not the event's
+    config = (await capi.capi.GetCapiConfig(pb.GetCapiConfigRequest(), metadata=md)).config
+    assert config.status == resources_pb2.CONNECTION_STATUS_REVOKED
+    # Further events are not sent with the dead token: they wait too, without a Meta call.
+    second = await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
+    job_id = uuid.UUID(second.jobs[0].job_id)
+    await poll(parked)
+    assert [e.status for e in await capi.logs()] == [pb.CAPI_LOG_STATUS_PENDING] * 2
+    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+        open_alerts = list(
+            await session.scalars(select(Alert).where(Alert.kind == "token_refresh_failed"))
+        )
+    assert len(open_alerts) == 1 and "resolvido_em" not in (open_alerts[0].details or {})
+
+    # A new token recovers the configuration and sends what waited.
+    fresh = await capi.stack.control(f"capi/pixels/{capi.pixel_id}/tokens")
     saved = await capi.capi.SaveCapiConfig(
         pb.SaveCapiConfigRequest(access_token=fresh["access_token"]), metadata=md
     )
     assert saved.config.status == resources_pb2.CONNECTION_STATUS_ACTIVE
+    events = await capi.wait_received(2)
+    assert {e["event_id"] for e in events} == {first.event_id, second.event_id}
+    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+        [alert] = await session.scalars(select(Alert).where(Alert.kind == "token_refresh_failed"))
+        changes = list(
+            await session.scalars(
+                select(OutboxEvent.payload)
+                .where(OutboxEvent.tipo == "CONNECTION_CHANGED")
+                .order_by(OutboxEvent.sequencia)
+            )
+        )
+    assert "resolvido_em" in (alert.details or {})
+    assert [c["requires_reconnect"] for c in changes] == [True, False]
 
-    async def dead() -> bool | None:
+    # A second revocation alerts again (the first alert was closed).
+    await capi.stack.control("capi/tokens/revoke", {"access_token": fresh["access_token"]})
+    await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
+
+    async def alerted_again() -> bool | None:
         async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
-            job = await session.get(PendingEvent, job_id, populate_existing=True)
-        return True if job is not None and job.status == "failed" else None
+            alerts = list(
+                await session.scalars(select(Alert).where(Alert.kind == "token_refresh_failed"))
+            )
+        return True if len(alerts) == 2 else None
 
-    await poll(dead)
-    await cpb_grpc.ConnectionsServiceStub(capi.stack.server.channel).RetryFailedEvent(
-        cpb.RetryFailedEventRequest(id=str(job_id)), metadata=md
-    )
-    [event] = await capi.wait_received(1)
-    assert event["event_id"] == entry.event_id
-
-    async def sent() -> bool | None:
-        [now] = await capi.logs()
-        return True if now.status == pb.CAPI_LOG_STATUS_SENT else None
-
-    await poll(sent)
+    await poll(alerted_again)
 
 
 async def test_breaker_open_postpones_without_spending_attempts(capi: Capi) -> None:
@@ -557,3 +581,114 @@ async def test_tenant_without_capi_retries_fails_after_one_attempt(
         return True if job is not None and job.status == "failed" else None
 
     assert await poll(dead_lettered)  # dead-lettered, retriable by an admin
+
+
+async def test_unknown_pixel_fails_the_batch_in_one_call_without_splitting(capi: Capi) -> None:
+    await capi.setup()
+    md = capi.stack.md(capi.admin)
+    # Four events wait behind a dead token, so they leave together in one batch.
+    await capi.stack.control("capi/tokens/revoke", {"access_token": capi.token})
+    for _ in range(4):
+        await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL)
+
+    async def parked() -> bool | None:
+        async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+            jobs = list(
+                await session.scalars(
+                    select(PendingEvent).where(PendingEvent.operacao == "capi_event")
+                )
+            )
+        far = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        return True if len(jobs) == 4 and all(j.proxima_tentativa > far for j in jobs) else None
+
+    await poll(parked)
+    unknown = "990000000000001"
+    fresh = await capi.stack.control(f"capi/pixels/{capi.pixel_id}/tokens")
+    await capi.capi.SaveCapiConfig(
+        pb.SaveCapiConfigRequest(pixel_id=unknown, access_token=fresh["access_token"]),
+        metadata=md,
+    )
+    logs = await capi.wait_logs(4)
+    assert {e.status for e in logs} == {pb.CAPI_LOG_STATUS_FAILED}
+    assert all("does not exist" in e.response_body for e in logs)
+    log = (await capi.stack.http.get(f"{capi.stack.graph_url}/_control/requests")).json()
+    calls = [r for r in log if r["path"].endswith(f"/{unknown}/events")]
+    assert len(calls) == 1  # not split into 2N-1 requests
+
+
+async def test_event_gone_stale_while_waiting_is_closed_not_left_pending(capi: Capi) -> None:
+    from server.conversions import load_config, meta_event, record_pending
+    from server.resilience.worker import tenant_service
+
+    await capi.setup()
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
+    event = meta_event(crm_event="mql", event_id="waited-1", event_time=when, user_data={})
+    facts = {"contato_id": str(uuid.uuid4())}
+    db = capi.stack.server.deps.db
+    for days_later in (0, 2):  # logged pending, then its job runs after 7 days have passed
+        async with db.unit_of_work(tenant_service(capi.tenant.id)) as session:
+            cfg = await load_config(session)
+            assert cfg is not None
+            now = dt.datetime.now(dt.UTC) + dt.timedelta(days=days_later)
+            assert await record_pending(session, capi.tenant.id, cfg, event, facts, now) is (
+                days_later > 0
+            )
+    [entry] = await capi.logs()
+    assert entry.status == pb.CAPI_LOG_STATUS_FAILED and "7 dias" in entry.response_body
+
+
+async def test_one_request_id_from_two_callers_at_once_is_recorded_once(capi: Capi) -> None:
+    import asyncio
+
+    await capi.setup()
+    request = epb.PublishPipelineEventRequest(
+        request_id=f"same-{uuid.uuid4()}",
+        event_type=epb.PIPELINE_EVENT_TYPE_MQL,
+        contato_id=str(uuid.uuid4()),
+        contato=CONTACT,
+    )
+    callers = [capi.service, capi.admin]
+    answers = await asyncio.gather(
+        *(capi.events.PublishPipelineEvent(request, metadata=capi.stack.md(c)) for c in callers)
+    )
+    assert len({a.id for a in answers}) == 1
+    assert sorted(a.deduplicated for a in answers) == [False, True]
+    [event] = await capi.wait_received(1)
+    assert event["event_id"] == request.request_id
+
+
+async def test_backlog_over_a_thousand_events_leaves_in_two_batches(capi: Capi) -> None:
+    import asyncio
+
+    await capi.setup()
+    worker = capi.stack.server.deps.worker
+    await worker.stop()
+    try:
+        for start in range(0, 1001, 50):
+            await asyncio.gather(
+                *(
+                    capi.publish(
+                        epb.PIPELINE_EVENT_TYPE_MQL,
+                        f"big-{i}-{uuid.uuid4()}",
+                        contato=epb.ContactData(email=f"big{i}@example.com"),
+                    )
+                    for i in range(start, min(start + 50, 1001))
+                )
+            )
+    finally:
+        await worker.start()
+
+    async def all_sent() -> list[dict[str, Any]] | None:
+        events = await capi.received()
+        return events if len(events) >= 1001 else None
+
+    # Every one of the 1,001 jobs runs (most find their event already sent): give it time.
+    events = await poll(all_sent, within=180)
+    assert len({e["event_id"] for e in events}) == 1001
+    got = await capi.stack.http.get(
+        f"{capi.stack.graph_url}/_control/capi/pixels/{capi.pixel_id}/events"
+    )
+    assert got.json()["requests"] == 2  # 1,000 (Meta's most per request), then 1
+    async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
+        statuses = list(await session.scalars(select(ConversionsApiLog.status)))
+    assert len(statuses) == 1001 and set(statuses) == {"sent"}
