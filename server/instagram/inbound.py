@@ -277,6 +277,16 @@ async def _adopt(
     pending.external_id = mid
     pending.status = "sent"
     pending.enviado_em = at
+    # The send's own answer finds the row sent and leaves the counter alone: counted here, once.
+    await tx.execute(
+        update(InstagramConnection)
+        .where(InstagramConnection.id == conn.id)
+        .values(
+            total_mensagens_enviadas=func.coalesce(InstagramConnection.total_mensagens_enviadas, 0)
+            + 1
+        )
+        .execution_options(synchronize_session=False)
+    )
     await record_change(
         tx,
         conn.organizacao_id,
