@@ -28,7 +28,8 @@ from server.email.connection import (
     row_of,
     smtp_server_of,
 )
-from server.email.detection import preset_for_host
+from server.email.detection import help_preset
+from server.email.errors import EmailSenderChanged
 from server.email.sending import record_status
 from server.errors import CircuitOpen, DomainError
 from server.providers.smtp import SmtpAuthFailed, SmtpClient
@@ -61,6 +62,7 @@ async def deliver(deps: Deps, smtp: SmtpClient, job: Job) -> None:
         connection = await row_of(tx, email.usuario_id)
     try:
         usable = require_usable(connection)
+        _same_sender(usable, email)
         if usable.tipo == GMAIL:
             went = await gmail.send(deps, usable, email)
             sent = _Sent(provider_id=went.id, thread_id=went.thread_id)
@@ -80,6 +82,15 @@ async def deliver(deps: Deps, smtp: SmtpClient, job: Job) -> None:
     await _mark_sent(deps, caller, email_id, usable.id, sent)
 
 
+def _same_sender(connection: EmailConnection, email: SentEmail) -> None:
+    """The message's From and transport were fixed when it was built (and stored)."""
+    if connection.tipo != email.tipo or connection.email.casefold() != email.remetente.casefold():
+        raise EmailSenderChanged(
+            f"O e-mail foi escrito para sair por {email.remetente}, mas a conexao de e-mail "
+            f"agora envia por {connection.email}. Escreva-o de novo."
+        )
+
+
 async def _send_smtp(
     deps: Deps, smtp: SmtpClient, connection: EmailConnection, email: SentEmail
 ) -> _Sent:
@@ -97,7 +108,7 @@ async def _send_smtp(
 async def _credentials_refused(
     deps: Deps, caller: Caller, connection: EmailConnection, exc: SmtpAuthFailed
 ) -> None:
-    preset = preset_for_host(connection.smtp_host or "")
+    preset = help_preset(connection.smtp_host or "", connection.email)
     help_text = f" Veja: {preset.help_url}" if preset and preset.help_url else ""
     async with deps.db.unit_of_work(caller) as tx:
         await connection_broken(

@@ -475,3 +475,35 @@ async def test_an_email_whose_worker_was_lost_on_its_last_attempt_is_failed(
     assert not arrived(stack, subject)
     assert (await job_done(owner_engine, tenant.id, response.job_id)).status == "failed"
     assert await _status_changes(owner_engine, tenant.id, response.id) == ["pending", "failed"]
+
+
+async def test_a_queued_email_is_not_sent_through_a_replaced_connection(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    caller = await connected(stack, tenant, make_caller)
+    subject = f"Remetente trocado {uuid.uuid4().hex[:6]}"
+    worker = stack.server.deps.worker
+    await worker.stop()
+    try:
+        response = await stack.stub.SendEmail(_request(subject), metadata=stack.md(caller))
+        # Before it goes, the user saves another address on the same mail server.
+        await stack.stub.SaveSmtpConfig(
+            pb.SaveSmtpConfigRequest(
+                email="vendas@exemplo.com.br",
+                smtp_user=SMTP_USER,
+                senha=SMTP_PASSWORD,
+                smtp_host=stack.smtp.host,
+                smtp_port=stack.smtp.port,
+            ),
+            metadata=stack.md(caller),
+        )
+    finally:
+        await worker.start()
+    failed = await sent_state(
+        stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_FAILED
+    )
+    assert SMTP_USER in failed.erro and "vendas@exemplo.com.br" in failed.erro
+    assert not arrived(stack, subject)
+    row = await job_done(owner_engine, tenant.id, response.job_id)
+    assert (row.status, row.tentativas) == ("failed", 1)
