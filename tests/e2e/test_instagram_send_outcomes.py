@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from renove.conexoes.v1 import connections_service_pb2 as cpb
+from renove.conexoes.v1 import instagram_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import InstagramConnection, Message
+from db.models import Alert, InstagramConnection, Message
 from server.auth.caller import Caller, Role
+from server.instagram.connection import access_token
 from server.instagram.views import CANAL
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer
 from tests.e2e.test_instagram_e2e import _connect, _conversation_of, _send, _status_of
@@ -195,3 +197,42 @@ async def test_a_send_whose_echo_comes_first_is_counted_once(
         ).all()
     assert [m.id for m in outbound] == [uuid.UUID(sent.id)]
     assert await _sent_counter(stack, admin) == 1
+
+
+async def test_a_revoked_token_on_the_send_path_marks_the_connection_and_alerts(
+    stack: InstagramStack,
+    make_tenant: MakeTenant,
+    make_caller: MakeCaller,
+    owner_engine: AsyncEngine,
+) -> None:
+    tenant = await make_tenant(members=0)
+    admin = make_caller(tenant, Role.ADMIN)
+    account = await _connect(stack, admin, "loja_revoga")
+    # The stored token is encrypted: the row never holds what Instagram accepts.
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        row = await session.scalar(select(InstagramConnection))
+    assert row is not None
+    token = access_token(stack.server.deps, row)
+    assert token and token not in row.access_token_encrypted
+    me = await stack.http.get(f"{stack.instagram_url}/v23.0/me", params={"access_token": token})
+    assert me.status_code == 200, me.text
+
+    dm = await stack.dm(account_id=account, text="Oi", timestamp_ms=int(time.time() * 1000))
+    conversation = await _conversation_of(stack, admin, dm["sender_id"])
+    await stack.control("tokens/revoke", {"account_id": account})
+    sent = await _send(stack, admin, dm["sender_id"], "Ainda ai?")
+    failed = await _status_of(
+        stack, admin, conversation.id, sent.id, resources_pb2.MESSAGE_STATUS_FAILED
+    )
+    assert "revoked" in failed.erro
+    got = await stack.stub.GetInstagramConnection(
+        pb.GetInstagramConnectionRequest(), metadata=stack.md(admin)
+    )
+    assert got.connection.status == resources_pb2.CONNECTION_STATUS_REVOKED
+    assert "190" in got.connection.ultimo_erro
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        alerts = list(
+            await session.scalars(select(Alert).where(Alert.kind == "instagram_token_revoked"))
+        )
+    assert alerts and all(a.organizacao_id == tenant.id for a in alerts)
+    assert not await _api_sends(stack, "Ainda ai?")
