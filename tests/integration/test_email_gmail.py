@@ -219,6 +219,29 @@ async def test_a_large_message_goes_through_the_upload_endpoint(
     (attachment,) = list(parsed(item).iter_attachments())
     assert attachment.get_content() == blob
 
+    # A reply that large stays in the thread (Gmail needs its threadId, not only References).
+    first = next(i for i in await sent_at_google(stack) if parsed(i)["Subject"] == subject)
+    reply = await stub(stack).SendEmail(
+        _request(
+            "Re: " + subject,
+            in_reply_to=response.message_id,
+            attachments=[
+                pb.EmailAttachment(
+                    filename="catalogo-2.bin",
+                    content_type="application/octet-stream",
+                    content=blob,
+                )
+            ],
+        ),
+        metadata=stack.md(caller),
+    )
+    answered = await sent_state(
+        stub(stack), stack.md(caller), reply.id, resources_pb2.MESSAGE_STATUS_SENT
+    )
+    assert answered.thread_id == first["threadId"]
+    item = next(i for i in await sent_at_google(stack) if parsed(i)["Subject"] == "Re: " + subject)
+    assert item["uploaded"] and item["threadId"] == first["threadId"]
+
 
 async def test_a_rate_limit_backs_off_and_then_sends(
     stack: GoogleStack,
