@@ -1,5 +1,6 @@
 """Who may hold an Instagram account: two tenants' callbacks racing for one account (exactly one
-wins, and the account's DMs reach it), and a member whose grant is revoked while at Instagram.
+wins, and the account's DMs reach it), a member whose grant is revoked while at Instagram, and
+the stage a stranger's first DM opens its pre-opportunity in.
 
 One stack (sandbox, sidecar, server with its worker) serves the module; each test has its
 own tenant and its own sandbox account."""
@@ -11,17 +12,25 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
+import grpc
 import httpx
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from renove.conexoes.v1 import instagram_service_pb2 as pb
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import InstagramConnection, Message
+from db.models import InstagramConnection, Message, Opportunity
 from server.auth.caller import Caller, Role
 from server.instagram.views import CANAL
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.e2e.test_instagram_e2e import _account
-from tests.integration.meta_leads_support import isolated_database, owner_engine_for
+from tests.integration.meta_leads_support import (
+    isolated_database,
+    make_pipeline,
+    owner_engine_for,
+)
 from tests.support.instagram_stack import InstagramStack, instagram_stack
 from tests.support.whatsapp_stack import poll
 
@@ -145,3 +154,74 @@ async def test_a_grant_revoked_during_the_login_refuses_the_connection(
     assert await _holders(owner_engine, account) == []
     async with stack.server.deps.db.unit_of_work(member) as session:
         assert await session.scalar(select(InstagramConnection)) is None
+
+
+async def test_the_pre_opportunity_lands_in_the_configured_stage(
+    stack: InstagramStack,
+    make_tenant: MakeTenant,
+    make_caller: MakeCaller,
+    owner_engine: AsyncEngine,
+) -> None:
+    tenant = await make_tenant(members=1)
+    admin = make_caller(tenant, Role.ADMIN)
+    member = make_caller(tenant, Role.MEMBER)
+    await _grant(owner_engine, tenant, True)
+    funil, first_stage, second_stage = await make_pipeline(owner_engine, tenant.id)
+    _, other_stage, _ = await make_pipeline(owner_engine, tenant.id)
+    account = await _account(stack, "loja_funil")
+    landed = await stack.authorize(member, account_id=account)
+    assert landed["status"] == "ok", landed
+
+    async def refused(caller: Caller, **values: str) -> list[str]:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.stub.UpdateInstagramSettings(
+                pb.UpdateInstagramSettingsRequest(**values), metadata=stack.md(caller)
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        status = rpc_status.from_call(err.value)
+        assert status is not None
+        fields = []
+        for detail in status.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                fields += [v.field for v in bad.field_violations]
+        return fields
+
+    assert await refused(member, funil_id=str(funil)) == ["etapa_id"]
+    assert await refused(member, funil_id=str(uuid.uuid4()), etapa_id=str(first_stage)) == [
+        "funil_id"
+    ]
+    assert await refused(member, funil_id=str(funil), etapa_id=str(other_stage)) == ["etapa_id"]
+    assert await refused(member, funil_id="nao-e-uuid", etapa_id=str(first_stage)) == ["funil_id"]
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await stack.stub.UpdateInstagramSettings(
+            pb.UpdateInstagramSettingsRequest(
+                funil_id=str(funil), etapa_id=str(second_stage), usuario_id=str(tenant.admin_id)
+            ),
+            metadata=stack.md(member),
+        )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    got = await stack.stub.GetInstagramConnection(
+        pb.GetInstagramConnectionRequest(), metadata=stack.md(member)
+    )
+    assert (got.connection.funil_id, got.connection.etapa_id) == ("", "")  # nothing changed
+
+    # The admin sets the member's connection to the second stage of the first pipeline.
+    set_ = await stack.stub.UpdateInstagramSettings(
+        pb.UpdateInstagramSettingsRequest(
+            funil_id=str(funil), etapa_id=str(second_stage), usuario_id=str(tenant.member_id)
+        ),
+        metadata=stack.md(admin),
+    )
+    assert (set_.connection.funil_id, set_.connection.etapa_id) == (str(funil), str(second_stage))
+
+    await stack.dm(account_id=account, text="Quero um orcamento")
+    await stack.drain()
+
+    async def opened() -> Opportunity | None:
+        async with stack.server.deps.db.unit_of_work(member) as session:
+            found: Opportunity | None = await session.scalar(select(Opportunity))
+        return found
+
+    opportunity = await poll(opened)
+    assert (opportunity.funil_id, opportunity.etapa_id) == (funil, second_stage)
