@@ -94,11 +94,16 @@ def leadgen(app_secret: str, page_id: str, form_id: str, leadgen_id: str, now: i
     return Signed(body, {"content-type": "application/json", "x-hub-signature-256": signature})
 
 
+def instagram_sender(run: str, index: int) -> str:
+    """The IGSID of the `index`th DM's sender in `run`."""
+    return f"9{zlib.crc32(run.encode()) % 10**6:06d}{index:09d}"
+
+
 def instagram_dm(app_secret: str, account_id: str, run: str, index: int, now_ms: int) -> Signed:
     """An Instagram DM from a distinct sender per index (a new contact and pre-opportunity
     each), as Meta posts it: `entry[].id` the account's user_id, ms timestamps, signed with
     X-Hub-Signature-256. The text starts with `bench:<run>:<index>` to match its event."""
-    sender = f"9{zlib.crc32(run.encode()) % 10**6:06d}{index:09d}"
+    sender = instagram_sender(run, index)
     item = {
         "sender": {"id": sender},
         "recipient": {"id": account_id},

@@ -27,7 +27,7 @@ import asyncpg
 from renove.conexoes.v1 import meta_leads_service_pb2 as mpb
 from renove.conexoes.v1 import meta_leads_service_pb2_grpc as mpb_grpc
 
-from bench.payloads import Signed, inbound_message, instagram_dm, leadgen
+from bench.payloads import Signed, inbound_message, instagram_dm, instagram_sender, leadgen
 from bench.report import Figure
 from bench.scenarios.context import Context, config_arg
 from bench.scenarios.ingest import waha_target
@@ -186,6 +186,16 @@ async def run(ctx: Context) -> None:
                     for i in range(wa_count)
                 ]
             )
+            # The senders wrote to the account: the sandbox serves their profiles, as Instagram
+            # does, so ours fetches each new contact's profile as in production.
+            known = await ctx.http.post(
+                f"{stack.sandbox_url}/instagram/_control/customers",
+                json={
+                    "account_id": account_id,
+                    "igsids": [instagram_sender(run_id, i) for i in range(wa_count)],
+                },
+            )
+            known.raise_for_status()
             ig_path = "/webhooks/instagram"
             out["ig"].append(
                 await drive("ours", "instagram", ig_path, profile.result_rate, dms, secs)

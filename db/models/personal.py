@@ -180,6 +180,10 @@ class InstagramConnection(Base):
         Index("idx_conexoes_ig_user", "usuario_id", postgresql_where=LIVE),
         Index("idx_conexoes_ig_status", "organizacao_id", "status"),
         Index("idx_conexoes_ig_igid", "instagram_user_id"),
+        # Webhooks name only the account: one live connection holds it (migration 0021).
+        Index(
+            "uq_conexoes_ig_live_account", "instagram_user_id", unique=True, postgresql_where=LIVE
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

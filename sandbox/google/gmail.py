@@ -3,8 +3,10 @@ messages), with its errors: 401 without a valid token, 403 without a sending sco
 a message with no recipient, 413 above 35 MB, and rate limits played from the control
 routes (429 `rateLimitExceeded`, 403 `userRateLimitExceeded` / `dailyLimitExceeded`).
 
-Threads follow Gmail's rule: `threadId` given (and In-Reply-To/References naming a message of
-that thread), or a reply to a message we sent, stays in its thread; anything else starts one.
+Threads follow Gmail's rule: a message stays in a thread only when `threadId` is given (in the
+JSON body, or in the metadata part of a `uploadType=multipart` upload) and its
+In-Reply-To/References name a message of that thread; anything else starts one
+(https://developers.google.com/gmail/api/guides/threads).
 """
 
 from __future__ import annotations
@@ -64,13 +66,9 @@ def _new_id() -> str:
 
 
 def _thread(state: GmailState, account: str, given: str, refs: list[str]) -> str:
-    mine = [m for m in state.sent if m.account == account]
-    if given and any(m.thread_id == given for m in mine):
+    thread = [m for m in state.sent if m.account == account and m.thread_id == given]
+    if given and any(m.message_id and m.message_id in refs for m in thread):
         return given
-    for ref in refs:
-        for m in mine:
-            if m.message_id and m.message_id == ref:
-                return m.thread_id
     return _new_id()
 
 
@@ -123,11 +121,54 @@ async def send(request: Request) -> Response:
 
 
 async def upload(request: Request) -> Response:
-    if request.query_params.get("uploadType") != "media":
-        return api_error(400, "invalidArgument", "uploadType must be media")
-    if request.headers.get("content-type", "").split(";")[0].strip() != "message/rfc822":
-        return api_error(400, "invalidArgument", "Content-Type must be message/rfc822")
-    return _send(request, await request.body(), "", uploaded=True)
+    kind = request.query_params.get("uploadType")
+    content_type = request.headers.get("content-type", "")
+    if kind == "media":
+        if content_type.split(";")[0].strip() != "message/rfc822":
+            return api_error(400, "invalidArgument", "Content-Type must be message/rfc822")
+        return _send(request, await request.body(), "", uploaded=True)
+    if kind == "multipart":
+        parts = _related_parts(content_type, await request.body())
+        if parts is None or [t for t, _ in parts] != ["application/json", "message/rfc822"]:
+            return api_error(400, "invalidArgument", "multipart/related: metadata, then media")
+        try:
+            metadata: Any = json.loads(parts[0][1])
+            thread_id = str(metadata.get("threadId") or "")
+        except (ValueError, AttributeError):
+            return api_error(400, "invalidArgument", "Invalid JSON metadata")
+        return _send(request, parts[1][1], thread_id, uploaded=True)
+    return api_error(400, "invalidArgument", "uploadType must be media or multipart")
+
+
+def _related_parts(content_type: str, body: bytes) -> list[tuple[str, bytes]] | None:
+    """(content type, bytes) of each part of a multipart/related body (RFC 2046: the CRLF
+    before a delimiter belongs to it)."""
+    main, _, params = content_type.partition(";")
+    if main.strip().lower() != "multipart/related":
+        return None
+    boundary = ""
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        return None
+    delimiter = b"\r\n--" + boundary.encode()
+    segments = (b"\r\n" + body).split(delimiter)
+    parts: list[tuple[str, bytes]] = []
+    for segment in segments[1:]:
+        if segment.startswith(b"--"):
+            return parts
+        head, found, content = segment.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not found:
+            return None
+        kind = ""
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-type":
+                kind = value.split(";")[0].strip().lower()
+        parts.append((kind, content))
+    return None  # no closing delimiter
 
 
 async def sent(request: Request) -> Response:

@@ -4,6 +4,8 @@ POST /_control/reset                      fresh world (one seeded professional a
 GET|POST /_control/app                    app id/secret, webhook URL, flat token answer
 POST /_control/dialog                     next login: {"deny": true} or {"account_id"}
 POST /_control/accounts                   another professional account
+POST /_control/customers                  customers who wrote to an account, their DMs delivered
+                                          elsewhere (`igsids`): their profiles can be read
 POST /_control/dm                         a customer sends a DM (text, attachments, story
                                           mention; `timestamp_ms` to back-date it;
                                           `bad_signature`)
@@ -138,6 +140,19 @@ async def dm(request: Request) -> Response:
     )
 
 
+async def customers(request: Request) -> Response:
+    state, body = _state(request), await _body(request)
+    account_id = _account(state, body)
+    at = state.now()
+    known = []
+    for igsid in body.get("igsids") or []:
+        customer = state.customer(str(igsid))
+        # Instagram serves a profile only to a business the user has messaged.
+        state.last_customer_message[(account_id, customer.igsid)] = at
+        known.append(customer.igsid)
+    return JSONResponse({"igsids": known})
+
+
 async def app_message(request: Request) -> Response:
     state, body = _state(request), await _body(request)
     account_id = _account(state, body)
@@ -227,6 +242,7 @@ ROUTES = [
     Route("/_control/dialog", dialog, methods=["POST"]),
     Route("/_control/accounts", accounts, methods=["POST"]),
     Route("/_control/dm", dm, methods=["POST"]),
+    Route("/_control/customers", customers, methods=["POST"]),
     Route("/_control/app-message", app_message, methods=["POST"]),
     Route("/_control/read", read, methods=["POST"]),
     Route("/_control/reaction", reaction, methods=["POST"]),

@@ -112,6 +112,8 @@ _BY_SERVICE: dict[str, dict[str, Rule]] = {
         "ListInstagramMessages": INSTAGRAM,
         # "Sistema/Admin": the scheduler refreshes ahead of expiry; an admin may force it.
         "RefreshInstagramToken": ADMIN_OR_SERVICE,
+        # Each user's own connection; an admin may set a member's (checked in the room).
+        "UpdateInstagramSettings": INSTAGRAM,
     },
     "ConnectionsService": {
         "GetConnectionsOverview": ANY_USER,

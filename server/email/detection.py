@@ -164,3 +164,9 @@ def preset_for_host(host: str) -> SmtpPreset | None:
         if preset.host == host:
             return preset
     return None
+
+
+def help_preset(host: str, address: str) -> SmtpPreset | None:
+    """Whose app-password help a refused login shows: the SMTP host's provider, else the
+    provider of the address's domain (a relay or a custom host name in front of Gmail)."""
+    return preset_for_host(host) or KNOWN_DOMAINS.get(domain_of(address))

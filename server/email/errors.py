@@ -15,6 +15,13 @@ class EmailConnectionBroken(FailedPrecondition):
     reason = "CONNECTION_ERROR"
 
 
+class EmailSenderChanged(FailedPrecondition):
+    """A queued e-mail's connection was replaced (another kind or address) before it went:
+    it is not sent as someone else; the user writes it again."""
+
+    reason = "EMAIL_SENDER_CHANGED"
+
+
 class GmailTokenExpired(TokenExpired):
     pass
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from server.email.connection import smtp_client
-from server.email.delivery import deliver
+from server.email.delivery import dead_lettered, deliver
 from server.email.gmail import REFRESH_INTERVAL_S, keeper
 from server.resilience.jobs import Job
 from server.resilience.operations import EMAIL_SEND
@@ -23,5 +23,5 @@ def register_jobs(deps: Deps) -> None:
     async def on_send(job: Job) -> None:
         await deliver(deps, smtp, job)
 
-    deps.jobs.register(EMAIL_SEND, on_send)
+    deps.jobs.register(EMAIL_SEND, on_send, on_dead_letter=dead_lettered)
     keeper(deps).schedule(REFRESH_INTERVAL_S)

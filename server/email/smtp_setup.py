@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 
 DEFAULT_PORT = 587
 _FAILURES = {
-    "dns": pb.SMTP_TEST_FAILURE_CONNECTION,
+    "dns": pb.SMTP_TEST_FAILURE_DNS,
     "connection": pb.SMTP_TEST_FAILURE_CONNECTION,
-    "blocked": pb.SMTP_TEST_FAILURE_CONNECTION,
+    "blocked": pb.SMTP_TEST_FAILURE_BLOCKED,
     "timeout": pb.SMTP_TEST_FAILURE_TIMEOUT,
     "tls": pb.SMTP_TEST_FAILURE_TLS,
     "auth": pb.SMTP_TEST_FAILURE_AUTH,
@@ -131,7 +131,8 @@ async def test(
         tls=request.smtp_tls if request.HasField("smtp_tls") else None,
         user=request.smtp_user,
     )
-    server, preset = candidate.server, candidate.preset
+    server = candidate.server
+    preset = candidate.preset or detection.help_preset(server.host, email)
     response = pb.TestSmtpConnectionResponse(
         smtp_host=server.host,
         smtp_port=server.port,
@@ -192,7 +193,7 @@ async def save(
     try:
         await smtp.check(server)
     except SmtpError as exc:
-        preset = candidate.preset
+        preset = candidate.preset or detection.help_preset(server.host, email)
         if preset and preset.help_url:
             exc.metadata["help_url"] = preset.help_url
         raise

@@ -44,7 +44,9 @@ _log = logging.getLogger(__name__)
 
 
 def find_item(body: bytes, event_id: str) -> tuple[str, dict[str, Any]] | None:
-    """The messaging item of a delivery whose ingress event id is `event_id`."""
+    """The messaging item of a delivery whose ingress event id is `event_id` (or that id
+    tagged `@<tenant>` by the intake when an account had several holders)."""
+    event_id = _untagged(event_id)
     try:
         root = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -60,6 +62,17 @@ def find_item(body: bytes, event_id: str) -> tuple[str, dict[str, Any]] | None:
             if events and events[0].event_id == event_id:
                 return str(entry.get("id") or ""), item
     return None
+
+
+def _untagged(event_id: str) -> str:
+    head, tag, tenant = event_id.rpartition("@")
+    if not tag:
+        return event_id
+    try:
+        uuid.UUID(tenant)
+    except ValueError:
+        return event_id
+    return head
 
 
 def _peer(item: Mapping[str, Any], key: str) -> str:
@@ -277,6 +290,16 @@ async def _adopt(
     pending.external_id = mid
     pending.status = "sent"
     pending.enviado_em = at
+    # The send's own answer finds the row sent and leaves the counter alone: counted here, once.
+    await tx.execute(
+        update(InstagramConnection)
+        .where(InstagramConnection.id == conn.id)
+        .values(
+            total_mensagens_enviadas=func.coalesce(InstagramConnection.total_mensagens_enviadas, 0)
+            + 1
+        )
+        .execution_options(synchronize_session=False)
+    )
     await record_change(
         tx,
         conn.organizacao_id,

@@ -24,6 +24,6 @@ def register_jobs(deps: Deps) -> None:
     # Queued by the ingress (server/ingress/routes.py).
     deps.jobs.register(INSTAGRAM_EVENT, on_event)
     # Spec "Instagram Send Message": 3 tries, 2 s, exponential, 15 s timeout.
-    deps.jobs.register(INSTAGRAM_SEND, on_send)
+    deps.jobs.register(INSTAGRAM_SEND, on_send, on_dead_letter=sending.dead_lettered)
     deps.scheduler.every(refresh.TASK, refresh.INTERVAL_S, token_refresh)
     deps.scheduler.every(window_alerts.TASK, window_alerts.INTERVAL_S, closing_windows)

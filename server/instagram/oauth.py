@@ -4,7 +4,10 @@ short-lived -> 60-day token, the account, the webhook subscription) and disconne
 The browser always lands on the frontend with what happened (`status=ok|erro`, `motivo`); a
 forged, expired or replayed state is INVALID_ARGUMENT, which the sidecar turns into a
 redirect carrying that reason. One professional account belongs to one tenant at a time: an
-account live in another tenant is refused without naming it (`ACCOUNT_IN_USE`).
+account live in another tenant is refused without naming it (`ACCOUNT_IN_USE`); two
+callbacks racing for one account meet the live-account unique index (migration 0021) and the
+second is refused the same way. A member whose `conexao.instagram_direct` grant was revoked
+after the login started is refused when the connection would be stored.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import InstagramConnection, OAuthState
+from db.models import InstagramConnection, OAuthState, User
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
@@ -61,7 +64,11 @@ MESSAGES = {
     "PLATFORM_NOT_CONFIGURED": "O aplicativo Instagram da plataforma nao esta configurado.",
     "NOT_PROFESSIONAL_ACCOUNT": "Conecte uma conta Instagram Business ou Creator.",
     "ACCOUNT_IN_USE": "Esta conta Instagram ja esta conectada em outra organizacao.",
+    "PERMISSION_NOT_GRANTED": "Um administrador precisa liberar o Instagram Direct para voce.",
 }
+# The partial unique index on the live connections' instagram_user_id (migration 0021).
+_LIVE_ACCOUNT_INDEX = "uq_conexoes_ig_live_account"
+_GRANT = "instagram_direct"
 
 
 @dataclass(frozen=True)
@@ -214,18 +221,25 @@ async def handle_callback(
         subscribed = False
     now = deps.clock.now()
     expires = now + dt.timedelta(seconds=grant.expires_in) if grant.expires_in else None
-    async with deps.db.unit_of_work(actor) as session:
-        conn_id = await _store(
-            deps,
-            session,
-            actor,
-            grant.access_token,
-            account,
-            short.permissions,
-            expires,
-            now,
-            subscribed,
-        )
+    try:
+        async with deps.db.unit_of_work(actor) as session:
+            if not await _may_connect(session, actor.require_user()):
+                return _failure(deps, return_to, "PERMISSION_NOT_GRANTED")
+            conn_id = await _store(
+                deps,
+                session,
+                actor,
+                grant.access_token,
+                account,
+                short.permissions,
+                expires,
+                now,
+                subscribed,
+            )
+    except IntegrityError as exc:
+        if _LIVE_ACCOUNT_INDEX not in str(exc):
+            raise
+        return _failure(deps, return_to, "ACCOUNT_IN_USE")  # a concurrent callback won it
     return CallbackResult(
         True,
         _frontend(deps, return_to, "ok"),
@@ -233,6 +247,16 @@ async def handle_callback(
         scopes=short.permissions,
         message=f"Instagram @{account.username} conectado.",
     )
+
+
+async def _may_connect(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Read again when storing: a grant revoked while the user was at Instagram counts."""
+    user = await session.get(User, user_id)
+    if user is None or not user.ativo or user.deletado_em is not None:
+        return False
+    if user.role in ("admin", "super_admin"):
+        return True
+    return (user.permissoes_conexoes or {}).get(_GRANT) is True
 
 
 def account_type(value: str) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import Contact, InstagramConnection, Message
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
-from server.errors import DomainError, InvalidArgument
+from server.errors import CircuitOpen, DomainError, InvalidArgument
 from server.instagram import refresh
 from server.instagram.connection import (
     break_on_auth_error,
@@ -40,6 +40,8 @@ from server.resilience.jobs import Job, enqueue
 from server.resilience.operations import INSTAGRAM_SEND
 from server.security.redaction import redact
 
+# A failed message is sent again when an admin retries its dead-lettered job.
+_UNSENT = ("pending", "failed")
 MAX_TEXT_BYTES = 1000  # Instagram's limit on a text message (UTF-8 bytes)
 ATTACHMENT_KINDS = frozenset({"image", "video", "audio", "file"})
 
@@ -172,7 +174,7 @@ async def send_job(deps: Deps, job: Job) -> None:
     message_id = uuid.UUID(str(job.payload["message_id"]))
     async with deps.db.unit_of_work(tenant_service(tenant)) as tx:
         message = await tx.get(Message, message_id)
-        if message is None or message.status != "pending":
+        if message is None or message.status not in _UNSENT:
             return  # already sent (its echo may have said so first) or removed
         conn = await own_connection(tx, message.usuario_id) if message.usuario_id else None
         meta = dict(message.metadata_ or {})
@@ -187,6 +189,8 @@ async def send_job(deps: Deps, job: Job) -> None:
         if not decision.allowed:
             raise MessagingWindowClosed(decision.why)
         sent = await _call(deps, conn, meta, message.conteudo or "", decision.human_agent_tag)
+    except CircuitOpen:
+        raise  # the worker postpones the job without spending the attempt: nothing failed yet
     except DomainError as exc:
         if not exc.retryable or job.attempt >= job.max_attempts:
             await _fail(deps, tenant, message_id, exc)
@@ -196,9 +200,9 @@ async def send_job(deps: Deps, job: Job) -> None:
         row = await tx.get(Message, message_id, with_for_update=True)
         if row is None:
             return
-        counted = row.status == "pending"
+        counted = row.status in _UNSENT  # else its echo adopted (and counted) it first
         row.external_id = row.external_id or sent
-        row.status = "sent" if row.status in ("pending", "failed") else row.status
+        row.status = "sent" if counted else row.status
         row.enviado_em = row.enviado_em or now
         tag = "HUMAN_AGENT" if decision.human_agent_tag else None
         row.metadata_ = {**(row.metadata_ or {}), "tag": tag}
@@ -248,13 +252,29 @@ async def _call(
 
 async def _fail(deps: Deps, tenant: uuid.UUID, message_id: uuid.UUID, exc: Exception) -> None:
     async with deps.db.unit_of_work(tenant_service(tenant)) as tx:
-        row = await tx.get(Message, message_id, with_for_update=True)
-        if row is None or row.status != "pending":
-            return
-        row.status = "failed"
-        reason = getattr(exc, "reason", "")
-        row.metadata_ = {**(row.metadata_ or {}), "erro": redact(str(exc))[:300], "motivo": reason}
-        await _status(tx, row)
+        await _mark_failed(tx, message_id, str(exc), getattr(exc, "reason", ""), _UNSENT)
+
+
+async def dead_lettered(tx: AsyncSession, job: Job, error: str) -> None:
+    """The worker gave up on the job: a message still pending (its last attempt timed out, or
+    its worker was lost) is failed with the job's last error, in the dead-lettering `tx`."""
+    message_id = uuid.UUID(str(job.payload["message_id"]))
+    await _mark_failed(tx, message_id, error, "UNAVAILABLE", ("pending",))
+
+
+async def _mark_failed(
+    tx: AsyncSession,
+    message_id: uuid.UUID,
+    error: str,
+    reason: str,
+    from_statuses: tuple[str, ...],
+) -> None:
+    row = await tx.get(Message, message_id, with_for_update=True)
+    if row is None or row.status not in from_statuses:
+        return
+    row.status = "failed"
+    row.metadata_ = {**(row.metadata_ or {}), "erro": redact(error)[:300], "motivo": reason}
+    await _status(tx, row)
 
 
 async def _status(tx: AsyncSession, row: Message) -> None:

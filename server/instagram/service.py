@@ -13,7 +13,7 @@ from server.auth.caller import Role
 from server.bootstrap import Deps
 from server.errors import ConnectionNotFound, PermissionNotGranted
 from server.idempotency import answer_in, idempotent
-from server.instagram import conversations, oauth, refresh, sending
+from server.instagram import conversations, oauth, refresh, sending, settings
 from server.instagram.connection import dead_token_error, own_connection
 from server.instagram.jobs import register_jobs as _register_jobs
 from server.instagram.views import ATTACHMENT_KIND, connection_proto, message_proto
@@ -159,6 +159,25 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
             refreshed_at=timestamp(result.refreshed_at),
             status=resources_pb2.CONNECTION_STATUS_ACTIVE,
         )
+
+    @idempotent
+    async def UpdateInstagramSettings(
+        self, request: pb.UpdateInstagramSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateInstagramSettingsResponse:
+        caller = current_caller()
+        async with self.deps.db.unit_of_work(caller) as session:
+            row = await settings.update(
+                session,
+                caller,
+                funil_id=request.funil_id,
+                etapa_id=request.etapa_id,
+                usuario_id=request.usuario_id,
+            )
+            response = pb.UpdateInstagramSettingsResponse(
+                connection=connection_proto(row, self.deps.clock.now())
+            )
+            await answer_in(session, response)
+            return response
 
 
 def register(server: grpc.aio.Server, deps: Deps) -> str:

@@ -89,6 +89,8 @@ def connection_proto(row: InstagramConnection | None, now: dt.datetime) -> pb.In
         if row.instagram_username
         else "",
         ultimo_erro=row.ultimo_erro or "",
+        funil_id=str((row.configuracoes or {}).get("funil_id") or ""),
+        etapa_id=str((row.configuracoes or {}).get("etapa_id") or ""),
     )
     for name in (
         "token_expires_at",

@@ -90,7 +90,7 @@ class AttemptRunner:
         attempt = job.tentativas + 1
         if attempt > max_attempts:
             # A worker died during the last attempt (the reclaim counted it): stop here.
-            await self._dead_letter(job, attempt - 1, max_attempts, job_error(job))
+            await self._dead_letter(job, spec, attempt - 1, max_attempts, job_error(job))
             return "dead_letter"
         breaker = self._breakers.get(spec.breaker) if spec.breaker else None
         permit: Permit | None = None
@@ -102,7 +102,7 @@ class AttemptRunner:
                 return "postponed"
         error = await self._run_handler(job, spec, policy, attempt, max_attempts, breaker, permit)
         return await self._persist(
-            job, lambda: self._record(job, error, policy, attempt, max_attempts, breaker)
+            job, lambda: self._record(job, spec, error, policy, attempt, max_attempts, breaker)
         )
 
     async def _persist(
@@ -127,6 +127,7 @@ class AttemptRunner:
     async def _record(
         self,
         job: ClaimedJob,
+        spec: HandlerSpec,
         error: BaseException | None,
         policy: RetryPolicy,
         attempt: int,
@@ -159,7 +160,7 @@ class AttemptRunner:
                     now=self._now(),
                 )
             return "retry"
-        await self._dead_letter(job, attempt, max_attempts, queue.short_error(error))
+        await self._dead_letter(job, spec, attempt, max_attempts, queue.short_error(error))
         return "dead_letter"
 
     async def _run_handler(
@@ -177,19 +178,7 @@ class AttemptRunner:
         try:
             with self._breakers.held(spec.breaker):
                 async with asyncio.timeout(policy.timeout_s):
-                    await spec.handler(
-                        Job(
-                            id=job.id,
-                            tenant_id=job.tenant_id,
-                            operation=job.operation,
-                            tipo=job.tipo,
-                            destino=job.destino,
-                            payload=job.payload,
-                            idempotency_key=job.idempotency_key,
-                            attempt=attempt,
-                            max_attempts=max_attempts,
-                        )
-                    )
+                    await spec.handler(_as_job(job, attempt, max_attempts))
         except TimeoutError as exc:
             error = ProviderTimeout(
                 f"attempt {attempt} took longer than {policy.timeout_s:g}s",
@@ -241,7 +230,7 @@ class AttemptRunner:
             )
 
     async def _dead_letter(
-        self, job: ClaimedJob, attempts: int, max_attempts: int, error: str
+        self, job: ClaimedJob, spec: HandlerSpec, attempts: int, max_attempts: int, error: str
     ) -> None:
         caller = tenant_service(job.tenant_id)
         async with self._db.unit_of_work(caller) as session:
@@ -258,6 +247,22 @@ class AttemptRunner:
                 "erro": error,
             }
             await self._on_dead_letter(session, caller, job, facts)
+            if spec.on_dead_letter is not None:
+                await spec.on_dead_letter(session, _as_job(job, attempts, max_attempts), error)
+
+
+def _as_job(job: ClaimedJob, attempt: int, max_attempts: int) -> Job:
+    return Job(
+        id=job.id,
+        tenant_id=job.tenant_id,
+        operation=job.operation,
+        tipo=job.tipo,
+        destino=job.destino,
+        payload=job.payload,
+        idempotency_key=job.idempotency_key,
+        attempt=attempt,
+        max_attempts=max_attempts,
+    )
 
 
 def job_error(job: ClaimedJob) -> str:

@@ -20,6 +20,9 @@ server/services.py):
 - **Own transactions.** The handler opens its own units of work (as the job's tenant); the
   worker records the outcome in a separate transaction afterwards.
 - **Bounded time.** Each attempt is cut at its policy's `timeout_s`.
+- **Told when given up.** `register(..., on_dead_letter=...)` runs in the transaction that
+  dead-letters the job, however it ended (final error, last attempt timed out, worker lost),
+  so a row the job was to settle never stays pending.
 - **Guarded once.** The worker asks the operation's breaker before each attempt and reports
   the outcome; the handler's own `deps.breakers.guard(<that provider>)` is then a no-op.
 """
@@ -58,11 +61,17 @@ class Job:
 # DomainError to fail; returning normally completes the job.
 JobHandler = Callable[[Job], Awaitable[None]]
 
+# What the job's own records say once the worker gives up on it (the dead-lettering
+# transaction, the job, the last error). The handler cannot do it itself when its last attempt
+# timed out or its worker died, so a room whose rows wait on the job registers this too.
+DeadLetterHandler = Callable[[AsyncSession, Job, str], Awaitable[None]]
+
 
 @dataclass(frozen=True)
 class HandlerSpec:
     operation: Operation
     handler: JobHandler
+    on_dead_letter: DeadLetterHandler | None = None
 
     @property
     def breaker(self) -> str | None:
@@ -75,10 +84,16 @@ class JobRegistry:
 
     _specs: dict[str, HandlerSpec] = field(default_factory=dict)
 
-    def register(self, operation: Operation, handler: JobHandler) -> None:
+    def register(
+        self,
+        operation: Operation,
+        handler: JobHandler,
+        *,
+        on_dead_letter: DeadLetterHandler | None = None,
+    ) -> None:
         if operation.name in self._specs:
             raise ValueError(f"operation {operation.name!r} already has a handler")
-        self._specs[operation.name] = HandlerSpec(operation, handler)
+        self._specs[operation.name] = HandlerSpec(operation, handler, on_dead_letter)
 
     def get(self, operation: str) -> HandlerSpec | None:
         return self._specs.get(operation)

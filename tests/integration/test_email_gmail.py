@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import email
+import time
 import uuid
 from collections.abc import AsyncIterator
 from email import policy
@@ -22,7 +23,9 @@ from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.models import EmailConnection
 from server.auth.caller import Caller
+from server.email.gmail import keeper as gmail_keeper
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import isolated_database, owner_engine_for
 from tests.support.email_stack import SkewClock, job_done, sent_state, waiting_retry
@@ -219,6 +222,29 @@ async def test_a_large_message_goes_through_the_upload_endpoint(
     (attachment,) = list(parsed(item).iter_attachments())
     assert attachment.get_content() == blob
 
+    # A reply that large stays in the thread (Gmail needs its threadId, not only References).
+    first = next(i for i in await sent_at_google(stack) if parsed(i)["Subject"] == subject)
+    reply = await stub(stack).SendEmail(
+        _request(
+            "Re: " + subject,
+            in_reply_to=response.message_id,
+            attachments=[
+                pb.EmailAttachment(
+                    filename="catalogo-2.bin",
+                    content_type="application/octet-stream",
+                    content=blob,
+                )
+            ],
+        ),
+        metadata=stack.md(caller),
+    )
+    answered = await sent_state(
+        stub(stack), stack.md(caller), reply.id, resources_pb2.MESSAGE_STATUS_SENT
+    )
+    assert answered.thread_id == first["threadId"]
+    item = next(i for i in await sent_at_google(stack) if parsed(i)["Subject"] == "Re: " + subject)
+    assert item["uploaded"] and item["threadId"] == first["threadId"]
+
 
 async def test_a_rate_limit_backs_off_and_then_sends(
     stack: GoogleStack,
@@ -318,3 +344,94 @@ async def test_the_browser_flow_over_http(
         pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
     )
     assert status.connection.tipo == pb.EMAIL_CONNECTION_KIND_GMAIL_OAUTH
+
+
+async def _refreshes(stack: GoogleStack, account: str) -> int:
+    grants = await stack.control_get("grants")
+    return sum(int(g["refreshes"]) for g in grants if g["email"] == account)
+
+
+async def test_a_401_on_send_gets_one_forced_refresh_and_the_email_goes(
+    stack: GoogleStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    caller = await connected(stack, await make_tenant(), make_caller)
+    before = await _refreshes(stack, ACCOUNT)
+    await stack.control("access-tokens/expire")  # Google answers 401 to the stored token
+    subject = f"Depois do 401 {uuid.uuid4().hex[:6]}"
+    response = await stub(stack).SendEmail(_request(subject), metadata=stack.md(caller))
+    await sent_state(stub(stack), stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_SENT)
+    assert [parsed(i)["Subject"] for i in await sent_at_google(stack)].count(subject) == 1
+    assert await _refreshes(stack, ACCOUNT) == before + 1
+
+
+async def test_a_dead_grant_on_send_fails_the_email_revokes_and_alerts_the_owner(
+    stack: GoogleStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    account = f"ana.{uuid.uuid4().hex[:6]}@gmail.com"
+    await stack.control("account", {"email": account})
+    try:
+        tenant = await make_tenant()
+        caller = await connected(stack, tenant, make_caller)
+    finally:
+        await stack.control("account", {})
+    await stack.control("grants/revoke", {"email": account})  # the user removed the app
+    await stack.control("access-tokens/expire")
+    subject = f"Sem acesso {uuid.uuid4().hex[:6]}"
+    response = await stub(stack).SendEmail(_request(subject), metadata=stack.md(caller))
+    failed = await sent_state(
+        stub(stack), stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_FAILED
+    )
+    assert failed.erro
+    assert subject not in [parsed(i)["Subject"] for i in await sent_at_google(stack)]
+    row = await job_done(owner_engine, tenant.id, response.job_id)
+    assert (row.status, row.tentativas) == ("failed", 1)  # a dead grant is not retried
+    status = await stub(stack).GetEmailConnection(
+        pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
+    )
+    assert status.connection.status == resources_pb2.CONNECTION_STATUS_REVOKED
+    async with owner_engine.connect() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, false)"), {"t": str(tenant.id)}
+        )
+        alerted = (
+            await conn.execute(
+                text("SELECT usuario_id FROM alerts WHERE organizacao_id = :t"), {"t": tenant.id}
+            )
+        ).all()
+        await conn.execute(text("RESET app.current_tenant"))
+    assert caller.user_id in [a.usuario_id for a in alerted]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub(stack).SendEmail(_request("De novo"), metadata=stack.md(caller))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_the_scheduler_refreshes_a_gmail_token_ahead_of_expiry(
+    stack: GoogleStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    caller = await connected(stack, tenant, make_caller)
+    assert f"tokens.refresh_ahead.{EmailConnection.__tablename__}" in (
+        stack.server.deps.scheduler.names
+    )
+    status = await stub(stack).GetEmailConnection(
+        pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
+    )
+    conn_id = uuid.UUID(status.connection.id)
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE conexoes_email SET token_expires_at = now() + interval '5 minutes'"
+                " WHERE id = :id"
+            ),
+            {"id": conn_id},
+        )
+    before = await _refreshes(stack, ACCOUNT)
+    outcomes = await gmail_keeper(stack.server.deps).refresh_due()
+    assert outcomes[conn_id] == "refreshed"
+    assert await _refreshes(stack, ACCOUNT) >= before + 1
+    after = await stub(stack).GetEmailConnection(
+        pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
+    )
+    # The new token lives about an hour again (it had 5 minutes left).
+    assert after.connection.token_expires_at.seconds > time.time() + 30 * 60
+    assert after.connection.status == resources_pb2.CONNECTION_STATUS_ACTIVE

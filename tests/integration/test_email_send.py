@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from renove.conexoes.v1 import connections_service_pb2 as cpb
+from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
 from renove.conexoes.v1 import email_service_pb2 as pb
 from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.auth.caller import Caller
+from server.auth.caller import Caller, Role
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import isolated_database, owner_engine_for
 from tests.support.email_stack import (
@@ -401,3 +403,107 @@ async def test_untracked_email_has_no_pixel_and_counts_nothing(
     await sent_state(stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_SENT)
     (got,) = arrived(stack, subject)
     assert b"/email/abertura/" not in got.data
+
+
+async def _status_changes(owner_engine: AsyncEngine, tenant: uuid.UUID, email_id: str) -> list[str]:
+    async with owner_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT payload->>'status' AS status FROM outbox_eventos"
+                    " WHERE organizacao_id = :t AND tipo = 'MESSAGE_STATUS'"
+                    " AND payload->>'id' = :id ORDER BY sequencia"
+                ),
+                {"t": tenant, "id": email_id},
+            )
+        ).all()
+    return [r.status for r in rows]
+
+
+async def test_a_failed_email_retried_from_the_dead_letter_queue_is_sent(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    caller = await connected(stack, tenant, make_caller)
+    admin = make_caller(tenant, Role.ADMIN)
+    subject = f"Da fila de falhas {uuid.uuid4().hex[:6]}"
+    stack.smtp.handler.replies.append("550 5.7.1 Policy rejection")
+    response = await stack.stub.SendEmail(_request(subject), metadata=stack.md(caller))
+    await sent_state(stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_FAILED)
+    assert (await job_done(owner_engine, tenant.id, response.job_id)).status == "failed"
+
+    connections = cpb_grpc.ConnectionsServiceStub(stack.server.channel)
+    await connections.RetryFailedEvent(
+        cpb.RetryFailedEventRequest(id=response.job_id, reset_tentativas=True),
+        metadata=stack.md(admin),
+    )
+    sent = await sent_state(
+        stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_SENT
+    )
+    assert sent.erro == ""
+    assert len(arrived(stack, subject)) == 1
+    assert (await job_done(owner_engine, tenant.id, response.job_id)).status == "completed"
+    assert await _status_changes(owner_engine, tenant.id, response.id) == [
+        "pending",
+        "failed",
+        "sent",
+    ]
+
+
+async def test_an_email_whose_worker_was_lost_on_its_last_attempt_is_failed(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    caller = await connected(stack, tenant, make_caller)
+    subject = f"Perdido {uuid.uuid4().hex[:6]}"
+    worker = stack.server.deps.worker
+    await worker.stop()
+    try:
+        response = await stack.stub.SendEmail(_request(subject), metadata=stack.md(caller))
+        # Every attempt spent by workers that died mid-attempt (each reclaim counts one).
+        async with owner_engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE eventos_pendentes SET tentativas = max_tentativas WHERE id = :id"),
+                {"id": response.job_id},
+            )
+    finally:
+        await worker.start()
+    failed = await sent_state(
+        stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_FAILED
+    )
+    assert "no attempts left" in failed.erro
+    assert not arrived(stack, subject)
+    assert (await job_done(owner_engine, tenant.id, response.job_id)).status == "failed"
+    assert await _status_changes(owner_engine, tenant.id, response.id) == ["pending", "failed"]
+
+
+async def test_a_queued_email_is_not_sent_through_a_replaced_connection(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    caller = await connected(stack, tenant, make_caller)
+    subject = f"Remetente trocado {uuid.uuid4().hex[:6]}"
+    worker = stack.server.deps.worker
+    await worker.stop()
+    try:
+        response = await stack.stub.SendEmail(_request(subject), metadata=stack.md(caller))
+        # Before it goes, the user saves another address on the same mail server.
+        await stack.stub.SaveSmtpConfig(
+            pb.SaveSmtpConfigRequest(
+                email="vendas@exemplo.com.br",
+                smtp_user=SMTP_USER,
+                senha=SMTP_PASSWORD,
+                smtp_host=stack.smtp.host,
+                smtp_port=stack.smtp.port,
+            ),
+            metadata=stack.md(caller),
+        )
+    finally:
+        await worker.start()
+    failed = await sent_state(
+        stack.stub, stack.md(caller), response.id, resources_pb2.MESSAGE_STATUS_FAILED
+    )
+    assert SMTP_USER in failed.erro and "vendas@exemplo.com.br" in failed.erro
+    assert not arrived(stack, subject)
+    row = await job_done(owner_engine, tenant.id, response.job_id)
+    assert (row.status, row.tentativas) == ("failed", 1)

@@ -17,12 +17,20 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Role
-from server.email.detection import KNOWN_DOMAINS
+from server.email import smtp_setup
+from server.email.detection import GOOGLE_HELP, KNOWN_DOMAINS
+from server.providers.smtp import SmtpClient, SmtpOptions
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer
 from tests.integration.meta_leads_support import isolated_database, owner_engine_for
 from tests.support.crm_core import connection_changes, replayed_changes
 from tests.support.email_stack import EmailStack, email_stack
-from tests.support.mail_servers import SMTP_PASSWORD, SMTP_USER, free_port, silent_server
+from tests.support.mail_servers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    free_port,
+    silent_server,
+    smtp_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +237,7 @@ async def test_each_failure_has_its_own_readable_reason(
     assert not stack.rogue.handler.logins  # no AUTH after a failed STARTTLS
 
     unknown = await _failure(stack, caller, smtp_host="nao-existe.invalid")
-    assert unknown.erro == pb.SMTP_TEST_FAILURE_CONNECTION
+    assert unknown.erro == pb.SMTP_TEST_FAILURE_DNS
     assert "nao foi encontrado (DNS)" in unknown.mensagem
 
     async with silent_server() as port:
@@ -250,15 +258,60 @@ async def test_each_failure_has_its_own_readable_reason(
 async def test_gmail_app_password_help_on_a_refused_login(
     stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:
-    """The help link follows the host: here the test server plays smtp.gmail.com's part."""
-    from server.email import detection
-
+    """The help link follows the host, else the address's domain: a Gmail address behind
+    another host name (here the local test server) still gets Google's app-password link."""
     caller = make_caller(await make_tenant())
-    preset = detection.preset_for_host("smtp.gmail.com")
-    assert preset is not None and preset.help_url.endswith("185833")
-    refused = await _failure(stack, caller, senha="errada")
+    refused = await _failure(stack, caller, email="x@gmail.com", senha="errada")
     assert refused.erro == pb.SMTP_TEST_FAILURE_AUTH
-    assert refused.help_url == ""  # localhost is no known provider
+    assert refused.help_url == GOOGLE_HELP
+    assert refused.requires_app_password
+    assert GOOGLE_HELP in refused.mensagem
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.stub.SaveSmtpConfig(
+            pb.SaveSmtpConfigRequest(**_settings(stack, email="x@gmail.com", senha="errada")),
+            metadata=stack.md(caller),
+        )
+    reason, metadata, _ = _details(err.value)
+    assert (reason, metadata.get("help_url")) == ("SMTP_AUTH_FAILED", GOOGLE_HELP)
+
+    unknown_domain = await _failure(stack, caller, senha="errada")
+    assert unknown_domain.help_url == ""  # neither localhost nor exemplo's domain is known
+
+
+async def test_a_server_offering_no_starttls_gets_no_password(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    """A downgraded server (no STARTTLS, AUTH offered in the clear) is a TLS failure, and
+    the login is never attempted."""
+    caller = make_caller(await make_tenant())
+    with smtp_server(None) as plain:
+        result = await _failure(stack, caller, smtp_port=plain.port)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.stub.SaveSmtpConfig(
+                pb.SaveSmtpConfigRequest(**_settings(stack, smtp_port=plain.port)),
+                metadata=stack.md(caller),
+            )
+    assert result.erro == pb.SMTP_TEST_FAILURE_TLS and not result.sucesso
+    assert _details(err.value)[0] == "SMTP_TLS_FAILED"
+    assert plain.handler.auth_attempts == [] and plain.handler.logins == []
+
+
+async def test_a_host_resolving_to_an_internal_address_is_blocked(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    """With private hosts refused (production's default), localhost is BLOCKED, told apart
+    from a name that does not resolve."""
+    caller = make_caller(await make_tenant())
+    guarded = SmtpClient(SmtpOptions(allow_private_hosts=False, timeout_s=1.0))
+    result = await smtp_setup.test(
+        stack.server.deps,
+        guarded,
+        caller,
+        pb.TestSmtpConnectionRequest(**_settings(stack)),  # type: ignore[arg-type]
+    )
+    assert result.erro == pb.SMTP_TEST_FAILURE_BLOCKED
+    assert "endereco interno" in result.mensagem
 
 
 async def test_save_after_a_passing_test_stores_the_password_encrypted(

@@ -123,6 +123,7 @@ class MailHandler:
     received: list[Received] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
+    auth_attempts: list[str] = field(default_factory=list)  # every AUTH, right or wrong
     password: str = SMTP_PASSWORD  # change it to make the mailbox refuse the saved one
 
     async def handle_DATA(self, server: SMTPProtocol, session: Session, envelope: Envelope) -> str:
@@ -140,6 +141,7 @@ def _authenticator(handler: MailHandler) -> Any:
         if not isinstance(data, LoginPassword):
             return AuthResult(success=False, handled=False)
         login, password = data.login.decode(), data.password.decode()
+        handler.auth_attempts.append(login)
         ok = login == SMTP_USER and password == handler.password
         if ok:
             handler.logins.append(login)
@@ -156,20 +158,25 @@ class SmtpServerHandle:
 
 
 @contextmanager
-def smtp_server(tls: ssl.SSLContext, *, implicit: bool = False) -> Iterator[SmtpServerHandle]:
-    """aiosmtpd on 127.0.0.1: STARTTLS required before AUTH (or TLS from the first byte)."""
+def smtp_server(
+    tls: ssl.SSLContext | None, *, implicit: bool = False
+) -> Iterator[SmtpServerHandle]:
+    """aiosmtpd on 127.0.0.1: STARTTLS required before AUTH (or TLS from the first byte).
+    Without `tls` it plays a downgraded server: no STARTTLS offered, AUTH in the clear."""
     handler = MailHandler()
     port = free_port()
-    tls_kwargs: dict[str, Any] = (
-        {"ssl_context": tls} if implicit else {"tls_context": tls, "require_starttls": True}
-    )
+    tls_kwargs: dict[str, Any] = {}
+    if tls is not None:
+        tls_kwargs = (
+            {"ssl_context": tls} if implicit else {"tls_context": tls, "require_starttls": True}
+        )
     controller = Controller(
         handler,
         hostname="127.0.0.1",
         port=port,
         authenticator=_authenticator(handler),
         # An implicit-TLS session is encrypted from the start; aiosmtpd only knows STARTTLS.
-        auth_require_tls=not implicit,
+        auth_require_tls=not implicit and tls is not None,
         auth_exclude_mechanism=["CRAM-MD5"],
         decode_data=False,
         ready_timeout=10,

@@ -74,8 +74,11 @@ async def test_send_raw_returns_the_message_and_thread(http: httpx.AsyncClient) 
 
     reply = MESSAGE.replace(b"<m1@", b"<m2@") + b""
     reply = reply.replace(b"\r\n\r\n", b"\r\nIn-Reply-To: <m1@gmail.com>\r\n\r\n", 1)
-    answered = await GmailClient(http, BASE).send(token, reply)
+    answered = await GmailClient(http, BASE).send(token, reply, thread_id=sent.thread_id)
     assert answered.thread_id == sent.thread_id and answered.id != sent.id
+    # Gmail's rule: without threadId even a reply starts a thread of its own.
+    loose = await GmailClient(http, BASE).send(token, reply.replace(b"<m2@", b"<m3@"))
+    assert loose.thread_id != sent.thread_id
 
 
 async def test_raw_is_url_safe_base64_with_padding_optional(http: httpx.AsyncClient) -> None:
@@ -96,6 +99,21 @@ async def test_large_messages_go_through_the_upload(http: httpx.AsyncClient) -> 
     big = MESSAGE + b"x" * (UPLOAD_ABOVE_BYTES + 10)
     await GmailClient(http, BASE).send(token, big)
     (item,) = await _sent(http)
+    assert item["uploaded"] and base64.urlsafe_b64decode(str(item["raw"])) == big
+
+
+async def test_a_large_reply_keeps_its_thread_through_the_multipart_upload(
+    http: httpx.AsyncClient,
+) -> None:
+    token = await _token(http)
+    sent = await GmailClient(http, BASE).send(token, MESSAGE)
+    reply = MESSAGE.replace(b"<m1@", b"<m9@").replace(
+        b"\r\n\r\n", b"\r\nIn-Reply-To: <m1@gmail.com>\r\n\r\n", 1
+    )
+    big = reply + b"x" * (UPLOAD_ABOVE_BYTES + 10)
+    answered = await GmailClient(http, BASE).send(token, big, thread_id=sent.thread_id)
+    assert answered.thread_id == sent.thread_id
+    item = (await _sent(http))[-1]
     assert item["uploaded"] and base64.urlsafe_b64decode(str(item["raw"])) == big
 
 

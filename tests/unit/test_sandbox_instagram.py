@@ -183,3 +183,16 @@ async def test_other_webhook_kinds(http: httpx.AsyncClient) -> None:
     assert echo["message"]["is_echo"] is True and echo["recipient"]["id"] == sender
     bad = await _control(http, "dm", {"sender_id": sender, "text": "x", "bad_signature": True})
     assert bad["delivery"]["body"]
+
+
+async def test_customers_registered_without_a_delivery_have_profiles(
+    http: httpx.AsyncClient,
+) -> None:
+    api = _client(http)
+    token = await _long_token(http)
+    with pytest.raises(ProviderRejected):  # a stranger who never wrote has no profile
+        await api.profile(token, "9000000000000042")
+    known = await _control(http, "customers", {"igsids": ["9000000000000042"]})
+    assert known == {"igsids": ["9000000000000042"]}
+    profile = await api.profile(token, "9000000000000042")
+    assert profile.username.startswith("cliente_")

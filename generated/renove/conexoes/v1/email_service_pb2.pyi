@@ -82,7 +82,7 @@ class _SmtpTestFailureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SmtpT
     SMTP_TEST_FAILURE_UNSPECIFIED: _SmtpTestFailure.ValueType  # 0
     """Not set (success)."""
     SMTP_TEST_FAILURE_CONNECTION: _SmtpTestFailure.ValueType  # 1
-    """Host did not resolve or refused the connection."""
+    """The server refused the connection (or offers no usable SMTP there)."""
     SMTP_TEST_FAILURE_TIMEOUT: _SmtpTestFailure.ValueType  # 2
     """Timed out."""
     SMTP_TEST_FAILURE_TLS: _SmtpTestFailure.ValueType  # 3
@@ -91,6 +91,10 @@ class _SmtpTestFailureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SmtpT
     """Login refused (wrong password, app password required)."""
     SMTP_TEST_FAILURE_SEND: _SmtpTestFailure.ValueType  # 5
     """The test message was rejected."""
+    SMTP_TEST_FAILURE_DNS: _SmtpTestFailure.ValueType  # 6
+    """The host name did not resolve (DNS)."""
+    SMTP_TEST_FAILURE_BLOCKED: _SmtpTestFailure.ValueType  # 7
+    """The host resolves to a loopback, private or otherwise internal address, which is refused."""
 
 class SmtpTestFailure(_SmtpTestFailure, metaclass=_SmtpTestFailureEnumTypeWrapper):
     """Why an SMTP test failed."""
@@ -98,7 +102,7 @@ class SmtpTestFailure(_SmtpTestFailure, metaclass=_SmtpTestFailureEnumTypeWrappe
 SMTP_TEST_FAILURE_UNSPECIFIED: SmtpTestFailure.ValueType  # 0
 """Not set (success)."""
 SMTP_TEST_FAILURE_CONNECTION: SmtpTestFailure.ValueType  # 1
-"""Host did not resolve or refused the connection."""
+"""The server refused the connection (or offers no usable SMTP there)."""
 SMTP_TEST_FAILURE_TIMEOUT: SmtpTestFailure.ValueType  # 2
 """Timed out."""
 SMTP_TEST_FAILURE_TLS: SmtpTestFailure.ValueType  # 3
@@ -107,6 +111,10 @@ SMTP_TEST_FAILURE_AUTH: SmtpTestFailure.ValueType  # 4
 """Login refused (wrong password, app password required)."""
 SMTP_TEST_FAILURE_SEND: SmtpTestFailure.ValueType  # 5
 """The test message was rejected."""
+SMTP_TEST_FAILURE_DNS: SmtpTestFailure.ValueType  # 6
+"""The host name did not resolve (DNS)."""
+SMTP_TEST_FAILURE_BLOCKED: SmtpTestFailure.ValueType  # 7
+"""The host resolves to a loopback, private or otherwise internal address, which is refused."""
 Global___SmtpTestFailure: _TypeAlias = SmtpTestFailure  # noqa: Y015
 
 @_typing.final

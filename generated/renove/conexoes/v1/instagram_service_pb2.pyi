@@ -181,6 +181,8 @@ class InstagramConnection(_message.Message):
     CONECTADO_EM_FIELD_NUMBER: _builtins.int
     CRIADO_EM_FIELD_NUMBER: _builtins.int
     ATUALIZADO_EM_FIELD_NUMBER: _builtins.int
+    FUNIL_ID_FIELD_NUMBER: _builtins.int
+    ETAPA_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """conexoes_instagram.id (uuid); empty when not connected."""
     usuario_id: _builtins.str
@@ -211,6 +213,10 @@ class InstagramConnection(_message.Message):
     """Link to the profile ("Abrir Instagram")."""
     ultimo_erro: _builtins.str
     """Last error (redacted)."""
+    funil_id: _builtins.str
+    """Pipeline (funis.id) a stranger's first DM opens its pre-opportunity in; empty: the default."""
+    etapa_id: _builtins.str
+    """Stage (etapas_funil.id) of that pipeline; empty: the default."""
     @_builtins.property
     def token_expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the token expires."""
@@ -264,10 +270,12 @@ class InstagramConnection(_message.Message):
         conectado_em: _timestamp_pb2.Timestamp | None = ...,
         criado_em: _timestamp_pb2.Timestamp | None = ...,
         atualizado_em: _timestamp_pb2.Timestamp | None = ...,
+        funil_id: _builtins.str = ...,
+        etapa_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["atualizado_em", b"atualizado_em", "conectado_em", b"conectado_em", "criado_em", b"criado_em", "token_expires_at", b"token_expires_at", "ultima_mensagem_em", b"ultima_mensagem_em", "ultimo_sync", b"ultimo_sync"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "atualizado_em", b"atualizado_em", "conectado_em", b"conectado_em", "criado_em", b"criado_em", "id", b"id", "instagram_name", b"instagram_name", "instagram_user_id", b"instagram_user_id", "instagram_username", b"instagram_username", "permissions", b"permissions", "profile_picture_url", b"profile_picture_url", "profile_url", b"profile_url", "status", b"status", "token_expires_at", b"token_expires_at", "token_expires_in_days", b"token_expires_in_days", "token_type", b"token_type", "total_mensagens_enviadas", b"total_mensagens_enviadas", "total_mensagens_recebidas", b"total_mensagens_recebidas", "ultima_mensagem_em", b"ultima_mensagem_em", "ultimo_erro", b"ultimo_erro", "ultimo_sync", b"ultimo_sync", "usuario_id", b"usuario_id", "webhook_subscribed", b"webhook_subscribed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "atualizado_em", b"atualizado_em", "conectado_em", b"conectado_em", "criado_em", b"criado_em", "etapa_id", b"etapa_id", "funil_id", b"funil_id", "id", b"id", "instagram_name", b"instagram_name", "instagram_user_id", b"instagram_user_id", "instagram_username", b"instagram_username", "permissions", b"permissions", "profile_picture_url", b"profile_picture_url", "profile_url", b"profile_url", "status", b"status", "token_expires_at", b"token_expires_at", "token_expires_in_days", b"token_expires_in_days", "token_type", b"token_type", "total_mensagens_enviadas", b"total_mensagens_enviadas", "total_mensagens_recebidas", b"total_mensagens_recebidas", "ultima_mensagem_em", b"ultima_mensagem_em", "ultimo_erro", b"ultimo_erro", "ultimo_sync", b"ultimo_sync", "usuario_id", b"usuario_id", "webhook_subscribed", b"webhook_subscribed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -943,3 +951,61 @@ class RefreshInstagramTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefreshInstagramTokenResponse: _TypeAlias = RefreshInstagramTokenResponse  # noqa: Y015
+
+@_typing.final
+class UpdateInstagramSettingsRequest(_message.Message):
+    """Request of UpdateInstagramSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNIL_ID_FIELD_NUMBER: _builtins.int
+    ETAPA_ID_FIELD_NUMBER: _builtins.int
+    USUARIO_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    funil_id: _builtins.str
+    """Pipeline (funis.id) of the pre-opportunity; empty together with etapa_id: the default."""
+    etapa_id: _builtins.str
+    """Stage (etapas_funil.id) of that pipeline."""
+    usuario_id: _builtins.str
+    """Admins only: the member whose connection is set; empty: the caller's own."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        funil_id: _builtins.str = ...,
+        etapa_id: _builtins.str = ...,
+        usuario_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etapa_id", b"etapa_id", "funil_id", b"funil_id", "request_id", b"request_id", "usuario_id", b"usuario_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateInstagramSettingsRequest: _TypeAlias = UpdateInstagramSettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateInstagramSettingsResponse(_message.Message):
+    """Response of UpdateInstagramSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connection(self) -> Global___InstagramConnection:
+        """The connection with its new settings."""
+
+    def __init__(
+        self,
+        *,
+        connection: Global___InstagramConnection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connection", b"connection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection", b"connection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateInstagramSettingsResponse: _TypeAlias = UpdateInstagramSettingsResponse  # noqa: Y015

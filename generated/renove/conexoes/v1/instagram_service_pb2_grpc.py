@@ -79,6 +79,11 @@ class InstagramServiceStub:
                 request_serializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.RefreshInstagramTokenRequest.SerializeToString,
                 response_deserializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.RefreshInstagramTokenResponse.FromString,
                 _registered_method=True)
+        self.UpdateInstagramSettings = channel.unary_unary(
+                '/renove.conexoes.v1.InstagramService/UpdateInstagramSettings',
+                request_serializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.UpdateInstagramSettingsRequest.SerializeToString,
+                response_deserializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.UpdateInstagramSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class InstagramServiceServicer:
@@ -169,6 +174,20 @@ class InstagramServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateInstagramSettings(self, request, context):
+        """Sets the stage the pre-opportunity of a stranger's first DM lands in
+        (conexoes_instagram.configuracoes): a live pipeline of the tenant's pipeline mirror and a
+        live stage of that pipeline. Both empty restore the default (the tenant's first pipeline's
+        first stage). Acts on the caller's connection; an admin may pass usuario_id to set a
+        member's.
+        Errors: INVALID_ARGUMENT (funil_id, etapa_id: not a UUID, not a live pipeline, not a
+        stage of that pipeline, only one of the two); NOT_FOUND (CONNECTION_NOT_FOUND);
+        PERMISSION_DENIED (PERMISSION_NOT_GRANTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InstagramServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +230,11 @@ def add_InstagramServiceServicer_to_server(servicer, server):
                     servicer.RefreshInstagramToken,
                     request_deserializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.RefreshInstagramTokenRequest.FromString,
                     response_serializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.RefreshInstagramTokenResponse.SerializeToString,
+            ),
+            'UpdateInstagramSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateInstagramSettings,
+                    request_deserializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.UpdateInstagramSettingsRequest.FromString,
+                    response_serializer=renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.UpdateInstagramSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +458,33 @@ class InstagramService:
             '/renove.conexoes.v1.InstagramService/RefreshInstagramToken',
             renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.RefreshInstagramTokenRequest.SerializeToString,
             renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.RefreshInstagramTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateInstagramSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/renove.conexoes.v1.InstagramService/UpdateInstagramSettings',
+            renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.UpdateInstagramSettingsRequest.SerializeToString,
+            renove_dot_conexoes_dot_v1_dot_instagram__service__pb2.UpdateInstagramSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,16 @@ class InstagramServiceStub:
     refreshes only tokens at least 24 hours old); UNAVAILABLE (PROVIDER_UNAVAILABLE,
     CIRCUIT_OPEN); ABORTED (REFRESH_IN_PROGRESS).
     """
+    UpdateInstagramSettings: _grpc.UnaryUnaryMultiCallable[_instagram_service_pb2.UpdateInstagramSettingsRequest, _instagram_service_pb2.UpdateInstagramSettingsResponse]
+    """Sets the stage the pre-opportunity of a stranger's first DM lands in
+    (conexoes_instagram.configuracoes): a live pipeline of the tenant's pipeline mirror and a
+    live stage of that pipeline. Both empty restore the default (the tenant's first pipeline's
+    first stage). Acts on the caller's connection; an admin may pass usuario_id to set a
+    member's.
+    Errors: INVALID_ARGUMENT (funil_id, etapa_id: not a UUID, not a live pipeline, not a
+    stage of that pipeline, only one of the two); NOT_FOUND (CONNECTION_NOT_FOUND);
+    PERMISSION_DENIED (PERMISSION_NOT_GRANTED).
+    """
 
 @_typing.type_check_only
 class InstagramServiceAsyncStub(InstagramServiceStub):
@@ -144,6 +154,16 @@ class InstagramServiceAsyncStub(InstagramServiceStub):
     TOKEN_REVOKED: too late to refresh, the owner must reconnect; TOKEN_TOO_NEW: Instagram
     refreshes only tokens at least 24 hours old); UNAVAILABLE (PROVIDER_UNAVAILABLE,
     CIRCUIT_OPEN); ABORTED (REFRESH_IN_PROGRESS).
+    """
+    UpdateInstagramSettings: _aio.UnaryUnaryMultiCallable[_instagram_service_pb2.UpdateInstagramSettingsRequest, _instagram_service_pb2.UpdateInstagramSettingsResponse]  # type: ignore[assignment]
+    """Sets the stage the pre-opportunity of a stranger's first DM lands in
+    (conexoes_instagram.configuracoes): a live pipeline of the tenant's pipeline mirror and a
+    live stage of that pipeline. Both empty restore the default (the tenant's first pipeline's
+    first stage). Acts on the caller's connection; an admin may pass usuario_id to set a
+    member's.
+    Errors: INVALID_ARGUMENT (funil_id, etapa_id: not a UUID, not a live pipeline, not a
+    stage of that pipeline, only one of the two); NOT_FOUND (CONNECTION_NOT_FOUND);
+    PERMISSION_DENIED (PERMISSION_NOT_GRANTED).
     """
 
 class InstagramServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -248,6 +268,22 @@ class InstagramServiceServicer(metaclass=_abc_1.ABCMeta):
         TOKEN_REVOKED: too late to refresh, the owner must reconnect; TOKEN_TOO_NEW: Instagram
         refreshes only tokens at least 24 hours old); UNAVAILABLE (PROVIDER_UNAVAILABLE,
         CIRCUIT_OPEN); ABORTED (REFRESH_IN_PROGRESS).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateInstagramSettings(
+        self,
+        request: _instagram_service_pb2.UpdateInstagramSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_instagram_service_pb2.UpdateInstagramSettingsResponse, _abc.Awaitable[_instagram_service_pb2.UpdateInstagramSettingsResponse]]:
+        """Sets the stage the pre-opportunity of a stranger's first DM lands in
+        (conexoes_instagram.configuracoes): a live pipeline of the tenant's pipeline mirror and a
+        live stage of that pipeline. Both empty restore the default (the tenant's first pipeline's
+        first stage). Acts on the caller's connection; an admin may pass usuario_id to set a
+        member's.
+        Errors: INVALID_ARGUMENT (funil_id, etapa_id: not a UUID, not a live pipeline, not a
+        stage of that pipeline, only one of the two); NOT_FOUND (CONNECTION_NOT_FOUND);
+        PERMISSION_DENIED (PERMISSION_NOT_GRANTED).
         """
 
 def add_InstagramServiceServicer_to_server(servicer: InstagramServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
