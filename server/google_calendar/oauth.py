@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -44,6 +43,7 @@ from server.google_oauth import (
 from server.outbox import record_change
 from server.outbox.payloads import connection_changed
 from server.resilience.alerts import connection_recovered
+from server.security.oauth_flow import CallbackResult
 
 _log = logging.getLogger(__name__)
 CALENDAR_SCOPES = (
@@ -59,16 +59,6 @@ CONSENT = ConsentRequest(
     required_scopes=CALENDAR_SCOPES,
     default_return="/configuracoes/conexoes/google",
 )
-
-
-@dataclass(frozen=True)
-class CallbackResult:
-    ok: bool
-    redirect_url: str
-    reason: str = ""
-    message: str = ""
-    connection_id: str = ""
-    scopes: tuple[str, ...] = ()
 
 
 async def auth_url(deps: Deps, caller: Caller, return_to: str) -> Consent:

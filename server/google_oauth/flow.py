@@ -15,10 +15,6 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
-
-from db.models import OAuthState
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
 from server.google_oauth.errors import BadGoogleState, ConsentFailed, GooglePlatformNotConfigured
@@ -32,6 +28,7 @@ from server.providers.google_oauth import (
     scope_set,
 )
 from server.security.browser_binding import BrowserBinding, check_binding, new_binding
+from server.security.oauth_flow import consume_state
 from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
 from server.security.return_to import validated_return_to
 
@@ -146,18 +143,6 @@ async def start(
     return Consent(url, token, state.expires_at, callback, request.scopes, binding)
 
 
-async def _consume(deps: Deps, nonce: str, expires_at: dt.datetime) -> bool:
-    """Records the state's nonce; False when it was used before (a replayed callback)."""
-    async with deps.db.system() as session:
-        inserted = await session.scalar(
-            insert(OAuthState)
-            .values(nonce=nonce, expires_at=expires_at, used_at=func.now())
-            .on_conflict_do_nothing()
-            .returning(OAuthState.nonce)
-        )
-    return inserted is not None
-
-
 async def finish(
     deps: Deps,
     request: ConsentRequest,
@@ -182,7 +167,7 @@ async def finish(
     except InvalidOAuthState as exc:
         raise BadGoogleState(exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")
-    if not await _consume(deps, state.nonce, state.expires_at):
+    if not await consume_state(deps.db, state.nonce, state.expires_at):
         raise BadGoogleState("STATE_REUSED")
     actor = Caller(role=Role.SERVICE, tenant_id=state.tenant_id, user_id=state.user_id)
     if error or not code:

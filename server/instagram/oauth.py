@@ -15,15 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass
-from urllib.parse import urlencode
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import InstagramConnection, OAuthState, User
+from db.models import InstagramConnection, User
 from server.audit import record_audit
 from server.auth.caller import Caller
 from server.bootstrap import Deps
@@ -43,9 +41,15 @@ from server.outbox.payloads import connection_changed
 from server.providers.errors import ProviderError
 from server.providers.instagram import Account, authorize_url
 from server.resilience.alerts import connection_recovered, resolve_alerts
-from server.security.browser_binding import BrowserBinding, check_binding, new_binding
-from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
-from server.security.oauth_state import OAuthState as State
+from server.security.browser_binding import check_binding
+from server.security.oauth_flow import (
+    AuthUrl,
+    CallbackResult,
+    consume_state,
+    issue_bound_state,
+    outcome_url,
+)
+from server.security.oauth_state import InvalidOAuthState, open_state
 from server.security.return_to import validated_return_to
 
 _log = logging.getLogger(__name__)
@@ -71,34 +75,8 @@ _LIVE_ACCOUNT_INDEX = "uq_conexoes_ig_live_account"
 _GRANT = "instagram_direct"
 
 
-@dataclass(frozen=True)
-class AuthUrl:
-    url: str
-    state: str
-    expires_at: dt.datetime
-    redirect_uri: str
-    binding: BrowserBinding
-
-
-@dataclass(frozen=True)
-class CallbackResult:
-    ok: bool
-    redirect_url: str
-    reason: str = ""
-    message: str = ""
-    connection_id: str = ""
-    scopes: tuple[str, ...] = ()
-
-
 def redirect_uri(deps: Deps) -> str:
     return f"{deps.settings.public_url}{CALLBACK_PATH}"
-
-
-def _safe_return(return_to: str) -> str:
-    # Only a path on our frontend: an absolute URL here would be an open redirect.
-    if not return_to.startswith("/") or return_to.startswith("//"):
-        return DEFAULT_RETURN
-    return return_to
 
 
 async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
@@ -108,15 +86,15 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
         app = await instagram_app(deps, session)
     callback = redirect_uri(deps)
     # The state is bound to this browser: the callback must come back with its cookie.
-    binding = new_binding(CONNECTION_TYPE)
-    token, state = issue_state(
+    token, state, binding = issue_bound_state(
         deps.keyring,
         provider=PROVIDER,
+        connection_type=CONNECTION_TYPE,
         tenant_id=tenant,
         user_id=user,
-        redirect_uri=f"{callback}#{back}",
+        callback=callback,
+        return_to=back,
         now=deps.clock.now(),
-        browser_digest=binding.digest,
     )
     url = authorize_url(
         deps.settings.instagram_oauth_url, app_id=app.app_id, redirect_uri=callback, state=token
@@ -125,31 +103,20 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
 
 
 def _frontend(deps: Deps, return_to: str, status: str, reason: str = "") -> str:
-    query = {"conexao": CONNECTION_TYPE, "status": status}
-    if reason:
-        query["motivo"] = reason
-    return f"{deps.settings.frontend_url}{_safe_return(return_to)}?{urlencode(query)}"
+    return outcome_url(
+        deps.settings.frontend_url,
+        return_to,
+        default_return=DEFAULT_RETURN,
+        conexao=CONNECTION_TYPE,
+        status=status,
+        reason=reason,
+    )
 
 
 def _failure(deps: Deps, return_to: str, reason: str) -> CallbackResult:
     return CallbackResult(
         False, _frontend(deps, return_to, "erro", reason), reason, MESSAGES[reason]
     )
-
-
-async def _consume(deps: Deps, state: State) -> bool:
-    """Records the nonce; False when it was used before (a replayed callback)."""
-    try:
-        async with deps.db.system() as session:
-            inserted = await session.scalar(
-                insert(OAuthState)
-                .values(nonce=state.nonce, expires_at=state.expires_at, used_at=func.now())
-                .on_conflict_do_nothing()
-                .returning(OAuthState.nonce)
-            )
-    except IntegrityError:
-        return False
-    return inserted is not None
 
 
 async def _held_elsewhere(deps: Deps, account_id: str, actor: Caller) -> bool:
@@ -181,7 +148,7 @@ async def handle_callback(
     except InvalidOAuthState as exc:
         raise BadOAuthState(MESSAGES[exc.reason], exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")
-    if not await _consume(deps, state):
+    if not await consume_state(deps.db, state.nonce, state.expires_at):
         raise BadOAuthState(MESSAGES["STATE_REUSED"], "STATE_REUSED")
     actor = tenant_service(state.tenant_id, state.user_id)
     if error or not code:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
-from urllib.parse import urlencode
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import LeadAdsForm, MetaConnection, MetaPage, OAuthState
+from db.models import LeadAdsForm, MetaConnection, MetaPage
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.bootstrap import Deps
@@ -45,9 +42,15 @@ from server.providers.meta_graph import TokenInfo, dialog_url
 from server.resilience.alerts import resolve_alerts
 from server.resilience.jobs import Job, enqueue
 from server.resilience.operations import META_REVOKE
-from server.security.browser_binding import BrowserBinding, check_binding, new_binding
-from server.security.oauth_state import InvalidOAuthState, issue_state, open_state
-from server.security.oauth_state import OAuthState as State
+from server.security.browser_binding import check_binding
+from server.security.oauth_flow import (
+    AuthUrl,
+    CallbackResult,
+    consume_state,
+    issue_bound_state,
+    outcome_url,
+)
+from server.security.oauth_state import InvalidOAuthState, open_state
 from server.security.return_to import validated_return_to
 
 _log = logging.getLogger(__name__)
@@ -68,34 +71,8 @@ MESSAGES = {
 }
 
 
-@dataclass(frozen=True)
-class AuthUrl:
-    url: str
-    state: str
-    expires_at: dt.datetime
-    redirect_uri: str
-    binding: BrowserBinding
-
-
-@dataclass(frozen=True)
-class CallbackResult:
-    ok: bool
-    redirect_url: str
-    reason: str = ""
-    message: str = ""
-    connection_id: str = ""
-    scopes: tuple[str, ...] = ()
-
-
 def redirect_uri(deps: Deps) -> str:
     return f"{deps.settings.public_url}{CALLBACK_PATH}"
-
-
-def _safe_return(return_to: str) -> str:
-    # Only a path on our frontend: an absolute URL here would be an open redirect.
-    if not return_to.startswith("/") or return_to.startswith("//"):
-        return DEFAULT_RETURN
-    return return_to
 
 
 async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
@@ -107,15 +84,15 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
     callback = redirect_uri(deps)
     # The state is bound to this browser: a link completed in another person's browser would
     # store their Facebook token (and every lead of their pages) in this tenant.
-    binding = new_binding(CONNECTION_TYPE)
-    token, state = issue_state(
+    token, state, binding = issue_bound_state(
         deps.keyring,
         provider=PROVIDER,
+        connection_type=CONNECTION_TYPE,
         tenant_id=tenant,
         user_id=user,
-        redirect_uri=f"{callback}#{back}",
+        callback=callback,
+        return_to=back,
         now=deps.clock.now(),
-        browser_digest=binding.digest,
     )
     url = dialog_url(
         deps.settings.meta_oauth_url,
@@ -128,31 +105,20 @@ async def auth_url(deps: Deps, caller: Caller, return_to: str) -> AuthUrl:
 
 
 def _frontend(deps: Deps, return_to: str, status: str, reason: str = "") -> str:
-    query = {"conexao": "meta_lead_ads", "status": status}
-    if reason:
-        query["motivo"] = reason
-    return f"{deps.settings.frontend_url}{_safe_return(return_to)}?{urlencode(query)}"
+    return outcome_url(
+        deps.settings.frontend_url,
+        return_to,
+        default_return=DEFAULT_RETURN,
+        conexao="meta_lead_ads",
+        status=status,
+        reason=reason,
+    )
 
 
 def _failure(deps: Deps, return_to: str, reason: str) -> CallbackResult:
     return CallbackResult(
         False, _frontend(deps, return_to, "erro", reason), reason, MESSAGES[reason]
     )
-
-
-async def _consume(deps: Deps, state: State) -> bool:
-    """Records the nonce; False when it was used before (a replayed callback)."""
-    try:
-        async with deps.db.system() as session:
-            inserted = await session.scalar(
-                insert(OAuthState)
-                .values(nonce=state.nonce, expires_at=state.expires_at, used_at=func.now())
-                .on_conflict_do_nothing()
-                .returning(OAuthState.nonce)
-            )
-    except IntegrityError:
-        return False
-    return inserted is not None
 
 
 async def handle_callback(
@@ -174,7 +140,7 @@ async def handle_callback(
         raise BadOAuthState(MESSAGES[exc.reason], exc.reason) from exc
     callback, _, return_to = state.redirect_uri.partition("#")
     actor = Caller(role=Role.SERVICE, tenant_id=state.tenant_id, user_id=state.user_id)
-    if not await _consume(deps, state):
+    if not await consume_state(deps.db, state.nonce, state.expires_at):
         await _audit_failure(deps, actor, "STATE_REUSED")
         raise BadOAuthState(MESSAGES["STATE_REUSED"], "STATE_REUSED")
     if error or not code:
