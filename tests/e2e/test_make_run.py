@@ -9,7 +9,6 @@ import asyncio
 import os
 import shlex
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,14 +21,13 @@ import pytest_asyncio
 
 from db.bootstrap import drop_database
 from tests.conftest import ROOT, unique_name
+from tests.support.ports import free_loopback_port
 
 READY_LINE = b"Ctrl-C stops everything"
 
 
 def _free_addr() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_loopback_port()}"
 
 
 @dataclass

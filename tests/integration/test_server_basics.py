@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from server.auth.caller import Role
 from server.security.cipher import DecryptionError, SecretContext
 from tests.conftest import MigratedDatabase
 from tests.support.grpc_server import TEST_ENCRYPTION_KEYS, TEST_JWT_SECRET, RunningServer
+from tests.support.ports import free_loopback_port
 
 SERVICES = {
     f"renove.conexoes.v1.{name}"
@@ -85,9 +85,7 @@ async def test_ciphertext_moved_to_another_tenant_does_not_decrypt(
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_loopback_port()
 
 
 async def test_sigterm_drains_and_exits_cleanly(database: MigratedDatabase, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ the sidecar must know the server's channel, so the sidecar's port is picked firs
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,6 +25,7 @@ from server.auth.caller import Caller, Role
 from server.resilience.clock import Clock
 from server.settings import Settings
 from tests.support.grpc_server import RunningServer, running_server, test_settings
+from tests.support.ports import free_loopback_port
 from webhooks_http.app import SidecarOptions, build_sidecar_app
 from webhooks_http.ratelimit import RateLimitOptions
 from webhooks_http.runner import serve_in_background
@@ -37,9 +37,7 @@ T = TypeVar("T")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_loopback_port()
 
 
 @dataclass
