@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +21,7 @@ from db.models import Alert, Contact, LeadAdsForm, MetaLeadReceived, MetaPage, O
 from sandbox.graph.seed import USER_ID
 from server.auth.caller import Caller, Role
 from server.meta_leads.backfill import run_backfill
-from server.meta_leads.leads import NO_DISTRIBUTION_KIND
+from server.meta_leads.leads import NO_DISTRIBUTION_KIND, next_owner
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
     QUESTIONS,
@@ -636,3 +638,32 @@ async def test_rotation_is_fair_across_the_tenants_forms(
     # Each form alone would have started at the first seller; across forms they take turns.
     assert sorted(owners, key=str) == sorted(list(tenant.members) * 2, key=str)
     assert owners[:3] == owners[3:] and len(set(owners[:3])) == 3
+
+
+async def test_concurrent_leads_of_two_forms_take_consecutive_turns(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    """Leads handed out at once (as by two replicas): each pick waits for the one before to
+    commit, so nine concurrent picks over two forms serve three sellers three times each."""
+    tenant = await make_tenant(members=3)
+    admin = make_caller(tenant, Role.ADMIN)
+    await _take_part(owner_engine, tenant, tenant.members)
+    pipeline = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    second = await stack.control(
+        "forms", {"page_id": stack.page_id, "name": "Ebook", "questions": QUESTIONS}
+    )
+    ids = [
+        uuid.UUID((await stack.map_form(admin, pipeline[0], pipeline[1], form_id=form)).id)
+        for form in (stack.form_id, second["id"])
+    ]
+
+    async def pick(n: int) -> uuid.UUID | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            mapping = await session.get(LeadAdsForm, ids[n % 2])
+            assert mapping is not None
+            return await next_owner(session, mapping)
+
+    owners = await asyncio.gather(*(pick(n) for n in range(9)))
+    assert sorted(Counter(owners).values()) == [3, 3, 3]
+    assert set(owners) == set(tenant.members)
