@@ -38,6 +38,8 @@ class Organization(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     nome: Mapped[str] = mapped_column(String(255))
     criado_em: Mapped[dt.datetime] = created_at()
+    # Lead Ads distribution cursor: the last user a lead was handed to, across all forms.
+    lead_ads_ultimo_owner_id: Mapped[uuid.UUID | None]
 
 
 class User(Base):

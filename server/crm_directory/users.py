@@ -100,16 +100,20 @@ async def delete_user(
 
 
 async def distribution_pool(session: AsyncSession) -> list[uuid.UUID]:
-    """The users Lead Ads distributes leads to, in a stable order: the active users the core
-    marks as taking part; when the directory marks none (a tenant not synced through it),
-    every active user."""
-    live = (User.ativo.is_(True), User.deletado_em.is_(None))
-    order = (User.criado_em, User.id)
-    marked = list(
+    """The users Lead Ads distributes leads to, in a stable order: the active users the CRM
+    directory marks as taking part. Nobody else, ever: not a super admin, and not a user known
+    only from a token (created just in time, never written by the directory, so without
+    `core_atualizado_em`). An empty pool means no automatic owner."""
+    return list(
         await session.scalars(
-            select(User.id).where(*live, User.participa_distribuicao.is_(True)).order_by(*order)
+            select(User.id)
+            .where(
+                User.ativo.is_(True),
+                User.deletado_em.is_(None),
+                User.participa_distribuicao.is_(True),
+                User.core_atualizado_em.is_not(None),
+                User.role != "super_admin",
+            )
+            .order_by(User.criado_em, User.id)
         )
     )
-    if marked:
-        return marked
-    return list(await session.scalars(select(User.id).where(*live).order_by(*order)))

@@ -30,6 +30,7 @@ from db.models import (
     MetaLeadReceived,
     MetaPage,
     Opportunity,
+    Organization,
     User,
 )
 from server.bootstrap import Deps
@@ -37,6 +38,7 @@ from server.conversions import event_enabled, load_config
 from server.crm_directory import distribution_pool
 from server.events import Event, publish
 from server.meta_leads.connection import (
+    CONNECTION_TYPE,
     PARKED_UNTIL,
     graph,
     mark_broken,
@@ -48,12 +50,15 @@ from server.outbox import record_change
 from server.outbox.payloads import contact_changed, opportunity_created
 from server.providers.errors import ProviderAuthError
 from server.providers.meta_graph import LeadData
+from server.resilience.alerts import raise_alert, resolve_alerts
 from server.resilience.jobs import Job, enqueue
 from server.resilience.operations import CAPI_EVENT, META_LEADGEN
 
 _log = logging.getLogger(__name__)
 # Tag of a contact whose lead came again while its opportunity was still open.
 REPEAT_TAG = "lead-repetido"
+# Alert to the admins: a form's lead found nobody to distribute to.
+NO_DISTRIBUTION_KIND = "lead_ads_sem_distribuicao"
 
 
 async def handle_leadgen(deps: Deps, job: Job) -> None:
@@ -205,23 +210,56 @@ async def _park(session: AsyncSession, job: Job) -> None:
 
 async def next_owner(session: AsyncSession, mapping: LeadAdsForm) -> uuid.UUID | None:
     """The mapping's owner while active, or the next user of the directory's distribution
-    pool after the last one this form assigned (round-robin)."""
+    pool after the last one the tenant handed a lead to, whatever the form (round-robin).
+
+    The tenant row is locked (FOR NO KEY UPDATE: inserts referencing it are not blocked) until
+    the lead commits, so concurrent leads, in any replica, take consecutive slots. With nobody
+    in the pool the lead gets no owner and the admins are alerted, once per form while open."""
     if mapping.owner_id is not None:
         owner = await session.get(User, mapping.owner_id)
         if owner is not None and owner.ativo and owner.deletado_em is None:
             return mapping.owner_id
     users = await distribution_pool(session)
     if not users:
+        await _alert_nobody_to_distribute(session, mapping)
         return None
+    tenant = mapping.organizacao_id
     last = await session.scalar(
-        select(MetaLeadReceived.owner_id)
-        .where(MetaLeadReceived.formulario_id == mapping.id, MetaLeadReceived.owner_id.is_not(None))
-        .order_by(MetaLeadReceived.criado_em.desc(), MetaLeadReceived.id.desc())
-        .limit(1)
+        select(Organization.lead_ads_ultimo_owner_id)
+        .where(Organization.id == tenant)
+        .with_for_update(key_share=True)
     )
-    if last not in users:
-        return users[0]
-    return users[(users.index(last) + 1) % len(users)]
+    chosen = users[(users.index(last) + 1) % len(users)] if last in users else users[0]
+    await session.execute(
+        update(Organization)
+        .where(Organization.id == tenant)
+        .values(lead_ads_ultimo_owner_id=chosen)
+    )
+    await resolve_alerts(
+        session, tenant_id=tenant, kind=NO_DISTRIBUTION_KIND, at=dt.datetime.now(dt.UTC)
+    )
+    return chosen
+
+
+async def _alert_nobody_to_distribute(session: AsyncSession, mapping: LeadAdsForm) -> None:
+    await raise_alert(
+        session,
+        tenant_id=mapping.organizacao_id,
+        audience="tenant_admin",
+        kind=NO_DISTRIBUTION_KIND,
+        severity="warning",
+        message=(
+            f"O formulario {mapping.form_name or mapping.form_id} recebeu um lead sem responsavel:"
+            " ninguem participa da distribuicao automatica. Defina um responsavel no mapeamento"
+            " ou inclua vendedores na distribuicao."
+        ),
+        details={
+            "titulo": "Lead sem responsavel: ninguem na distribuicao",
+            "connection_type": CONNECTION_TYPE.upper(),
+            "entidade_tipo": "formularios_lead_ads",
+            "entidade_id": str(mapping.id),
+        },
+    )
 
 
 async def _active_owner(session: AsyncSession, contact: Contact | None) -> uuid.UUID | None:

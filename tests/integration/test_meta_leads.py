@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -19,8 +21,10 @@ from db.models import Alert, Contact, LeadAdsForm, MetaLeadReceived, MetaPage, O
 from sandbox.graph.seed import USER_ID
 from server.auth.caller import Caller, Role
 from server.meta_leads.backfill import run_backfill
+from server.meta_leads.leads import NO_DISTRIBUTION_KIND, next_owner
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
+    QUESTIONS,
     MetaStack,
     isolated_database,
     make_pipeline,
@@ -72,6 +76,23 @@ async def _contact(stack: MetaStack, admin: Caller, email: str) -> Contact | Non
 
 async def _wait_contact(stack: MetaStack, admin: Caller, email: str, within: float = 15) -> Contact:
     return await poll(lambda: _contact(stack, admin, email), within)
+
+
+async def _take_part(
+    owner_engine: AsyncEngine, tenant: Tenant, users: tuple[uuid.UUID, ...], role: str = ""
+) -> None:
+    """The CRM directory writes `users` as taking part in lead distribution (with `role`)."""
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text(
+                "UPDATE usuarios SET participa_distribuicao = true, core_atualizado_em = now(),"
+                " role = coalesce(nullif(:r, ''), role) WHERE id = ANY(:u)"
+            ),
+            {"u": list(users), "r": role},
+        )
 
 
 def _violations(exc: grpc.aio.AioRpcError) -> dict[str, str]:
@@ -447,6 +468,7 @@ async def test_backfill_recovers_a_missed_lead(
 ) -> None:
     tenant = await make_tenant(members=2)
     admin = make_caller(tenant, Role.ADMIN)
+    await _take_part(owner_engine, tenant, tenant.members)
     pipeline = await make_pipeline(owner_engine, tenant.id)
     await stack.connect(admin)
     await stack.map_form(admin, pipeline[0], pipeline[1])  # automatic distribution
@@ -533,3 +555,115 @@ async def test_a_page_belongs_to_one_tenant_and_its_lead_reaches_one(
         assert await session.scalar(select(MetaPage.id)) is None
         assert await session.scalar(select(MetaLeadReceived.id)) is None
         assert await session.scalar(select(Contact.id)) is None
+
+
+async def _owner_of(stack: MetaStack, admin: Caller, email: str) -> uuid.UUID | None:
+    contact = await _wait_contact(stack, admin, email)
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        owner: uuid.UUID | None = await session.scalar(
+            select(Opportunity.owner_id).where(Opportunity.contato_id == contact.id)
+        )
+    assert contact.owner_id == owner
+    return owner
+
+
+async def _distribution_alerts(stack: MetaStack, admin: Caller) -> list[Alert]:
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        return list(
+            await session.scalars(
+                select(Alert).where(Alert.kind == NO_DISTRIBUTION_KIND).order_by(Alert.criado_em)
+            )
+        )
+
+
+async def test_nobody_taking_part_leaves_the_lead_unowned_and_alerts_the_admin(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=2)
+    admin = make_caller(tenant, Role.ADMIN)
+    boss, seller = tenant.members
+    # A super admin the directory flags, and a user known only from a token (just in time,
+    # never written by the directory) even if flagged, are never in the pool.
+    await _take_part(owner_engine, tenant, (boss,), role="super_admin")
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await conn.execute(
+            text("UPDATE usuarios SET participa_distribuicao = true WHERE id = :u"),
+            {"u": seller},
+        )
+    pipeline = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    mapping = await stack.map_form(admin, pipeline[0], pipeline[1])  # automatic distribution
+    await stack.submit({**LEAD, "email": "orphan1@example.com", "phone_number": ""})
+    assert await _owner_of(stack, admin, "orphan1@example.com") is None
+    await stack.submit({**LEAD, "email": "orphan2@example.com", "phone_number": ""})
+    assert await _owner_of(stack, admin, "orphan2@example.com") is None
+    alerts = await _distribution_alerts(stack, admin)
+    # One open alert for the form, counting both leads.
+    assert len(alerts) == 1 and "resolvido_em" not in alerts[0].details
+    assert alerts[0].audience == "tenant_admin" and alerts[0].details["ocorrencias"] == 2
+    assert alerts[0].details["entidade_id"] == mapping.id
+    # Once the directory puts the seller in distribution, leads go to them and the alert closes.
+    await _take_part(owner_engine, tenant, (seller,))
+    await stack.submit({**LEAD, "email": "owned@example.com", "phone_number": ""})
+    assert await _owner_of(stack, admin, "owned@example.com") == seller
+    alerts = await _distribution_alerts(stack, admin)
+    assert len(alerts) == 1 and alerts[0].details.get("resolvido_em")
+
+
+async def test_rotation_is_fair_across_the_tenants_forms(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=3)
+    admin = make_caller(tenant, Role.ADMIN)
+    await _take_part(owner_engine, tenant, tenant.members)
+    pipeline = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    await stack.map_form(admin, pipeline[0], pipeline[1])
+    second = await stack.control(
+        "forms", {"page_id": stack.page_id, "name": "Ebook", "questions": QUESTIONS}
+    )
+    await stack.map_form(admin, pipeline[0], pipeline[1], form_id=second["id"])
+    owners = []
+    for n in range(6):
+        email = f"fair{n}@example.com"
+        if n % 2:
+            answers = {**LEAD, "email": email, "phone_number": ""}
+            await stack.control("leads", {"form_id": second["id"], "answers": answers})
+        else:
+            await stack.submit({**LEAD, "email": email, "phone_number": ""})
+        owners.append(await _owner_of(stack, admin, email))
+    # Each form alone would have started at the first seller; across forms they take turns.
+    assert sorted(owners, key=str) == sorted(list(tenant.members) * 2, key=str)
+    assert owners[:3] == owners[3:] and len(set(owners[:3])) == 3
+
+
+async def test_concurrent_leads_of_two_forms_take_consecutive_turns(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    """Leads handed out at once (as by two replicas): each pick waits for the one before to
+    commit, so nine concurrent picks over two forms serve three sellers three times each."""
+    tenant = await make_tenant(members=3)
+    admin = make_caller(tenant, Role.ADMIN)
+    await _take_part(owner_engine, tenant, tenant.members)
+    pipeline = await make_pipeline(owner_engine, tenant.id)
+    await stack.connect(admin)
+    second = await stack.control(
+        "forms", {"page_id": stack.page_id, "name": "Ebook", "questions": QUESTIONS}
+    )
+    ids = [
+        uuid.UUID((await stack.map_form(admin, pipeline[0], pipeline[1], form_id=form)).id)
+        for form in (stack.form_id, second["id"])
+    ]
+
+    async def pick(n: int) -> uuid.UUID | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            mapping = await session.get(LeadAdsForm, ids[n % 2])
+            assert mapping is not None
+            return await next_owner(session, mapping)
+
+    owners = await asyncio.gather(*(pick(n) for n in range(9)))
+    assert sorted(Counter(owners).values()) == [3, 3, 3]
+    assert set(owners) == set(tenant.members)
