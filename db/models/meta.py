@@ -190,6 +190,8 @@ class ConversionsApiLog(Base):
     teste: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # The event as sent to Meta (hashed user data only); cleared once Meta answered for it.
     evento_meta: Mapped[Json | None]
+    # Migration 0022: when Meta answered for it (accepted or rejected); empty when never sent.
+    enviado_em: Mapped[dt.datetime | None]
 
 
 class CustomAudience(Base):

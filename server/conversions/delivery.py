@@ -339,6 +339,7 @@ def _apply(row: ConversionsApiLog, outcome: _Outcome, now: dt.datetime) -> None:
         f'{{"events_received": {outcome.events_received}}}' if outcome.ok else _text(outcome.body)
     )
     row.evento_meta = None
+    row.enviado_em = now
 
 
 async def _count(

@@ -350,6 +350,22 @@ async def test_stale_event_is_closed_and_never_sent(capi: Capi) -> None:
     stale = logs["CompleteRegistration"]
     assert stale.status == pb.CAPI_LOG_STATUS_FAILED
     assert "7 dias" in stale.response_body and stale.response_code == 0
+    # The statistics: one sent, the stale one apart, the last send after the sent row's log.
+    stats = await capi.capi.GetCapiStats(
+        pb.GetCapiStatsRequest(), metadata=capi.stack.md(capi.admin)
+    )
+    assert (stats.eventos_enviados, stats.eventos_sucesso, stats.eventos_falha) == (1, 1, 0)
+    assert (stats.eventos_nao_enviados, stats.eventos_pendentes) == (1, 0)
+    assert stats.taxa_sucesso == 100.0
+    sent = logs["lead_lost"]
+    assert stats.ultimo_envio.ToDatetime(dt.UTC) > sent.criado_em.ToDatetime(dt.UTC)
+    assert stats.ultimo_envio.ToDatetime(dt.UTC) <= dt.datetime.now(dt.UTC)
+    per_event = {s.event_name: s for s in stats.por_evento}
+    assert (
+        per_event["CompleteRegistration"].enviados,
+        per_event["CompleteRegistration"].nao_enviados,
+    ) == (0, 1)
+    assert (per_event["lead_lost"].enviados, per_event["lead_lost"].nao_enviados) == (1, 0)
 
 
 async def test_one_invalid_event_in_a_batch_of_fifty(capi: Capi) -> None:
