@@ -204,6 +204,16 @@ class AdsWorld:
         self.audiences[audience.id] = audience
         return {"id": audience.id}
 
+    def account_audiences(self, account_id: str, fields: list[str]) -> list[JSON]:
+        """`GET /act_{id}/customaudiences`: the account's live audiences, oldest first."""
+        if account_id not in self.accounts:
+            raise errors.unknown_object(account_id)
+        return [
+            self.audience_json(a.id, fields)
+            for a in self.audiences.values()
+            if a.account_id == account_id and not a.deleted
+        ]
+
     def audience(self, audience_id: str) -> Audience:
         audience = self.audiences.get(audience_id)
         if audience is None or audience.deleted:
