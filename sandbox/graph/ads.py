@@ -62,6 +62,8 @@ class Pixel:
     requests: int = 0
     # event_id -> wall-clock time of arrival, for latency measurements (`make bench`).
     arrivals: dict[str, float] = field(default_factory=dict)
+    # Events per request, in order (`make bench` replays the same batches bare).
+    batch_sizes: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -139,6 +141,7 @@ class AdsWorld:
         pixel.requests += 1
         if not isinstance(data, list) or not data:
             raise _invalid("The parameter data is required")
+        pixel.batch_sizes.append(len(data))
         if len(data) > MAX_EVENTS:
             raise _invalid(
                 f"data must contain at most {MAX_EVENTS} events",

@@ -33,7 +33,13 @@ async def pixel_events(request: Request) -> Response:
     if pixel is None:
         raise errors.unknown_object(request.path_params["pixel_id"])
     if request.query_params.get("arrivals_only"):
-        return JSONResponse({"arrivals": pixel.arrivals, "requests": pixel.requests})
+        return JSONResponse(
+            {
+                "arrivals": pixel.arrivals,
+                "requests": pixel.requests,
+                "batch_sizes": pixel.batch_sizes,
+            }
+        )
     return JSONResponse(
         {
             "events": pixel.events,
