@@ -190,6 +190,8 @@ class ConversionsApiLog(Base):
     teste: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # The event as sent to Meta (hashed user data only); cleared once Meta answered for it.
     evento_meta: Mapped[Json | None]
+    # Migration 0022: when Meta answered for it (accepted or rejected); empty when never sent.
+    enviado_em: Mapped[dt.datetime | None]
 
 
 class CustomAudience(Base):
@@ -203,12 +205,25 @@ class CustomAudience(Base):
             in_check("evento_gatilho", CRM_EVENTS, nullable=True), name="evento_gatilho"
         ),
         Index("idx_audiences_meta_org", "organizacao_id", postgresql_where=LIVE),
+        # Migration 0022: created in two steps, one row per create request.
+        CheckConstraint(
+            "estado IN ('creating', 'ready')",
+            name="estado",
+        ),
+        Index(
+            "uq_audiences_meta_creation",
+            "organizacao_id",
+            "chave_criacao",
+            unique=True,
+            postgresql_where=text("chave_criacao IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     organizacao_id: Mapped[uuid.UUID] = org_fk()
     conexao_meta_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("conexoes_meta.id"))
-    audience_id: Mapped[str] = mapped_column(String(50))
+    # Meta's id; empty while the audience is being created (`estado` 'creating').
+    audience_id: Mapped[str | None] = mapped_column(String(50))
     audience_name: Mapped[str] = mapped_column(String(255))
     ad_account_id: Mapped[str] = mapped_column(String(50))  # act_123456789
     tipo_sincronizacao: Mapped[str] = mapped_column(String(20), server_default="evento")
@@ -228,6 +243,9 @@ class CustomAudience(Base):
     approximate_count_lower_bound: Mapped[int | None] = mapped_column(BigInteger)
     approximate_count_upper_bound: Mapped[int | None] = mapped_column(BigInteger)
     ultimo_erro: Mapped[str | None]
+    # Migration 0022: 'creating' until Meta's id is known, then 'ready'; the create request.
+    estado: Mapped[str] = mapped_column(String(20), server_default="ready")
+    chave_criacao: Mapped[str | None]
 
 
 class CustomAudienceMember(Base):

@@ -62,6 +62,8 @@ class Pixel:
     requests: int = 0
     # event_id -> wall-clock time of arrival, for latency measurements (`make bench`).
     arrivals: dict[str, float] = field(default_factory=dict)
+    # Events per request, in order (`make bench` replays the same batches bare).
+    batch_sizes: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -139,6 +141,7 @@ class AdsWorld:
         pixel.requests += 1
         if not isinstance(data, list) or not data:
             raise _invalid("The parameter data is required")
+        pixel.batch_sizes.append(len(data))
         if len(data) > MAX_EVENTS:
             raise _invalid(
                 f"data must contain at most {MAX_EVENTS} events",
@@ -203,6 +206,16 @@ class AdsWorld:
         )
         self.audiences[audience.id] = audience
         return {"id": audience.id}
+
+    def account_audiences(self, account_id: str, fields: list[str]) -> list[JSON]:
+        """`GET /act_{id}/customaudiences`: the account's live audiences, oldest first."""
+        if account_id not in self.accounts:
+            raise errors.unknown_object(account_id)
+        return [
+            self.audience_json(a.id, fields)
+            for a in self.audiences.values()
+            if a.account_id == account_id and not a.deleted
+        ]
 
     def audience(self, audience_id: str) -> Audience:
         audience = self.audiences.get(audience_id)

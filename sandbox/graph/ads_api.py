@@ -79,10 +79,13 @@ async def ad_accounts(request: Request) -> Response:
 
 
 async def custom_audiences(request: Request) -> Response:
+    """`POST` creates a customer list audience; `GET` lists the account's audiences."""
     _version(request)
     await _ads_user(request)
-    params = {k: str(v) for k, v in (await _params(request)).items()}
     account = "act_" + request.path_params["account"]
+    if request.method == "GET":
+        return paged(request, _state(request).ads.account_audiences(account, _fields(request)))
+    params = {k: str(v) for k, v in (await _params(request)).items()}
     return JSONResponse(_state(request).ads.create_audience(account, params))
 
 
@@ -122,7 +125,7 @@ async def audience_write(request: Request) -> Response:
 
 ROUTES = [
     Route("/{version}/me/adaccounts", ad_accounts, methods=["GET"]),
-    Route("/{version}/act_{account}/customaudiences", custom_audiences, methods=["POST"]),
+    Route("/{version}/act_{account}/customaudiences", custom_audiences, methods=["GET", "POST"]),
     Route("/{version}/{pixel_id}/events", pixel_events, methods=["POST"]),
     Route("/{version}/{audience_id}/users", audience_users, methods=["POST", "DELETE"]),
 ]

@@ -5,6 +5,7 @@ GET  /_control/capi/pixels/{id}/events     events the pixel received (and test e
 POST /_control/capi/pixels/{id}/tokens     another system-user token for the pixel
 POST /_control/capi/tokens/revoke          a CAPI token is invalidated (190/458 from then on)
 POST /_control/capi/reject                 Meta rejects events with these event_ids
+GET  /_control/audiences                   every audience Meta holds (`?name=` filters)
 GET  /_control/audiences/{id}              an audience as Meta holds it: members, uploads
 """
 
@@ -17,7 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.graph import errors
+from sandbox.graph.ads import Audience
 from sandbox.graph.control import _body, _state
+from sandbox.graph.models import JSON
 
 
 async def new_pixel(request: Request) -> Response:
@@ -30,7 +33,13 @@ async def pixel_events(request: Request) -> Response:
     if pixel is None:
         raise errors.unknown_object(request.path_params["pixel_id"])
     if request.query_params.get("arrivals_only"):
-        return JSONResponse({"arrivals": pixel.arrivals, "requests": pixel.requests})
+        return JSONResponse(
+            {
+                "arrivals": pixel.arrivals,
+                "requests": pixel.requests,
+                "batch_sizes": pixel.batch_sizes,
+            }
+        )
     return JSONResponse(
         {
             "events": pixel.events,
@@ -66,23 +75,31 @@ async def reject_events(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def audiences(request: Request) -> Response:
+    name = request.query_params.get("name")
+    found = _state(request).ads.audiences.values()
+    return JSONResponse([_audience_json(a) for a in found if name is None or a.name == name])
+
+
 async def audience(request: Request) -> Response:
     found = _state(request).ads.audiences.get(request.path_params["audience_id"])
     if found is None:
         raise errors.unknown_object(request.path_params["audience_id"])
-    return JSONResponse(
-        {
-            "id": found.id,
-            "account_id": found.account_id,
-            "name": found.name,
-            "description": found.description,
-            "customer_file_source": found.customer_file_source,
-            "members": len(found.members),
-            "uploads": found.uploads,
-            "sessions": {str(k): v for k, v in found.sessions.items()},
-            "deleted": found.deleted,
-        }
-    )
+    return JSONResponse(_audience_json(found))
+
+
+def _audience_json(found: Audience) -> JSON:
+    return {
+        "id": found.id,
+        "account_id": found.account_id,
+        "name": found.name,
+        "description": found.description,
+        "customer_file_source": found.customer_file_source,
+        "members": len(found.members),
+        "uploads": found.uploads,
+        "sessions": {str(k): v for k, v in found.sessions.items()},
+        "deleted": found.deleted,
+    }
 
 
 ROUTES = [
@@ -91,5 +108,6 @@ ROUTES = [
     Route("/_control/capi/pixels/{pixel_id}/tokens", new_token, methods=["POST"]),
     Route("/_control/capi/tokens/revoke", revoke_token, methods=["POST"]),
     Route("/_control/capi/reject", reject_events, methods=["POST"]),
+    Route("/_control/audiences", audiences, methods=["GET"]),
     Route("/_control/audiences/{audience_id}", audience, methods=["GET"]),
 ]

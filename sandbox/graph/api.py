@@ -64,7 +64,10 @@ class GraphGuard:
             await asyncio.sleep(self.state.latency_s)
         fault = self.state.take_fault(request.method, path)
         if fault is not None:
-            await render_error(request, fault)(scope, receive, send)
+            error, hang_s = fault
+            if hang_s:
+                await asyncio.sleep(hang_s)
+            await render_error(request, error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -10,7 +10,8 @@ POST /_control/tokens/expire               a user's tokens expire (190/463, or s
                                            with `in_seconds`, will expire that soon
 POST /_control/revoke                      the user removes the app (190/458)
 POST /_control/pages | /_control/forms     more pages and forms
-GET|POST|DELETE /_control/faults           Graph errors on cue (5xx, rate limits, 190)
+GET|POST|DELETE /_control/faults           Graph errors on cue (5xx, rate limits, 190); `skip`
+                                           lets matches through first, `hang_s` answers late
 POST /_control/latency                     every Graph call answers `seconds` late (0 = off)
 GET /_control/webhooks, POST .../drain     deliveries and their attempts
 GET /_control/requests | /_control/world   what was called; pages and subscriptions
@@ -223,6 +224,8 @@ async def faults(request: Request) -> Response:
                 code=body.get("code"),
                 status=body.get("status"),
                 subcode=body.get("subcode"),
+                skip=int(body.get("skip", 0)),
+                hang_s=float(body.get("hang_s", 0.0)),
             )
         )
     return JSONResponse(

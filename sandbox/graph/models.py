@@ -156,3 +156,5 @@ class Fault:
     status: int | None = None
     subcode: int | None = None
     hits: int = 0
+    skip: int = 0  # matching requests let through first
+    hang_s: float = 0.0  # real seconds before the error is answered (a call that times out)

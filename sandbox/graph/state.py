@@ -432,15 +432,19 @@ class GraphState:
         self.users[user_id].page_ids.append(page.id)
         return page
 
-    def take_fault(self, method: str, path: str) -> errors.GraphError | None:
+    def take_fault(self, method: str, path: str) -> tuple[errors.GraphError, float] | None:
+        """The error for this request, and how long to hang before answering it."""
         for fault in self.faults:
             if fault.times <= 0 or (fault.method and fault.method != method):
                 continue
             if not re.search(fault.pattern, path):
                 continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                return None
             fault.times -= 1
             fault.hits += 1
-            return _fault_error(fault)
+            return _fault_error(fault), fault.hang_s
         return None
 
 

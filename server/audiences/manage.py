@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CustomAudience, CustomAudienceMember
@@ -83,7 +84,17 @@ def validate(values: AudienceInput, fields: Collection[str]) -> None:
         raise InvalidArgument("invalid audience", problems)
 
 
-async def create(deps: Deps, caller: Caller, values: AudienceInput) -> CustomAudience:
+async def create(
+    deps: Deps, caller: Caller, values: AudienceInput, request_key: str | None
+) -> CustomAudience:
+    """Creates the audience at Meta and here, once per `request_key` (the caller and its
+    request id; None without one).
+
+    The row is written first ('creating'), then Meta creates the audience, then the row is
+    completed with Meta's id and size. A retry after a failure past Meta's create finds the
+    row without Meta's id and adopts the audience Meta holds under that name and description
+    on the account, so Meta never gets a second one.
+    """
     assert caller.tenant_id is not None
     validate(values, {"audience_name", "ad_account_id"})
     conn_id, token = await meta_token(deps, caller)
@@ -97,46 +108,112 @@ async def create(deps: Deps, caller: Caller, values: AudienceInput) -> CustomAud
         raise TermsNotAccepted(
             f"accept the Custom Audience terms for {account.id} in Meta Ads Manager first"
         )
+    row_id, retried = await _creating_row(deps, caller, conn_id, account.id, values, request_key)
+    name, description = values.audience_name.strip(), values.description
+
+    async def adopted() -> str | None:
+        return await _adoptable(deps, caller, api, token, account.id, name, description)
 
     async def made() -> str:
         return await api.create(
             token,
             account.id,
-            name=values.audience_name.strip(),
-            description=values.description,
+            name=name,
+            description=description,
             source=values.customer_file_source,
         )
 
     try:
         async with deps.breakers.guard("meta_audiences"):
-            audience_id = await call_meta(deps, caller.tenant_id, made)
+            audience_id = await call_meta(deps, caller.tenant_id, adopted) if retried else None
+            if audience_id is None:
+                audience_id = await call_meta(deps, caller.tenant_id, made)
+            size = await call_meta(deps, caller.tenant_id, lambda: api.size(token, audience_id))
     except ProviderPermissionDenied as exc:
         raise TermsNotAccepted(str(exc)) from exc
     async with deps.db.unit_of_work(caller) as session:
-        row = CustomAudience(
-            organizacao_id=caller.tenant_id,
-            conexao_meta_id=conn_id,
-            audience_id=audience_id,
-            audience_name=values.audience_name.strip(),
-            description=values.description or None,
-            ad_account_id=account.id,
-            tipo_sincronizacao=values.tipo_sincronizacao,
-            evento_gatilho=values.evento_gatilho,
-            ativo=values.ativo,
-            customer_file_source=values.customer_file_source,
-        )
-        session.add(row)
-        await session.flush()
-        await record_audit(
-            session,
-            caller,
-            "audience.created",
-            entity_type="custom_audiences_meta",
-            entity_id=row.id,
-            details={"audience_id": audience_id, "ad_account_id": account.id},
-        )
+        row = await session.get_one(CustomAudience, row_id, with_for_update=True)
+        if row.estado != "ready":
+            row.estado, row.audience_id = "ready", audience_id
+            row.approximate_count_lower_bound = size.lower
+            row.approximate_count_upper_bound = size.upper
+            await session.flush()
+            await record_audit(
+                session,
+                caller,
+                "audience.created",
+                entity_type="custom_audiences_meta",
+                entity_id=row.id,
+                details={"audience_id": audience_id, "ad_account_id": account.id},
+            )
         await session.refresh(row)
         return row
+
+
+async def _creating_row(
+    deps: Deps,
+    caller: Caller,
+    conn_id: uuid.UUID,
+    account_id: str,
+    values: AudienceInput,
+    request_key: str | None,
+) -> tuple[uuid.UUID, bool]:
+    """The request's row, written 'creating' on the first attempt; True when it already was."""
+    assert caller.tenant_id is not None
+    async with deps.db.unit_of_work(caller) as session:
+        inserted = await session.scalar(
+            insert(CustomAudience)
+            .values(
+                organizacao_id=caller.tenant_id,
+                conexao_meta_id=conn_id,
+                audience_id=None,
+                estado="creating",
+                chave_criacao=request_key,
+                audience_name=values.audience_name.strip(),
+                description=values.description or None,
+                ad_account_id=account_id,
+                tipo_sincronizacao=values.tipo_sincronizacao,
+                evento_gatilho=values.evento_gatilho,
+                ativo=values.ativo,
+                customer_file_source=values.customer_file_source,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["organizacao_id", "chave_criacao"],
+                index_where=text("chave_criacao IS NOT NULL"),
+            )
+            .returning(CustomAudience.id)
+        )
+        if inserted is not None:
+            return inserted, False
+        found = await session.scalar(
+            select(CustomAudience.id).where(CustomAudience.chave_criacao == request_key)
+        )
+        assert found is not None
+        return found, True
+
+
+async def _adoptable(
+    deps: Deps,
+    caller: Caller,
+    api: MetaAudiencesClient,
+    token: str,
+    account_id: str,
+    name: str,
+    description: str,
+) -> str | None:
+    """Meta's audience made by an earlier attempt: same name and description on the account,
+    and not already one of ours (the newest such, as Meta lists oldest first)."""
+    listed = await api.audiences(token, account_id)
+    async with deps.db.unit_of_work(caller) as session:
+        ours = set(
+            await session.scalars(
+                select(CustomAudience.audience_id).where(CustomAudience.audience_id.is_not(None))
+            )
+        )
+    matching = [
+        a.id for a in listed if a.name == name and a.description == description and a.id not in ours
+    ]
+    return matching[-1] if matching else None
 
 
 async def get(session: AsyncSession, audience_id: str) -> CustomAudience:
@@ -145,11 +222,21 @@ async def get(session: AsyncSession, audience_id: str) -> CustomAudience:
     except ValueError as exc:
         raise InvalidArgument.field("id", "not a uuid") from exc
     row = await session.scalar(
-        select(CustomAudience).where(CustomAudience.id == key, CustomAudience.deletado_em.is_(None))
+        select(CustomAudience).where(
+            CustomAudience.id == key,
+            CustomAudience.deletado_em.is_(None),
+            CustomAudience.estado == "ready",
+        )
     )
     if row is None:
         raise AudienceNotFound(f"no audience {audience_id}")
     return row
+
+
+def ready_id(row: CustomAudience) -> str:
+    """Meta's id of an audience `get` found (only ready ones have one)."""
+    assert row.audience_id is not None, "an audience still being created"
+    return row.audience_id
 
 
 async def pending_counts(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -192,7 +279,7 @@ async def update(
             row.audience_name,
             row.description or "",
         )
-        meta_id = row.audience_id
+        meta_id = ready_id(row)
     if renamed:
         _, token = await meta_token(deps, caller)
 
@@ -230,11 +317,12 @@ async def delete(
     row.deletado_em = func.now()
     row.ativo = False
     if at_meta:
+        meta_id = ready_id(row)
         await enqueue(
             session,
             tenant_id=tenant_id,
             operation=AUDIENCE_DELETE,
-            payload={"audience_id": str(row.id), "meta_audience_id": row.audience_id},
+            payload={"audience_id": str(row.id), "meta_audience_id": meta_id},
             idempotency_key=f"audience-delete:{row.id}",
-            destino=row.audience_id,
+            destino=meta_id,
         )

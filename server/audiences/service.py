@@ -17,7 +17,7 @@ from server.audiences.jobs import register_jobs as _register_jobs
 from server.audiences.sync import matching_contacts
 from server.audit import record_audit
 from server.bootstrap import Deps
-from server.idempotency import answer_in, idempotent
+from server.idempotency import answer_in, caller_key, idempotent
 from server.interceptors.context import current_caller
 from server.paging import (
     decode_token,
@@ -74,7 +74,10 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
         self, request: pb.ListAudiencesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAudiencesResponse:
         start, size = _offset(request.page_token), min(page_size(request.page_size), _MAX_AUDIENCES)
-        where: list[ColumnElement[bool]] = [CustomAudience.deletado_em.is_(None)]
+        where: list[ColumnElement[bool]] = [
+            CustomAudience.deletado_em.is_(None),
+            CustomAudience.estado == "ready",
+        ]
         if request.ad_account_id:
             where.append(CustomAudience.ad_account_id == request.ad_account_id.strip())
         if request.HasField("ativo"):
@@ -108,7 +111,12 @@ class AudiencesServicer(pb_grpc.AudiencesServiceServicer):
     ) -> pb.CreateAudienceResponse:
         values = _input(request.audience)
         manage.validate(values, {"audience_name", "ad_account_id"})
-        row = await manage.create(self.deps, current_caller(), values)
+        row = await manage.create(
+            self.deps,
+            current_caller(),
+            values,
+            f"{caller_key(current_caller())}:{request.request_id}" if request.request_id else None,
+        )
         return pb.CreateAudienceResponse(audience=views.audience(row))
 
     async def GetAudience(

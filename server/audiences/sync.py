@@ -51,13 +51,16 @@ async def handle_sync(deps: Deps, job: Job) -> None:
         audience = await session.get(CustomAudience, audience_key)
         if audience is None or audience.deletado_em is not None or audience.ativo is False:
             return
+        meta_id = audience.audience_id
+        if meta_id is None:
+            return  # still being created: members reach Meta once it is ready
         token = user_token(deps, await active_connection(session))
         if job.payload.get("full_resync"):
             await _add_matching(session, job.tenant_id, audience)
     api = client(deps)
     try:
-        await _send_pending(deps, job, audience_key, audience.audience_id, api, token)
-        size = await api.size(token, audience.audience_id)
+        await _send_pending(deps, job, audience_key, meta_id, api, token)
+        size = await api.size(token, meta_id)
     except ProviderError as exc:
         async with deps.db.unit_of_work(caller) as session:
             if isinstance(exc, ProviderAuthError):

@@ -33,7 +33,7 @@ def ad_account(a: AdAccount) -> pb.AdAccount:
 def audience(row: CustomAudience, pending: int = 0) -> pb.Audience:
     out = pb.Audience(
         id=str(row.id),
-        audience_id=row.audience_id,
+        audience_id=row.audience_id or "",
         audience_name=row.audience_name,
         description=row.description or "",
         ad_account_id=row.ad_account_id,

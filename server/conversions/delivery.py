@@ -7,6 +7,9 @@ other pending rows of the tenant and sends them in one request: a backlog leaves
 up to 1,000. Meta rejects a whole request for one bad event, so a rejected batch is split in
 halves until the bad event stands alone; the rest of the batch is delivered. A refusal of the
 request itself (an unknown pixel) is not split: the batch's events fail with its reason.
+Each of Meta's answers is committed as it comes (the batch lock's transaction writes nothing),
+so an attempt cut short by its time limit keeps what Meta already took and the retry sends
+only the rest.
 
 A job whose row another job already sent completes without calling Meta. Outages (5xx,
 timeouts, rate limits) leave the rows pending and raise, so the worker retries the job on the
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,13 +202,59 @@ async def _claim_lead(session: AsyncSession, payload: Mapping[str, Any], event_i
 # -- step 2: the backlog, in batches ------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Pending:
+    id: uuid.UUID
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    cfg: ConversionsApiConfig  # detached: read only
+    token: str
+    rows: list[_Pending]
+
+
+Answered = Callable[[list[_Pending], _Outcome], Awaitable[None]]
+
+
 async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
+    caller = tenant_service(job.tenant_id)
     failure: ProviderError | None = None
-    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+    answered: set[uuid.UUID] = set()
+    async with deps.db.unit_of_work(caller) as lock:
         # One batch per tenant at a time, or concurrent jobs would split a backlog into
-        # many small requests. Held until commit; a job that finds it taken waits briefly.
-        if not await _batch_lock(session, job.tenant_id):
+        # many small requests. Held until this job is done; a job that finds it taken waits
+        # briefly. This transaction writes nothing: every answer of Meta is committed on its
+        # own as it comes, so an attempt cut short (a timeout) keeps what Meta already took.
+        if not await _batch_lock(lock, job.tenant_id):
             raise BatchInFlight("this tenant's backlog is being sent", retry_after=_BUSY_RETRY_S)
+        batch = await _claim(deps, job, event_id)
+        if batch is None:
+            return
+
+        async def keep(rows: list[_Pending], outcome: _Outcome) -> None:
+            await _save_answer(deps, job, batch.cfg, rows, outcome)
+            answered.update(row.id for row in rows)
+
+        client = capi_config.capi_client(deps, guarded=False)
+        try:
+            await _deliver(client, batch.cfg.pixel_id, batch.token, batch.rows, keep)
+        except ProviderError as exc:
+            failure = exc
+        if failure is not None:
+            left = [row.id for row in batch.rows if row.id not in answered]
+            await _save_failure(deps, job, batch.cfg, left, failure)
+    if isinstance(failure, ProviderAuthError | ProviderPermissionDenied):
+        raise parking.parked()
+    if failure is not None:
+        raise failure
+
+
+async def _claim(deps: Deps, job: Job, event_id: str) -> _Batch | None:
+    """The job's own event and up to 999 other pending ones, stale ones closed; None when
+    there is nothing to send (another job's batch already settled the event)."""
+    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
         own = await session.scalar(
             select(ConversionsApiLog)
             .where(ConversionsApiLog.event_id == event_id, ConversionsApiLog.teste.is_(False))
@@ -216,44 +265,64 @@ async def send_backlog(deps: Deps, job: Job, event_id: str) -> None:
             # own, or one an admin retried from the dead-letter queue) sends it again.
             own.status = "pending"
         if own is None or own.status != "pending":
-            return  # another job's batch already delivered (or closed) it
+            return None
         cfg = await capi_config.load(session)
         if cfg is None or not cfg.ativo:
-            return
+            return None
         if parking.is_dead(cfg):
             raise parking.parked()  # the row stays pending; a new token releases the job
         rows = [own, *await _others(session, own.id)]
         rows = await _close_stale(session, rows, deps.clock.now())
-        if not rows:
-            return
-        client = capi_config.capi_client(deps, guarded=False)
+        pending = [_Pending(row.id, dict(row.evento_meta or {})) for row in rows]
         token = capi_config.access_token(deps, cfg)
-        results: list[tuple[ConversionsApiLog, _Outcome]] = []
-        try:
-            await _deliver(client, cfg.pixel_id, token, rows, results)
-        except ProviderError as exc:
-            failure = exc
-        now = deps.clock.now()
-        answered = {id(row) for row, _ in results}
-        for row, outcome in results:
-            _apply(row, outcome, now)
-        refused = isinstance(failure, ProviderAuthError | ProviderPermissionDenied)
-        last = job.attempt >= job.max_attempts
-        for row in rows:
-            if id(row) in answered or refused:
-                continue  # a refused token is not the events' fault: they wait for a new one
-            row.tentativas += 1
-            row.response_code = failure.status_code if failure else None
-            row.response_body = _text(str(failure)) if failure else None
-            if last or _final(failure):
-                row.status = "failed"  # kept sendable (evento_meta) for a retry
-        await _count(session, cfg, results, now)
-        if failure is not None and refused:
+    return _Batch(cfg, token, pending) if pending else None
+
+
+async def _save_answer(
+    deps: Deps, job: Job, cfg: ConversionsApiConfig, rows: list[_Pending], outcome: _Outcome
+) -> None:
+    """Meta's answer for one request, committed at once."""
+    now = deps.clock.now()
+    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+        await session.execute(
+            update(ConversionsApiLog)
+            .where(ConversionsApiLog.id.in_([row.id for row in rows]))
+            .values(
+                tentativas=ConversionsApiLog.tentativas + 1,
+                status="sent" if outcome.ok else "failed",
+                response_code=outcome.status,
+                fbrq_event_id=outcome.fbtrace_id or None,
+                response_body=(
+                    f'{{"events_received": {outcome.events_received}}}'
+                    if outcome.ok
+                    else _text(outcome.body)
+                ),
+                evento_meta=None,
+                enviado_em=now,
+            )
+        )
+        await _count(session, cfg, len(rows), outcome, now)
+
+
+async def _save_failure(
+    deps: Deps, job: Job, cfg: ConversionsApiConfig, left: list[uuid.UUID], failure: ProviderError
+) -> None:
+    """The events Meta did not answer for: retried by the job, closed on its last attempt;
+    a refused token is not their fault (they wait for a new one, untouched)."""
+    async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+        if isinstance(failure, ProviderAuthError | ProviderPermissionDenied):
             await _token_refused(session, cfg, failure)
-    if refused:
-        raise parking.parked()
-    if failure is not None:
-        raise failure
+            return
+        values: dict[str, Any] = {
+            "tentativas": ConversionsApiLog.tentativas + 1,
+            "response_code": failure.status_code,
+            "response_body": _text(str(failure)),
+        }
+        if job.attempt >= job.max_attempts or _final(failure):
+            values["status"] = "failed"  # kept sendable (evento_meta) for a retry
+        await session.execute(
+            update(ConversionsApiLog).where(ConversionsApiLog.id.in_(left)).values(**values)
+        )
 
 
 async def _batch_lock(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
@@ -298,30 +367,26 @@ async def _close_stale(
 
 
 async def _deliver(
-    client: MetaCapiClient,
-    pixel_id: str,
-    token: str,
-    rows: list[ConversionsApiLog],
-    results: list[tuple[ConversionsApiLog, _Outcome]],
+    client: MetaCapiClient, pixel_id: str, token: str, rows: list[_Pending], answered: Answered
 ) -> None:
-    """Sends `rows`; a rejected batch is bisected so only the bad event fails. Outages raise
-    (rows answered so far are in `results`)."""
-    events = [row.evento_meta or {} for row in rows]
+    """Sends `rows`; a rejected batch is bisected so only the bad event fails. Each answer
+    goes to `answered` as it comes; outages raise."""
     try:
-        answer: EventsReceived = await client.send_events(pixel_id, token, events)
+        answer: EventsReceived = await client.send_events(
+            pixel_id, token, [row.event for row in rows]
+        )
     except ProviderRejected as exc:
         if len(rows) == 1 or _request_level(exc):
             # One bad event alone, or a refusal of the request itself (an unknown pixel):
             # splitting would only repeat it, so the events fail with Meta's reason.
             outcome = _Outcome(False, exc.status_code or 400, str(exc), exc.fbtrace_id or "")
-            results.extend((row, outcome) for row in rows)
+            await answered(rows, outcome)
             return
         middle = len(rows) // 2
-        await _deliver(client, pixel_id, token, rows[:middle], results)
-        await _deliver(client, pixel_id, token, rows[middle:], results)
+        await _deliver(client, pixel_id, token, rows[:middle], answered)
+        await _deliver(client, pixel_id, token, rows[middle:], answered)
         return
-    for row in rows:
-        results.append((row, _Outcome(True, 200, "", answer.fbtrace_id, answer.events_received)))
+    await answered(rows, _Outcome(True, 200, "", answer.fbtrace_id, answer.events_received))
 
 
 def _request_level(exc: ProviderRejected) -> bool:
@@ -330,34 +395,21 @@ def _request_level(exc: ProviderRejected) -> bool:
     return str(exc.provider_code) != "100" or exc.provider_subcode == 33
 
 
-def _apply(row: ConversionsApiLog, outcome: _Outcome, now: dt.datetime) -> None:
-    row.tentativas += 1
-    row.status = "sent" if outcome.ok else "failed"
-    row.response_code = outcome.status
-    row.fbrq_event_id = outcome.fbtrace_id or None
-    row.response_body = (
-        f'{{"events_received": {outcome.events_received}}}' if outcome.ok else _text(outcome.body)
-    )
-    row.evento_meta = None
-
-
 async def _count(
     session: AsyncSession,
     cfg: ConversionsApiConfig,
-    results: list[tuple[ConversionsApiLog, _Outcome]],
+    events: int,
+    outcome: _Outcome,
     now: dt.datetime,
 ) -> None:
-    if not results:
-        return
-    sent = sum(1 for _, o in results if o.ok)
     values: dict[str, Any] = {
-        "total_eventos_enviados": ConversionsApiConfig.total_eventos_enviados + len(results),
-        "total_eventos_sucesso": ConversionsApiConfig.total_eventos_sucesso + sent,
+        "total_eventos_enviados": ConversionsApiConfig.total_eventos_enviados + events,
+        "total_eventos_sucesso": ConversionsApiConfig.total_eventos_sucesso
+        + (events if outcome.ok else 0),
         "ultimo_evento_enviado": now,
     }
-    rejected = [o for _, o in results if not o.ok]
-    if rejected:
-        values["ultimo_erro"] = _text(rejected[-1].body)
+    if not outcome.ok:
+        values["ultimo_erro"] = _text(outcome.body)
     await session.execute(
         update(ConversionsApiConfig).where(ConversionsApiConfig.id == cfg.id).values(**values)
     )

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ConversionsApiLog
@@ -73,9 +73,13 @@ async def list_logs(
 
 @dataclass
 class EventCounts:
+    """`sent`/`failed`: Meta accepted/rejected them; `not_sent`: closed without reaching Meta
+    (older than 7 days, or out of retries)."""
+
     sent: int = 0
     failed: int = 0
     pending: int = 0
+    not_sent: int = 0
 
     @property
     def attempted(self) -> int:
@@ -105,20 +109,22 @@ async def stats(session: AsyncSession, now: dt.datetime, days: int) -> Stats:
         select(
             log.event_name,
             func.count().filter(log.status == "sent"),
-            func.count().filter(log.status == "failed"),
+            func.count().filter(log.status == "failed", log.enviado_em.is_not(None)),
             func.count().filter(log.status == "pending"),
-            func.max(case((log.status != "pending", log.criado_em))),
+            func.count().filter(log.status == "failed", log.enviado_em.is_(None)),
+            func.max(log.enviado_em),
         )
         .where(log.teste.is_(False), log.criado_em >= start)
         .group_by(log.event_name)
         .order_by(log.event_name)
     )
     result = Stats(start=start, end=now, total=EventCounts(), last_send=None)
-    for name, sent, failed, pending, last in rows:
-        result.by_event[name] = EventCounts(sent, failed, pending)
+    for name, sent, failed, pending, not_sent, last in rows:
+        result.by_event[name] = EventCounts(sent, failed, pending, not_sent)
         result.total.sent += sent
         result.total.failed += failed
         result.total.pending += pending
+        result.total.not_sent += not_sent
         if last is not None and (result.last_send is None or last > result.last_send):
             result.last_send = last
     return result

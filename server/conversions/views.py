@@ -87,7 +87,12 @@ def log_entry(row: ConversionsApiLog) -> pb.CapiLogEntry:
 
 def _counts(name: str, c: EventCounts) -> pb.CapiEventStats:
     return pb.CapiEventStats(
-        event_name=name, enviados=c.attempted, sucesso=c.sent, falhas=c.failed, pendentes=c.pending
+        event_name=name,
+        enviados=c.attempted,
+        sucesso=c.sent,
+        falhas=c.failed,
+        pendentes=c.pending,
+        nao_enviados=c.not_sent,
     )
 
 
@@ -99,6 +104,7 @@ def stats(s: Stats) -> pb.GetCapiStatsResponse:
         eventos_sucesso=s.total.sent,
         eventos_falha=s.total.failed,
         eventos_pendentes=s.total.pending,
+        eventos_nao_enviados=s.total.not_sent,
         taxa_sucesso=s.success_rate,
         ultimo_envio=timestamp(s.last_send),
         por_evento=[_counts(name, c) for name, c in sorted(s.by_event.items())],

@@ -261,6 +261,7 @@ async def _enqueue_audiences(
     audiences = await session.scalars(
         select(CustomAudience).where(
             CustomAudience.deletado_em.is_(None),
+            CustomAudience.estado == "ready",
             CustomAudience.ativo.is_not(False),
             CustomAudience.tipo_sincronizacao == "evento",
             CustomAudience.evento_gatilho == event.crm_event,

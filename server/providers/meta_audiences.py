@@ -26,6 +26,7 @@ PROVIDER = "meta_audiences"
 MAX_ROWS_PER_REQUEST = 10_000
 ACCOUNT_FIELDS = "id,name,currency,account_status,user_tos_accepted"
 SIZE_FIELDS = "approximate_count_lower_bound,approximate_count_upper_bound,delivery_status"
+AUDIENCE_FIELDS = "id,name,description"
 _MAX_PAGES = 50
 
 
@@ -36,6 +37,13 @@ class AdAccount:
     currency: str
     account_status: int
     tos_accepted: bool
+
+
+@dataclass(frozen=True)
+class AudienceSummary:
+    id: str
+    name: str
+    description: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,31 @@ class MetaAudiencesClient:
             },
         )
         return str(body.get("id") or "")
+
+    async def audiences(self, token: str, ad_account_id: str) -> list[AudienceSummary]:
+        """The ad account's custom audiences (every page)."""
+        body = await self._call(
+            "GET",
+            f"/{ad_account_id}/customaudiences",
+            token,
+            params={"fields": AUDIENCE_FIELDS},
+        )
+        found = []
+        for _ in range(_MAX_PAGES):
+            for item in body.get("data") or []:
+                if isinstance(item, dict) and item.get("id"):
+                    found.append(
+                        AudienceSummary(
+                            str(item["id"]),
+                            str(item.get("name") or ""),
+                            str(item.get("description") or ""),
+                        )
+                    )
+            nxt = (body.get("paging") or {}).get("next")
+            if not nxt or urlsplit(nxt).netloc != self._host:
+                break
+            body = await self._call("GET", nxt, token)
+        return found
 
     async def rename(self, token: str, audience_id: str, *, name: str, description: str) -> None:
         await self._call(

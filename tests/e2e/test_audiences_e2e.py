@@ -243,3 +243,47 @@ async def test_rename_and_delete_reach_meta(admin: Admin) -> None:
         return True if (await admin.meta(audience.audience_id))["deleted"] else None
 
     await poll(deleted)
+
+
+async def test_create_retried_after_meta_created_it_adopts_instead_of_duplicating(
+    admin: Admin,
+) -> None:
+    name = f"CRM - Retry {uuid.uuid4().hex[:8]}"
+    audience = pb.Audience(
+        ad_account_id=AD_ACCOUNT_ID,
+        audience_name=name,
+        description="Criado uma vez",
+        evento_gatilho=pb.AUDIENCE_TRIGGER_LEAD,
+    )
+    request = pb.CreateAudienceRequest(audience=audience, request_id=f"create-{uuid.uuid4()}")
+    # Meta creates it; the completion's read of the new audience (a GET of its id) fails.
+    await admin.stack.control(
+        "faults", {"pattern": r"/\d{10,}$", "method": "GET", "kind": "server_error", "times": 1}
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await admin.api.CreateAudience(request, metadata=admin.md)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    async def at_meta() -> list[dict[str, Any]]:
+        got = await admin.stack.http.get(
+            f"{admin.stack.graph_url}/_control/audiences", params={"name": name}
+        )
+        found: list[dict[str, Any]] = got.json()
+        return found
+
+    [created] = await at_meta()
+    listed = await admin.api.ListAudiences(pb.ListAudiencesRequest(), metadata=admin.md)
+    assert name not in {a.audience_name for a in listed.audiences}  # not ready: not shown
+
+    made = (await admin.api.CreateAudience(request, metadata=admin.md)).audience
+    assert [a["id"] for a in await at_meta()] == [created["id"]]
+    assert made.audience_id == created["id"] and made.audience_name == name
+    again = (await admin.api.CreateAudience(request, metadata=admin.md)).audience
+    assert again.id == made.id
+    listed = await admin.api.ListAudiences(pb.ListAudiencesRequest(), metadata=admin.md)
+    assert [a.id for a in listed.audiences if a.audience_name == name] == [made.id]
+
+    # A second create of the same name with another request id is a new audience.
+    other = pb.CreateAudienceRequest(audience=audience, request_id=f"create-{uuid.uuid4()}")
+    second = (await admin.api.CreateAudience(other, metadata=admin.md)).audience
+    assert second.audience_id != made.audience_id and len(await at_meta()) == 2

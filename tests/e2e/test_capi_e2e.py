@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -34,6 +35,8 @@ from db.models import (
     PendingEvent,
 )
 from server.auth.caller import Caller, Role
+from server.resilience.policies import policy_for
+from server.resilience.worker import Worker
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
 from tests.integration.meta_leads_support import (
     MetaStack,
@@ -350,6 +353,22 @@ async def test_stale_event_is_closed_and_never_sent(capi: Capi) -> None:
     stale = logs["CompleteRegistration"]
     assert stale.status == pb.CAPI_LOG_STATUS_FAILED
     assert "7 dias" in stale.response_body and stale.response_code == 0
+    # The statistics: one sent, the stale one apart, the last send after the sent row's log.
+    stats = await capi.capi.GetCapiStats(
+        pb.GetCapiStatsRequest(), metadata=capi.stack.md(capi.admin)
+    )
+    assert (stats.eventos_enviados, stats.eventos_sucesso, stats.eventos_falha) == (1, 1, 0)
+    assert (stats.eventos_nao_enviados, stats.eventos_pendentes) == (1, 0)
+    assert stats.taxa_sucesso == 100.0
+    sent = logs["lead_lost"]
+    assert stats.ultimo_envio.ToDatetime(dt.UTC) > sent.criado_em.ToDatetime(dt.UTC)
+    assert stats.ultimo_envio.ToDatetime(dt.UTC) <= dt.datetime.now(dt.UTC)
+    per_event = {s.event_name: s for s in stats.por_evento}
+    assert (
+        per_event["CompleteRegistration"].enviados,
+        per_event["CompleteRegistration"].nao_enviados,
+    ) == (0, 1)
+    assert (per_event["lead_lost"].enviados, per_event["lead_lost"].nao_enviados) == (1, 0)
 
 
 async def test_one_invalid_event_in_a_batch_of_fifty(capi: Capi) -> None:
@@ -692,3 +711,56 @@ async def test_backlog_over_a_thousand_events_leaves_in_two_batches(capi: Capi) 
     async with capi.stack.server.deps.db.unit_of_work(capi.admin) as session:
         statuses = list(await session.scalars(select(ConversionsApiLog.status)))
     assert len(statuses) == 1001 and set(statuses) == {"sent"}
+
+
+async def test_answers_kept_when_an_attempt_times_out_mid_batch(capi: Capi) -> None:
+    await capi.setup()
+    deps = capi.stack.server.deps
+    await deps.worker.stop()
+    try:
+        ids = [f"split-{i}-{uuid.uuid4()}" for i in range(50)]
+        await capi.stack.control("capi/reject", {"event_ids": [ids[40]]})
+        for request_id in ids:
+            await capi.publish(epb.PIPELINE_EVENT_TYPE_MQL, request_id)
+        # The batch of 50 is rejected and halved; the first half is taken, the second half's
+        # request hangs past the attempt's time limit.
+        await capi.stack.http.delete(f"{capi.stack.graph_url}/_control/faults")
+        await capi.stack.control(
+            "faults",
+            {
+                "pattern": f"/{capi.pixel_id}/events$",
+                "method": "POST",
+                "kind": "server_error",
+                "status": 503,
+                "skip": 2,
+                "hang_s": 3.0,
+            },
+        )
+        short = Worker(
+            deps.db,
+            deps.jobs,
+            deps.breakers,
+            deps.clock,
+            concurrency=1,
+            policy_lookup=lambda name, cfg: replace(policy_for(name, cfg), timeout_s=1.0),
+        )
+
+        async def fault_hit() -> bool | None:
+            await short.run_once()
+            faults = await capi.stack.http.get(f"{capi.stack.graph_url}/_control/faults")
+            return True if faults.json()[0]["hits"] else None
+
+        await poll(fault_hit)
+        logs = await capi.logs()
+        sent = [e for e in logs if e.status == pb.CAPI_LOG_STATUS_SENT]
+        assert len(sent) == 25 and all(e.tentativas == 1 for e in sent)
+        assert sum(e.status == pb.CAPI_LOG_STATUS_PENDING for e in logs) == 25
+    finally:
+        await capi.stack.http.delete(f"{capi.stack.graph_url}/_control/faults")
+        await deps.worker.start()
+    await capi.wait_logs(50)
+    events = await capi.wait_received(49)
+    # Every accepted event reached Meta once: the half taken before the timeout is not re-sent.
+    assert sorted(e["event_id"] for e in events) == sorted(set(ids) - {ids[40]})
+    [failed] = [e for e in await capi.logs() if e.status == pb.CAPI_LOG_STATUS_FAILED]
+    assert failed.event_id == ids[40]

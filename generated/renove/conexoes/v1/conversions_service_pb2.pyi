@@ -324,16 +324,21 @@ class CapiEventStats(_message.Message):
     SUCESSO_FIELD_NUMBER: _builtins.int
     FALHAS_FIELD_NUMBER: _builtins.int
     PENDENTES_FIELD_NUMBER: _builtins.int
+    NAO_ENVIADOS_FIELD_NUMBER: _builtins.int
     event_name: _builtins.str
     """Meta event name."""
     enviados: _builtins.int
-    """Events sent."""
+    """Events Meta answered for."""
     sucesso: _builtins.int
     """Events accepted."""
     falhas: _builtins.int
-    """Events failed."""
+    """Events Meta rejected."""
     pendentes: _builtins.int
     """Events pending."""
+    nao_enviados: _builtins.int
+    """Events closed without reaching Meta (older than 7 days, or out of retries); not in
+    `enviados`.
+    """
     def __init__(
         self,
         *,
@@ -342,10 +347,11 @@ class CapiEventStats(_message.Message):
         sucesso: _builtins.int = ...,
         falhas: _builtins.int = ...,
         pendentes: _builtins.int = ...,
+        nao_enviados: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enviados", b"enviados", "event_name", b"event_name", "falhas", b"falhas", "pendentes", b"pendentes", "sucesso", b"sucesso"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enviados", b"enviados", "event_name", b"event_name", "falhas", b"falhas", "nao_enviados", b"nao_enviados", "pendentes", b"pendentes", "sucesso", b"sucesso"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -683,16 +689,21 @@ class GetCapiStatsResponse(_message.Message):
     TAXA_SUCESSO_FIELD_NUMBER: _builtins.int
     ULTIMO_ENVIO_FIELD_NUMBER: _builtins.int
     POR_EVENTO_FIELD_NUMBER: _builtins.int
+    EVENTOS_NAO_ENVIADOS_FIELD_NUMBER: _builtins.int
     eventos_enviados: _builtins.int
-    """Events sent ("Eventos enviados: 1,234")."""
+    """Events Meta answered for, accepted or rejected ("Eventos enviados: 1,234")."""
     eventos_sucesso: _builtins.int
     """Events accepted."""
     eventos_falha: _builtins.int
-    """Events failed."""
+    """Events Meta rejected."""
     eventos_pendentes: _builtins.int
     """Events pending."""
     taxa_sucesso: _builtins.float
     """Success rate in percent, 0-100 ("Taxa de sucesso: 98.5%")."""
+    eventos_nao_enviados: _builtins.int
+    """Events closed without reaching Meta (older than 7 days, or out of retries); counted
+    apart from `eventos_enviados` and `eventos_falha`.
+    """
     @_builtins.property
     def period_start(self) -> _timestamp_pb2.Timestamp:
         """Start of the period."""
@@ -703,7 +714,7 @@ class GetCapiStatsResponse(_message.Message):
 
     @_builtins.property
     def ultimo_envio(self) -> _timestamp_pb2.Timestamp:
-        """Last send ("Ultimo envio")."""
+        """Last send ("Ultimo envio"): when Meta last answered for an event of the period."""
 
     @_builtins.property
     def por_evento(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapiEventStats]:
@@ -721,10 +732,11 @@ class GetCapiStatsResponse(_message.Message):
         taxa_sucesso: _builtins.float = ...,
         ultimo_envio: _timestamp_pb2.Timestamp | None = ...,
         por_evento: _abc.Iterable[Global___CapiEventStats] | None = ...,
+        eventos_nao_enviados: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["period_end", b"period_end", "period_start", b"period_start", "ultimo_envio", b"ultimo_envio"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eventos_enviados", b"eventos_enviados", "eventos_falha", b"eventos_falha", "eventos_pendentes", b"eventos_pendentes", "eventos_sucesso", b"eventos_sucesso", "period_end", b"period_end", "period_start", b"period_start", "por_evento", b"por_evento", "taxa_sucesso", b"taxa_sucesso", "ultimo_envio", b"ultimo_envio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eventos_enviados", b"eventos_enviados", "eventos_falha", b"eventos_falha", "eventos_nao_enviados", b"eventos_nao_enviados", "eventos_pendentes", b"eventos_pendentes", "eventos_sucesso", b"eventos_sucesso", "period_end", b"period_end", "period_start", b"period_start", "por_evento", b"por_evento", "taxa_sucesso", b"taxa_sucesso", "ultimo_envio", b"ultimo_envio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
