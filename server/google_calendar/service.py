@@ -26,11 +26,12 @@ from server.google_calendar.connection import (
 from server.google_calendar.errors import CalendarNotSelected
 from server.google_calendar.events import Attendee, EventInput
 from server.google_calendar.jobs import register_jobs as _register_jobs
-from server.google_oauth import BadGoogleState, secure_cookies
+from server.google_oauth import BadGoogleState
 from server.idempotency import idempotent
 from server.interceptors.context import current_caller
+from server.oauth_views import callback_result, hand_binding, oauth_url
 from server.paging import decode_token, encode_token, page_size, window
-from server.protoconv import from_timestamp, timestamp
+from server.protoconv import from_timestamp
 from server.providers.google_calendar import EventsPage
 from server.security.browser_binding import nonce_from_metadata
 
@@ -110,15 +111,13 @@ class GoogleCalendarServicer(pb_grpc.GoogleCalendarServiceServicer):
         self, request: pb.GetGoogleAuthUrlRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetGoogleAuthUrlResponse:
         consent = await oauth.auth_url(self.deps, current_caller(), request.return_to)
-        await context.send_initial_metadata(
-            consent.binding.metadata(secure=secure_cookies(self.deps))
-        )
+        await hand_binding(context, self.deps, consent.binding)
         return pb.GetGoogleAuthUrlResponse(
-            oauth=resources_pb2.OAuthUrl(
-                auth_url=consent.url,
+            oauth=oauth_url(
+                url=consent.url,
                 state=consent.state,
-                expires_at=timestamp(consent.expires_at),
-                scopes=list(consent.scopes),
+                expires_at=consent.expires_at,
+                scopes=consent.scopes,
                 redirect_uri=consent.redirect_uri,
             )
         )
@@ -136,15 +135,7 @@ class GoogleCalendarServicer(pb_grpc.GoogleCalendarServiceServicer):
             browser_nonce=nonce_from_metadata(context.invocation_metadata()),
         )
         return pb.HandleGoogleOAuthCallbackResponse(
-            result=resources_pb2.OAuthCallbackResult(
-                sucesso=result.ok,
-                redirect_url=result.redirect_url,
-                connection_type=resources_pb2.CONNECTION_TYPE_GOOGLE_CALENDAR,
-                connection_id=result.connection_id,
-                motivo_erro=result.reason,
-                mensagem=result.message,
-                scopes_concedidos=list(result.scopes),
-            )
+            result=callback_result(result, resources_pb2.CONNECTION_TYPE_GOOGLE_CALENDAR)
         )
 
     async def GetGoogleConnection(

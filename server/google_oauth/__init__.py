@@ -16,7 +16,6 @@ from server.google_oauth.flow import (
     frontend_url,
     google_app,
     revoke_quietly,
-    secure_cookies,
     start,
 )
 from server.google_oauth.tokens import (
@@ -25,6 +24,7 @@ from server.google_oauth.tokens import (
     refresh_google,
     warn_testing_mode,
 )
+from server.oauth_views import secure_cookies
 
 __all__ = [
     "MESSAGES",

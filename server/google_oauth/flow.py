@@ -108,10 +108,6 @@ def frontend_url(deps: Deps, conexao: str, return_to: str, status: str, reason: 
     return f"{deps.settings.frontend_url}{return_to}?{urlencode(query)}"
 
 
-def secure_cookies(deps: Deps) -> bool:
-    return deps.settings.public_url.startswith("https://")
-
-
 async def start(
     deps: Deps, caller: Caller, request: ConsentRequest, return_to: str, login_hint: str = ""
 ) -> Consent:

@@ -18,6 +18,7 @@ from server.instagram.connection import dead_token_error, own_connection
 from server.instagram.jobs import register_jobs as _register_jobs
 from server.instagram.views import ATTACHMENT_KIND, connection_proto, message_proto
 from server.interceptors.context import current_caller
+from server.oauth_views import callback_result, hand_binding, oauth_url
 from server.protoconv import parse_uuid, timestamp
 from server.providers.instagram import SCOPES
 from server.security.browser_binding import nonce_from_metadata
@@ -31,14 +32,13 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
         self, request: pb.GetInstagramAuthUrlRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetInstagramAuthUrlResponse:
         url = await oauth.auth_url(self.deps, current_caller(), request.return_to)
-        secure = self.deps.settings.public_url.startswith("https://")
-        await context.send_initial_metadata(url.binding.metadata(secure=secure))
+        await hand_binding(context, self.deps, url.binding)
         return pb.GetInstagramAuthUrlResponse(
-            oauth=resources_pb2.OAuthUrl(
-                auth_url=url.url,
+            oauth=oauth_url(
+                url=url.url,
                 state=url.state,
-                expires_at=timestamp(url.expires_at),
-                scopes=list(SCOPES),
+                expires_at=url.expires_at,
+                scopes=SCOPES,
                 redirect_uri=url.redirect_uri,
             )
         )
@@ -55,15 +55,7 @@ class InstagramServicer(pb_grpc.InstagramServiceServicer):
             browser_nonce=nonce_from_metadata(context.invocation_metadata()),
         )
         return pb.HandleInstagramOAuthCallbackResponse(
-            result=resources_pb2.OAuthCallbackResult(
-                sucesso=result.ok,
-                redirect_url=result.redirect_url,
-                connection_type=resources_pb2.CONNECTION_TYPE_INSTAGRAM_DIRECT,
-                connection_id=result.connection_id,
-                motivo_erro=result.reason,
-                mensagem=result.message,
-                scopes_concedidos=list(result.scopes),
-            )
+            result=callback_result(result, resources_pb2.CONNECTION_TYPE_INSTAGRAM_DIRECT)
         )
 
     async def GetInstagramConnection(

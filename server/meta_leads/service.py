@@ -15,8 +15,8 @@ from server.interceptors.context import current_caller
 from server.meta_leads import forms, mapping_details, mappings, oauth, pages, views
 from server.meta_leads.connection import describe, live_connection
 from server.meta_leads.jobs import register_jobs as _register_jobs
+from server.oauth_views import callback_result, hand_binding, oauth_url
 from server.paging import window
-from server.protoconv import timestamp
 from server.providers.meta_graph import LEAD_ADS_SCOPES
 from server.security.browser_binding import nonce_from_metadata
 
@@ -55,14 +55,13 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
         self, request: pb.GetMetaAuthUrlRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetaAuthUrlResponse:
         url = await oauth.auth_url(self.deps, current_caller(), request.return_to)
-        secure = self.deps.settings.public_url.startswith("https://")
-        await context.send_initial_metadata(url.binding.metadata(secure=secure))
+        await hand_binding(context, self.deps, url.binding)
         return pb.GetMetaAuthUrlResponse(
-            oauth=resources_pb2.OAuthUrl(
-                auth_url=url.url,
+            oauth=oauth_url(
+                url=url.url,
                 state=url.state,
-                expires_at=timestamp(url.expires_at),
-                scopes=list(LEAD_ADS_SCOPES),
+                expires_at=url.expires_at,
+                scopes=LEAD_ADS_SCOPES,
                 redirect_uri=url.redirect_uri,
             )
         )
@@ -79,15 +78,7 @@ class MetaLeadsServicer(pb_grpc.MetaLeadsServiceServicer):
             browser_nonce=nonce_from_metadata(context.invocation_metadata()),
         )
         return pb.HandleMetaOAuthCallbackResponse(
-            result=resources_pb2.OAuthCallbackResult(
-                sucesso=result.ok,
-                redirect_url=result.redirect_url,
-                connection_type=resources_pb2.CONNECTION_TYPE_META_LEAD_ADS,
-                connection_id=result.connection_id,
-                motivo_erro=result.reason,
-                mensagem=result.message,
-                scopes_concedidos=list(result.scopes),
-            )
+            result=callback_result(result, resources_pb2.CONNECTION_TYPE_META_LEAD_ADS)
         )
 
     async def GetMetaConnection(
