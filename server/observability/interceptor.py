@@ -11,15 +11,29 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram
 
-from server.interceptors._wrap import OPEN_SERVICES, Continuation, Streaming, Unary, wrap_handler
+from server.interceptors._wrap import (
+    OPEN_SERVICES,
+    Continuation,
+    Streaming,
+    Unary,
+    WrappedHandlers,
+    wrap_handler,
+)
 from server.observability import metrics, tracing
-from server.observability.context import REQUEST_ID_HEADER, CallInfo, accept_request_id, bound
+from server.observability.context import (
+    REQUEST_ID_HEADER,
+    CallInfo,
+    accept_request_id,
+    bind,
+    current_call,
+    new_request_id,
+)
 
 _access = logging.getLogger("conexoes.access")
 _INGRESS = "renove.conexoes.v1.WebhookIngressService"
@@ -70,15 +84,14 @@ class _MethodMetrics:
 
 
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self) -> None:
-        self._methods: dict[str, _MethodMetrics] = {}
+    """Binds the call's facts (request id, RPC name, trace parent) from the metadata grpc
+    already decoded for the interceptors, and returns each method's wrapped handler, built
+    once (`WrappedHandlers`). grpc.aio runs an RPC's interceptors and its handler in one task,
+    so what is bound here is the handler's current call, and nobody else's."""
 
-    def _metrics(self, method: str, kind: str) -> _MethodMetrics:
-        found = self._methods.get(method)
-        if found is None:
-            service, _, name = method.lstrip("/").rpartition("/")
-            found = self._methods[method] = _MethodMetrics(service, name, kind)
-        return found
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers()
+        self._names: dict[str, str] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -88,67 +101,97 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
         metadata = handler_call_details.invocation_metadata
-        request_id = accept_request_id(_metadata_value(metadata, REQUEST_ID_HEADER))
-        parent = tracing.extract(metadata)
-        service, _, name = method.lstrip("/").rpartition("/")
-        is_ingress = service == _INGRESS
-
-        def unary(behavior: Unary) -> Unary:
-            stats = self._metrics(method, "unary")
-
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                stats.started.inc()
-                start = time.perf_counter()
-                error: BaseException | None = None
-                info = CallInfo(request_id, rpc=name)
-                with bound(info), tracing.span(f"grpc {service}/{name}", parent, kind="server"):
-                    try:
-                        response = await behavior(request, context)
-                        if is_ingress:
-                            _count_webhook(name, response)
-                        return response
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        _finish(stats, context, error, start, info)
-
-            return call
-
-        def streaming(behavior: Streaming) -> Streaming:
-            stats = self._metrics(method, "server_stream")
-            open_streams = metrics.STREAMS_OPEN.labels(name)
-
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                stats.started.inc()
-                open_streams.inc()
-                start = time.perf_counter()
-                error: BaseException | None = None
-                info = CallInfo(request_id, rpc=name)
-                with bound(info):
-                    try:
-                        async for item in behavior(request, context):
-                            yield item
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        open_streams.dec()
-                        _finish(stats, context, error, start, info)
-
-            return call
-
-        return wrap_handler(handler, unary=unary, streaming=streaming)
+        name = self._names.get(method)
+        if name is None:
+            name = self._names[method] = method.rpartition("/")[2]
+        info = CallInfo(accept_request_id(_metadata_value(metadata, REQUEST_ID_HEADER)), name)
+        if tracing.enabled():
+            info.trace_parent = tracing.extract(metadata)
+        bind(info)
+        return self._handlers.get(method, handler, lambda: _observed(handler, method))
 
 
-def _count_webhook(method_name: str, response: Any) -> None:
-    outcome = getattr(response, "outcome", None)
-    if not isinstance(outcome, int):
-        return
-    word = response.DESCRIPTOR.fields_by_name["outcome"].enum_type.values_by_number[outcome].name
-    metrics.WEBHOOKS.labels(
-        webhook_provider(method_name), word.removeprefix(_OUTCOME_PREFIX).lower()
-    ).inc()
+def _call_info(name: str) -> CallInfo:
+    # Always bound by intercept_service; a fresh one keeps a handler called any other way
+    # from failing.
+    info = current_call()
+    return info if info is not None else CallInfo(new_request_id(), name)
+
+
+def _observed(
+    handler: grpc.RpcMethodHandler[Any, Any], method: str
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    service, _, name = method.lstrip("/").rpartition("/")
+    span_name = f"grpc {service}/{name}"
+    count_webhook = _webhook_counter(name) if service == _INGRESS else None
+
+    def unary(behavior: Unary) -> Unary:
+        stats = _MethodMetrics(service, name, "unary")
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            info = _call_info(name)
+            stats.started.inc()
+            error: BaseException | None = None
+            start = time.perf_counter()
+            with tracing.span(span_name, info.trace_parent, kind="server") as span:
+                try:
+                    response = await behavior(request, context)
+                    if count_webhook is not None:
+                        count_webhook(response)
+                    return response
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    tracing.set_outcome(span, _finish(stats, context, error, start, info))
+
+        return call
+
+    def streaming(behavior: Streaming) -> Streaming:
+        stats = _MethodMetrics(service, name, "server_stream")
+        open_streams = metrics.STREAMS_OPEN.labels(name)
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            info = _call_info(name)
+            stats.started.inc()
+            open_streams.inc()
+            error: BaseException | None = None
+            start = time.perf_counter()
+            # One span for the stream's whole life (not one per message), with its outcome.
+            with tracing.span(span_name, info.trace_parent, kind="server") as span:
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    open_streams.dec()
+                    tracing.set_outcome(span, _finish(stats, context, error, start, info))
+
+        return call
+
+    return wrap_handler(handler, unary=unary, streaming=streaming)
+
+
+def _webhook_counter(method_name: str) -> Callable[[Any], None]:
+    """Counts a delivery's outcome (the response's `outcome` enum) by provider; each
+    outcome's child is bound once."""
+    provider = webhook_provider(method_name)
+    children: dict[int, Counter] = {}
+
+    def count(response: Any) -> None:
+        outcome = getattr(response, "outcome", None)
+        if not isinstance(outcome, int):
+            return
+        child = children.get(outcome)
+        if child is None:
+            values = response.DESCRIPTOR.fields_by_name["outcome"].enum_type.values_by_number
+            word = values[outcome].name.removeprefix(_OUTCOME_PREFIX).lower()
+            child = children[outcome] = metrics.WEBHOOKS.labels(provider, word)
+        child.inc()
+
+    return count
 
 
 def _finish(
@@ -157,7 +200,7 @@ def _finish(
     error: BaseException | None,
     start: float,
     info: CallInfo,
-) -> None:
+) -> str:
     elapsed = time.perf_counter() - start
     code = _code_name(context, error)
     stats.handled(code).inc()
@@ -173,3 +216,4 @@ def _finish(
             code,
             extra={"outcome": code, "duration_ms": round(elapsed * 1000, 2)},
         )
+    return code
