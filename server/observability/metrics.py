@@ -62,11 +62,14 @@ DEAD_LETTERS = Counter(
 )
 BREAKER_STATE = Gauge(
     "conexoes_breaker_state",
-    "Circuit breaker state as this process sees it: 0 closed, 1 half-open, 2 open.",
+    "Circuit breaker state as stored in circuit_breakers (the last transition any process "
+    "recorded): 0 closed, 1 half-open, 2 open.",
     ["breaker"],
 )
 BREAKER_TRANSITIONS = Counter(
-    "conexoes_breaker_transitions_total", "Circuit breaker state changes.", ["breaker", "to"]
+    "conexoes_breaker_transitions_total",
+    "Circuit breaker state changes made by this process.",
+    ["breaker", "to"],
 )
 TOKEN_REFRESHES = Counter(
     "conexoes_token_refreshes_total",
