@@ -23,11 +23,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from webhooks_http import edge_metrics
 
 _access = logging.getLogger("webhooks_http.access")
 REQUEST_ID_HEADER = "x-request-id"
@@ -37,23 +39,7 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 _tracing: dict[str, Any] = {}
 
-_SIZE_BUCKETS = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
-HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests by route template, method and status.",
-    ["route", "method", "status"],
-)  # fmt: skip
-HTTP_LATENCY = Histogram(
-    "http_request_duration_seconds",
-    "Time to the end of the HTTP response (SSE streams: their whole life).",
-    ["route", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-HTTP_REQUEST_BYTES = Histogram(
-    "http_request_body_bytes", "Request body sizes.", ["route"], buckets=_SIZE_BUCKETS
-)
-HTTP_RESPONSE_BYTES = Histogram(
-    "http_response_body_bytes", "Response body sizes.", ["route"], buckets=_SIZE_BUCKETS
-)
+EDGE = edge_metrics.register()
 
 
 def current_request_id() -> str | None:
@@ -86,23 +72,9 @@ class ObservedEdge:
     def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute]) -> None:
         self.app = app
         # endpoint -> route template, read after routing (Starlette puts the endpoint in scope)
-        self._bound: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._templates: dict[Any, str] = {
             r.endpoint: r.path for r in routes if isinstance(r, Route)
         }
-
-    def _children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any, Any]:
-        """The labelled collectors of one (route, method, status), looked up once."""
-        key = (route, method, status)
-        found = self._bound.get(key)
-        if found is None:
-            found = self._bound[key] = (
-                HTTP_REQUESTS.labels(route, method, str(status)),
-                HTTP_LATENCY.labels(route, method),
-                HTTP_REQUEST_BYTES.labels(route),
-                HTTP_RESPONSE_BYTES.labels(route),
-            )
-        return found
 
     def _route(self, scope: Scope) -> str:
         template = self._templates.get(scope.get("endpoint"))
@@ -130,11 +102,7 @@ class ObservedEdge:
 
     def _record(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
         route, method, status = self._route(scope), scope["method"], exchange.status
-        requests, latency, request_bytes, response_bytes = self._children(route, method, status)
-        requests.inc()
-        latency.observe(elapsed)
-        request_bytes.observe(exchange.received)
-        response_bytes.observe(exchange.sent)
+        EDGE.route(route, method).record(status, elapsed, exchange.received, exchange.sent)
         # OK answers are DEBUG (CONEXOES_ACCESS_LOG=all shows them): a line per request
         # would cost more than the rest of this middleware.
         level = logging.DEBUG if status < 500 and elapsed < 1.0 else logging.INFO
