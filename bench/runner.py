@@ -35,6 +35,7 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "8": ("bench.scenarios.email", "e-mail send (SMTP)", False),
     "9": ("bench.scenarios.feed", "change feed", False),
     "10": ("bench.scenarios.capi", "CAPI event to Meta", True),
+    "11": ("bench.scenarios.observability", "observability cost", False),
 }
 DEFAULT_WORKER_CONCURRENCY = 4
 

@@ -44,9 +44,11 @@ class GrpcApp:
         self.deps = deps
         self.health = health.aio.HealthServicer()
         self.stream_caps = StreamCapInterceptor(deps.settings.max_streams_per_caller)
+        # Observability off (CONEXOES_OBSERVABILITY=off) only to measure what it costs.
+        observed = [ObservabilityInterceptor()] if deps.settings.observability else []
         self.server = grpc.aio.server(
             interceptors=[
-                ObservabilityInterceptor(),
+                *observed,
                 ErrorInterceptor(),
                 AuthInterceptor(deps.verifier, on_identity=deps.identities.ensure),
                 PermissionInterceptor(PERMISSIONS, deps.identities.grants),

@@ -96,6 +96,9 @@ class Settings:
     metrics_addr: str | None = None
     metrics_sample_seconds: float = 15.0
     otlp_endpoint: str | None = None
+    # False (CONEXOES_OBSERVABILITY=off): no per-call metrics, access lines or request ids and
+    # no metrics listener; it exists to measure what they cost (bench row 11).
+    observability: bool = True
     # WhatsApp (WAHA): QR rotations without a scan before the session is stopped as
     # "qr_expired", the QR lifetime told to clients, health-check period, stream heartbeats.
     whatsapp_max_qr_rotations: int = 6
@@ -165,6 +168,7 @@ class Settings:
                 env.get("CONEXOES_METRICS_SAMPLE_SECONDS", cls.metrics_sample_seconds)
             ),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            observability=env.get("CONEXOES_OBSERVABILITY", "on").lower() != "off",
             whatsapp_max_qr_rotations=int(
                 env.get("CONEXOES_WHATSAPP_MAX_QR_ROTATIONS", cls.whatsapp_max_qr_rotations)
             ),

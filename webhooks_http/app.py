@@ -119,9 +119,11 @@ def build_sidecar_app(
         *oauth.routes(),
         *pixel.routes(),
     ]
-    routes.append(metrics_route())
+    if options.observability:
+        routes.append(metrics_route())
     if options.mount_gateway:
         routes = mount_gateway(routes, channel, settings, options)
     app = Starlette(routes=routes)
-    app.add_middleware(ObservedEdge, routes=routes)
+    if options.observability:
+        app.add_middleware(ObservedEdge, routes=routes)
     return app

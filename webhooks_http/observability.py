@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import json
 import logging
 import re
@@ -22,11 +23,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from webhooks_http import edge_metrics
 
 _access = logging.getLogger("webhooks_http.access")
 REQUEST_ID_HEADER = "x-request-id"
@@ -36,31 +39,23 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 _tracing: dict[str, Any] = {}
 
-_SIZE_BUCKETS = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
-HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests by route template, method and status.",
-    ["route", "method", "status"],
-)  # fmt: skip
-HTTP_LATENCY = Histogram(
-    "http_request_duration_seconds",
-    "Time to the end of the HTTP response (SSE streams: their whole life).",
-    ["route", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-HTTP_REQUEST_BYTES = Histogram(
-    "http_request_body_bytes", "Request body sizes.", ["route"], buckets=_SIZE_BUCKETS
-)
-HTTP_RESPONSE_BYTES = Histogram(
-    "http_response_body_bytes", "Response body sizes.", ["route"], buckets=_SIZE_BUCKETS
-)
+EDGE = edge_metrics.register()
 
 
 def current_request_id() -> str | None:
     return _request_id.get()
 
 
+# A fresh id is this process's random prefix and a counter: unique without a random draw per
+# request (uuid4 reads the OS's random source each time).
+_PREFIX = uuid.uuid4().hex[:16]
+_counter = itertools.count(1)
+
+
 def _accept(value: str | None) -> str:
-    return value if value and _ACCEPTABLE.fullmatch(value) else uuid.uuid4().hex
+    if value and _ACCEPTABLE.fullmatch(value):
+        return value
+    return f"{_PREFIX}{next(_counter):016x}"
 
 
 async def metrics_endpoint(_: Request) -> Response:
@@ -77,23 +72,9 @@ class ObservedEdge:
     def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute]) -> None:
         self.app = app
         # endpoint -> route template, read after routing (Starlette puts the endpoint in scope)
-        self._bound: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self._templates: dict[Any, str] = {
             r.endpoint: r.path for r in routes if isinstance(r, Route)
         }
-
-    def _children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any, Any]:
-        """The labelled collectors of one (route, method, status), looked up once."""
-        key = (route, method, status)
-        found = self._bound.get(key)
-        if found is None:
-            found = self._bound[key] = (
-                HTTP_REQUESTS.labels(route, method, str(status)),
-                HTTP_LATENCY.labels(route, method),
-                HTTP_REQUEST_BYTES.labels(route),
-                HTTP_RESPONSE_BYTES.labels(route),
-            )
-        return found
 
     def _route(self, scope: Scope) -> str:
         template = self._templates.get(scope.get("endpoint"))
@@ -105,57 +86,74 @@ class ObservedEdge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _accept(_header(scope, b"x-request-id"))
-        token = _request_id.set(request_id)
+        exchange = _Exchange(_accept(_header(scope, b"x-request-id")), receive, send)
+        token = _request_id.set(exchange.request_id)
         start = time.perf_counter()
-        sizes = [0, 0]  # request body, response body
-        status = [500]
-
-        async def counting_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                sizes[0] += len(message.get("body", b""))
-            return message
-
-        async def tagging_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            elif message["type"] == "http.response.body":
-                sizes[1] += len(message.get("body", b""))
-            await send(message)
-
         try:
-            with _span(scope):
-                await self.app(scope, counting_receive, tagging_send)
+            if _tracing:
+                with _span(scope):
+                    await self.app(scope, exchange.receive, exchange.send)
+            else:
+                await self.app(scope, exchange.receive, exchange.send)
         finally:
             elapsed = time.perf_counter() - start
-            route, method = self._route(scope), scope["method"]
-            children = self._children(route, method, status[0])
-            children[0].inc()
-            children[1].observe(elapsed)
-            children[2].observe(sizes[0])
-            children[3].observe(sizes[1])
-            # OK answers are DEBUG (CONEXOES_ACCESS_LOG=all shows them): a line per request
-            # would cost more than the rest of this middleware.
-            level = logging.DEBUG if status[0] < 500 and elapsed < 1.0 else logging.INFO
-            if _access.isEnabledFor(level) and route != "/metrics":
-                _access.log(
-                    level,
-                    "%s %s %d",
-                    method,
-                    route,
-                    status[0],
-                    extra={
-                        "request_id": request_id,
-                        "route": route,
-                        "status": status[0],
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
             _request_id.reset(token)
+            self._record(scope, exchange, elapsed)
+
+    def _record(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
+        route, method, status = self._route(scope), scope["method"], exchange.status
+        EDGE.route(route, method).record(status, elapsed, exchange.received, exchange.sent)
+        # OK answers are DEBUG (CONEXOES_ACCESS_LOG=all shows them): a line per request
+        # would cost more than the rest of this middleware.
+        level = logging.DEBUG if status < 500 and elapsed < 1.0 else logging.INFO
+        if _access.isEnabledFor(level) and route != "/metrics":
+            _access.log(
+                level,
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={
+                    "request_id": exchange.request_id,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+
+
+class _Exchange:
+    """One request's facts as its messages pass: body sizes and status; the response gets
+    the request id header."""
+
+    __slots__ = ("_receive", "_send", "received", "request_id", "sent", "status")
+
+    def __init__(self, request_id: str, receive: Receive, send: Send) -> None:
+        self.request_id = request_id
+        self._receive = receive
+        self._send = send
+        self.received = 0
+        self.sent = 0
+        self.status = 500  # what the client gets when the app raises before answering
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        body = message.get("body")
+        if body:
+            self.received += len(body)
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body")
+            if body:
+                self.sent += len(body)
+        elif kind == "http.response.start":
+            self.status = message["status"]
+            header = (b"x-request-id", self.request_id.encode())
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await self._send(message)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

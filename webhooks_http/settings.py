@@ -55,6 +55,9 @@ class SidecarOptions:
     slow_clients: SlowClientLimits = field(default_factory=SlowClientLimits)
     # Open SSE/NDJSON streams one client address may hold at once (429 beyond).
     max_streams_per_address: int = 32
+    # False (CONEXOES_OBSERVABILITY=off): no request ids, HTTP metrics, access lines or
+    # /metrics; it exists to measure what they cost (bench row 11).
+    observability: bool = True
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class SidecarSettings:
                 env.get("CONEXOES_WEBHOOK_DEADLINE_SECONDS", SidecarOptions.webhook_deadline_s)
             ),
             max_streams_per_address=int(env.get("CONEXOES_MAX_STREAMS_PER_ADDRESS", 32)),
+            observability=env.get("CONEXOES_OBSERVABILITY", "on").lower() != "off",
             slow_clients=SlowClientLimits(
                 header_timeout_s=float(env.get("CONEXOES_HTTP_HEADER_TIMEOUT_SECONDS", 10)),
                 body_idle_timeout_s=float(env.get("CONEXOES_HTTP_BODY_IDLE_TIMEOUT_SECONDS", 10)),

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.kpis.availability import Change
 from server.resilience import operations as ops
 
-# Which connection type each queued operation serves (e-mail and outbound webhooks are left
-# out: one e-mail operation serves two types, a tenant's webhook endpoint is no connection).
+# Which connection type each queued operation serves. E-mail sends take the type of the
+# e-mail they send (`_EMAIL_TYPES`); outbound webhooks are left out (a tenant's endpoint is
+# no connection).
 OPERATION_TYPES: dict[str, str] = {
     ops.WAHA_EVENT.name: "whatsapp",
     ops.WHATSAPP_SEND.name: "whatsapp",
@@ -30,6 +31,11 @@ OPERATION_TYPES: dict[str, str] = {
     ops.INSTAGRAM_SEND.name: "instagram_direct",
     ops.GOOGLE_CALENDAR_NOTIFICATION.name: "google_calendar",
     ops.GOOGLE_CALENDAR_CREATE.name: "google_calendar",
+}
+# emails_enviados.tipo -> connection type, for `email_send` jobs.
+_EMAIL_TYPES: dict[str, str] = {
+    "gmail_oauth": "email_gmail_oauth",
+    "smtp_manual": "email_smtp_manual",
 }
 # webhook_inbox.provider -> connection type.
 PROVIDER_TYPES: dict[str, str] = {
@@ -68,11 +74,14 @@ _REFRESHES = text(
     "SELECT tipo, count(*), count(*) FILTER (WHERE sucesso) FROM tokens_renovacoes"
     " WHERE em >= :start AND em < :end GROUP BY tipo"
 )
-# A job's last change is when it finished (completed or dead-lettered).
+# A job's last change is when it finished (completed or dead-lettered). An e-mail send
+# carries its e-mail's id; the e-mail says which connection type sent it.
 _JOBS = text(
-    "SELECT operacao, count(*), count(*) FILTER (WHERE status = 'completed')"
-    " FROM eventos_pendentes WHERE status IN ('completed', 'failed')"
-    " AND atualizado_em >= :start AND atualizado_em < :end GROUP BY operacao"
+    "SELECT j.operacao, e.tipo, count(*), count(*) FILTER (WHERE j.status = 'completed')"
+    " FROM eventos_pendentes j LEFT JOIN emails_enviados e"
+    "   ON j.operacao = :email_send AND e.id = CAST(j.payload->>'email_id' AS uuid)"
+    " WHERE j.status IN ('completed', 'failed')"
+    " AND j.atualizado_em >= :start AND j.atualizado_em < :end GROUP BY j.operacao, e.tipo"
 )
 
 
@@ -89,8 +98,10 @@ async def read_figures(
         _add(figures.webhooks, PROVIDER_TYPES.get(provider), total, processed)
     for tipo, total, succeeded in await session.execute(_REFRESHES, period):
         _add(figures.refreshes, tipo, total, succeeded)
-    for operation, total, completed in await session.execute(_JOBS, period):
-        _add(figures.jobs, OPERATION_TYPES.get(operation), total, completed)
+    jobs = await session.execute(_JOBS, {**period, "email_send": ops.EMAIL_SEND.name})
+    for operation, email_type, total, completed in jobs:
+        tipo = _EMAIL_TYPES.get(email_type) if email_type else OPERATION_TYPES.get(operation)
+        _add(figures.jobs, tipo, total, completed)
     return figures
 
 

@@ -8,11 +8,13 @@ in the same call, and the interceptor's closing log line must see it.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 REQUEST_ID_HEADER = "x-request-id"
 # A caller's id is kept only when it is short and plain (it lands in logs and job rows).
@@ -25,6 +27,7 @@ class CallInfo:
     rpc: str = ""
     operation: str = ""
     tenant: str = ""
+    trace_parent: Any = None  # the caller's trace context, when tracing is on
 
 
 _current: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
@@ -32,8 +35,14 @@ _current: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
 )
 
 
+# A fresh id is this process's random prefix and a counter: unique without a random draw per
+# call (uuid4 reads the OS's random source each time).
+_PREFIX = uuid.uuid4().hex[:16]
+_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_counter):016x}"
 
 
 def accept_request_id(value: str | bytes | None) -> str:
@@ -59,6 +68,12 @@ def note_tenant(tenant_id: object) -> None:
     info = _current.get()
     if info is not None and tenant_id is not None:
         info.tenant = str(tenant_id)
+
+
+def bind(info: CallInfo) -> None:
+    """Makes `info` the current call for the rest of the running task's context: for an RPC,
+    whose interceptors and handler run in a task of their own (the hot path's `bound`)."""
+    _current.set(info)
 
 
 @contextmanager

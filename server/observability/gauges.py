@@ -1,5 +1,7 @@
 """Gauges sampled from the database: queue and inbox depth and age, connections by status,
-tokens expiring within 7 days, outbox lag.
+tokens expiring within 7 days, outbox lag, and each circuit breaker's state as stored in
+`circuit_breakers` (the last transition any process recorded, so every replica reports the
+same state instead of its own).
 
 One aggregate query (`app_observability_gauges()`, migration 0014) every `interval` seconds
 per process; a scrape reads the last sample and never touches the database. Every replica
@@ -32,9 +34,15 @@ _BY_NAME: dict[str, tuple[Gauge, int]] = {
 }
 
 
+_BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2}
+
+
 async def sample_once(db: Database) -> None:
     async with db.system() as session:
         rows = (await session.execute(text("SELECT * FROM app_observability_gauges()"))).all()
+        breakers = await session.execute(text("SELECT provider, state FROM circuit_breakers"))
+        for provider, state in breakers:
+            metrics.BREAKER_STATE.labels(provider).set(_BREAKER_LEVEL.get(state, 0))
     seen: dict[str, set[tuple[str, ...]]] = {name: set() for name in _BY_NAME}
     for metric, label_a, label_b, value in rows:
         gauge, arity = _BY_NAME[metric]

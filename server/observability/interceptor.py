@@ -11,15 +11,28 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
-from server.interceptors._wrap import OPEN_SERVICES, Continuation, Streaming, Unary, wrap_handler
+from server.interceptors._wrap import (
+    OPEN_SERVICES,
+    Continuation,
+    Streaming,
+    Unary,
+    wrap_handler,
+)
 from server.observability import metrics, tracing
-from server.observability.context import REQUEST_ID_HEADER, CallInfo, accept_request_id, bound
+from server.observability.call_metrics import MethodStats
+from server.observability.context import (
+    REQUEST_ID_HEADER,
+    CallInfo,
+    accept_request_id,
+    bind,
+    current_call,
+)
 
 _access = logging.getLogger("conexoes.access")
 _INGRESS = "renove.conexoes.v1.WebhookIngressService"
@@ -53,115 +66,179 @@ def webhook_provider(method_name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", core).lower()
 
 
-class _MethodMetrics:
-    """Labelled children bound once per method (no per-call label lookups)."""
-
-    def __init__(self, service: str, method: str, kind: str) -> None:
-        self.labels = (service, method, kind)
-        self.started = metrics.GRPC_STARTED.labels(*self.labels)
-        self.latency: Histogram = metrics.GRPC_LATENCY.labels(*self.labels)
-        self._handled: dict[str, Counter] = {}
-
-    def handled(self, code: str) -> Counter:
-        child = self._handled.get(code)
-        if child is None:
-            child = self._handled[code] = metrics.GRPC_HANDLED.labels(*self.labels, code)
-        return child
-
-
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self) -> None:
-        self._methods: dict[str, _MethodMetrics] = {}
+    """Binds the call's facts (request id, RPC name, trace parent) from the metadata grpc
+    already decoded for the interceptors, and returns the method's wrapped handler, built once
+    per method. grpc.aio runs an RPC's interceptors and its handler in one task, so what is
+    bound here is the handler's current call, and nobody else's.
 
-    def _metrics(self, method: str, kind: str) -> _MethodMetrics:
-        found = self._methods.get(method)
-        if found is None:
-            service, _, name = method.lstrip("/").rpartition("/")
-            found = self._methods[method] = _MethodMetrics(service, name, kind)
-        return found
+    Every line here runs on every RPC: it is kept to what the metrics and logs need.
+    """
+
+    def __init__(self) -> None:
+        # method -> (the inner handler it wraps, the wrapped handler, the RPC's name)
+        self._wrapped: dict[str, tuple[Any, Any, str]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(OPEN_SERVICES):
-            return handler
+        hit = self._wrapped.get(method)
+        if hit is None or hit[0] is not handler:
+            if handler is None or method.startswith(OPEN_SERVICES):
+                return handler
+            name = method.rpartition("/")[2]
+            hit = self._wrapped[method] = (handler, _observed(handler, method), name)
         metadata = handler_call_details.invocation_metadata
-        request_id = accept_request_id(_metadata_value(metadata, REQUEST_ID_HEADER))
-        parent = tracing.extract(metadata)
-        service, _, name = method.lstrip("/").rpartition("/")
-        is_ingress = service == _INGRESS
-
-        def unary(behavior: Unary) -> Unary:
-            stats = self._metrics(method, "unary")
-
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                stats.started.inc()
-                start = time.perf_counter()
-                error: BaseException | None = None
-                info = CallInfo(request_id, rpc=name)
-                with bound(info), tracing.span(f"grpc {service}/{name}", parent, kind="server"):
-                    try:
-                        response = await behavior(request, context)
-                        if is_ingress:
-                            _count_webhook(name, response)
-                        return response
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        _finish(stats, context, error, start, info)
-
-            return call
-
-        def streaming(behavior: Streaming) -> Streaming:
-            stats = self._metrics(method, "server_stream")
-            open_streams = metrics.STREAMS_OPEN.labels(name)
-
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                stats.started.inc()
-                open_streams.inc()
-                start = time.perf_counter()
-                error: BaseException | None = None
-                info = CallInfo(request_id, rpc=name)
-                with bound(info):
-                    try:
-                        async for item in behavior(request, context):
-                            yield item
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        open_streams.dec()
-                        _finish(stats, context, error, start, info)
-
-            return call
-
-        return wrap_handler(handler, unary=unary, streaming=streaming)
+        info = CallInfo(accept_request_id(_metadata_value(metadata, REQUEST_ID_HEADER)), hit[2])
+        if tracing.enabled():
+            info.trace_parent = tracing.extract(metadata)
+        bind(info)
+        return cast("grpc.RpcMethodHandler[Any, Any]", hit[1])
 
 
-def _count_webhook(method_name: str, response: Any) -> None:
-    outcome = getattr(response, "outcome", None)
-    if not isinstance(outcome, int):
-        return
-    word = response.DESCRIPTOR.fields_by_name["outcome"].enum_type.values_by_number[outcome].name
-    metrics.WEBHOOKS.labels(
-        webhook_provider(method_name), word.removeprefix(_OUTCOME_PREFIX).lower()
-    ).inc()
+def _observed(
+    handler: grpc.RpcMethodHandler[Any, Any], method: str
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    service, _, name = method.lstrip("/").rpartition("/")
+    count_webhook = _webhook_counter(name) if service == _INGRESS else None
+    if tracing.enabled():  # configured at process start, before any call
+        return _traced(handler, service, name, count_webhook)
+
+    def unary(behavior: Unary) -> Unary:
+        stats = metrics.GRPC.method(service, name, "unary")
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            stats.started += 1
+            start = time.perf_counter()
+            try:
+                response = await behavior(request, context)
+            except BaseException as exc:
+                _finish(stats, context, exc, start, name)
+                raise
+            _finish(stats, context, None, start, name)
+            if count_webhook is not None:
+                count_webhook(response)
+            return response
+
+        return call
+
+    def streaming(behavior: Streaming) -> Streaming:
+        stats = metrics.GRPC.method(service, name, "server_stream")
+        open_streams = metrics.STREAMS_OPEN.labels(name)
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            stats.started += 1
+            open_streams.inc()
+            error: BaseException | None = None
+            start = time.perf_counter()
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                open_streams.dec()
+                _finish(stats, context, error, start, name)
+
+        return call
+
+    return wrap_handler(handler, unary=unary, streaming=streaming)
+
+
+def _traced(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    service: str,
+    name: str,
+    count_webhook: Callable[[Any], None] | None,
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    """The same, inside a server span continuing the caller's trace, with the call's outcome."""
+    span_name = f"grpc {service}/{name}"
+
+    def unary(behavior: Unary) -> Unary:
+        stats = metrics.GRPC.method(service, name, "unary")
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            stats.started += 1
+            error: BaseException | None = None
+            start = time.perf_counter()
+            with tracing.span(span_name, _parent(), kind="server") as span:
+                try:
+                    response = await behavior(request, context)
+                    if count_webhook is not None:
+                        count_webhook(response)
+                    return response
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    tracing.set_outcome(span, _finish(stats, context, error, start, name))
+
+        return call
+
+    def streaming(behavior: Streaming) -> Streaming:
+        stats = metrics.GRPC.method(service, name, "server_stream")
+        open_streams = metrics.STREAMS_OPEN.labels(name)
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            stats.started += 1
+            open_streams.inc()
+            error: BaseException | None = None
+            start = time.perf_counter()
+            # One span for the stream's whole life (not one per message), with its outcome.
+            with tracing.span(span_name, _parent(), kind="server") as span:
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    open_streams.dec()
+                    tracing.set_outcome(span, _finish(stats, context, error, start, name))
+
+        return call
+
+    return wrap_handler(handler, unary=unary, streaming=streaming)
+
+
+def _parent() -> Any:
+    info = current_call()
+    return info.trace_parent if info is not None else None
+
+
+def _webhook_counter(method_name: str) -> Callable[[Any], None]:
+    """Counts a delivery's outcome (the response's `outcome` enum) by provider; each
+    outcome's child is bound once."""
+    provider = webhook_provider(method_name)
+    children: dict[int, Counter] = {}
+
+    def count(response: Any) -> None:
+        outcome = getattr(response, "outcome", None)
+        if not isinstance(outcome, int):
+            return
+        child = children.get(outcome)
+        if child is None:
+            values = response.DESCRIPTOR.fields_by_name["outcome"].enum_type.values_by_number
+            word = values[outcome].name.removeprefix(_OUTCOME_PREFIX).lower()
+            child = children[outcome] = metrics.WEBHOOKS.labels(provider, word)
+        child.inc()
+
+    return count
 
 
 def _finish(
-    stats: _MethodMetrics,
+    stats: MethodStats,
     context: grpc.aio.ServicerContext,
     error: BaseException | None,
     start: float,
-    info: CallInfo,
-) -> None:
+    name: str,
+) -> str:
     elapsed = time.perf_counter() - start
     code = _code_name(context, error)
-    stats.handled(code).inc()
-    stats.latency.observe(elapsed)
+    stats.finish(code, elapsed)
     # A line per call costs about as much as the rest of this interceptor's work together: OK
     # calls under a second are DEBUG (CONEXOES_ACCESS_LOG=all shows them), the rest INFO.
     level = logging.DEBUG if code == "OK" and elapsed < SLOW_CALL_S else logging.INFO
@@ -169,7 +246,8 @@ def _finish(
         _access.log(
             level,
             "%s %s",
-            info.rpc,
+            name,
             code,
             extra={"outcome": code, "duration_ms": round(elapsed * 1000, 2)},
         )
+    return code

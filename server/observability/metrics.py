@@ -10,25 +10,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from server.observability import call_metrics
+
 # Seconds: from sub-millisecond reads to the slowest provider timeouts.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-GRPC_STARTED = Counter(
-    "grpc_server_started_total",
-    "RPCs started on the server.",
-    ["grpc_service", "grpc_method", "grpc_type"],
-)
-GRPC_HANDLED = Counter(
-    "grpc_server_handled_total",
-    "RPCs completed on the server, by status code.",
-    ["grpc_service", "grpc_method", "grpc_type", "grpc_code"],
-)
-GRPC_LATENCY = Histogram(
-    "grpc_server_handling_seconds",
-    "Time from the start of an RPC to its status (streams: their whole life).",
-    ["grpc_service", "grpc_method", "grpc_type"],
-    buckets=LATENCY_BUCKETS,
-)
+# grpc_server_started_total, grpc_server_handled_total, grpc_server_handling_seconds:
+# plain counters per method, made into families at scrape time (call_metrics.py).
+GRPC = call_metrics.register(LATENCY_BUCKETS)
 STREAMS_OPEN = Gauge(
     "conexoes_streams_open",
     "Server-streaming RPCs open now (status and change-feed streams).",
@@ -62,11 +51,14 @@ DEAD_LETTERS = Counter(
 )
 BREAKER_STATE = Gauge(
     "conexoes_breaker_state",
-    "Circuit breaker state as this process sees it: 0 closed, 1 half-open, 2 open.",
+    "Circuit breaker state as stored in circuit_breakers (the last transition any process "
+    "recorded): 0 closed, 1 half-open, 2 open.",
     ["breaker"],
 )
 BREAKER_TRANSITIONS = Counter(
-    "conexoes_breaker_transitions_total", "Circuit breaker state changes.", ["breaker", "to"]
+    "conexoes_breaker_transitions_total",
+    "Circuit breaker state changes made by this process.",
+    ["breaker", "to"],
 )
 TOKEN_REFRESHES = Counter(
     "conexoes_token_refreshes_total",

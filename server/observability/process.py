@@ -18,7 +18,7 @@ class ProcessObservability:
         self.listener: MetricsListener | None = None
 
     def start(self) -> None:
-        if self._settings.metrics_addr:
+        if self._settings.metrics_addr and self._settings.observability:
             self.listener = start_metrics_listener(self._settings.metrics_addr)
             self._sampler.start()
 

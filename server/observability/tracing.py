@@ -96,6 +96,17 @@ def span(
     )
 
 
+def set_outcome(span: Any, code: str) -> None:
+    """Records a call's status code on its span (an error status when not OK); no-op off."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("rpc.grpc.status_code", code)
+    if code != "OK":
+        span.set_status(Status(StatusCode.ERROR, code))
+
+
 def instrument_engine(sync_engine: Any) -> None:
     """A span per SQL statement (its verb only: statements carry no values, but keep it short)."""
     if not enabled():

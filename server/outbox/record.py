@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.events import Event, publish
+from server.observability.jobs import enqueue_context
 
 # What the change feed carries (EventKind names): changes the CRM core must learn. Live-only
 # kinds (QR rotations, circuit states, failed jobs) stay on the bus alone.
@@ -58,11 +59,13 @@ WITH seq AS (
   RETURNING sequencia, criado_em
 ), hooks AS (
   INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino, payload,
-                                 idempotency_key, max_tentativas, proxima_tentativa)
+                                 idempotency_key, max_tentativas, proxima_tentativa,
+                                 request_id, traceparent)
   SELECT w.organizacao_id, :tipo, :operation, w.url,
          jsonb_build_object('endpoint_id', w.id, 'event_id', CAST(:id AS text),
                             'sequence', ev.sequencia),
-         'webhook:' || w.id || ':' || CAST(:id AS text), :attempts, now()
+         'webhook:' || w.id || ':' || CAST(:id AS text), :attempts, now(),
+         :request_id, :traceparent
     FROM webhooks_saida w, ev
    WHERE :deliver AND w.ativo AND w.deletado_em IS NULL
      AND (cardinality(w.eventos) = 0 OR :kind = ANY (w.eventos))
@@ -127,6 +130,9 @@ async def record_change(
                 "operation": OUTBOUND_WEBHOOK.name,
                 "attempts": OUTBOUND_WEBHOOK.max_attempts,
                 "deliver": deliver,
+                # The recording call's request id and trace: a change and its deliveries
+                # share them, like every job the call enqueues.
+                **enqueue_context(),
             },
         )
     ).one()

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("1.", "2a.", "2b.", "2c.", "3.", "4.", "5a.", "5b.", "6.", "7.", "8.", "9.", "10.")
+ROWS = ("1.", "2a.", "2b.", "2c.", "3.", "4.", "5a.", "5b.", "6.", "7.", "8.", "9.", "10.", "11.")
 
 
 def test_quick_bench_produces_every_row() -> None:

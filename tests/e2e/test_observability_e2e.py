@@ -21,8 +21,11 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 from prometheus_client.parser import text_string_to_metric_families
+from renove.conexoes.v1 import connections_service_pb2 as cpb
 from renove.conexoes.v1 import kpis_service_pb2 as kpb
 from renove.conexoes.v1 import kpis_service_pb2_grpc as kpb_grpc
+from renove.conexoes.v1 import outbound_webhooks_service_pb2 as opb
+from renove.conexoes.v1 import outbound_webhooks_service_pb2_grpc as opb_grpc
 from renove.conexoes.v1 import resources_pb2 as rpb
 from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from sqlalchemy import text
@@ -49,7 +52,11 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     data = str(tmp_path_factory.mktemp("obs-e2e"))
     async with whatsapp_stack(
-        database.owner_url, data, metrics_addr="127.0.0.1:0", metrics_sample_seconds=0.1
+        database.owner_url,
+        data,
+        metrics_addr="127.0.0.1:0",
+        metrics_sample_seconds=0.1,
+        webhook_allow_private_targets=True,  # an outbound webhook endpoint on loopback
     ) as running:
         yield running
 
@@ -276,6 +283,51 @@ async def test_a_webhook_and_its_job_share_one_request_id_and_move_the_counters(
     )
 
 
+async def test_a_recorded_change_and_its_webhook_deliveries_share_the_request_id(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member, admin = make_caller(tenant, Role.MEMBER), make_caller(tenant, Role.ADMIN)
+    await opb_grpc.OutboundWebhooksServiceStub(stack.server.channel).CreateOutboundWebhook(
+        opb.CreateOutboundWebhookRequest(
+            webhook=opb.OutboundWebhook(
+                url="http://127.0.0.1:9/ganchos",  # nothing listens: it stays queued
+                eventos=[cpb.EVENT_KIND_MESSAGE_RECEIVED],
+            )
+        ),
+        metadata=stack.md(admin),
+    )
+    name = await stack.connect(member, "5511977770004")
+    request_id = f"obs-{uuid.uuid4().hex[:12]}"
+    message = _inbound("5511977770004", "5521944440004", "chegou pelo gancho?")
+    body, headers = _signed(_envelope(name, tenant.id, tenant.member_id, "message", message))
+    sent = await stack.http.post(
+        f"{stack.sidecar_url}/webhooks/waha/{tenant.id}",
+        content=body,
+        headers={**headers, "x-request-id": request_id},
+    )
+    assert sent.status_code == 200
+
+    async def deliveries() -> list[tuple[str, str | None]] | None:
+        async with owner_engine.begin() as conn:
+            await conn.execute(
+                text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+            )
+            rows = await conn.execute(
+                text(
+                    "SELECT operacao, request_id FROM eventos_pendentes"
+                    " WHERE organizacao_id = :t AND operacao = 'outbound_webhook'"
+                ),
+                {"t": tenant.id},
+            )
+            found = [(row.operacao, row.request_id) for row in rows]
+        return found or None
+
+    # The message's job records MESSAGE_RECEIVED; its delivery to the endpoint carries the
+    # webhook's request id, as the job itself did.
+    assert await poll(deliveries) == [("outbound_webhook", request_id)]
+
+
 async def test_a_failing_provider_shows_in_codes_retries_and_gauges(
     stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller
 ) -> None:
@@ -322,6 +374,40 @@ async def test_a_failing_provider_shows_in_codes_retries_and_gauges(
     scrape = await _scrape(stack, server_url)
     forbidden = {"tenant", "tenant_id", "organizacao_id", "user", "usuario_id"}
     assert not [key for key in scrape if any(label in forbidden for label, _ in key[1])]
+
+
+async def test_the_breaker_gauge_reads_the_state_stored_by_any_process(
+    stack: Stack, owner_engine: AsyncEngine
+) -> None:
+    server_url = _server_metrics(stack)
+
+    async def state_is(level: float) -> bool | None:
+        scrape = await _scrape(stack, server_url)
+        return (
+            True
+            if _value(scrape, "conexoes_breaker_state", breaker="google_calendar") == level
+            else None
+        )
+
+    assert await poll(lambda: state_is(0.0))
+    # Another replica (a worker) opened the Google Calendar breaker: this server never
+    # called Google, yet its scrape reads what the database holds.
+    store = text(
+        "INSERT INTO circuit_breakers (provider, state, failures, opened_at, updated_at)"
+        " VALUES ('google_calendar', :state, 5, now(), now())"
+        " ON CONFLICT (provider) DO UPDATE SET state = :state, updated_at = now()"
+    )
+    async with owner_engine.begin() as conn:
+        await conn.execute(store, {"state": "open"})
+    try:
+        assert await poll(lambda: state_is(2.0))
+        async with owner_engine.begin() as conn:
+            await conn.execute(store, {"state": "half_open"})
+        assert await poll(lambda: state_is(1.0))
+    finally:
+        async with owner_engine.begin() as conn:
+            await conn.execute(store, {"state": "closed"})
+    assert await poll(lambda: state_is(0.0))
 
 
 async def test_kpis_report_the_uptime_of_a_connection_down_for_a_known_interval(

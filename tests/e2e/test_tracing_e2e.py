@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from renove.conexoes.v1 import whatsapp_service_pb2 as pb
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -46,6 +47,7 @@ class Span:
     trace_id: bytes
     span_id: bytes
     parent_id: bytes
+    outcome: str = ""  # rpc.grpc.status_code, on gRPC call spans
 
 
 @dataclass
@@ -64,8 +66,12 @@ class Collector:
             )  # fmt: skip
             for scope in resource.scope_spans:
                 for s in scope.spans:
+                    outcome = next(
+                        (a.value.string_value for a in s.attributes
+                         if a.key == "rpc.grpc.status_code"), "",
+                    )  # fmt: skip
                     self.spans.append(
-                        Span(service, s.name, s.trace_id, s.span_id, s.parent_span_id)
+                        Span(service, s.name, s.trace_id, s.span_id, s.parent_span_id, outcome)
                     )
         reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         return Response(reply, media_type="application/x-protobuf")
@@ -166,3 +172,32 @@ async def test_one_trace_runs_from_the_sidecar_into_the_job(
     statements = [s for s in trace if s.name.startswith("db ")]
     assert any(s.parent_id == call.span_id for s in statements)
     assert any(s.parent_id == job.span_id for s in statements)
+
+
+async def test_a_stream_is_one_span_with_its_outcome(
+    traced: tuple[Stack, Collector], make_tenant: MakeTenant, make_caller: MakeCaller
+) -> None:
+    stack, collector = traced
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    await stack.connect(member, "5511977780002")
+    name = "grpc renove.conexoes.v1.WhatsAppService/WatchWhatsAppStatus"
+    before = {s.span_id for s in collector.spans if s.name == name}
+
+    call = stack.stub().WatchWhatsAppStatus(
+        pb.WatchWhatsAppStatusRequest(), metadata=stack.md(member)
+    )
+    first = await call.read()
+    assert first.snapshot.sessions[0].status == pb.WAHA_SESSION_STATUS_CONNECTED
+    call.cancel()
+
+    async def ended() -> list[Span] | None:
+        await asyncio.to_thread(tracing.flush)
+        found = [s for s in collector.spans if s.name == name and s.span_id not in before]
+        return found or None
+
+    # One span for the stream's life (not one per message), closed with how it ended; the
+    # snapshot's statements are its children.
+    (stream,) = await poll(ended)
+    assert stream.outcome == "CANCELLED"
+    assert any(s.name.startswith("db ") and s.parent_id == stream.span_id for s in collector.spans)

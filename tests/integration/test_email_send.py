@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from email import policy
@@ -15,10 +16,13 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from renove.conexoes.v1 import connections_service_pb2 as cpb
 from renove.conexoes.v1 import connections_service_pb2_grpc as cpb_grpc
 from renove.conexoes.v1 import email_service_pb2 as pb
+from renove.conexoes.v1 import kpis_service_pb2 as kpb
+from renove.conexoes.v1 import kpis_service_pb2_grpc as kpb_grpc
 from renove.conexoes.v1 import resources_pb2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -243,6 +247,32 @@ async def test_a_550_is_final(
         pb.GetEmailConnectionRequest(), metadata=stack.md(caller)
     )
     assert status.connection.status == resources_pb2.CONNECTION_STATUS_ACTIVE
+
+
+async def test_the_kpis_count_sent_and_failed_emails_in_the_error_rate(
+    stack: EmailStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    caller = await connected(stack, tenant, make_caller)
+    since = timestamp_pb2.Timestamp()
+    since.FromSeconds(int(time.time()) - 60)
+    sent = await stack.stub.SendEmail(_request("Vai"), metadata=stack.md(caller))
+    await sent_state(stack.stub, stack.md(caller), sent.id, resources_pb2.MESSAGE_STATUS_SENT)
+    stack.smtp.handler.replies.append("550 5.1.1 User unknown")
+    refused = await stack.stub.SendEmail(_request("Não vai"), metadata=stack.md(caller))
+    await sent_state(stack.stub, stack.md(caller), refused.id, resources_pb2.MESSAGE_STATUS_FAILED)
+    await job_done(owner_engine, tenant.id, sent.job_id)
+    await job_done(owner_engine, tenant.id, refused.job_id)
+
+    kpis = await kpb_grpc.KpisServiceStub(stack.server.channel).GetConnectionKpis(
+        kpb.GetConnectionKpisRequest(start_time=since),
+        metadata=stack.md(make_caller(tenant, Role.ADMIN)),
+    )
+    by_type = {t.connection_type: t for t in kpis.types}
+    smtp = by_type[resources_pb2.CONNECTION_TYPE_EMAIL_SMTP_MANUAL]
+    assert (smtp.jobs_finished, smtp.jobs_failed, smtp.error_rate) == (2, 1, 0.5)
+    gmail = by_type[resources_pb2.CONNECTION_TYPE_EMAIL_GMAIL_OAUTH]
+    assert (gmail.jobs_finished, gmail.error_rate) == (0, 0.0)
 
 
 async def test_a_535_marks_the_connection_and_alerts_its_owner(
