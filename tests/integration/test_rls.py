@@ -34,6 +34,10 @@ DEFINER_FUNCTIONS = {
     "app_ensure_identity",
     "app_purge_outbox",
     "app_purge_webhook_inbox",
+    "app_complete_job",
+    "app_retry_job",
+    "app_postpone_job",
+    "app_renew_job_leases",
 }
 TENANT_ORDER = [t.name for t in metadata.sorted_tables if t.name in TENANT_TABLES]
 # Histories the service only appends to (no UPDATE or DELETE granted).
