@@ -8,6 +8,10 @@
   can complete its job with its own last write.
 - `app_renew_job_leases`: one heartbeat for every long-running job of a worker; returns the
   ids whose lease it still holds.
+- `app_claim_jobs_at` (0015's body) plans its due-jobs query without a sort: the ordered
+  partial index then always serves it, reading only the rows it claims. With statistics taken
+  before a burst of jobs, the planner believed a few rows were pending and read and sorted
+  every one of them (a bitmap scan) on each claim, so a claim cost grew with the backlog.
 - `record_outbox_change`: the change feed's record (the tenant's next sequence, the outbox row,
   the outbound webhook deliveries) as server/outbox/record.py writes it, callable from a
   larger statement (a WhatsApp send's result). SECURITY INVOKER: row-level security applies.
@@ -19,6 +23,7 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 from alembic import op
@@ -127,7 +132,22 @@ END
 $$"""
 
 
+_HOT_PATHS = "db.migrations.versions.0015_hot_paths"
+_PINNED = "SET search_path = public, pg_temp AS $$"
+
+
+def _claim(*, ordered: bool) -> str:
+    claim: str = importlib.import_module(_HOT_PATHS).CLAIM
+    assert _PINNED in claim
+    if ordered:
+        claim = claim.replace(
+            _PINNED, "SET search_path = public, pg_temp SET enable_sort = off AS $$"
+        )
+    return claim
+
+
 def upgrade() -> None:
+    op.execute(_claim(ordered=True))
     for signature, ddl in DEFINER_FUNCTIONS.items():
         op.execute(ddl)
         op.execute(f"ALTER FUNCTION {signature} OWNER TO {DEFINER_ROLE}")
@@ -139,6 +159,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(_claim(ordered=False))
     op.execute(f"DROP FUNCTION IF EXISTS {_RECORD_SIGNATURE}")
     for signature in reversed(DEFINER_FUNCTIONS):
         op.execute(f"DROP FUNCTION IF EXISTS {signature}")
