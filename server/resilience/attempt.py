@@ -121,7 +121,10 @@ class AttemptRunner:
         if error is None and completion.written is not None:
             # Completed with the handler's own last write: nothing left to record.
             if reserve is not None:
-                following[:] = await self.claim(reserve())
+                try:
+                    following[:] = await self.claim(reserve())
+                except Exception as exc:  # the worker's loop claims them instead
+                    _log.warning("claiming after job %s failed: %s", job.id, exc)
             if not completion.written:
                 _log.warning("job %s finished after its lease was lost", job.id)
                 return None
