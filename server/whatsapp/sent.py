@@ -3,8 +3,9 @@
 The sender's session counts the message (`total_mensagens_enviadas`, `ultima_mensagem_em`),
 the message row takes WAHA's id and ack and becomes `sent`, and its MESSAGE_STATUS change is
 recorded on the change feed (`record_outbox_change`, migration 0024: the tenant's next
-sequence, the outbox row, outbound webhook deliveries) and announced on the event bus with
-the payload `server.events.Event.encode` gives a recorded change. Each UPDATE locks its row as
+sequence, the outbox row, outbound webhook deliveries with the job's request id) and
+announced on the event bus with the payload `server.events.Event.encode` gives a recorded
+change. Each UPDATE locks its row as
 it writes it (read-modify-write under the row lock, as a SELECT ... FOR UPDATE would); a
 message or session that is gone leaves everything unchanged.
 """
@@ -17,6 +18,7 @@ import uuid
 import asyncpg
 
 from server.events import CHANNEL
+from server.observability.jobs import enqueue_context
 from server.outbox.record import DELIVERY_TIPO
 from server.resilience.operations import OUTBOUND_WEBHOOK
 from server.whatsapp.connection import CANAL
@@ -45,7 +47,7 @@ WITH counted AS (
            $6, sent.organizacao_id, 'MESSAGE_STATUS', sent.usuario_id,
            jsonb_build_object('canal', $7::text, 'id', CAST(sent.id AS text),
                               'status', sent.status),
-           $8, $9, $10, true) AS r
+           $8, $9, $10, true, $12, $13) AS r
 )
 SELECT recorded.sequencia,
        pg_notify($11, json_build_object(
@@ -70,6 +72,7 @@ async def record_sent(
 ) -> int | None:
     """Records the send in `conn`'s transaction (a tenant's plain unit of work). Returns the
     change's sequence, or None when the message or its session is gone (nothing written)."""
+    context = enqueue_context()  # the deliveries carry the job's request id and trace
     sequence: int | None = await conn.fetchval(
         _SENT,
         message_id,
@@ -83,5 +86,7 @@ async def record_sent(
         OUTBOUND_WEBHOOK.name,
         OUTBOUND_WEBHOOK.max_attempts,
         CHANNEL,
+        context["request_id"],
+        context["traceparent"],
     )
     return sequence

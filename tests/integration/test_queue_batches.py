@@ -213,7 +213,7 @@ async def test_outbox_records_stay_inside_the_callers_tenant(db, make_tenant):
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await pg.fetch(
                 "SELECT * FROM record_outbox_change($1, $2, 'MESSAGE_STATUS', NULL, '{}',"
-                " 'webhook_saida', 'outbound_webhook', 5, true)",
+                " 'webhook_saida', 'outbound_webhook', 5, true, NULL, NULL)",
                 uuid.uuid4(),
                 other.id,
             )

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from server.events import CHANNEL, Event
+from server.observability.context import CallInfo, bound
 from server.resilience.budget import tenant_service
 from server.whatsapp.sent import record_sent
 from tests.support.jobs import rows
@@ -54,10 +55,16 @@ async def test_the_send_result_counts_records_delivers_and_announces(db, make_te
     await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[3]))
     at = dt.datetime.now(dt.UTC)
     try:
-        async with db.plain_unit_of_work(tenant_service(tenant.id)) as pg:
-            sequence = await record_sent(
-                pg, message_id=message_id, session_id=session_id, external_id="wa-1", ack=1, at=at
-            )
+        with bound(CallInfo("req-send-1", operation="whatsapp_send")):
+            async with db.plain_unit_of_work(tenant_service(tenant.id)) as pg:
+                sequence = await record_sent(
+                    pg,
+                    message_id=message_id,
+                    session_id=session_id,
+                    external_id="wa-1",
+                    ack=1,
+                    at=at,
+                )
         event = Event.decode(await asyncio.wait_for(heard.get(), 5))
     finally:
         await listener.close()
@@ -99,6 +106,7 @@ async def test_the_send_result_counts_records_delivers_and_announces(db, make_te
         t=tenant.id,
     )
     assert (delivery.payload["event_id"], delivery.payload["sequence"]) == (event.id, 1)
+    assert delivery.request_id == "req-send-1"  # the recording job's request id
 
 
 async def test_a_gone_session_leaves_everything_unchanged(db, make_tenant, owner_engine):

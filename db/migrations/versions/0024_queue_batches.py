@@ -13,8 +13,9 @@
   before a burst of jobs, the planner believed a few rows were pending and read and sorted
   every one of them (a bitmap scan) on each claim, so a claim cost grew with the backlog.
 - `record_outbox_change`: the change feed's record (the tenant's next sequence, the outbox row,
-  the outbound webhook deliveries) as server/outbox/record.py writes it, callable from a
-  larger statement (a WhatsApp send's result). SECURITY INVOKER: row-level security applies.
+  the outbound webhook deliveries, which carry the recording call's request id and trace) as
+  server/outbox/record.py writes it, callable from a larger statement (a WhatsApp send's
+  result). SECURITY INVOKER: row-level security applies.
 
 Revision ID: 0024
 Revises: 0022
@@ -94,12 +95,13 @@ $$""",
 }
 
 _RECORD_SIGNATURE = (
-    "record_outbox_change(uuid, uuid, text, uuid, jsonb, text, text, integer, boolean)"
+    "record_outbox_change(uuid, uuid, text, uuid, jsonb, text, text, integer, boolean, text, text)"
 )
 RECORD_CHANGE = """
 CREATE FUNCTION record_outbox_change(p_id uuid, p_tenant uuid, p_kind text, p_user uuid,
                                   p_payload jsonb, p_tipo text, p_operation text,
-                                  p_attempts int, p_deliver boolean)
+                                  p_attempts int, p_deliver boolean,
+                                  p_request_id text, p_traceparent text)
 RETURNS TABLE (sequencia bigint, criado_em timestamptz, deliveries bigint)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = public, pg_temp AS $$
 #variable_conflict use_column
@@ -116,11 +118,13 @@ BEGIN
     RETURNING o.sequencia, o.criado_em
   ), hooks AS (
     INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino, payload,
-                                   idempotency_key, max_tentativas, proxima_tentativa)
+                                   idempotency_key, max_tentativas, proxima_tentativa,
+                                   request_id, traceparent)
     SELECT w.organizacao_id, p_tipo, p_operation, w.url,
            jsonb_build_object('endpoint_id', w.id, 'event_id', CAST(p_id AS text),
                               'sequence', ev.sequencia),
-           'webhook:' || w.id || ':' || CAST(p_id AS text), p_attempts, now()
+           'webhook:' || w.id || ':' || CAST(p_id AS text), p_attempts, now(),
+           p_request_id, p_traceparent
       FROM webhooks_saida w, ev
      WHERE p_deliver AND w.ativo AND w.deletado_em IS NULL
        AND (cardinality(w.eventos) = 0 OR p_kind = ANY (w.eventos))
