@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 from renove.conexoes.v1 import whatsapp_service_pb2 as wpb
 
 from bench.cpu import per_item_ms
 from bench.noop_jobs import OPERATION
-from bench.procs import run_load
+from bench.procs import LoadGen
 from bench.report import Figure
 from bench.scenarios.context import Context
 from bench.stats import median_of
@@ -137,18 +138,35 @@ async def _drain(
             "jobs_per_s": round(completed / elapsed, 1), "cpu_ms_per_job": cpu}  # fmt: skip
 
 
+async def _bare(
+    ctx: Context, concurrency: int, count: int, payload: dict[str, str]
+) -> dict[str, Any]:
+    """The bare loop over `count` rows, with its CPU per job and PostgreSQL's (taken around
+    the drain only, after its rows are in)."""
+    stack = ctx.stack
+    config = {"dsn": stack.dsn, "jobs": count, "concurrency": concurrency, "payload": payload}
+    async with LoadGen(stack.reaper, "bench.baselines.queue", config, stack.load_env(),
+                       server_side=True) as gen:  # fmt: skip
+        await gen.message(300)  # ready: rows inserted
+        before = stack.cpu()
+        await gen.reply()
+        await gen.message(300)  # drained: its connections still open
+        postgres = per_item_ms(before, stack.cpu(), count).get("postgres", 0.0)
+        await gen.reply()
+        result = await gen.result(300)
+    result["cpu_ms_per_job"] = {"loop": result.pop("loop_cpu_ms_per_job"), "postgres": postgres}
+    return result
+
+
 async def run(ctx: Context) -> None:
-    stack, profile = ctx.stack, ctx.profile
+    profile = ctx.profile
     count = profile.queue_jobs
     raw = {}
     for concurrency in profile.queue_workers:
         ours, bare = [], []
         for _ in range(profile.runs):
             ours.append(await _drain(ctx, concurrency, count))
-            bare.append(await run_load(stack.reaper, "bench.baselines.queue", {
-                "dsn": stack.dsn, "jobs": count, "concurrency": concurrency,
-                "payload": {"message_id": str(uuid.uuid4())},
-            }, stack.load_env(), 300, server_side=True))  # fmt: skip
+            bare.append(await _bare(ctx, concurrency, count, {"message_id": str(uuid.uuid4())}))
         raw[str(concurrency)] = {"ours": ours, "baseline": bare}
         ctx.report.add(Figure(
             ROW, f"jobs/s, {concurrency} at once", median_of(ours, "jobs_per_s"),
@@ -156,13 +174,12 @@ async def run(ctx: Context) -> None:
             f"{count} whatsapp_send jobs per drain",
         ))  # fmt: skip
         ctx.report.notes.append(f"{ROW}: CPU ms per job on the server core ({concurrency} at "
-                                f"once, last run): {ours[-1]['cpu_ms_per_job']}")  # fmt: skip
+                                f"once, last run): {ours[-1]['cpu_ms_per_job']}; bare loop "
+                                f"{bare[-1]['cpu_ms_per_job']}")  # fmt: skip
     ours, bare = [], []
     for _ in range(profile.runs):
         ours.append(await _drain(ctx, 4, count, noop=True))
-        bare.append(await run_load(stack.reaper, "bench.baselines.queue", {
-            "dsn": stack.dsn, "jobs": count, "concurrency": 4, "payload": {},
-        }, stack.load_env(), 300, server_side=True))  # fmt: skip
+        bare.append(await _bare(ctx, 4, count, {}))
     raw["noop"] = {"ours": ours, "baseline": bare}
     ctx.report.add(Figure(
         ROW, "no-op jobs/s, 4 at once", median_of(ours, "jobs_per_s"),
@@ -170,5 +187,6 @@ async def run(ctx: Context) -> None:
         f"{count} jobs of a handler that does nothing per drain: the queue's own cost",
     ))  # fmt: skip
     ctx.report.notes.append(f"{ROW}: CPU ms per no-op job on the server core (4 at once, "
-                            f"last run): {ours[-1]['cpu_ms_per_job']}")  # fmt: skip
+                            f"last run): {ours[-1]['cpu_ms_per_job']}; bare loop "
+                            f"{bare[-1]['cpu_ms_per_job']}")  # fmt: skip
     ctx.report.raw["queue"] = raw

@@ -115,6 +115,7 @@ class JobRegistry:
     """Operation name -> handler. Rooms register their handlers at start-up."""
 
     _specs: dict[str, HandlerSpec] = field(default_factory=dict)
+    _names: list[str] = field(default_factory=list)  # sorted, read by every claim
 
     def register(
         self,
@@ -126,13 +127,14 @@ class JobRegistry:
         if operation.name in self._specs:
             raise ValueError(f"operation {operation.name!r} already has a handler")
         self._specs[operation.name] = HandlerSpec(operation, handler, on_dead_letter)
+        self._names = sorted(self._specs)
 
     def get(self, operation: str) -> HandlerSpec | None:
         return self._specs.get(operation)
 
     @property
     def operations(self) -> list[str]:
-        return sorted(self._specs)
+        return list(self._names)
 
 
 async def enqueue(

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
 from db.uow import Database
 from server.errors import FailedPrecondition, NotFound
@@ -81,18 +82,22 @@ def short_error(exc: BaseException) -> str:
 async def connection(db: Database) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection as the bare asyncpg driver, outside any transaction: each of the
     queue's own statements below is a single call of a definer function (its own
-    transaction, its plan kept per connection), so it needs no BEGIN, settings or COMMIT."""
-    async with db.engine.connect() as pooled:
-        raw = await pooled.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
+    transaction, its plan kept per connection), so it needs no BEGIN, settings or COMMIT.
+    Checked out of the pool without SQLAlchemy's Connection around it, whose checkout and
+    return cost more than the statement (the pool's checkout check still runs)."""
+    pooled = await db.engine.raw_connection()
+    try:
+        driver: asyncpg.Connection = pooled.driver_connection
         try:
             yield driver
         except asyncpg.PostgresError:
             raise  # the server refused a statement: the connection itself is fine
         except BaseException:
             # Cancelled mid-statement or broken: never hand it out again.
-            await pooled.invalidate()
+            await greenlet_spawn(pooled.invalidate)
             raise
+    finally:
+        await greenlet_spawn(pooled.close)
 
 
 _COLUMNS = (

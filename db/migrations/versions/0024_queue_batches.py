@@ -12,6 +12,9 @@
   partial index then always serves it, reading only the rows it claims. With statistics taken
   before a burst of jobs, the planner believed a few rows were pending and read and sorted
   every one of them (a bitmap scan) on each claim, so a claim cost grew with the backlog.
+- `idx_eventos_pendentes_org` is dropped: the unique (organizacao_id, idempotency_key) index
+  leads with the same column and serves the same lookups, and each of a job's updates (claim,
+  completion) had to write an entry in both.
 - `record_outbox_change`: the change feed's record (the tenant's next sequence, the outbox row,
   the outbound webhook deliveries, which carry the recording call's request id and trace) as
   server/outbox/record.py writes it, callable from a larger statement (a WhatsApp send's
@@ -152,6 +155,7 @@ def _claim(*, ordered: bool) -> str:
 
 def upgrade() -> None:
     op.execute(_claim(ordered=True))
+    op.drop_index("idx_eventos_pendentes_org", table_name="eventos_pendentes")
     for signature, ddl in DEFINER_FUNCTIONS.items():
         op.execute(ddl)
         op.execute(f"ALTER FUNCTION {signature} OWNER TO {DEFINER_ROLE}")
@@ -164,6 +168,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(_claim(ordered=False))
+    op.create_index("idx_eventos_pendentes_org", "eventos_pendentes", ["organizacao_id"])
     op.execute(f"DROP FUNCTION IF EXISTS {_RECORD_SIGNATURE}")
     for signature in reversed(DEFINER_FUNCTIONS):
         op.execute(f"DROP FUNCTION IF EXISTS {signature}")
