@@ -217,3 +217,40 @@ async def test_outbox_records_stay_inside_the_callers_tenant(db, make_tenant):
                 uuid.uuid4(),
                 other.id,
             )
+
+
+async def test_stopping_mid_backlog_leaves_no_job_leased(db, make_tenant, owner_engine):
+    """Completions stop claiming once the worker stops: every job ends completed, or pending
+    and unleased with no attempt spent."""
+    tenant = await make_tenant()
+    op = unique_op("stop-mid-backlog")
+    ran = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal ran
+        ran += 1
+        await asyncio.sleep(0.02)
+
+    registry = JobRegistry()
+    registry.register(Operation(op, POLICIES["lead_processing"]), handler)
+    for _ in range(JOBS):
+        await add_job(db, tenant.id, op)
+    clock = SystemClock()
+    worker = Worker(db, registry, BreakerRegistry(clock, {}), clock, concurrency=4)
+    await worker.start()
+
+    async def some_ran() -> bool:
+        return ran >= 8
+
+    await _until(some_ran)
+    await worker.stop(grace=5)
+    final = await rows(
+        owner_engine,
+        "SELECT status, tentativas, lease_owner FROM eventos_pendentes WHERE operacao = :op",
+        op=op,
+    )
+    assert {(r.status, r.tentativas, r.lease_owner) for r in final} <= {
+        ("completed", 1, None),
+        ("pending", 0, None),
+    }
+    assert sum(r.status == "completed" for r in final) == ran < JOBS
