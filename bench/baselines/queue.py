@@ -3,7 +3,10 @@ FOR UPDATE SKIP LOCKED (status, attempt count and lease set, as our queue does),
 completed. No handler, no provider call: what the queue alone costs.
 
 `python -m bench.baselines.queue` with JSON config on stdin (dsn, jobs, concurrency, payload);
-runs on the server core (see LoadGen server_side) and prints {"result": ...}.
+runs on the server core (see LoadGen server_side), prints {"ready": ...} once its rows are in
+and waits for a line on stdin (the runner takes PostgreSQL's CPU then), prints
+{"drained": ...} and waits again once the rows are done, and prints {"result": ...} with its
+own CPU per job.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.load.common import run
+from bench.load.common import emit, run, wait_for_go
 
 DDL = """
 DROP TABLE IF EXISTS bench_jobs;
@@ -45,7 +48,9 @@ UPDATE bench_jobs SET status = 'completed', lease_owner = NULL, lease_expires_at
 
 
 async def main(config: dict[str, Any]) -> dict[str, Any]:
-    pool = await asyncpg.create_pool(config["dsn"], min_size=1, max_size=20)
+    # Every connection open before the drain: their backends' CPU is measured around it.
+    concurrency = int(config["concurrency"])
+    pool = await asyncpg.create_pool(config["dsn"], min_size=concurrency, max_size=concurrency)
     async with pool.acquire() as conn:
         await conn.execute(DDL)
         payload = json.dumps(config["payload"])
@@ -53,6 +58,8 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
             "INSERT INTO bench_jobs (payload) VALUES ($1::jsonb)",
             [(payload,)] * int(config["jobs"]),
         )
+    emit(ready={"jobs": int(config["jobs"])})
+    await wait_for_go()
     done = 0
 
     async def loop(index: int) -> None:
@@ -65,11 +72,15 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
                 await conn.execute(COMPLETE, row["id"])
                 done += 1
 
-    started = time.perf_counter()
-    await asyncio.gather(*(loop(i) for i in range(int(config["concurrency"]))))
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(loop(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_ms = (time.process_time() - cpu) * 1000 / max(1, done)
+    emit(drained=done)  # the runner reads PostgreSQL's CPU before the backends go away
+    await wait_for_go()
     await pool.close()
-    return {"jobs": done, "seconds": round(elapsed, 3), "jobs_per_s": round(done / elapsed, 1)}
+    return {"jobs": done, "seconds": round(elapsed, 3), "jobs_per_s": round(done / elapsed, 1),
+            "loop_cpu_ms_per_job": round(cpu_ms, 3)}  # fmt: skip
 
 
 if __name__ == "__main__":

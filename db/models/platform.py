@@ -55,7 +55,8 @@ class PendingEvent(Base):
             "lease_expires_at",
             postgresql_where=text("status = 'processing'"),
         ),
-        Index("idx_eventos_pendentes_org", "organizacao_id"),
+        # No index on organizacao_id alone: the unique key above leads with it (migration
+        # 0024 dropped the duplicate, which every claim and completion had to update).
         Index(
             "idx_eventos_pendentes_dlq",
             "organizacao_id",

@@ -6,14 +6,16 @@
     final error / last attempt
                       -> failed (dead-lettered), with the dead-letter hook's consequences
 
-A long attempt keeps its lease alive with a heartbeat; the handler runs under its policy's
-timeout, holding its operation's breaker permit (budget.py gives the policy and budget).
+A long attempt keeps its lease alive through the worker's lease keeper (leases.py); the
+handler runs under its policy's timeout, holding its operation's breaker permit (budget.py
+gives the policy and budget). The outcome is one statement on the bare connection
+(queue.py); a completion may claim the worker's next jobs in the same round trip, and a
+handler may complete its job with its own last write (jobs.py), which leaves nothing to write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,13 +32,17 @@ from server.resilience.budget import AttemptBudget, tenant_service
 from server.resilience.classify import is_retryable, retry_after_of
 from server.resilience.clock import Clock
 from server.resilience.dead_letters import DeadLetterHook
-from server.resilience.jobs import HandlerSpec, Job, JobRegistry
+from server.resilience.jobs import Completion, HandlerSpec, Job, JobRegistry
+from server.resilience.leases import LeaseKeeper
 from server.resilience.policies import RetryPolicy
 from server.resilience.queue import ClaimedJob
 
 _log = logging.getLogger(__name__)
 OUTCOME_RETRY_FIRST_S = 0.2
 OUTCOME_RETRY_MAX_S = 5.0
+
+# How many more jobs the worker takes with a completion (slots it reserved), or None.
+Reserve = Callable[[], int]
 
 
 class AttemptRunner:
@@ -49,6 +55,7 @@ class AttemptRunner:
         budget: AttemptBudget,
         rng: RandomSource,
         on_dead_letter: DeadLetterHook,
+        leases: LeaseKeeper,
         *,
         worker_id: str,
         lease_seconds: int,
@@ -61,6 +68,7 @@ class AttemptRunner:
         self._budget = budget
         self._rng = rng
         self._on_dead_letter = on_dead_letter
+        self._leases = leases
         self.id = worker_id
         self._lease = lease_seconds
         self._poll = poll_interval
@@ -68,7 +76,11 @@ class AttemptRunner:
     def _now(self) -> dt.datetime | None:
         return queue.db_time(self._clock)
 
-    async def run(self, job: ClaimedJob) -> None:
+    async def run(self, job: ClaimedJob, reserve: Reserve | None = None) -> list[ClaimedJob]:
+        """One attempt of `job`. With `reserve`, a completed job's round trip also claims as
+        many next jobs as `reserve()` says (slots the worker set aside): they are returned,
+        leased to this worker, for it to run."""
+        following: list[ClaimedJob] = []
         with attempt_scope(
             operation=job.operation,
             tenant_id=job.tenant_id,
@@ -76,11 +88,14 @@ class AttemptRunner:
             traceparent=job.traceparent,
             created_at=job.created_at,
         ) as scope:
-            outcome = await self._run(job)
+            outcome = await self._run(job, reserve, following)
             if outcome is not None:
                 scope.record(outcome, attempt=job.tentativas + 1)
+        return following
 
-    async def _run(self, job: ClaimedJob) -> str | None:
+    async def _run(
+        self, job: ClaimedJob, reserve: Reserve | None, following: list[ClaimedJob]
+    ) -> str | None:
         """One attempt; returns how it ended (None: not ours to count)."""
         spec = self._registry.get(job.operation)
         if spec is None:  # unregistered after the claim: leave it for a worker that has it
@@ -100,9 +115,26 @@ class AttemptRunner:
             except CircuitOpen as exc:
                 await self._postpone(job, exc, breaker)
                 return "postponed"
-        error = await self._run_handler(job, spec, policy, attempt, max_attempts, breaker, permit)
+        completion = Completion(job.id, self.id, attempt, max_attempts)
+        handed = _as_job(job, attempt, max_attempts, completion)
+        error = await self._run_handler(handed, spec, policy, breaker, permit)
+        if error is None and completion.written is not None:
+            # Completed with the handler's own last write: nothing left to record.
+            if reserve is not None:
+                try:
+                    following[:] = await self.claim(reserve())
+                except Exception as exc:  # the worker's loop claims them instead
+                    _log.warning("claiming after job %s failed: %s", job.id, exc)
+            if not completion.written:
+                _log.warning("job %s finished after its lease was lost", job.id)
+                return None
+            return "completed"
+        more = reserve() if reserve is not None and error is None else 0
         return await self._persist(
-            job, lambda: self._record(job, spec, error, policy, attempt, max_attempts, breaker)
+            job,
+            lambda: self._record(
+                job, spec, error, policy, attempt, max_attempts, breaker, more, following
+            ),
         )
 
     async def _persist(
@@ -133,24 +165,41 @@ class AttemptRunner:
         attempt: int,
         max_attempts: int,
         breaker: CircuitBreaker | None,
+        more: int,
+        following: list[ClaimedJob],
     ) -> str | None:
         """Stores how the attempt ended; returns that outcome (None: the lease was lost)."""
         if isinstance(error, CircuitOpen):
             await self._postpone(job, error, breaker)
             return "postponed"
         if error is None:
-            async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
-                if not await queue.complete(
-                    session, job.id, self.id, attempt=attempt, max_attempts=max_attempts
-                ):
-                    _log.warning("job %s finished after its lease was lost", job.id)
-                    return None
+            async with queue.connection(self._db) as conn:
+                if more > 0:
+                    done, claimed = await queue.complete_and_claim(
+                        conn,
+                        job.id,
+                        self.id,
+                        attempt=attempt,
+                        max_attempts=max_attempts,
+                        limit=more,
+                        lease_seconds=self._lease,
+                        operations=self._registry.operations,
+                        now=self._now(),
+                    )
+                    following[:] = claimed
+                else:
+                    done = await queue.complete(
+                        conn, job.id, self.id, attempt=attempt, max_attempts=max_attempts
+                    )
+            if not done:
+                _log.warning("job %s finished after its lease was lost", job.id)
+                return None
             return "completed"
         if is_retryable(error) and attempt < max_attempts:
             delay = next_delay(policy, attempt, self._rng, retry_after_of(error))
-            async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
+            async with queue.connection(self._db) as conn:
                 await queue.retry_later(
-                    session,
+                    conn,
                     job.id,
                     self.id,
                     attempt=attempt,
@@ -165,23 +214,21 @@ class AttemptRunner:
 
     async def _run_handler(
         self,
-        job: ClaimedJob,
+        job: Job,
         spec: HandlerSpec,
         policy: RetryPolicy,
-        attempt: int,
-        max_attempts: int,
         breaker: CircuitBreaker | None,
         permit: Permit | None,
     ) -> BaseException | None:
-        heartbeat = asyncio.create_task(self._heartbeat(job))
+        self._leases.hold(job.id)
         error: BaseException | None = None
         try:
             with self._breakers.held(spec.breaker):
                 async with asyncio.timeout(policy.timeout_s):
-                    await spec.handler(_as_job(job, attempt, max_attempts))
+                    await spec.handler(job)
         except TimeoutError as exc:
             error = ProviderTimeout(
-                f"attempt {attempt} took longer than {policy.timeout_s:g}s",
+                f"attempt {job.attempt} took longer than {policy.timeout_s:g}s",
                 provider=spec.breaker or spec.operation.name,
             )
             error.__cause__ = exc
@@ -192,27 +239,24 @@ class AttemptRunner:
                 breaker.settle(permit, exc)
             raise
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            self._leases.drop(job.id)
         if breaker is not None and permit is not None:
             breaker.settle(permit, error)
         return error
 
-    async def _heartbeat(self, job: ClaimedJob) -> None:
-        while True:
-            await self._clock.sleep(self._lease / 3)
-            try:
-                async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
-                    kept = await queue.renew_lease(
-                        session, job.id, self.id, lease_seconds=self._lease, now=self._now()
-                    )
-            except Exception as exc:
-                _log.warning("renewing the lease of job %s failed: %s", job.id, exc)
-                continue
-            if not kept:
-                _log.warning("job %s lost its lease; its result will be ignored", job.id)
-                return
+    async def claim(self, limit: int) -> list[ClaimedJob]:
+        """Leases up to `limit` due jobs of the registered operations to this worker."""
+        if limit <= 0:
+            return []
+        async with queue.connection(self._db) as conn:
+            return await queue.claim(
+                conn,
+                worker=self.id,
+                limit=limit,
+                lease_seconds=self._lease,
+                operations=self._registry.operations,
+                now=self._now(),
+            )
 
     async def _postpone(
         self, job: ClaimedJob, exc: CircuitOpen, breaker: CircuitBreaker | None
@@ -220,14 +264,12 @@ class AttemptRunner:
         delay = exc.retry_after
         if delay is None:
             delay = breaker.config.reset_timeout_s if breaker is not None else self._poll
-        async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
-            await queue.postpone(session, job.id, self.id, delay_s=delay, now=self._now())
+        async with queue.connection(self._db) as conn:
+            await queue.postpone(conn, job.id, self.id, delay_s=delay, now=self._now())
 
     async def release(self, job: ClaimedJob, reason: str | None) -> None:
-        async with self._db.unit_of_work(tenant_service(job.tenant_id)) as session:
-            await queue.postpone(
-                session, job.id, self.id, delay_s=0.0, now=self._now(), reason=reason
-            )
+        async with queue.connection(self._db) as conn:
+            await queue.postpone(conn, job.id, self.id, delay_s=0.0, now=self._now(), reason=reason)
 
     async def _dead_letter(
         self, job: ClaimedJob, spec: HandlerSpec, attempts: int, max_attempts: int, error: str
@@ -251,7 +293,9 @@ class AttemptRunner:
                 await spec.on_dead_letter(session, _as_job(job, attempts, max_attempts), error)
 
 
-def _as_job(job: ClaimedJob, attempt: int, max_attempts: int) -> Job:
+def _as_job(
+    job: ClaimedJob, attempt: int, max_attempts: int, completion: Completion | None = None
+) -> Job:
     return Job(
         id=job.id,
         tenant_id=job.tenant_id,
@@ -262,6 +306,7 @@ def _as_job(job: ClaimedJob, attempt: int, max_attempts: int) -> Job:
         idempotency_key=job.idempotency_key,
         attempt=attempt,
         max_attempts=max_attempts,
+        completion=completion,
     )
 
 

@@ -18,7 +18,11 @@ server/services.py):
   (`retryable`, `retry_after`); any other exception is a bug and dead-letters the job at once.
   Raising `CircuitOpen` postpones the job without spending an attempt.
 - **Own transactions.** The handler opens its own units of work (as the job's tenant); the
-  worker records the outcome in a separate transaction afterwards.
+  worker records the outcome in a separate statement afterwards. A handler whose last step
+  is a write (nothing reaches a provider after it) may instead complete the job in that
+  write's transaction, `await job.complete_within(conn)` on its `plain_unit_of_work`
+  connection: the job is completed exactly when its result commits, and the worker skips its
+  own completion. That transaction's errors must propagate out of the handler.
 - **Bounded time.** Each attempt is cut at its policy's `timeout_s`.
 - **Told when given up.** `register(..., on_dead_letter=...)` runs in the transaction that
   dead-letters the job, however it ended (final error, last attempt timed out, worker lost),
@@ -35,13 +39,33 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ColumnElement, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PendingEvent
 from server.observability.jobs import enqueue_context
+from server.resilience import queue
 from server.resilience.operations import Operation
+
+
+@dataclass
+class Completion:
+    """A running attempt's completion, for a handler to write with its own last write."""
+
+    job_id: uuid.UUID
+    worker: str
+    attempt: int
+    max_attempts: int
+    # None: not written by the handler; True: completed with its write; False: the lease
+    # had gone to another worker (the handler's write still stands, as when it ran alone).
+    written: bool | None = None
+
+    async def within(self, conn: asyncpg.Connection) -> None:
+        self.written = await queue.complete(
+            conn, self.job_id, self.worker, attempt=self.attempt, max_attempts=self.max_attempts
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,14 @@ class Job:
     idempotency_key: str
     attempt: int  # 1-based number of the attempt now running
     max_attempts: int
+    completion: Completion | None = field(default=None, compare=False, repr=False)
+
+    async def complete_within(self, conn: asyncpg.Connection) -> None:
+        """Completes this job in `conn`'s open transaction (the handler's last write): the
+        completion commits or rolls back with it. Call it as the transaction's last step."""
+        if self.completion is None:
+            raise RuntimeError("this job was not handed out by a worker")
+        await self.completion.within(conn)
 
 
 # A handler does the job's work. It raises a ProviderError (retryable or final) or any
@@ -83,6 +115,7 @@ class JobRegistry:
     """Operation name -> handler. Rooms register their handlers at start-up."""
 
     _specs: dict[str, HandlerSpec] = field(default_factory=dict)
+    _names: list[str] = field(default_factory=list)  # sorted, read by every claim
 
     def register(
         self,
@@ -94,13 +127,14 @@ class JobRegistry:
         if operation.name in self._specs:
             raise ValueError(f"operation {operation.name!r} already has a handler")
         self._specs[operation.name] = HandlerSpec(operation, handler, on_dead_letter)
+        self._names = sorted(self._specs)
 
     def get(self, operation: str) -> HandlerSpec | None:
         return self._specs.get(operation)
 
     @property
     def operations(self) -> list[str]:
-        return sorted(self._specs)
+        return list(self._names)
 
 
 async def enqueue(

@@ -1,10 +1,12 @@
 """The durable queue's SQL: claiming, finishing, postponing and dead-lettering jobs.
 
-Claims cross tenants through the `app_claim_jobs_at` definer function (migration 0002); every
-other statement runs in the job's own tenant's unit of work, so row-level security holds for
-workers too. Each state change is guarded by the lease (`lease_owner = worker`,
-`status = 'processing'`): a worker whose lease ran out and whose job went to another worker
-changes nothing when it finally returns.
+Claims cross tenants through the `app_claim_jobs_at` definer function (migrations 0002, 0015);
+a claimed job's outcome (completed, retry, postponed) and its lease renewals go through the
+definer functions of migration 0024, one prepared statement each on the bare asyncpg
+connection, touching only rows leased to the worker. A dead letter, whose hooks write audit
+entries and alerts, runs in the job's own tenant's unit of work. Each state change is guarded
+by the lease (`lease_owner = worker`, `status = 'processing'`): a worker whose lease ran out
+and whose job went to another worker changes nothing when it finally returns.
 
 Time: `now=None` means the database's now(), the one clock every replica shares; tests pass
 a fake clock's time instead.
@@ -13,14 +15,19 @@ a fake clock's time instead.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
+from db.uow import Database
 from server.errors import FailedPrecondition, NotFound
 from server.resilience.clock import Clock, SystemClock
 from server.security.redaction import redact
@@ -57,23 +64,6 @@ class ClaimedJob:
     traceparent: str | None = None
     created_at: dt.datetime | None = None
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> ClaimedJob:
-        return cls(
-            id=row.id,
-            tenant_id=row.organizacao_id,
-            operation=row.operacao,
-            tipo=row.tipo,
-            destino=row.destino,
-            payload=dict(row.payload or {}),
-            idempotency_key=row.idempotency_key,
-            tentativas=row.tentativas,
-            max_tentativas=row.max_tentativas,
-            request_id=getattr(row, "request_id", None),
-            traceparent=getattr(row, "traceparent", None),
-            created_at=getattr(row, "criado_em", None),
-        )
-
 
 def db_time(clock: Clock) -> dt.datetime | None:
     """The `now` to pass here: None (the database's now()) for the real clock, else the
@@ -88,8 +78,79 @@ def short_error(exc: BaseException) -> str:
     return message if len(message) <= _MAX_ERROR else message[: _MAX_ERROR - 1] + "…"
 
 
+@asynccontextmanager
+async def connection(db: Database) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection as the bare asyncpg driver, outside any transaction: each of the
+    queue's own statements below is a single call of a definer function (its own
+    transaction, its plan kept per connection), so it needs no BEGIN, settings or COMMIT.
+    Checked out of the pool without SQLAlchemy's Connection around it, whose checkout and
+    return cost more than the statement (the pool's checkout check still runs)."""
+    pooled = await db.engine.raw_connection()
+    try:
+        driver: asyncpg.Connection = pooled.driver_connection
+        try:
+            yield driver
+        except asyncpg.PostgresError:
+            raise  # the server refused a statement: the connection itself is fine
+        except BaseException:
+            # Cancelled mid-statement or broken: never hand it out again.
+            await greenlet_spawn(pooled.invalidate)
+            raise
+    finally:
+        await greenlet_spawn(pooled.close)
+
+
+_COLUMNS = (
+    "id",
+    "organizacao_id",
+    "operacao",
+    "tipo",
+    "destino",
+    "payload",
+    "idempotency_key",
+    "tentativas",
+    "max_tentativas",
+    "request_id",
+    "traceparent",
+    "criado_em",
+)
+
+
+def _select(alias: str) -> str:
+    # payload as text: the pooled connections' jsonb codec belongs to SQLAlchemy.
+    return ", ".join(
+        f"{alias}.payload::text AS payload" if c == "payload" else f"{alias}.{c}" for c in _COLUMNS
+    )
+
+
+_CLAIM = f"SELECT {_select('c')} FROM app_claim_jobs_at($1, $2, $3, $4, $5) AS c"
+# Completes one job and claims the next ones in one round trip; the LEFT JOIN keeps the
+# completion's answer when nothing is due.
+_COMPLETE_AND_CLAIM = (
+    f"SELECT f.done, {_select('c')} FROM app_complete_job($1, $2, $3, $4) AS f(done)"
+    " LEFT JOIN LATERAL app_claim_jobs_at($2, $5, $6, $7, $8) AS c ON true"
+)
+
+
+def _claimed(record: asyncpg.Record) -> ClaimedJob:
+    return ClaimedJob(
+        id=record["id"],
+        tenant_id=record["organizacao_id"],
+        operation=record["operacao"],
+        tipo=record["tipo"],
+        destino=record["destino"],
+        payload=dict(json.loads(record["payload"]) or {}),
+        idempotency_key=record["idempotency_key"],
+        tentativas=record["tentativas"],
+        max_tentativas=record["max_tentativas"],
+        request_id=record["request_id"],
+        traceparent=record["traceparent"],
+        created_at=record["criado_em"],
+    )
+
+
 async def claim(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     *,
     worker: str,
     limit: int,
@@ -97,41 +158,58 @@ async def claim(
     operations: Sequence[str],
     now: dt.datetime | None,
 ) -> list[ClaimedJob]:
-    """Leases up to `limit` due jobs of `operations` (a `Database.system()` session)."""
+    """Leases up to `limit` due jobs of `operations`, oldest due first, in one round trip."""
     if limit <= 0 or not operations:
         return []
-    rows = await session.execute(
-        text("SELECT * FROM app_claim_jobs_at(:w, :n, :lease, :ops, :now)"),
-        {"w": worker, "n": limit, "lease": lease_seconds, "ops": list(operations), "now": now},
-    )
-    return [ClaimedJob.from_row(r) for r in rows]
-
-
-_LEASED = "id = :id AND lease_owner = :w AND status = 'processing'"
-_AT = "COALESCE(CAST(:now AS timestamptz), now())"
-
-
-async def _update(session: AsyncSession, sets: str, params: dict[str, Any]) -> bool:
-    result = await session.execute(
-        text(f"UPDATE eventos_pendentes SET {sets} WHERE {_LEASED}"), params
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    records = await conn.fetch(_CLAIM, worker, limit, lease_seconds, list(operations), now)
+    return [_claimed(r) for r in records]
 
 
 async def complete(
-    session: AsyncSession, job_id: uuid.UUID, worker: str, *, attempt: int, max_attempts: int
+    conn: asyncpg.Connection, job_id: uuid.UUID, worker: str, *, attempt: int, max_attempts: int
 ) -> bool:
-    """Marks a leased job completed. False when the lease was lost (someone else has it)."""
-    return await _update(
-        session,
-        "status = 'completed', tentativas = :a, max_tentativas = :m,"
-        " lease_owner = NULL, lease_expires_at = NULL",
-        {"id": job_id, "w": worker, "a": attempt, "m": max_attempts},
+    """Marks a leased job completed. False when the lease was lost (someone else has it).
+
+    `conn` may be inside a tenant's transaction: the completion then commits or rolls back
+    with that transaction's other writes."""
+    return bool(
+        await conn.fetchval(
+            "SELECT app_complete_job($1, $2, $3, $4)", job_id, worker, attempt, max_attempts
+        )
     )
 
 
+async def complete_and_claim(
+    conn: asyncpg.Connection,
+    job_id: uuid.UUID,
+    worker: str,
+    *,
+    attempt: int,
+    max_attempts: int,
+    limit: int,
+    lease_seconds: int,
+    operations: Sequence[str],
+    now: dt.datetime | None,
+) -> tuple[bool, list[ClaimedJob]]:
+    """`complete`, then `claim` of up to `limit` jobs, in one round trip: a worker with a
+    backlog pays one statement per job."""
+    records = await conn.fetch(
+        _COMPLETE_AND_CLAIM,
+        job_id,
+        worker,
+        attempt,
+        max_attempts,
+        limit,
+        lease_seconds,
+        list(operations),
+        now,
+    )
+    done = bool(records and records[0]["done"])
+    return done, [_claimed(r) for r in records if r["id"] is not None]
+
+
 async def retry_later(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     job_id: uuid.UUID,
     worker: str,
     *,
@@ -142,25 +220,22 @@ async def retry_later(
     now: dt.datetime | None,
 ) -> bool:
     """Back to pending after a failed attempt; the attempt is spent."""
-    return await _update(
-        session,
-        "status = 'pending', tentativas = :a, max_tentativas = :m, ultimo_erro = :err,"
-        f" proxima_tentativa = {_AT} + make_interval(secs => :delay),"
-        " lease_owner = NULL, lease_expires_at = NULL",
-        {
-            "id": job_id,
-            "w": worker,
-            "a": attempt,
-            "m": max_attempts,
-            "err": error,
-            "delay": delay_s,
-            "now": now,
-        },
+    return bool(
+        await conn.fetchval(
+            "SELECT app_retry_job($1, $2, $3, $4, $5, $6, $7)",
+            job_id,
+            worker,
+            attempt,
+            max_attempts,
+            error,
+            float(delay_s),
+            now,
+        )
     )
 
 
 async def postpone(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     job_id: uuid.UUID,
     worker: str,
     *,
@@ -169,15 +244,40 @@ async def postpone(
     reason: str | None = None,
 ) -> bool:
     """Back to pending without spending an attempt (open circuit, shutdown)."""
-    sets = (
-        f"status = 'pending', proxima_tentativa = {_AT} + make_interval(secs => :delay),"
-        " lease_owner = NULL, lease_expires_at = NULL"
+    return bool(
+        await conn.fetchval(
+            "SELECT app_postpone_job($1, $2, $3, $4, $5)",
+            job_id,
+            worker,
+            float(delay_s),
+            now,
+            reason,
+        )
     )
-    params: dict[str, Any] = {"id": job_id, "w": worker, "delay": delay_s, "now": now}
-    if reason is not None:
-        sets += ", ultimo_erro = :err"
-        params["err"] = reason
-    return await _update(session, sets, params)
+
+
+async def renew_leases(
+    conn: asyncpg.Connection,
+    job_ids: Sequence[uuid.UUID],
+    worker: str,
+    *,
+    lease_seconds: int,
+    now: dt.datetime | None,
+) -> set[uuid.UUID]:
+    """Extends the leases of running jobs; returns the ids still held (a missing one went to
+    another worker)."""
+    records = await conn.fetch(
+        "SELECT * FROM app_renew_job_leases($1, $2, $3, $4)",
+        list(job_ids),
+        worker,
+        float(lease_seconds),
+        now,
+    )
+    return {r[0] for r in records}
+
+
+_LEASED = "id = :id AND lease_owner = :w AND status = 'processing'"
+_AT = "COALESCE(CAST(:now AS timestamptz), now())"
 
 
 async def dead_letter(
@@ -189,29 +289,17 @@ async def dead_letter(
     max_attempts: int,
     error: str,
 ) -> bool:
-    """status failed: the dead-letter queue, until an admin retries or discards it."""
-    return await _update(
-        session,
-        "status = 'failed', tentativas = :a, max_tentativas = :m, ultimo_erro = :err,"
-        " lease_owner = NULL, lease_expires_at = NULL",
+    """status failed: the dead-letter queue, until an admin retries or discards it. In the
+    tenant's unit of work (its hooks audit, alert and settle the job's rows there)."""
+    result = await session.execute(
+        text(
+            "UPDATE eventos_pendentes SET status = 'failed', tentativas = :a,"
+            " max_tentativas = :m, ultimo_erro = :err, lease_owner = NULL,"
+            f" lease_expires_at = NULL WHERE {_LEASED}"
+        ),
         {"id": job_id, "w": worker, "a": attempt, "m": max_attempts, "err": error},
     )
-
-
-async def renew_lease(
-    session: AsyncSession,
-    job_id: uuid.UUID,
-    worker: str,
-    *,
-    lease_seconds: int,
-    now: dt.datetime | None,
-) -> bool:
-    """Extends a running job's lease. False: the lease is gone (another worker took it)."""
-    return await _update(
-        session,
-        f"lease_expires_at = {_AT} + make_interval(secs => :lease)",
-        {"id": job_id, "w": worker, "lease": float(lease_seconds), "now": now},
-    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # -- the dead-letter queue, for the Connections RPCs (caller's tenant unit of work) -------------

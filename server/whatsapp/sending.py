@@ -1,12 +1,13 @@
 """The "whatsapp_send" job: one stored outbound message sent through WAHA (the worker guards
-the call with the "waha" breaker), marked sent, or failed for good."""
+the call with the "waha" breaker), marked sent (sent.py) with the job completed in that
+same transaction, or failed for good."""
 
 from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Message, WhatsAppSession
@@ -18,6 +19,7 @@ from server.security.redaction import redact
 from server.whatsapp import status as st
 from server.whatsapp.connection import CANAL, waha
 from server.whatsapp.errors import SessionNotConnected
+from server.whatsapp.sent import record_sent
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -60,33 +62,19 @@ async def send_message(deps: Deps, job: Job) -> None:
         if not exc.retryable or job.attempt >= job.max_attempts:
             await _mark_failed(deps, caller, message_id, exc)
         raise
-    now = deps.clock.now()
-    async with deps.db.unit_of_work(caller) as tx:
-        message = await tx.get(Message, message_id, with_for_update=True)
-        if message is None:
-            return
-        # The counters in one atomic UPDATE (it takes the row lock the read-modify-write
-        # took with SELECT ... FOR UPDATE; the trigger still stamps atualizado_em).
-        counted = await tx.execute(
-            update(WhatsAppSession)
-            .where(WhatsAppSession.id == session.id)
-            .values(
-                total_mensagens_enviadas=func.coalesce(WhatsAppSession.total_mensagens_enviadas, 0)
-                + 1,
-                ultima_mensagem_em=now,
-            )
-            .returning(WhatsAppSession.id)
-            .execution_options(synchronize_session=False)
+    # The session's counters, the message's result and its MESSAGE_STATUS change in one
+    # statement (sent.py), and the job's completion in the same transaction: the result and
+    # the job commit together, so a worker lost in between never sends the message again.
+    async with deps.db.plain_unit_of_work(caller) as pg:
+        await record_sent(
+            pg,
+            message_id=message_id,
+            session_id=session.id,
+            external_id=sent.id,
+            ack=sent.ack,
+            at=deps.clock.now(),
         )
-        if counted.first() is None:
-            return  # the session row is gone: nothing is recorded (the transaction is empty)
-        message.external_id = sent.id or None
-        if message.status == "pending":
-            message.status = "sent"
-        if sent.ack is not None and (message.ack is None or sent.ack > message.ack):
-            message.ack = sent.ack
-        message.enviado_em = now
-        await _publish_status(tx, message)
+        await job.complete_within(pg)
 
 
 async def _mark_failed(deps: Deps, caller: Caller, message_id: uuid.UUID, exc: Exception) -> None:

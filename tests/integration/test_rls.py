@@ -34,6 +34,10 @@ DEFINER_FUNCTIONS = {
     "app_ensure_identity",
     "app_purge_outbox",
     "app_purge_webhook_inbox",
+    "app_complete_job",
+    "app_retry_job",
+    "app_postpone_job",
+    "app_renew_job_leases",
 }
 TENANT_ORDER = [t.name for t in metadata.sorted_tables if t.name in TENANT_TABLES]
 # Histories the service only appends to (no UPDATE or DELETE granted).
@@ -196,7 +200,9 @@ async def test_app_role_owns_nothing_and_cannot_bypass(db: Database) -> None:
     assert {name for name, *_ in definer_funcs} >= DEFINER_FUNCTIONS
     for name, secdef, owner, config in definer_funcs:
         assert secdef and owner == "conexoes_definer", name
-        assert config == ["search_path=public, pg_temp"], name
+        # The search path pinned first; beyond it only planner switches (the claim's plan).
+        assert config[0] == "search_path=public, pg_temp", name
+        assert all(c.startswith("enable_") for c in config[1:]), name
 
 
 async def test_no_tenant_set_reads_nothing_and_does_not_error(
