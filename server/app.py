@@ -12,9 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from server.auth.permissions import PERMISSIONS
 from server.bootstrap import Deps
-from server.interceptors.auth import AuthInterceptor
-from server.interceptors.errors import ErrorInterceptor
-from server.interceptors.permissions import PermissionInterceptor
+from server.interceptors.guard import CallGuard
 from server.interceptors.stream_caps import StreamCapInterceptor
 from server.observability.interceptor import ObservabilityInterceptor
 from server.observability.process import ProcessObservability
@@ -47,9 +45,12 @@ class GrpcApp:
         self.server = grpc.aio.server(
             interceptors=[
                 ObservabilityInterceptor(),
-                ErrorInterceptor(),
-                AuthInterceptor(deps.verifier, on_identity=deps.identities.ensure),
-                PermissionInterceptor(PERMISSIONS, deps.identities.grants),
+                CallGuard(
+                    deps.verifier,
+                    PERMISSIONS,
+                    deps.identities.grants,
+                    on_identity=deps.identities.ensure,
+                ),
                 self.stream_caps,
             ],
             options=list(SERVER_OPTIONS),
