@@ -109,6 +109,30 @@ class Database:
                 raise
             await driver.execute("COMMIT")
 
+    async def fetchrow_as(self, caller: Identity, query: str, *args: Any) -> asyncpg.Record | None:
+        """One read in one round trip, as `caller`.
+
+        `query` calls one of the `as_caller_*` functions (migration 0025) whose first three
+        parameters ($1, $2, $3) are the caller's tenant, user and role: the function sets them
+        transaction-locally before it reads, and the call, sent outside any explicit
+        transaction, is its own transaction (no BEGIN, no COMMIT, settings gone at its end).
+        Row-level security applies as in `unit_of_work`; the remaining parameters follow.
+        """
+        settings = caller_settings(caller)
+        async with self._engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            try:
+                return await driver.fetchrow(
+                    query, settings["tenant"], settings["user"], settings["role"], *args
+                )
+            except asyncpg.PostgresError:
+                raise
+            except BaseException:
+                # Cancelled or lost mid-statement: never pool it again.
+                await connection.invalidate()
+                raise
+
     @asynccontextmanager
     async def system(self) -> AsyncIterator[AsyncSession]:
         """A transaction with no tenant: only the app_* SECURITY DEFINER functions and the

@@ -1,0 +1,79 @@
+"""Hot reads in one round trip: plpgsql functions that set the caller's settings, then read.
+
+A unit of work costs BEGIN with the settings, the statement and COMMIT: three round trips for
+a read of one row, each a wake-up of the backend on a busy core. These functions take the
+caller's tenant, user and role as their first three parameters, set them transaction-locally
+and then run their query, in that order (plpgsql runs its statements in sequence, which one
+SQL statement would not promise). Called as a statement of its own outside any explicit
+transaction, the call is its own transaction: the settings end with it, so a pooled
+connection never carries them into the next use.
+
+They run with the caller's rights (SECURITY INVOKER, the default), so row-level security
+applies to every row they read exactly as in a unit of work.
+
+Revision ID: 0025
+Revises: 0022
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from db.migrations.r0001.security import APP_ROLE
+
+revision: str = "0025"
+down_revision: str | None = "0022"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_SET_CALLER = """
+  PERFORM set_config('app.current_tenant', p_tenant, true),
+          set_config('app.current_user', p_user, true),
+          set_config('app.current_role', p_role, true);"""
+
+# GetWhatsAppStatus: the caller's live session and its owner's name (the outer join keeps a
+# session whose owner row is not visible).
+WHATSAPP_STATUS = f"""
+CREATE OR REPLACE FUNCTION as_caller_whatsapp_status(p_tenant text, p_user text, p_role text,
+                                                     p_usuario uuid)
+RETURNS TABLE (sessao sessoes_whatsapp, owner_name text)
+LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
+BEGIN{_SET_CALLER}
+  RETURN QUERY
+  SELECT s, u.nome::text
+    FROM sessoes_whatsapp s
+    LEFT JOIN usuarios u ON u.id = s.usuario_id
+   WHERE s.usuario_id = p_usuario AND s.deletado_em IS NULL;
+END
+$$"""
+
+# The permission check of a member on a granted RPC: the member's grants, read on every check.
+MEMBER_GRANTS = f"""
+CREATE OR REPLACE FUNCTION as_caller_member_grants(p_tenant text, p_user text, p_role text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
+BEGIN{_SET_CALLER}
+  RETURN (SELECT u.permissoes_conexoes FROM usuarios u
+           WHERE u.id = NULLIF(p_user, '')::uuid);
+END
+$$"""
+
+_FUNCTIONS = {
+    "as_caller_whatsapp_status(text, text, text, uuid)": WHATSAPP_STATUS,
+    "as_caller_member_grants(text, text, text)": MEMBER_GRANTS,
+}
+
+
+def upgrade() -> None:
+    for signature, body in _FUNCTIONS.items():
+        op.execute(body)
+        op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
+        op.execute(f"GRANT EXECUTE ON FUNCTION {signature} TO {APP_ROLE}")
+
+
+def downgrade() -> None:
+    for signature in _FUNCTIONS:
+        op.execute(f"DROP FUNCTION IF EXISTS {signature}")
