@@ -10,6 +10,8 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from db.begin import begin_statement, begin_with_settings
 from db.engine import APPLICATION_NAME, asyncpg_dsn, make_engine
@@ -94,9 +96,8 @@ class Database:
         session: for hot paths of a statement or two, where the session's own work per call
         costs more than the statements (plain SQL, asyncpg's prepared-statement cache).
         """
-        async with self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection
+        async with self._pooled() as pooled:
+            driver: asyncpg.Connection = pooled.driver_connection
             await driver.execute(begin_statement(caller_settings(caller)))
             try:
                 yield driver
@@ -105,7 +106,7 @@ class Database:
                     await driver.execute("ROLLBACK")
                 except Exception:
                     # Closed, or left mid-statement by a cancellation: never pool it again.
-                    await connection.invalidate()
+                    await greenlet_spawn(pooled.invalidate)
                 raise
             await driver.execute("COMMIT")
 
@@ -119,9 +120,8 @@ class Database:
         Row-level security applies as in `unit_of_work`; the remaining parameters follow.
         """
         settings = caller_settings(caller)
-        async with self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection
+        async with self._pooled() as pooled:
+            driver: asyncpg.Connection = pooled.driver_connection
             try:
                 return await driver.fetchrow(
                     query, settings["tenant"], settings["user"], settings["role"], *args
@@ -130,8 +130,19 @@ class Database:
                 raise
             except BaseException:
                 # Cancelled or lost mid-statement: never pool it again.
-                await connection.invalidate()
+                await greenlet_spawn(pooled.invalidate)
                 raise
+
+    @asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[PoolProxiedConnection]:
+        """A pooled connection without SQLAlchemy's Connection around it (its checkout and
+        return cost more than a short statement): the pool's checkout check still runs, and
+        the connection goes back to the pool however the block ends."""
+        pooled = await self._engine.raw_connection()
+        try:
+            yield pooled
+        finally:
+            await greenlet_spawn(pooled.close)
 
     @asynccontextmanager
     async def system(self) -> AsyncIterator[AsyncSession]:

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from server.auth.permissions import PERMISSIONS
 from server.bootstrap import Deps
 from server.interceptors.guard import CallGuard
-from server.interceptors.stream_caps import StreamCapInterceptor
+from server.interceptors.stream_caps import StreamCaps
 from server.observability.interceptor import ObservabilityInterceptor
 from server.observability.process import ProcessObservability
 from server.services import register_jobs, register_services
@@ -41,7 +41,7 @@ class GrpcApp:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.health = health.aio.HealthServicer()
-        self.stream_caps = StreamCapInterceptor(deps.settings.max_streams_per_caller)
+        self.stream_caps = StreamCaps(deps.settings.max_streams_per_caller)
         self.server = grpc.aio.server(
             interceptors=[
                 ObservabilityInterceptor(),
@@ -50,8 +50,8 @@ class GrpcApp:
                     PERMISSIONS,
                     deps.identities.grants,
                     on_identity=deps.identities.ensure,
+                    stream_caps=self.stream_caps,
                 ),
-                self.stream_caps,
             ],
             options=list(SERVER_OPTIONS),
         )

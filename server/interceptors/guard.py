@@ -1,8 +1,9 @@
 """Every call of the contract's services, guarded by one wrapper per method built once: error
-mapping (errors.py), authentication (auth.py) and the permission rule (server.auth.permissions).
+mapping (errors.py), authentication (auth.py), the permission rule (server.auth.permissions)
+and, for server-streaming calls, the cap on a caller's open streams (stream_caps.py).
 
-These were three interceptors; grpc.aio runs each interceptor's `intercept_service` and each
-wrapper's coroutine on every call, so one wrapper that does the three in order (NUL check,
+These were four interceptors; grpc.aio runs each interceptor's `intercept_service` and each
+wrapper's coroutine on every call, so one wrapper that does them in order (NUL check,
 bearer token, rule, behaviour; every error mapped) does the same work with a third of the
 per-call machinery. The rule for a method is looked up once, when its wrapper is built.
 """
@@ -28,6 +29,7 @@ from server.interceptors._wrap import (
 from server.interceptors.auth import bearer_token
 from server.interceptors.context import set_caller
 from server.interceptors.errors import abort_with, is_abort
+from server.interceptors.stream_caps import StreamCaps
 from server.interceptors.text import reject_nul_characters
 
 GrantLookup = Callable[[Caller], Awaitable[frozenset[str]]]
@@ -46,11 +48,13 @@ class CallGuard(grpc.aio.ServerInterceptor):
         table: Mapping[str, Rule],
         grants: GrantLookup,
         on_identity: IdentityHook | None = None,
+        stream_caps: StreamCaps | None = None,
     ) -> None:
         self._verifier = verifier
         self._table = table
         self._grants = grants
         self._on_identity = on_identity
+        self._caps = stream_caps
         self._handlers = WrappedHandlers()
 
     async def intercept_service(
@@ -89,6 +93,9 @@ class CallGuard(grpc.aio.ServerInterceptor):
             return call
 
         def streaming(behavior: Streaming) -> Streaming:
+            if self._caps is not None:
+                behavior = self._caps.capped(behavior, method)
+
             async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
                     await admit(rule, request, context)
