@@ -48,6 +48,12 @@ def caller_settings(caller: Identity | None) -> dict[str, str]:
     }
 
 
+def caller_args(caller: Identity | None) -> tuple[str, str, str]:
+    """The three settings as the first parameters of an `as_caller_*` function (0025)."""
+    settings = caller_settings(caller)
+    return settings["tenant"], settings["user"], settings["role"]
+
+
 async def act_as(session: AsyncSession, caller: Identity) -> None:
     """Switches the RLS settings of `session`'s open transaction to `caller` (still
     transaction-local): one transaction may resolve as the service, then write as a tenant.
@@ -119,13 +125,20 @@ class Database:
         transaction, is its own transaction (no BEGIN, no COMMIT, settings gone at its end).
         Row-level security applies as in `unit_of_work`; the remaining parameters follow.
         """
-        settings = caller_settings(caller)
+        async with self.autocommit() as pg:
+            return await pg.fetchrow(query, *caller_args(caller), *args)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection outside any transaction: each statement is a
+        transaction of its own. Only for statements that carry their caller (the `as_caller_*`
+        functions, given `caller_args`) or need none (the `app_*` SECURITY DEFINER functions,
+        e.g. webhook routing). A connection left mid-statement is never pooled again.
+        """
         async with self._pooled() as pooled:
             driver: asyncpg.Connection = pooled.driver_connection
             try:
-                return await driver.fetchrow(
-                    query, settings["tenant"], settings["user"], settings["role"], *args
-                )
+                yield driver
             except asyncpg.PostgresError:
                 raise
             except BaseException:

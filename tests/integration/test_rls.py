@@ -215,6 +215,7 @@ async def test_as_caller_functions_run_with_the_callers_rights(db: Database) -> 
     assert {name for name, *_ in rows} == {
         "as_caller_whatsapp_status",
         "as_caller_member_grants",
+        "as_caller_accept_webhook",
     }
     for name, secdef, owner, executable in rows:
         assert not secdef and owner not in ("conexoes_app", "conexoes_definer"), name

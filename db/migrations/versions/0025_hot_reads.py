@@ -1,4 +1,4 @@
-"""Hot reads in one round trip: plpgsql functions that set the caller's settings, then read.
+"""Hot paths in one round trip: plpgsql functions that set the caller's settings, then work.
 
 A unit of work costs BEGIN with the settings, the statement and COMMIT: three round trips for
 a read of one row, each a wake-up of the backend on a busy core. These functions take the
@@ -9,7 +9,7 @@ transaction, the call is its own transaction: the settings end with it, so a poo
 connection never carries them into the next use.
 
 They run with the caller's rights (SECURITY INVOKER, the default), so row-level security
-applies to every row they read exactly as in a unit of work.
+applies to every row they read or write exactly as in a unit of work.
 
 Revision ID: 0025
 Revises: 0022
@@ -61,9 +61,45 @@ BEGIN{_SET_CALLER}
 END
 $$"""
 
+# A verified webhook for a resolved tenant: its inbox row and, when the row is new, its
+# processing job, in the call's one transaction (a provider's retry of a stored event finds the
+# row and enqueues nothing). Returns the new row's id, NULL for a duplicate. JSON travels as
+# text so the call does not depend on the connection's JSON codec.
+ACCEPT_WEBHOOK = f"""
+CREATE OR REPLACE FUNCTION as_caller_accept_webhook(
+  p_tenant text, p_user text, p_role text,
+  p_provider text, p_event_id text, p_headers text, p_query text, p_body bytea,
+  p_received_at timestamptz, p_operacao text, p_facts text, p_idempotency_key text,
+  p_max_tentativas int, p_request_id text, p_traceparent text)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
+DECLARE
+  v_id uuid;
+BEGIN{_SET_CALLER}
+  INSERT INTO webhook_inbox (organizacao_id, provider, provider_event_id, headers, query, body,
+                             verdict, received_at)
+  VALUES (p_tenant::uuid, p_provider, p_event_id, p_headers::jsonb, p_query::jsonb, p_body,
+          'accepted', COALESCE(p_received_at, now()))
+  ON CONFLICT (provider, provider_event_id) DO NOTHING
+  RETURNING id INTO v_id;
+  IF v_id IS NOT NULL THEN
+    INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino, payload,
+                                   idempotency_key, max_tentativas, proxima_tentativa,
+                                   request_id, traceparent)
+    VALUES (p_tenant::uuid, p_operacao, p_operacao, '',
+            jsonb_build_object('inbox_id', v_id::text) || p_facts::jsonb,
+            p_idempotency_key, p_max_tentativas, now(), p_request_id, p_traceparent)
+    ON CONFLICT (organizacao_id, idempotency_key) DO NOTHING;
+  END IF;
+  RETURN v_id;
+END
+$$"""
+
 _FUNCTIONS = {
     "as_caller_whatsapp_status(text, text, text, uuid)": WHATSAPP_STATUS,
     "as_caller_member_grants(text, text, text)": MEMBER_GRANTS,
+    "as_caller_accept_webhook(text, text, text, text, text, text, text, bytea, timestamptz,"
+    " text, text, text, integer, text, text)": ACCEPT_WEBHOOK,
 }
 
 
