@@ -27,6 +27,7 @@ async def contact_for_phone(
     inserted = (
         insert(Contact)
         .values(
+            id=uuid.uuid4(),  # given: Python-side column defaults are not sure inside a CTE
             organizacao_id=tenant,
             telefone=phone,
             nome=name or phone,
