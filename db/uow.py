@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, Protocol
 
 import asyncpg
@@ -67,6 +67,10 @@ async def _set_context(session: AsyncSession, settings: dict[str, str]) -> None:
         await session.execute(SET_CONTEXT, settings)
 
 
+def _no_span(verb: str) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
 class Database:
     """The application's database: the app-role engine, its sessions and raw connections."""
 
@@ -79,6 +83,9 @@ class Database:
         self.url = url
         self._engine = engine if engine is not None else make_engine(url, **engine_kw)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        # Statements sent on the asyncpg connection itself (fetchrow_as, autocommit) bypass the
+        # engine's hooks: a tracer may give them a span each, named by their verb.
+        self.statement_span: Callable[[str], AbstractContextManager[Any]] = _no_span
 
     @property
     def engine(self) -> AsyncEngine:
@@ -126,7 +133,8 @@ class Database:
         Row-level security applies as in `unit_of_work`; the remaining parameters follow.
         """
         async with self.autocommit() as pg:
-            return await pg.fetchrow(query, *caller_args(caller), *args)
+            with self.statement_span("SELECT"):
+                return await pg.fetchrow(query, *caller_args(caller), *args)
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:

@@ -122,16 +122,19 @@ class Inbox:
         # Two statements on one pooled connection, no ORM: the lookup, then one function call
         # that is its own transaction (as_caller_accept_webhook, migration 0025).
         async with self._db.autocommit() as pg:
-            rows = await pg.fetch(_resolver_query(route), event.lookup)
+            with self._db.statement_span("SELECT"):
+                rows = await pg.fetch(_resolver_query(route), event.lookup)
             recipient, refusal = choose([_recipient(route, row) for row in rows])
             if recipient is None:
                 return None, refusal
             tenant_id = recipient.tenant_id
-            inbox_id: uuid.UUID | None = await pg.fetchval(
-                _ACCEPT_CALL,
+            # Built outside the statement's span: the job continues the call's trace.
+            args = (
                 *caller_args(Caller(role=Role.SERVICE, tenant_id=tenant_id)),
                 *_accept_args(route, event, recipient, request),
             )
+            with self._db.statement_span("SELECT"):
+                inbox_id: uuid.UUID | None = await pg.fetchval(_ACCEPT_CALL, *args)
         return Stored(event, inbox_id, tenant_id), ""
 
     async def reject_unknown(
