@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from db.begin import begin_statement, begin_with_settings
 from db.engine import APPLICATION_NAME, asyncpg_dsn, make_engine
@@ -46,6 +48,12 @@ def caller_settings(caller: Identity | None) -> dict[str, str]:
     }
 
 
+def caller_args(caller: Identity | None) -> tuple[str, str, str]:
+    """The three settings as the first parameters of an `as_caller_*` function (0025)."""
+    settings = caller_settings(caller)
+    return settings["tenant"], settings["user"], settings["role"]
+
+
 async def act_as(session: AsyncSession, caller: Identity) -> None:
     """Switches the RLS settings of `session`'s open transaction to `caller` (still
     transaction-local): one transaction may resolve as the service, then write as a tenant.
@@ -57,6 +65,10 @@ async def _set_context(session: AsyncSession, settings: dict[str, str]) -> None:
     # One round trip for BEGIN and the settings where the driver allows it (db/begin.py).
     if not await begin_with_settings(await session.connection(), settings):
         await session.execute(SET_CONTEXT, settings)
+
+
+def _no_span(verb: str) -> AbstractContextManager[Any]:
+    return nullcontext()
 
 
 class Database:
@@ -71,6 +83,9 @@ class Database:
         self.url = url
         self._engine = engine if engine is not None else make_engine(url, **engine_kw)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        # Statements sent on the asyncpg connection itself (fetchrow_as, autocommit) bypass the
+        # engine's hooks: a tracer may give them a span each, named by their verb.
+        self.statement_span: Callable[[str], AbstractContextManager[Any]] = _no_span
 
     @property
     def engine(self) -> AsyncEngine:
@@ -94,9 +109,8 @@ class Database:
         session: for hot paths of a statement or two, where the session's own work per call
         costs more than the statements (plain SQL, asyncpg's prepared-statement cache).
         """
-        async with self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection
+        async with self._pooled() as pooled:
+            driver: asyncpg.Connection = pooled.driver_connection
             await driver.execute(begin_statement(caller_settings(caller)))
             try:
                 yield driver
@@ -105,9 +119,51 @@ class Database:
                     await driver.execute("ROLLBACK")
                 except Exception:
                     # Closed, or left mid-statement by a cancellation: never pool it again.
-                    await connection.invalidate()
+                    await greenlet_spawn(pooled.invalidate)
                 raise
             await driver.execute("COMMIT")
+
+    async def fetchrow_as(self, caller: Identity, query: str, *args: Any) -> asyncpg.Record | None:
+        """One read in one round trip, as `caller`.
+
+        `query` calls one of the `as_caller_*` functions (migration 0025) whose first three
+        parameters ($1, $2, $3) are the caller's tenant, user and role: the function sets them
+        transaction-locally before it reads, and the call, sent outside any explicit
+        transaction, is its own transaction (no BEGIN, no COMMIT, settings gone at its end).
+        Row-level security applies as in `unit_of_work`; the remaining parameters follow.
+        """
+        async with self.autocommit() as pg:
+            with self.statement_span("SELECT"):
+                return await pg.fetchrow(query, *caller_args(caller), *args)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection outside any transaction: each statement is a
+        transaction of its own. Only for statements that carry their caller (the `as_caller_*`
+        functions, given `caller_args`) or need none (the `app_*` SECURITY DEFINER functions,
+        e.g. webhook routing). A connection left mid-statement is never pooled again.
+        """
+        async with self._pooled() as pooled:
+            driver: asyncpg.Connection = pooled.driver_connection
+            try:
+                yield driver
+            except asyncpg.PostgresError:
+                raise
+            except BaseException:
+                # Cancelled or lost mid-statement: never pool it again.
+                await greenlet_spawn(pooled.invalidate)
+                raise
+
+    @asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[PoolProxiedConnection]:
+        """A pooled connection without SQLAlchemy's Connection around it (its checkout and
+        return cost more than a short statement): the pool's checkout check still runs, and
+        the connection goes back to the pool however the block ends."""
+        pooled = await self._engine.raw_connection()
+        try:
+            yield pooled
+        finally:
+            await greenlet_spawn(pooled.close)
 
     @asynccontextmanager
     async def system(self) -> AsyncIterator[AsyncSession]:

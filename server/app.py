@@ -12,10 +12,8 @@ from grpc_reflection.v1alpha import reflection
 
 from server.auth.permissions import PERMISSIONS
 from server.bootstrap import Deps
-from server.interceptors.auth import AuthInterceptor
-from server.interceptors.errors import ErrorInterceptor
-from server.interceptors.permissions import PermissionInterceptor
-from server.interceptors.stream_caps import StreamCapInterceptor
+from server.interceptors.guard import CallGuard
+from server.interceptors.stream_caps import StreamCaps
 from server.observability.interceptor import ObservabilityInterceptor
 from server.observability.process import ProcessObservability
 from server.services import register_jobs, register_services
@@ -43,16 +41,19 @@ class GrpcApp:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.health = health.aio.HealthServicer()
-        self.stream_caps = StreamCapInterceptor(deps.settings.max_streams_per_caller)
+        self.stream_caps = StreamCaps(deps.settings.max_streams_per_caller)
         # Observability off (CONEXOES_OBSERVABILITY=off) only to measure what it costs.
         observed = [ObservabilityInterceptor()] if deps.settings.observability else []
         self.server = grpc.aio.server(
             interceptors=[
                 *observed,
-                ErrorInterceptor(),
-                AuthInterceptor(deps.verifier, on_identity=deps.identities.ensure),
-                PermissionInterceptor(PERMISSIONS, deps.identities.grants),
-                self.stream_caps,
+                CallGuard(
+                    deps.verifier,
+                    PERMISSIONS,
+                    deps.identities.grants,
+                    on_identity=deps.identities.ensure,
+                    stream_caps=self.stream_caps,
+                ),
             ],
             options=list(SERVER_OPTIONS),
         )

@@ -77,6 +77,10 @@ async def build_deps(settings: Settings, *, clock: Clock | None = None) -> Deps:
     app_url = await prepare_database(owner_url, data_dir=settings.data_dir)
     db = Database(app_url)
     tracing.instrument_engine(db.engine.sync_engine)
+    if tracing.enabled():
+        db.statement_span = lambda verb: tracing.span(
+            f"db {verb}", kind="client", attributes={"db.system": "postgresql"}
+        )
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     keyring = Keyring.from_config(settings.encryption_keys, settings.data_dir)
     if not (settings.jwt_secret or settings.jwt_public_key):

@@ -37,6 +37,7 @@ class ServiceIdentity:
         self._margin = refresh_margin
         self._now = now
         self._token = ""
+        self._authorization = ("authorization", "")
         self._expires_at = self._now()
         self._mint(self._expires_at)  # at start: a bad secret shows before the first webhook
 
@@ -53,11 +54,13 @@ class ServiceIdentity:
         now = self._now()
         if now >= self._expires_at - self._margin:
             self._mint(now)
-        return (("authorization", f"Bearer {self._token}"), *request_metadata())
+        return (self._authorization, *request_metadata())
 
     def _mint(self, now: datetime) -> None:
         # The server's token contract (README, "Who may call what"): role "service", no
         # tenant or user; the tenant comes from the server's own records.
         claims = {"role": "service", "iat": now, "exp": now + self._ttl}
         self._token = jwt.encode(claims, self._secret, algorithm="HS256")
+        # Built once per token, not per forwarded request.
+        self._authorization = ("authorization", f"Bearer {self._token}")
         self._expires_at = now + self._ttl

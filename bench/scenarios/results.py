@@ -27,6 +27,7 @@ import asyncpg
 from renove.conexoes.v1 import meta_leads_service_pb2 as mpb
 from renove.conexoes.v1 import meta_leads_service_pb2_grpc as mpb_grpc
 
+from bench.cpu import per_item_ms
 from bench.payloads import Signed, inbound_message, instagram_dm, instagram_sender, leadgen
 from bench.report import Figure
 from bench.scenarios.context import Context, config_arg
@@ -161,7 +162,13 @@ async def run(ctx: Context) -> None:
         config = {"side": side, "kind": kind, "url": url, "path": path, "rate": rate,
                   "drain_s": 30.0, "requests": requests, "target": stack.grpc_addr,
                   "token": token, "dsn": stack.dsn}  # fmt: skip
-        return await ctx.load("bench.load.results", config, seconds + 90)
+        cpu_before = stack.cpu() if side == "ours" else {}
+        result = await ctx.load("bench.load.results", config, seconds + 90)
+        if side == "ours":
+            # Every server-side process from the first webhook until the last result was seen
+            # (the worker included), per webhook sent.
+            result["cpu_ms_per_item"] = per_item_ms(cpu_before, stack.cpu(), result["sent"])
+        return result
 
     async with (
         ctx.baseline("baseline-insert-notify", "grpc_servers", insert_args, grpc_addr),
@@ -235,6 +242,8 @@ async def run(ctx: Context) -> None:
         (ROW_LEAD, out["lead"], out["lead_bare"], profile.lead_rate),
     ):
         note = f"steady {rate:g}/s"
+        ctx.report.notes.append(f"{row}: CPU ms per webhook on the server core, webhook to "
+                                f"result (last run): {ours[-1]['cpu_ms_per_item']}")  # fmt: skip
         for key, name in (("p50_ms", "p50 (ms)"), ("p99_ms", "p99 (ms)")):
             ctx.report.add(Figure(row, name, median_of(ours, key), median_of(bare, key),
                                   "lower", len(ours), label, note))  # fmt: skip

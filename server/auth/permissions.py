@@ -4,7 +4,7 @@ Section "Roles e Permissoes": WhatsApp, Google Calendar, Gmail and SMTP are pers
 every tenant user (each on their own connection); Lead Ads and Instagram Direct need an admin's
 grant for members; Conversions API and Custom Audiences are admin only; platform app
 credentials are super-admin only. Webhooks and OAuth redirects arrive through the sidecar's
-service identity. A method missing here is refused (see PermissionInterceptor).
+service identity. A method missing here is refused (server/interceptors/guard.py).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ retry of an event already stored finds the row (ON CONFLICT DO NOTHING) and enqu
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
 from db.models import PendingEvent, WebhookInbox
-from db.uow import Database, act_as
+from db.uow import Database, caller_args
 from server.audit import record_audit
 from server.auth.caller import Caller, Role
 from server.ingress.routes import InboundEvent, ProviderRoute
+from server.observability.jobs import enqueue_context
 from server.resilience.jobs import JOB_KEY, job_values
 
 # Not kept with the stored delivery: credentials a proxy or provider may attach. The MAC
@@ -107,9 +109,9 @@ class Inbox:
         choose: Callable[[list[Recipient]], tuple[Recipient | None, str]],
         request: pb.RawHttpRequest,
     ) -> tuple[Stored | None, str]:
-        """`resolve` then `accept` of one event in one transaction: the lookup runs as the
-        service (the resolver is a definer function), then the transaction's settings switch
-        to the chosen recipient's tenant before anything is written.
+        """`resolve` then `accept` of one event in two round trips: the lookup (the resolver
+        is a definer function), then the inbox row and its job, written as the chosen
+        recipient's tenant in one transaction.
 
         Args:
             choose: picks the recipient from what the records name, or refuses with the
@@ -117,16 +119,23 @@ class Inbox:
         Returns:
             (what was stored, "") or (None, the refusal's action).
         """
-        async with self._db.unit_of_work(_SERVICE) as session:
-            recipient, refusal = choose(await _resolve(session, route, event.lookup))
+        # Two statements on one pooled connection, no ORM: the lookup, then one function call
+        # that is its own transaction (as_caller_accept_webhook, migration 0025).
+        async with self._db.autocommit() as pg:
+            with self._db.statement_span("SELECT"):
+                rows = await pg.fetch(_resolver_query(route), event.lookup)
+            recipient, refusal = choose([_recipient(route, row) for row in rows])
             if recipient is None:
                 return None, refusal
             tenant_id = recipient.tenant_id
-            await act_as(session, Caller(role=Role.SERVICE, tenant_id=tenant_id))
-            (stored,) = await _accept(
-                session, route, tenant_id, [(event, recipient)], request, per_tenant_ids=False
+            # Built outside the statement's span: the job continues the call's trace.
+            args = (
+                *caller_args(Caller(role=Role.SERVICE, tenant_id=tenant_id)),
+                *_accept_args(route, event, recipient, request),
             )
-        return stored, ""
+            with self._db.statement_span("SELECT"):
+                inbox_id: uuid.UUID | None = await pg.fetchval(_ACCEPT_CALL, *args)
+        return Stored(event, inbox_id, tenant_id), ""
 
     async def reject_unknown(
         self,
@@ -178,18 +187,55 @@ class Inbox:
         return value
 
 
-async def _resolve(session: AsyncSession, route: ProviderRoute, lookup: str) -> list[Recipient]:
+def _resolver_query(route: ProviderRoute) -> str:
     columns = ", ".join(("organizacao_id", *route.resolver_ids))
     # route.resolver is one of our constants (routes.py), never request input.
-    query = text(f"SELECT {columns} FROM {route.resolver}(:lookup)")
-    rows = (await session.execute(query, {"lookup": lookup})).all()
-    return [
-        Recipient(
-            tenant_id=row[0],
-            ids={name: str(v) for name, v in zip(route.resolver_ids, row[1:], strict=True)},
-        )
-        for row in rows
-    ]
+    return f"SELECT {columns} FROM {route.resolver}($1)"
+
+
+def _recipient(route: ProviderRoute, row: Sequence[Any]) -> Recipient:
+    return Recipient(
+        tenant_id=row[0],
+        ids={name: str(v) for name, v in zip(route.resolver_ids, row[1:], strict=True)},
+    )
+
+
+async def _resolve(session: AsyncSession, route: ProviderRoute, lookup: str) -> list[Recipient]:
+    query = _resolver_query(route).replace("$1", ":lookup")
+    rows = (await session.execute(text(query), {"lookup": lookup})).all()
+    return [_recipient(route, row) for row in rows]
+
+
+_ACCEPT_CALL = (
+    "SELECT as_caller_accept_webhook($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+    " $14, $15)"
+)
+
+
+def _accept_args(
+    route: ProviderRoute, event: InboundEvent, recipient: Recipient, request: pb.RawHttpRequest
+) -> tuple[Any, ...]:
+    """The parameters of as_caller_accept_webhook after the caller's: the inbox row as
+    `_inbox_row` writes it and the job as `_insert_and_enqueue` enqueues it."""
+    facts = {"provider": route.provider, "event_id": event.event_id, **event.facts, **recipient.ids}
+    context = enqueue_context()
+    received_at = (
+        request.received_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("received_at") else None
+    )
+    return (
+        route.provider,
+        event.event_id,
+        json.dumps(stored_headers(request)),
+        json.dumps(stored_query(request)),
+        request.body,
+        received_at,
+        route.operation.name,
+        json.dumps(facts),
+        f"{route.provider}:{event.event_id}",
+        route.operation.max_attempts,
+        context["request_id"],
+        context["traceparent"],
+    )
 
 
 async def _accept(

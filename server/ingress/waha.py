@@ -55,7 +55,7 @@ async def deliver(
             response=answer(400, {"error": str(exc)}),
             outcome=Outcome.DELIVERY_OUTCOME_MALFORMED,
         )
-    # Resolve, check and store in one transaction (inbox.resolve_and_accept).
+    # Resolve, check and store in two round trips (inbox.resolve_and_accept).
     stored, action = await ingress.inbox.resolve_and_accept(
         WAHA, event, lambda found: _recipient(found, request.tenant_id, event), raw
     )

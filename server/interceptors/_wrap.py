@@ -6,7 +6,6 @@ grpc.aio interceptors only see the handler, not the call, so anything that must 
 
 from __future__ import annotations
 
-import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
@@ -72,56 +71,5 @@ class WrappedHandlers:
         return wrapped
 
 
-def checking(
-    check: Check, method: str
-) -> tuple[Callable[[Unary], Unary], Callable[[Streaming], Streaming]]:
-    """Wrappers that run ``check`` before the behaviour, for unary and server-streaming calls."""
-
-    def unary(behavior: Unary) -> Unary:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await check(method, request, context)
-            return await behavior(request, context)
-
-        return call
-
-    def streaming(behavior: Streaming) -> Streaming:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            await check(method, request, context)
-            async for item in behavior(request, context):
-                yield item
-
-        return call
-
-    return unary, streaming
-
-
 # Standard infrastructure services answer without a token (load balancers, grpcurl).
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-
-class CheckingInterceptor(grpc.aio.ServerInterceptor):
-    """Runs ``check`` before every call of the contract's services (not health/reflection)."""
-
-    _handlers: WrappedHandlers | None = None
-
-    @abc.abstractmethod
-    async def check(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
-        """Raises a domain error to refuse the call."""
-
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if method.startswith(OPEN_SERVICES):
-            return handler
-        if self._handlers is None:
-            self._handlers = WrappedHandlers()
-
-        def build() -> grpc.RpcMethodHandler[Any, Any] | None:
-            unary, streaming = checking(self.check, method)
-            return wrap_handler(handler, unary=unary, streaming=streaming)
-
-        return self._handlers.get(method, handler, build)

@@ -17,7 +17,7 @@ import grpc
 
 from server.auth.caller import Caller
 from server.errors import ResourceExhausted
-from server.interceptors._wrap import Continuation, Streaming, Unary, wrap_handler
+from server.interceptors._wrap import Streaming
 from server.interceptors.context import current_caller
 
 _log = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ def caller_key(caller: Caller) -> str:
     return f"{caller.role.value}:{caller.tenant_id or '-'}:{caller.user_id or '-'}"
 
 
-class StreamCapInterceptor(grpc.aio.ServerInterceptor):
-    """Runs inside authentication (it reads the caller); streams only."""
+class StreamCaps:
+    """Counts each caller's open streams; the call guard (guard.py) wraps every
+    server-streaming behaviour with `capped`, inside authentication (it reads the caller)."""
 
     def __init__(self, per_caller: int = DEFAULT_STREAMS_PER_CALLER) -> None:
         self._limit = per_caller
@@ -43,38 +44,25 @@ class StreamCapInterceptor(grpc.aio.ServerInterceptor):
     def open_streams(self, caller: Caller) -> int:
         return self._open[caller_key(caller)]
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_stream is None:
-            return handler
-        method = handler_call_details.method
+    def capped(self, behavior: Streaming, method: str) -> Streaming:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            key = caller_key(current_caller())
+            if self._open[key] >= self._limit:
+                _log.warning(
+                    "stream refused: %s already holds %d open streams (%s)",
+                    key, self._open[key], method,
+                )  # fmt: skip
+                raise StreamLimitReached(
+                    f"at most {self._limit} open streams per caller; close one first",
+                    retry_after=5.0,
+                )
+            self._open[key] += 1
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            finally:
+                self._open[key] -= 1
+                if self._open[key] <= 0:
+                    del self._open[key]
 
-        def unary(behavior: Unary) -> Unary:
-            return behavior
-
-        def streaming(behavior: Streaming) -> Streaming:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                key = caller_key(current_caller())
-                if self._open[key] >= self._limit:
-                    _log.warning(
-                        "stream refused: %s already holds %d open streams (%s)",
-                        key, self._open[key], method,
-                    )  # fmt: skip
-                    raise StreamLimitReached(
-                        f"at most {self._limit} open streams per caller; close one first",
-                        retry_after=5.0,
-                    )
-                self._open[key] += 1
-                try:
-                    async for item in behavior(request, context):
-                        yield item
-                finally:
-                    self._open[key] -= 1
-                    if self._open[key] <= 0:
-                        del self._open[key]
-
-            return call
-
-        return wrap_handler(handler, unary=unary, streaming=streaming)
+        return call

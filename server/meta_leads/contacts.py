@@ -98,8 +98,12 @@ async def upsert_contact(
     data: MappedLead,
     tags: list[str],
     owner: uuid.UUID | None,
+    *,
+    known: Contact | None,
 ) -> Contact:
-    contact = await find_contact(session, data)
+    """Creates the lead's contact, or fills what `known` (find_contact's answer, read earlier
+    in this transaction) lacks."""
+    contact = known
     if contact is None:
         contact = Contact(
             organizacao_id=tenant,

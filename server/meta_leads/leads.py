@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,7 @@ from db.models import (
     Opportunity,
     Organization,
     User,
+    WebhookInbox,
 )
 from server.bootstrap import Deps
 from server.conversions import event_enabled, load_config
@@ -145,11 +146,16 @@ async def _record(
     status: str,
     **links: Any,
 ) -> bool:
-    """The ledger row; False when the lead was already taken in (a concurrent run)."""
-    created = payload.get("created_time")
-    inserted = await session.scalar(
+    """The ledger row; False when the lead was already taken in (a concurrent run).
+
+    One statement: the ledger insert, and only when it inserted, the mapping's counters and
+    the inbox row marked processed (data-modifying CTEs run whether or not they are read)."""
+    created = _when(payload.get("created_time"))
+    ledger = (
         insert(MetaLeadReceived)
         .values(
+            # Given here: column defaults computed in Python are not applied inside a CTE.
+            id=uuid.uuid4(),
             organizacao_id=tenant,
             leadgen_id=str(payload["leadgen_id"]),
             page_id=str(payload["page_id"]),
@@ -157,18 +163,36 @@ async def _record(
             formulario_id=mapping.id if mapping else None,
             status=status,
             origem=str(payload.get("origem") or "webhook"),
-            lead_criado_em=_when(created),
+            lead_criado_em=created,
             **links,
         )
         .on_conflict_do_nothing()
         .returning(MetaLeadReceived.id)
+        .cte("ledger")
     )
-    if inserted is None:
-        return False
+    taken_in = exists(select(ledger.c.id))
+    statement = select(ledger.c.id)
     if mapping is not None:
-        await _count(session, mapping, _when(created))
-    await _inbox_done(session, payload)
-    return True
+        statement = statement.add_cte(
+            update(LeadAdsForm)
+            .where(LeadAdsForm.id == mapping.id, taken_in)
+            .values(
+                total_leads_recebidos=func.coalesce(LeadAdsForm.total_leads_recebidos, 0) + 1,
+                ultimo_lead_recebido=func.greatest(
+                    LeadAdsForm.ultimo_lead_recebido, created or func.now()
+                ),
+            )
+            .cte("counted")
+        )
+    if payload.get("inbox_id"):
+        statement = statement.add_cte(
+            update(WebhookInbox)
+            .where(WebhookInbox.id == uuid.UUID(str(payload["inbox_id"])), taken_in)
+            .values(processed_at=func.now())
+            .cte("processed")
+        )
+    inserted = await session.scalar(statement)
+    return inserted is not None
 
 
 def _when(value: object) -> dt.datetime | None:
@@ -180,19 +204,6 @@ def _when(value: object) -> dt.datetime | None:
         return dt.datetime.fromtimestamp(int(str(value)), dt.UTC)
     except ValueError:
         return None
-
-
-async def _count(session: AsyncSession, mapping: LeadAdsForm, when: dt.datetime | None) -> None:
-    await session.execute(
-        update(LeadAdsForm)
-        .where(LeadAdsForm.id == mapping.id)
-        .values(
-            total_leads_recebidos=func.coalesce(LeadAdsForm.total_leads_recebidos, 0) + 1,
-            ultimo_lead_recebido=func.greatest(
-                LeadAdsForm.ultimo_lead_recebido, when or func.now()
-            ),
-        )
-    )
 
 
 async def _park(session: AsyncSession, job: Job) -> None:
@@ -304,7 +315,7 @@ async def _create(
     repeat = await _open_opportunity(session, known, mapping) if known else None
     if repeat is not None:
         tags.append(REPEAT_TAG)
-    contact = await upsert_contact(session, tenant, data, tags, owner)
+    contact = await upsert_contact(session, tenant, data, tags, owner, known=known)
     opportunity = repeat  # a repeat lead is recorded on the open one, not a second
     if repeat is None and mapping.criar_oportunidade is not False:
         opportunity = Opportunity(

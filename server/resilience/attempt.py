@@ -173,7 +173,7 @@ class AttemptRunner:
             await self._postpone(job, error, breaker)
             return "postponed"
         if error is None:
-            async with queue.connection(self._db) as conn:
+            async with self._db.autocommit() as conn:
                 if more > 0:
                     done, claimed = await queue.complete_and_claim(
                         conn,
@@ -197,7 +197,7 @@ class AttemptRunner:
             return "completed"
         if is_retryable(error) and attempt < max_attempts:
             delay = next_delay(policy, attempt, self._rng, retry_after_of(error))
-            async with queue.connection(self._db) as conn:
+            async with self._db.autocommit() as conn:
                 await queue.retry_later(
                     conn,
                     job.id,
@@ -248,7 +248,7 @@ class AttemptRunner:
         """Leases up to `limit` due jobs of the registered operations to this worker."""
         if limit <= 0:
             return []
-        async with queue.connection(self._db) as conn:
+        async with self._db.autocommit() as conn:
             return await queue.claim(
                 conn,
                 worker=self.id,
@@ -264,11 +264,11 @@ class AttemptRunner:
         delay = exc.retry_after
         if delay is None:
             delay = breaker.config.reset_timeout_s if breaker is not None else self._poll
-        async with queue.connection(self._db) as conn:
+        async with self._db.autocommit() as conn:
             await queue.postpone(conn, job.id, self.id, delay_s=delay, now=self._now())
 
     async def release(self, job: ClaimedJob, reason: str | None) -> None:
-        async with queue.connection(self._db) as conn:
+        async with self._db.autocommit() as conn:
             await queue.postpone(conn, job.id, self.id, delay_s=0.0, now=self._now(), reason=reason)
 
     async def _dead_letter(

@@ -61,7 +61,7 @@ class LeaseKeeper:
         due = [job for job, since in self._held.items() if started - since >= self.interval]
         if not due:
             return
-        async with queue.connection(self._db) as conn:
+        async with self._db.autocommit() as conn:
             kept = await queue.renew_leases(
                 conn, due, self._worker, lease_seconds=self._lease, now=self._now()
             )

@@ -17,17 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.util import greenlet_spawn
 
-from db.uow import Database
 from server.errors import FailedPrecondition, NotFound
 from server.resilience.clock import Clock, SystemClock
 from server.security.redaction import redact
@@ -76,28 +73,6 @@ def short_error(exc: BaseException) -> str:
     message = f"{type(exc).__name__}: {exc}".strip()
     message = redact(message)
     return message if len(message) <= _MAX_ERROR else message[: _MAX_ERROR - 1] + "…"
-
-
-@asynccontextmanager
-async def connection(db: Database) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection as the bare asyncpg driver, outside any transaction: each of the
-    queue's own statements below is a single call of a definer function (its own
-    transaction, its plan kept per connection), so it needs no BEGIN, settings or COMMIT.
-    Checked out of the pool without SQLAlchemy's Connection around it, whose checkout and
-    return cost more than the statement (the pool's checkout check still runs)."""
-    pooled = await db.engine.raw_connection()
-    try:
-        driver: asyncpg.Connection = pooled.driver_connection
-        try:
-            yield driver
-        except asyncpg.PostgresError:
-            raise  # the server refused a statement: the connection itself is fine
-        except BaseException:
-            # Cancelled mid-statement or broken: never hand it out again.
-            await greenlet_spawn(pooled.invalidate)
-            raise
-    finally:
-        await greenlet_spawn(pooled.close)
 
 
 _COLUMNS = (

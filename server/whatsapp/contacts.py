@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import exists, false, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,9 +22,12 @@ async def contact_for_phone(
     owner: uuid.UUID | None,
 ) -> uuid.UUID:
     """The live contact with this E.164 phone, created (origem whatsapp) when there is none."""
-    created = await tx.scalar(
+    # One round trip for both cases: the insert (nothing on conflict) and, when it inserted
+    # nothing, the live contact it conflicted with, read in the same statement.
+    inserted = (
         insert(Contact)
         .values(
+            id=uuid.uuid4(),  # given: Python-side column defaults are not sure inside a CTE
             organizacao_id=tenant,
             telefone=phone,
             nome=name or phone,
@@ -35,8 +38,26 @@ async def contact_for_phone(
             index_elements=["organizacao_id", "telefone"],
             index_where=Contact.telefone.is_not(None) & Contact.deletado_em.is_(None),
         )
-        .returning(Contact.id)
+        .returning(Contact.id, true().label("created"))
+        .cte("inserted")
     )
+    existing = select(Contact.id, false().label("created")).where(
+        Contact.telefone == phone,
+        Contact.deletado_em.is_(None),
+        ~exists(select(inserted.c.id)),
+    )
+    found = (
+        await tx.execute(select(inserted.c.id, inserted.c.created).union_all(existing))
+    ).first()
+    if found is None:
+        # The conflicting row was committed by another transaction after this statement's
+        # snapshot was taken: read it with a fresh one.
+        again = await tx.scalar(
+            select(Contact.id).where(Contact.telefone == phone, Contact.deletado_em.is_(None))
+        )
+        assert again is not None  # the conflict says it exists
+        return again
+    created: uuid.UUID | None = found.id if found.created else None
     if created is not None:
         await record_change(
             tx,
@@ -54,8 +75,5 @@ async def contact_for_phone(
             user_id=owner,
         )
         return created
-    found = await tx.scalar(
-        select(Contact.id).where(Contact.telefone == phone, Contact.deletado_em.is_(None))
-    )
-    assert found is not None  # the conflict says it exists
-    return found
+    existing_id: uuid.UUID = found.id
+    return existing_id

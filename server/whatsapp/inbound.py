@@ -79,7 +79,8 @@ async def store_message(
     )
     ack = payload.get("ack")
     media = media_of(payload)
-    inserted = await tx.scalar(
+    # The new row itself comes back (RETURNING the entity): no second read of what was written.
+    message = await tx.scalar(
         insert(Message)
         .values(
             organizacao_id=row.organizacao_id,
@@ -107,12 +108,10 @@ async def store_message(
             index_elements=["organizacao_id", "canal", "external_id"],
             index_where=Message.external_id.is_not(None),
         )
-        .returning(Message.id)
+        .returning(Message)
     )
-    if inserted is None:
+    if message is None:
         return None
-    message = await tx.get(Message, inserted)
-    assert message is not None
     if from_me:
         row.total_mensagens_enviadas = (row.total_mensagens_enviadas or 0) + 1
     else:

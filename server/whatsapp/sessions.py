@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert
 
 from db.models import User, WhatsAppSession
@@ -40,7 +38,7 @@ from server.whatsapp.cleanup import enqueue_cleanup
 from server.whatsapp.connection import own_row, session_name, waha, webhook_url
 from server.whatsapp.errors import SessionNotPending
 from server.whatsapp.lifecycle import announce
-from server.whatsapp.views import e164
+from server.whatsapp.views import RowView, SessionRow, e164
 
 if TYPE_CHECKING:
     from server.bootstrap import Deps
@@ -221,32 +219,17 @@ async def pairing_code(deps: Deps, caller: Caller, phone_number: str) -> str:
     return code
 
 
-async def get_status(deps: Deps, caller: Caller) -> tuple[WhatsAppSession | None, str]:
+async def get_status(deps: Deps, caller: Caller) -> tuple[SessionRow | None, str]:
     """The caller's live session (or None: never started) and its owner's name."""
-    # A hot read: plain SQL on the unit of work's own connection (no ORM session). One query:
-    # the caller's session with its owner's name (the outer join keeps a session whose owner
-    # row is not visible).
-    async with deps.db.plain_unit_of_work(caller) as pg:
-        found = await pg.fetchrow(_STATUS_QUERY, caller.require_user())
+    # A hot read in one round trip (db.uow.Database.fetchrow_as): the caller's session with its
+    # owner's name, read under the caller's row-level security by one function call.
+    found = await deps.db.fetchrow_as(caller, _STATUS_CALL, caller.require_user())
     if found is None:
         return None, ""
-    return detached_session(found), found["owner_name"] or ""
+    return RowView(found["sessao"]), found["owner_name"] or ""
 
 
-_STATUS_QUERY = (
-    "SELECT s.*, u.nome AS owner_name FROM sessoes_whatsapp s"
-    " LEFT JOIN usuarios u ON u.id = s.usuario_id"
-    " WHERE s.usuario_id = $1 AND s.deletado_em IS NULL"
-)
-# (attribute, column) of every mapped column: rows read with plain SQL become sessions.
-_SESSION_COLUMNS = tuple(
-    (attr.key, attr.columns[0].name) for attr in sa_inspect(WhatsAppSession).column_attrs
-)
-
-
-def detached_session(record: Mapping[str, Any]) -> WhatsAppSession:
-    """A session row read with plain SQL as a transient WhatsAppSession, for the views."""
-    return WhatsAppSession(**{key: record[column] for key, column in _SESSION_COLUMNS})
+_STATUS_CALL = "SELECT sessao, owner_name FROM as_caller_whatsapp_status($1, $2, $3, $4)"
 
 
 async def disconnect(deps: Deps, caller: Caller, usuario_id: str) -> tuple[WhatsAppSession, str]:

@@ -57,12 +57,32 @@ MESSAGE_STATUS_PROTO: Mapping[str, resources_pb2.MessageStatus.ValueType] = Mapp
     }
 )
 
+
+class RowView:
+    """A row read with plain SQL (an asyncpg Record), its columns read as attributes: what
+    the views read of a mapped row, without building an ORM object for one answer."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._record[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# A session as the views read it: the mapped row, or its columns read with plain SQL.
+SessionRow = WhatsAppSession | RowView
+
 DEFAULT_REGION = "BR"
 # Chat ids that are not a person's phone: groups, broadcast lists, hidden ids, newsletters.
 _NOT_A_PERSON = ("@g.us", "@broadcast", "@lid", "@newsletter")
 
 
-def session_proto(row: WhatsAppSession, owner_name: str = "") -> pb.WhatsAppSession:
+def session_proto(row: SessionRow, owner_name: str = "") -> pb.WhatsAppSession:
     out = pb.WhatsAppSession(
         id=str(row.id),
         usuario_id=str(row.usuario_id),
@@ -204,7 +224,7 @@ def qr_code(qr: QrCode) -> pb.GetWhatsAppQrCodeResponse:
     return response
 
 
-def status_of(row: WhatsAppSession | None, owner: str, user_id: str) -> pb.WhatsAppSession:
+def status_of(row: SessionRow | None, owner: str, user_id: str) -> pb.WhatsAppSession:
     """A session as GetWhatsAppStatus shows it; never started reads as disconnected."""
     if row is None:
         return pb.WhatsAppSession(usuario_id=user_id, status=pb.WAHA_SESSION_STATUS_DISCONNECTED)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import WebhookInbox, WhatsAppSession
@@ -87,7 +87,7 @@ async def handle(deps: Deps, job: Job) -> None:
     caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
     inbox_id = uuid.UUID(str(job.payload["inbox_id"]))
     async with deps.db.unit_of_work(caller) as tx:
-        inbox = await tx.get(WebhookInbox, inbox_id, with_for_update=True)
+        inbox, row = await _inbox_and_session(tx, inbox_id, job.payload.get("session"))
         if inbox is None or inbox.processed_at is not None:
             return
         inbox.processed_at = deps.clock.now()
@@ -95,14 +95,8 @@ async def handle(deps: Deps, job: Job) -> None:
         if envelope is None:
             await _reject(tx, caller, inbox_id, "unparsable", None)
             return
-        row = await tx.scalar(
-            select(WhatsAppSession)
-            .where(
-                WhatsAppSession.session_name == envelope.session,
-                WhatsAppSession.deletado_em.is_(None),
-            )
-            .with_for_update()
-        )
+        if row is None or row.session_name != envelope.session:
+            row = await tx.scalar(_live_session(envelope.session).with_for_update())
         if row is None:
             await _reject(tx, caller, inbox_id, "unknown_session", envelope)
             return
@@ -111,6 +105,36 @@ async def handle(deps: Deps, job: Job) -> None:
             await _reject(tx, caller, inbox_id, f"metadata_{mismatch}_mismatch", envelope)
             return
         await _apply(deps, tx, row, envelope)
+
+
+def _live_session(name: str) -> Select[WhatsAppSession]:
+    return select(WhatsAppSession).where(
+        WhatsAppSession.session_name == name, WhatsAppSession.deletado_em.is_(None)
+    )
+
+
+async def _inbox_and_session(
+    tx: AsyncSession, inbox_id: uuid.UUID, session_name: object
+) -> tuple[WebhookInbox | None, WhatsAppSession | None]:
+    """The inbox row and the session the ingress resolved it to, both locked, in one round
+    trip; the inbox row alone when the session is gone (the caller looks again by the name
+    the stored envelope gives, which is the one that counts)."""
+    if isinstance(session_name, str) and session_name:
+        both = (
+            await tx.execute(
+                select(WebhookInbox, WhatsAppSession)
+                .join(
+                    WhatsAppSession,
+                    (WhatsAppSession.session_name == session_name)
+                    & WhatsAppSession.deletado_em.is_(None),
+                )
+                .where(WebhookInbox.id == inbox_id)
+                .with_for_update()
+            )
+        ).first()
+        if both is not None:
+            return both[0], both[1]
+    return await tx.get(WebhookInbox, inbox_id, with_for_update=True), None
 
 
 async def _apply(deps: Deps, tx: AsyncSession, row: WhatsAppSession, envelope: Envelope) -> None:

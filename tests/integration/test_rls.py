@@ -205,6 +205,29 @@ async def test_app_role_owns_nothing_and_cannot_bypass(db: Database) -> None:
         assert all(c.startswith("enable_") for c in config[1:]), name
 
 
+async def test_as_caller_functions_run_with_the_callers_rights(db: Database) -> None:
+    """The one-round-trip reads (migration 0025) set the caller's settings and read under RLS:
+    never SECURITY DEFINER, not owned by the app role, executable by it."""
+    async with db.system() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner),"
+                    " has_function_privilege('conexoes_app', p.oid, 'EXECUTE')"
+                    " FROM pg_proc p WHERE p.proname LIKE 'as\\_caller\\_%'"
+                )
+            )
+        ).all()
+    assert {name for name, *_ in rows} == {
+        "as_caller_whatsapp_status",
+        "as_caller_member_grants",
+        "as_caller_accept_webhook",
+    }
+    for name, secdef, owner, executable in rows:
+        assert not secdef and owner not in ("conexoes_app", "conexoes_definer"), name
+        assert executable, name
+
+
 async def test_no_tenant_set_reads_nothing_and_does_not_error(
     db: Database, two_tenants: Any
 ) -> None:
