@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,6 +60,10 @@ async def _set_context(session: AsyncSession, settings: dict[str, str]) -> None:
         await session.execute(SET_CONTEXT, settings)
 
 
+# Connections that hold session locks (request id slots of running RPCs); more callers wait.
+LOCK_POOL_SIZE = 20
+
+
 class Database:
     """The application's database: the app-role engine, its sessions and raw connections."""
 
@@ -71,6 +76,8 @@ class Database:
         self.url = url
         self._engine = engine if engine is not None else make_engine(url, **engine_kw)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._locks: asyncpg.Pool | None = None
+        self._locks_made = asyncio.Lock()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -137,5 +144,34 @@ class Database:
         )
         return conn
 
+    @asynccontextmanager
+    async def session_lock(self, key: int) -> AsyncIterator[bool]:
+        """Tries PostgreSQL's session-level advisory lock `key` and holds it for the block;
+        yields whether it was taken.
+
+        The lock lives on a connection of a small pool of its own, held for the block: a
+        block that also runs units of work never waits on itself for a pooled connection.
+        It ends with the block (asyncpg's pool runs `pg_advisory_unlock_all()` when the
+        connection goes back) or with the connection: PostgreSQL drops the locks of a
+        session whose process died, so nobody waits on a crashed holder.
+        """
+        pool = await self._lock_pool()
+        async with pool.acquire() as conn:
+            yield bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+
+    async def _lock_pool(self) -> asyncpg.Pool:
+        async with self._locks_made:
+            if self._locks is None:
+                self._locks = await asyncpg.create_pool(
+                    asyncpg_dsn(self.url),
+                    min_size=0,
+                    max_size=LOCK_POOL_SIZE,
+                    server_settings={"application_name": f"{APPLICATION_NAME}-locks"},
+                )
+            return self._locks
+
     async def dispose(self) -> None:
+        if self._locks is not None:
+            await self._locks.close()
+            self._locks = None
         await self._engine.dispose()
