@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
@@ -461,6 +462,51 @@ async def test_graph_5xx_is_retried(
     async with stack.server.deps.db.unit_of_work(admin) as session:
         opp = await session.scalar(select(Opportunity).where(Opportunity.contato_id == contact.id))
         assert opp is not None and opp.etapa_id == stage
+
+
+async def test_a_lead_whose_attempts_all_meet_a_graph_outage_is_deferred_not_lost(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await _ready(stack, tenant, admin, owner_engine)
+    leadgen_id = await stack.submit({**LEAD, "email": "outage@example.com"}, send_webhook=False)
+    await stack.control(
+        "faults", {"pattern": f"/{leadgen_id}$", "kind": "server_error", "times": 3}
+    )
+    await stack.control(f"leads/{leadgen_id}/webhook")
+
+    async def jobs() -> list[Any] | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT idempotency_key, status, tentativas,"
+                        " proxima_tentativa - now() AS wait FROM eventos_pendentes"
+                        " WHERE payload->>'leadgen_id' = :id ORDER BY criado_em"
+                    ),
+                    {"id": leadgen_id},
+                )
+            ).all()
+        return list(rows) if len(rows) == 2 and rows[0].status == "completed" else None
+
+    first, deferred = await poll(jobs)
+    assert first.tentativas == 3  # every attempt met the outage; nothing dead-lettered
+    assert deferred.status == "pending" and deferred.wait.total_seconds() > 30
+    assert deferred.idempotency_key.startswith(f"meta_leadgen:{leadgen_id}:adiado:")
+    assert await _contact(stack, admin, "outage@example.com") is None
+
+    async with owner_engine.begin() as conn:  # a minute later, Graph answers again
+        await conn.execute(
+            text(
+                "UPDATE eventos_pendentes SET proxima_tentativa = now() WHERE idempotency_key = :k"
+            ),
+            {"k": deferred.idempotency_key},
+        )
+    contact = await _wait_contact(stack, admin, "outage@example.com")
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opp = await session.scalar(select(Opportunity).where(Opportunity.contato_id == contact.id))
+        assert opp is not None
 
 
 async def test_backfill_recovers_a_missed_lead(
