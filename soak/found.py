@@ -140,3 +140,12 @@ async def calendar_events(
         updated = rest.startswith("v2")
         found[tag].append(_rfc3339(event.get("updated")) if updated else float("nan"))
     return dict(found)
+
+
+async def audience_additions(http: httpx.AsyncClient, sandbox_url: str, audience: str) -> Found:
+    """Members uploaded to the audience, by hashed e-mail, each time they were added."""
+    answer = await http.get(
+        f"{sandbox_url}/graph/_control/audiences/{audience}", params={"additions": 1}
+    )
+    answer.raise_for_status()
+    return {key: [float(t) for t in times] for key, times in answer.json()["additions"].items()}

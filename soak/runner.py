@@ -25,15 +25,21 @@ from soak import acks
 from soak.mail_sink import MailSink
 from soak.profile import Profile
 from soak.reconcile import Reconciliation, open_jobs, reconcile
-from soak.setup import connect_calendar, connect_email, instagram_customers, new_meetings
+from soak.setup import (
+    connect_calendar,
+    connect_email,
+    instagram_customers,
+    mql_audience,
+    new_meetings,
+)
 from soak.stack import SoakStack, grow
-from soak.streams import World, build, reader
+from soak.streams import World, audience_members, build, reader
 from soak.traffic import Sent, drive
 
-# How long after the load a sender keeps retrying: past the 120 s after which the server takes
-# over a request id whose first attempt died with its process or its database connection
-# (server/idempotency.py), so a client that retries like the CRM's does gets its answer.
-RETRY_AFTER_LOAD_S = 150.0
+# How long after the load a sender keeps retrying, as providers and the CRM do: an item that met
+# the last fault gets its answer (a request id whose first attempt died with its server is
+# taken over by the next repeat at once, server/idempotency.py).
+RETRY_AFTER_LOAD_S = 90.0
 INSTAGRAM_CUSTOMERS = 20
 
 
@@ -145,6 +151,7 @@ async def run_soak(
                 ),
                 _faults(soak, profile, began, http),
             )
+            sent.items.extend(audience_members(sent))
             soak.note(f"load done: {len(sent.items)} items; waiting for the queue to drain")
             await _drain(soak, profile)
             lo, hi = profile.fault_window
@@ -167,6 +174,7 @@ async def _prepare(ctx: Context, soak: SoakStack, profile: Profile, sink: MailSi
     account_id = await connect_instagram(ctx)
     pixel = await _capi_pixel(ctx)
     run = f"sk{uuid.uuid4().hex[:6]}"
+    audience = await mql_audience(ctx, run)
     lead_ids = await _make_leads(ctx, form_id, profile.most("leadgen_in"), run)
     await connect_email(ctx, sink)
     calendar = await connect_calendar(ctx, profile.most("calendar_in"), run)
@@ -174,9 +182,10 @@ async def _prepare(ctx: Context, soak: SoakStack, profile: Profile, sink: MailSi
     ig_secret = base.server_env["CONEXOES_INSTAGRAM_APP_SECRET"]
     customers = await instagram_customers(ctx, account_id, ig_secret, INSTAGRAM_CUSTOMERS, run)
     soak.note(
-        f"run {run}: WhatsApp, Lead Ads, Instagram, CAPI, SMTP and Google Calendar connected;"
+        f"run {run}: WhatsApp, Lead Ads, Instagram, CAPI, an audience, SMTP and Google Calendar"
+        " connected;"
         f" {len(lead_ids)} leads, {len(calendar.push_events)} events and {len(meetings)}"
         " meetings waiting"
     )
     return World(run, waha_target(ctx), page_id, form_id, lead_ids, account_id, pixel,
-                 customers, calendar, meetings)  # fmt: skip
+                 audience, customers, calendar, meetings)  # fmt: skip

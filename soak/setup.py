@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from renove.conexoes.v1 import audiences_service_pb2 as apb
+from renove.conexoes.v1 import audiences_service_pb2_grpc as apb_grpc
 from renove.conexoes.v1 import email_service_pb2 as epb
 from renove.conexoes.v1 import email_service_pb2_grpc as epb_grpc
 from renove.conexoes.v1 import google_calendar_service_pb2 as gpb
@@ -19,6 +21,7 @@ from bench.payloads import instagram_dm, instagram_sender
 from bench.scenarios.calendar import _connect as connect_google
 from bench.scenarios.calendar import _install_channel
 from bench.scenarios.context import Context, poll
+from sandbox.graph.ads import AD_ACCOUNT_ID
 from server.auth.caller import Role
 from soak import mail_sink
 from soak.mail_sink import MailSink
@@ -45,6 +48,23 @@ async def connect_email(ctx: Context, sink: MailSink) -> None:
         ),
         metadata=ctx.stack.md(Role.MEMBER),
     )
+
+
+async def mql_audience(ctx: Context, run: str) -> str:
+    """A customer-list audience the admin fills with every MQL (the CAPI stream's events);
+    returns Meta's id of it."""
+    made = await apb_grpc.AudiencesServiceStub(ctx.channel).CreateAudience(
+        apb.CreateAudienceRequest(
+            audience=apb.Audience(
+                ad_account_id=AD_ACCOUNT_ID,
+                audience_name=f"Soak {run} MQL",
+                evento_gatilho=apb.AUDIENCE_TRIGGER_MQL,
+            ),
+            request_id=str(uuid.uuid4()),
+        ),
+        metadata=ctx.stack.md(Role.ADMIN),
+    )
+    return str(made.audience.audience_id)
 
 
 async def new_meetings(ctx: Context, count: int, title: str) -> list[str]:

@@ -22,6 +22,7 @@ from bench.scenarios.calendar import PUSH_PATH
 from bench.scenarios.calendar import _headers as push_headers
 from bench.stack import Stack
 from server.auth.caller import Role
+from server.providers.meta_user_data import hash_value
 from soak import acks, found
 from soak.found import Found
 from soak.outbound import send_email, send_instagram, write_calendar
@@ -41,6 +42,7 @@ class World:
     lead_ids: list[str]
     account_id: str
     pixel: str
+    audience: str  # Meta's id of the audience every MQL joins
     customers: list[str]  # Instagram senders with a conversation
     calendar: Calendar
     meetings: list[str]  # meetings waiting for their Google event (calendar_out)
@@ -119,6 +121,20 @@ def build(base: Stack, world: World, channel: grpc.aio.Channel, http: httpx.Asyn
     ]  # fmt: skip
 
 
+AUDIENCE = "audience_out"
+
+
+def audience_members(sent: Sent) -> list[Item]:
+    """Every MQL the CAPI stream published also joins the audience (its trigger is MQL): one
+    audience item per CAPI item, keyed by the hashed e-mail Meta receives."""
+    members = []
+    for capi in sent.of("capi_out"):
+        member = Item(AUDIENCE, hash_value("em", f"{capi.key}@soak.example"), capi.key,
+                      capi.started, capi.wall, capi.accepted, capi.refused)  # fmt: skip
+        members.append(member)
+    return members
+
+
 def reader(
     world: World,
     sent: Sent,
@@ -141,6 +157,7 @@ def reader(
             "whatsapp_out": await found.waha_sent(http, sandbox_url, f"soakout:{run}:"),
             "instagram_out": await found.instagram_sent(http, sandbox_url, f"soakig:{run}:"),
             "capi_out": await found.pixel_events(http, sandbox_url, world.pixel),
+            AUDIENCE: await found.audience_additions(http, sandbox_url, world.audience),
             "email_out": mailbox(),
             "calendar_out": await found.calendar_events(
                 http, sandbox_url, world.calendar.calendar_id, f"soakcal:{run}:"
