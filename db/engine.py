@@ -74,7 +74,8 @@ def make_engine(
 
 def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Hands out no connection the server has closed (restart, admin shutdown, terminated
-    backend): the pool discards it and tries another, reconnecting as needed.
+    backend) nor one left inside a transaction: the pool discards it and tries another,
+    reconnecting as needed.
 
     This replaces `pool_pre_ping`, whose asyncpg ping is three round trips (BEGIN, `;`,
     ROLLBACK) on every checkout, i.e. on every unit of work. asyncpg reads the socket of an
@@ -84,8 +85,16 @@ def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     statement) raises a disconnect error, which invalidates the pool's older connections.
     """
     raw = getattr(dbapi_connection, "_connection", None)  # the asyncpg Connection
-    if raw is not None and raw.is_closed():
+    if raw is None:
+        return
+    if raw.is_closed():
         raise exc.DisconnectionError("the pooled connection was closed by the server")
+    # A connection given back mid-way (a statement cancelled by a timeout, a transaction
+    # begun on the driver and never ended, a server that died mid-statement) would run the
+    # next unit of work inside that transaction or fail it ("another operation is in
+    # progress"): discarded like a closed one. Both are read from asyncpg's own state.
+    if raw.is_in_transaction() or getattr(raw, "_cancellations", None):
+        raise exc.DisconnectionError("the pooled connection was left mid-transaction")
 
 
 def waiting_connect(

@@ -117,3 +117,30 @@ async def test_a_server_that_stays_down_still_fails_the_unit_of_work(
     finally:
         await pg_ctl(own_server, *start, "start")
         await patient.dispose()
+
+
+async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out_again(
+    own_server: EmbeddedPostgres,
+) -> None:
+    """A transaction begun on the driver and never ended (its end cancelled, say) holds its
+    locks; the next unit of work must not run inside it."""
+    single = Database(own_server.url_for("postgres"), pool_size=1, max_overflow=0)
+    try:
+        async with single.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            await driver.execute("BEGIN; SELECT pg_advisory_xact_lock(4242)")
+        assert await _orm_unit(single, 5) == 5
+        async with single.plain_unit_of_work(CALLER) as conn:
+            assert not await conn.fetchval("SELECT pg_advisory_lock(4242) IS NULL")
+            # Ours now: the stale transaction (and its lock) went with its connection.
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+                )
+                == 1
+            )
+            await conn.execute("SELECT pg_advisory_unlock(4242)")
+    finally:
+        await single.dispose()
