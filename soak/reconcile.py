@@ -38,6 +38,7 @@ class Row:
     lost: int = 0
     refused: int = 0
     lost_keys: list[str] = field(default_factory=list)
+    duplicated_keys: list[str] = field(default_factory=list)
     refusals: Counter[str] = field(default_factory=Counter)
     p_during: tuple[float, float] | None = None
     p_outside: tuple[float, float] | None = None
@@ -93,6 +94,8 @@ def _row(name: str, items: list[Item], done: Found, dead_text: list[str],
     for item in items:
         times = done.get(item.key, [])
         row.duplicated += max(0, len(times) - 1)
+        if len(times) > 1:
+            row.duplicated_keys.append(f"{item.key} x{len(times)}")
         if not item.accepted:
             row.refused += 1
             row.refusals[item.refused[:100]] += 1
@@ -162,9 +165,8 @@ def table(result: Reconciliation) -> str:
         for why, n in r.refusals.items():
             out.append(f"refused {r.stream}: {n} x {why}")
     for r in result.rows:
-        if r.lost_keys:
-            out.append(
-                f"LOST {r.stream}: {', '.join(r.lost_keys[:10])}"
-                + (" ..." if len(r.lost_keys) > 10 else "")
-            )
+        for label, keys in (("LOST", r.lost_keys), ("DUPLICATED", r.duplicated_keys)):
+            if keys:
+                more = " ..." if len(keys) > 10 else ""
+                out.append(f"{label} {r.stream}: {', '.join(keys[:10])}{more}")
     return "\n".join(out)
