@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 APP_ROLE = "conexoes_app"
 APPLICATION_NAME = "renove-conexoes"
-# A new connection waits this long for a restarting server (PostgreSQL restarts in seconds).
-CONNECT_WAIT_S = 10.0
+# A new connection waits this long for a restarting server: a fast restart (a second or two)
+# is ridden out, while an RPC still answers UNAVAILABLE well inside its caller's deadline
+# when the database is really down.
+CONNECT_WAIT_S = 3.0
 _FIRST_RETRY_S = 0.1
 _MAX_RETRY_S = 1.0
 

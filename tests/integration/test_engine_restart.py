@@ -48,7 +48,10 @@ async def own_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 
 @pytest.fixture
 async def db(own_server: EmbeddedPostgres) -> AsyncIterator[Database]:
-    database = Database(own_server.url_for("postgres"), pool_size=WARM, max_overflow=2)
+    # Waits long enough for a stop and a start under a loaded machine.
+    database = Database(
+        own_server.url_for("postgres"), pool_size=WARM, max_overflow=2, connect_wait_s=30
+    )
     try:
         yield database
     finally:
