@@ -60,8 +60,7 @@ from server.security.cipher import Keyring
 _log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID = 100
-# The lock namespace of request id slots (the first key of pg_try_advisory_lock(int, int)
-# would do too; one 64-bit key from a digest keeps the slot's whole identity in it).
+# Keys the digest that names a slot's advisory lock (one bigint key: the slot's whole identity).
 _LOCK_PURPOSE = b"renove-conexoes/idempotency-slot/v1"
 _FINGERPRINT_PURPOSE = "renove-conexoes/idempotency-fingerprint/v1"
 MARKER = "__idempotent__"
