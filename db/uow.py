@@ -60,10 +60,6 @@ async def _set_context(session: AsyncSession, settings: dict[str, str]) -> None:
         await session.execute(SET_CONTEXT, settings)
 
 
-# Connections that hold session locks (request id slots of running RPCs); more callers wait.
-LOCK_POOL_SIZE = 20
-
-
 class Database:
     """The application's database: the app-role engine, its sessions and raw connections."""
 
@@ -76,8 +72,11 @@ class Database:
         self.url = url
         self._engine = engine if engine is not None else make_engine(url, **engine_kw)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-        self._locks: asyncpg.Pool | None = None
-        self._locks_made = asyncio.Lock()
+        # Session locks (Database.session_lock): one connection, one statement at a time, and
+        # the keys this process holds on it (each with the token of its holder).
+        self._locks: asyncpg.Connection | None = None
+        self._locks_io = asyncio.Lock()
+        self._held: dict[int, object] = {}
 
     @property
     def engine(self) -> AsyncEngine:
@@ -147,31 +146,55 @@ class Database:
     @asynccontextmanager
     async def session_lock(self, key: int) -> AsyncIterator[bool]:
         """Tries PostgreSQL's session-level advisory lock `key` and holds it for the block;
-        yields whether it was taken.
+        yields whether it was taken (False too when this process holds it already).
 
-        The lock lives on a connection of a small pool of its own, held for the block: a
-        block that also runs units of work never waits on itself for a pooled connection.
-        It ends with the block (asyncpg's pool runs `pg_advisory_unlock_all()` when the
-        connection goes back) or with the connection: PostgreSQL drops the locks of a
-        session whose process died, so nobody waits on a crashed holder.
+        Every lock of the process lives on one connection of its own (not the pool's: a block
+        that runs units of work never waits on itself), so it ends with the block or with the
+        process: PostgreSQL drops the locks of a session whose process died or whose
+        connection was cut, and nobody waits on a crashed holder.
         """
-        pool = await self._lock_pool()
-        async with pool.acquire() as conn:
-            yield bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+        async with self._locks_io:
+            conn = await self._lock_connection()
+            # The session's locks are re-entrant: a key this process holds is not taken again.
+            held_here = key in self._held
+            taken = not held_here and bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+            )
+        if not taken:
+            yield False
+            return
+        token = object()
+        self._held[key] = token
+        try:
+            yield True
+        finally:
+            if self._held.get(key) is token:
+                del self._held[key]
+            # Shielded: an unlock lost to a cancellation would hold the key for the
+            # connection's whole life.
+            await asyncio.shield(self._unlock(conn, key))
 
-    async def _lock_pool(self) -> asyncpg.Pool:
-        async with self._locks_made:
-            if self._locks is None:
-                self._locks = await asyncpg.create_pool(
-                    asyncpg_dsn(self.url),
-                    min_size=0,
-                    max_size=LOCK_POOL_SIZE,
-                    server_settings={"application_name": f"{APPLICATION_NAME}-locks"},
-                )
-            return self._locks
+    async def _lock_connection(self) -> asyncpg.Connection:
+        if self._locks is None or self._locks.is_closed():
+            # A new session holds none of the old one's locks: neither does this process.
+            self._held.clear()
+            self._locks = await self.raw_connection(
+                server_settings={"application_name": f"{APPLICATION_NAME}-locks"}
+            )
+        return self._locks
+
+    async def _unlock(self, conn: asyncpg.Connection, key: int) -> None:
+        async with self._locks_io:
+            if conn.is_closed():  # the lock went with its session
+                return
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            except Exception:
+                # Unsure whether it is still held: end the session, and every lock with it.
+                conn.terminate()
 
     async def dispose(self) -> None:
         if self._locks is not None:
-            await self._locks.close()
+            self._locks.terminate()
             self._locks = None
         await self._engine.dispose()

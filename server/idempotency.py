@@ -10,9 +10,9 @@ request carried. The same request id with a different request is refused with
 
 The slot's life:
 
-1. held: the running attempt holds a PostgreSQL advisory lock named by the slot, on a
-   connection kept for the whole RPC (`Database.session_lock`), and the slot's row is
-   committed (no response yet); a concurrent repeat meanwhile gets ``ABORTED`` /
+1. held: the running attempt holds a PostgreSQL advisory lock named by the slot for the whole
+   RPC (`Database.session_lock`: the process's locks live on one connection of its own), and
+   the slot's row is committed (no response yet); a concurrent repeat meanwhile gets ``ABORTED`` /
    ``REQUEST_IN_PROGRESS`` with RetryInfo, so the work never runs twice at once;
 2. answered (the serialized response stored) when the RPC returns;
 3. released (deleted) when the RPC raises, so a retry runs it again: errors are not replayed;
