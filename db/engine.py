@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 APP_ROLE = "conexoes_app"
 APPLICATION_NAME = "renove-conexoes"
+# A new connection waits this long for a restarting server: a fast restart (a second or two)
+# is ridden out, while an RPC still answers UNAVAILABLE well inside its caller's deadline
+# when the database is really down.
+CONNECT_WAIT_S = 3.0
+_FIRST_RETRY_S = 0.1
+_MAX_RETRY_S = 1.0
+
+_log = logging.getLogger(__name__)
+
+# What connecting raises while the server restarts: 57P03 ("the database system is starting
+# up" / "shutting down"), the unix socket gone or nobody listening, a connection cut in the
+# handshake.
+_RESTARTING: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+    FileNotFoundError,
+)
 
 
 def make_engine(
@@ -18,15 +41,17 @@ def make_engine(
     application_name: str = APPLICATION_NAME,
     pool_size: int = 10,
     max_overflow: int = 10,
+    connect_wait_s: float = CONNECT_WAIT_S,
     **kw: Any,
 ) -> AsyncEngine:
-    """An asyncpg engine with a bounded pool, a liveness check on checkout and a recognizable
-    application_name.
+    """An asyncpg engine with a bounded pool, a liveness check on checkout, new connections
+    that wait out a server restart, and a recognizable application_name.
 
     Args:
         url: a `postgresql+asyncpg://` URL (a plain `postgresql://` one is converted).
         application_name: shown in pg_stat_activity.
         pool_size, max_overflow: the pool bounds; extra keyword arguments go to SQLAlchemy.
+        connect_wait_s: how long a new connection retries a server that is restarting.
     """
     connect_args: dict[str, Any] = dict(kw.pop("connect_args", {}))
     server_settings = dict(connect_args.get("server_settings", {}))
@@ -37,6 +62,7 @@ def make_engine(
     # Each pooled connection keeps its prepared statements: a statement is parsed and planned
     # once per connection, not per call. The rooms together issue a few hundred distinct ones.
     connect_args.setdefault("prepared_statement_cache_size", 1000)
+    connect_args.setdefault("async_creator_fn", waiting_connect(asyncpg.connect, connect_wait_s))
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -50,7 +76,8 @@ def make_engine(
 
 def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Hands out no connection the server has closed (restart, admin shutdown, terminated
-    backend): the pool discards it and tries another, reconnecting as needed.
+    backend) nor one left inside a transaction: the pool discards it and tries another,
+    reconnecting as needed.
 
     This replaces `pool_pre_ping`, whose asyncpg ping is three round trips (BEGIN, `;`,
     ROLLBACK) on every checkout, i.e. on every unit of work. asyncpg reads the socket of an
@@ -60,8 +87,45 @@ def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     statement) raises a disconnect error, which invalidates the pool's older connections.
     """
     raw = getattr(dbapi_connection, "_connection", None)  # the asyncpg Connection
-    if raw is not None and raw.is_closed():
+    if raw is None:
+        return
+    if raw.is_closed():
         raise exc.DisconnectionError("the pooled connection was closed by the server")
+    # A connection given back mid-way (a statement cancelled by a timeout, a transaction
+    # begun on the driver and never ended, a server that died mid-statement) would run the
+    # next unit of work inside that transaction or fail it ("another operation is in
+    # progress"): discarded like a closed one. Both are read from asyncpg's own state.
+    if raw.is_in_transaction() or getattr(raw, "_cancellations", None):
+        raise exc.DisconnectionError("the pooled connection was left mid-transaction")
+
+
+def waiting_connect(
+    connect: Callable[..., Awaitable[asyncpg.Connection]], wait_s: float
+) -> Callable[..., Awaitable[asyncpg.Connection]]:
+    """`connect`, retried for up to `wait_s` while the server is restarting.
+
+    After a restart every pooled connection is dead: the checkout check discards them and the
+    pool connects anew, and a unit of work that starts while the server is still down or
+    starting up waits for it here instead of failing (a failed job would be dead-lettered,
+    an RPC answered UNAVAILABLE). Nothing was sent on a connection not yet made, so waiting
+    is always safe. Other errors (wrong password, unknown database) fail at once.
+    """
+
+    async def connect_waiting(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        delay = _FIRST_RETRY_S
+        while True:
+            try:
+                return await connect(*args, **kwargs)
+            except _RESTARTING as error:
+                if loop.time() + delay > deadline:
+                    raise
+                _log.info("database restarting (%s); connecting again in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_S)
+
+    return connect_waiting
 
 
 def sqlalchemy_url(url: str) -> str:

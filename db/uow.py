@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
@@ -86,6 +87,11 @@ class Database:
         # Statements sent on the asyncpg connection itself (fetchrow_as, autocommit) bypass the
         # engine's hooks: a tracer may give them a span each, named by their verb.
         self.statement_span: Callable[[str], AbstractContextManager[Any]] = _no_span
+        # Session locks (Database.session_lock): one connection, one statement at a time, and
+        # the keys this process holds on it (each with the token of its holder).
+        self._locks: asyncpg.Connection | None = None
+        self._locks_io = asyncio.Lock()
+        self._held: dict[int, object] = {}
 
     @property
     def engine(self) -> AsyncEngine:
@@ -193,5 +199,58 @@ class Database:
         )
         return conn
 
+    @asynccontextmanager
+    async def session_lock(self, key: int) -> AsyncIterator[bool]:
+        """Tries PostgreSQL's session-level advisory lock `key` and holds it for the block;
+        yields whether it was taken (False too when this process holds it already).
+
+        Every lock of the process lives on one connection of its own (not the pool's: a block
+        that runs units of work never waits on itself), so it ends with the block or with the
+        process: PostgreSQL drops the locks of a session whose process died or whose
+        connection was cut, and nobody waits on a crashed holder.
+        """
+        async with self._locks_io:
+            conn = await self._lock_connection()
+            # The session's locks are re-entrant: a key this process holds is not taken again.
+            held_here = key in self._held
+            taken = not held_here and bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+            )
+        if not taken:
+            yield False
+            return
+        token = object()
+        self._held[key] = token
+        try:
+            yield True
+        finally:
+            if self._held.get(key) is token:
+                del self._held[key]
+            # Shielded: an unlock lost to a cancellation would hold the key for the
+            # connection's whole life.
+            await asyncio.shield(self._unlock(conn, key))
+
+    async def _lock_connection(self) -> asyncpg.Connection:
+        if self._locks is None or self._locks.is_closed():
+            # A new session holds none of the old one's locks: neither does this process.
+            self._held.clear()
+            self._locks = await self.raw_connection(
+                server_settings={"application_name": f"{APPLICATION_NAME}-locks"}
+            )
+        return self._locks
+
+    async def _unlock(self, conn: asyncpg.Connection, key: int) -> None:
+        async with self._locks_io:
+            if conn.is_closed():  # the lock went with its session
+                return
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            except Exception:
+                # Unsure whether it is still held: end the session, and every lock with it.
+                conn.terminate()
+
     async def dispose(self) -> None:
+        if self._locks is not None:
+            self._locks.terminate()
+            self._locks = None
         await self._engine.dispose()

@@ -10,12 +10,15 @@ request carried. The same request id with a different request is refused with
 
 The slot's life:
 
-1. claimed (committed, no response) before the RPC runs; a concurrent repeat meanwhile gets
-   ``ABORTED`` / ``REQUEST_IN_PROGRESS`` with RetryInfo, so the work never runs twice at once;
+1. held: the running attempt holds a PostgreSQL advisory lock named by the slot for the whole
+   RPC (`Database.session_lock`: the process's locks live on one connection of its own), and
+   the slot's row is committed (no response yet); a concurrent repeat meanwhile gets ``ABORTED`` /
+   ``REQUEST_IN_PROGRESS`` with RetryInfo, so the work never runs twice at once;
 2. answered (the serialized response stored) when the RPC returns;
 3. released (deleted) when the RPC raises, so a retry runs it again: errors are not replayed;
-4. an unanswered slot older than ``IN_PROGRESS_LEASE_S`` was abandoned by a crashed process and
-   is taken over by the next repeat.
+4. an unanswered row whose lock nobody holds was left by an attempt that died (its process
+   killed, its connection cut): PostgreSQL dropped the lock with the session, so the next
+   repeat takes the slot over at once.
 
 An RPC whose work ends in one transaction calls ``await answer_in(tx, response)`` in it: the
 answer then commits with the work (a crash in between can neither lose the answer nor let a
@@ -30,13 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime as dt
 import functools
 import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -57,9 +60,8 @@ from server.security.cipher import Keyring
 _log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID = 100
-# How long an unanswered slot counts as "running": longer than any RPC's provider calls.
-IN_PROGRESS_LEASE_S = 120.0
-_LEASE = dt.timedelta(seconds=IN_PROGRESS_LEASE_S)
+# Keys the digest that names a slot's advisory lock (one bigint key: the slot's whole identity).
+_LOCK_PURPOSE = b"renove-conexoes/idempotency-slot/v1"
 _FINGERPRINT_PURPOSE = "renove-conexoes/idempotency-fingerprint/v1"
 MARKER = "__idempotent__"
 
@@ -137,51 +139,74 @@ def _same_request(keyring: Keyring, request: Message, stored: str | None) -> boo
     return expected is None or hmac.compare_digest(expected, stored)
 
 
+def lock_key(slot: Slot) -> int:
+    """The slot's advisory lock: a signed 64-bit digest of its identity."""
+    identity = "\x1f".join((str(slot.tenant_id or ""), slot.caller, slot.rpc, slot.request_id))
+    digest = hashlib.blake2b(identity.encode(), digest_size=8, key=_LOCK_PURPOSE).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class IdempotencyStore:
-    """The slots in `idempotency_records`, one short transaction per step."""
+    """The slots in `idempotency_records`, one short transaction per step; a running attempt
+    holds its slot's advisory lock for as long as it runs (`hold`)."""
 
     def __init__(self, db: Database, keyring: Keyring) -> None:
         self._db = db
         self._keyring = keyring
 
-    async def claim(
+    @asynccontextmanager
+    async def hold(
         self, caller: Caller, slot: Slot, request: Message, response_type: type[Resp]
-    ) -> Resp | None:
-        """Takes the slot; returns the first response when the request was answered before.
+    ) -> AsyncIterator[Resp | None]:
+        """Holds the slot for the block, or yields the first response when the request was
+        answered before (the block then must not run the work).
 
         Raises:
             RequestIdReused: the slot holds a different request.
             RequestInProgress: an attempt holding the slot is still running.
         """
+        async with self._db.session_lock(lock_key(slot)) as locked:
+            yield await self._claim(caller, slot, request, response_type, locked=locked)
+
+    async def _claim(
+        self,
+        caller: Caller,
+        slot: Slot,
+        request: Message,
+        response_type: type[Resp],
+        *,
+        locked: bool,
+    ) -> Resp | None:
         digest = fingerprint(self._keyring, request)
         async with self._db.unit_of_work(caller) as tx:
-            inserted = await tx.scalar(
-                insert(IdempotencyRecord)
-                .values(
-                    organizacao_id=slot.tenant_id,
-                    caller=slot.caller,
-                    rpc=slot.rpc,
-                    request_id=slot.request_id,
-                    request_hash=digest,
+            if locked:
+                inserted = await tx.scalar(
+                    insert(IdempotencyRecord)
+                    .values(
+                        organizacao_id=slot.tenant_id,
+                        caller=slot.caller,
+                        rpc=slot.rpc,
+                        request_id=slot.request_id,
+                        request_hash=digest,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(IdempotencyRecord.id)
                 )
-                .on_conflict_do_nothing()
-                .returning(IdempotencyRecord.id)
-            )
-            if inserted is not None:
-                return None
-            lease_over = IdempotencyRecord.claimed_at < func.now() - _LEASE
+                if inserted is not None:
+                    return None
             prior = (
                 await tx.execute(
                     select(
                         IdempotencyRecord.id,
                         IdempotencyRecord.request_hash,
                         IdempotencyRecord.response,
-                        lease_over.label("abandoned"),
-                    )
-                    .where(*_matches(slot))
-                    .with_for_update()
+                    ).where(*_matches(slot))
                 )
-            ).one()
+            ).one_or_none()
+            if prior is None:  # the lock's holder has not written its row yet
+                raise RequestInProgress(
+                    "a request with this request_id is still running", retry_after=1.0
+                )
             if not _same_request(self._keyring, request, prior.request_hash):
                 raise RequestIdReused(
                     "request_id was already used for a different request",
@@ -189,10 +214,11 @@ class IdempotencyStore:
                 )
             if prior.response is not None:
                 return response_type.FromString(prior.response)
-            if not prior.abandoned:
+            if not locked:
                 raise RequestInProgress(
                     "a request with this request_id is still running", retry_after=1.0
                 )
+            # Unanswered and its lock was free: the attempt that wrote it died. Ours now.
             await tx.execute(
                 update(IdempotencyRecord)
                 .where(IdempotencyRecord.id == prior.id)
@@ -267,21 +293,21 @@ def idempotent(method: RpcMethod[S, Req, Resp]) -> RpcMethod[S, Req, Resp]:
             "type[Resp]", GetMessageClass(method_of(request.DESCRIPTOR).output_type)
         )
         store = IdempotencyStore(self.deps.db, self.deps.keyring)
-        prior = await store.claim(caller, slot, request, response_type)
-        if prior is not None:
-            return prior
-        running = _Running(slot)
-        token = _running.set(running)
-        try:
-            response = await method(self, request, context)
-        except BaseException:
-            await asyncio.shield(_release_quietly(store, caller, slot))
-            raise
-        finally:
-            _running.reset(token)
-        if not running.answered:
-            await store.answer(caller, slot, response)
-        return response
+        async with store.hold(caller, slot, request, response_type) as prior:
+            if prior is not None:
+                return prior
+            running = _Running(slot)
+            token = _running.set(running)
+            try:
+                response = await method(self, request, context)
+            except BaseException:
+                await asyncio.shield(_release_quietly(store, caller, slot))
+                raise
+            finally:
+                _running.reset(token)
+            if not running.answered:
+                await store.answer(caller, slot, response)
+            return response
 
     setattr(call, MARKER, True)
     return call
@@ -291,5 +317,6 @@ async def _release_quietly(store: IdempotencyStore, caller: Caller, slot: Slot) 
     try:
         await store.release(caller, slot)
     except Exception:
-        # The database is down too: the slot stays claimed until its lease runs out.
+        # The database is down too: the row stays unanswered, and the lock that marked it
+        # running goes with this block, so the next repeat takes the slot over.
         _log.warning("could not release request id slot %s %s", slot.rpc, slot.request_id)

@@ -22,6 +22,12 @@ class Profile:
     settle_seconds: float  # after the last fault, latency counts as "outside" again
     drain_seconds: float  # at most this long for the queue to empty after the load
 
+    def most(self, stream: str) -> int:
+        """At most how many items `stream` starts (bursts included), for what is made
+        beforehand (leads waiting in Graph, meetings)."""
+        burst_share = self.burst_seconds / self.burst_every * 10
+        return int(self.rates[stream] * self.seconds * (1 + burst_share)) + 5
+
     @property
     def fault_window(self) -> tuple[float, float]:
         start = min(
@@ -39,7 +45,17 @@ class Profile:
 FULL = Profile(
     name="full",
     seconds=210,
-    rates={"whatsapp_in": 8, "instagram_in": 3, "leadgen_in": 2, "whatsapp_out": 3, "capi_out": 3},
+    rates={
+        "whatsapp_in": 5,
+        "instagram_in": 2,
+        "leadgen_in": 1.5,
+        "calendar_in": 0.5,
+        "whatsapp_out": 2,
+        "instagram_out": 1,
+        "capi_out": 2,
+        "email_out": 1,
+        "calendar_out": 0.5,
+    },
     burst_every=45,
     burst_seconds=2,
     chaos_at=60,
@@ -56,7 +72,17 @@ FULL = Profile(
 QUICK = Profile(
     name="quick",
     seconds=36,
-    rates={"whatsapp_in": 4, "instagram_in": 1, "leadgen_in": 1, "whatsapp_out": 1, "capi_out": 1},
+    rates={
+        "whatsapp_in": 4,
+        "instagram_in": 1,
+        "leadgen_in": 1,
+        "calendar_in": 0.5,
+        "whatsapp_out": 1,
+        "instagram_out": 1,
+        "capi_out": 1,
+        "email_out": 1,
+        "calendar_out": 0.5,
+    },
     burst_every=15,
     burst_seconds=1,
     chaos_at=8,

@@ -7,18 +7,23 @@ Per stream (provider and direction):
   duplicated  extra copies of an item (two rows, two opportunities, two deliveries)
   dead        accepted items not done whose job is in the dead letters (reasons listed)
   lost        accepted items neither done nor dead-lettered: must be 0
+  p50/p99     seconds from an item's first attempt until it was done (stored and processed,
+              or at the provider), for items started during the faults and outside them
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import httpx
 
+from soak.found import Found
 from soak.traffic import Item, Sent
 
 
@@ -33,6 +38,7 @@ class Row:
     lost: int = 0
     refused: int = 0
     lost_keys: list[str] = field(default_factory=list)
+    duplicated_keys: list[str] = field(default_factory=list)
     refusals: Counter[str] = field(default_factory=Counter)
     p_during: tuple[float, float] | None = None
     p_outside: tuple[float, float] | None = None
@@ -59,48 +65,10 @@ def percentiles(values: list[float]) -> tuple[float, float] | None:
     return cuts[49], cuts[98]
 
 
-async def _stored_conversas(conn: asyncpg.Connection, canal: str, run: str) -> Counter[str]:
-    rows = await conn.fetch(
-        "SELECT split_part(conteudo, ' ', 1) AS tag, count(*) AS n FROM conversas"
-        " WHERE canal = $1 AND conteudo LIKE $2 GROUP BY 1",
-        canal,
-        f"bench:{run}:%",
-    )
-    return Counter({r["tag"]: int(r["n"]) for r in rows})
-
-
-async def _stored_leads(conn: asyncpg.Connection, ids: list[str]) -> Counter[str]:
-    rows = await conn.fetch(
-        "SELECT l.leadgen_id, (SELECT count(*) FROM oportunidades o"
-        "  WHERE o.contato_id = l.contato_id) AS n"
-        " FROM leads_meta_recebidos l"
-        " WHERE l.leadgen_id = ANY($1::text[]) AND l.oportunidade_id IS NOT NULL",
-        ids,
-    )
-    return Counter({r["leadgen_id"]: int(r["n"]) for r in rows})
-
-
-async def _delivered(http: httpx.AsyncClient, sandbox_url: str, run: str) -> Counter[str]:
-    answer = await http.get(f"{sandbox_url}/waha/_control/messages", params={"source": "api"})
-    answer.raise_for_status()
-    tags: Counter[str] = Counter()
-    for row in answer.json():
-        body = str(row["message"].get("body") or "")
-        if body.startswith(f"soakout:{run}:"):
-            tags[body.split(" ", 1)[0]] += 1
-    return tags
-
-
-async def _at_meta(http: httpx.AsyncClient, sandbox_url: str, pixel: str) -> Counter[str]:
-    answer = await http.get(f"{sandbox_url}/graph/_control/capi/pixels/{pixel}/events")
-    answer.raise_for_status()
-    return Counter(str(event.get("event_id")) for event in answer.json()["events"])
-
-
 async def dead_letters(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
-            "SELECT operacao, idempotency_key, payload::text AS payload, ultimo_erro"
+            "SELECT id, operacao, idempotency_key, payload::text AS payload, ultimo_erro"
             " FROM eventos_pendentes WHERE status = 'failed'"
         )
     )
@@ -118,23 +86,27 @@ async def open_jobs(dsn: str) -> int:
         await conn.close()
 
 
-def _row(name: str, items: list[Item], done: Counter[str], dead_text: list[str],
+def _row(name: str, items: list[Item], done: Found, dead_text: list[str],
          window: tuple[float, float]) -> Row:  # fmt: skip
     row = Row(name, sent=len(items))
     during: list[float] = []
     outside: list[float] = []
     for item in items:
-        copies = done.get(item.key, 0)
-        row.duplicated += max(0, copies - 1)
+        times = done.get(item.key, [])
+        row.duplicated += max(0, len(times) - 1)
+        if len(times) > 1:
+            row.duplicated_keys.append(f"{item.key} x{len(times)}")
         if not item.accepted:
             row.refused += 1
             row.refusals[item.refused[:100]] += 1
             continue
         row.accepted += 1
-        assert item.latency is not None
-        (during if window[0] <= item.started <= window[1] else outside).append(item.latency)
-        if copies:
+        finished = [t for t in times if not math.isnan(t)]
+        if finished:
             row.processed += 1
+            # Time to processed: from the item's first attempt to the first time it was done.
+            took = max(0.0, min(finished) - item.wall)
+            (during if window[0] <= item.started <= window[1] else outside).append(took)
         elif item.link and any(item.link in text for text in dead_text):
             row.dead += 1
         else:
@@ -148,23 +120,16 @@ async def reconcile(
     dsn: str,
     http: httpx.AsyncClient,
     sandbox_url: str,
-    run: str,
     sent: Sent,
     window: tuple[float, float],
-    pixel: str,
+    what_was_done: Callable[[asyncpg.Connection], Awaitable[dict[str, Found]]],
 ) -> Reconciliation:
+    """`what_was_done` reads, per stream, what the service did (soak/found.py)."""
     conn = await asyncpg.connect(dsn)
     try:
         letters = await dead_letters(conn)
-        dead_text = [f"{r['idempotency_key']} {r['payload']}" for r in letters]
-        leads = [i.key for i in sent.of("leadgen_in")]
-        done = {
-            "whatsapp_in": await _stored_conversas(conn, "whatsapp", run),
-            "instagram_in": await _stored_conversas(conn, "instagram", run),
-            "leadgen_in": await _stored_leads(conn, leads),
-            "whatsapp_out": await _delivered(http, sandbox_url, run),
-            "capi_out": await _at_meta(http, sandbox_url, pixel),
-        }
+        dead_text = [f"{r['id']} {r['idempotency_key']} {r['payload']}" for r in letters]
+        done = await what_was_done(conn)
     finally:
         await conn.close()
     rows = [_row(name, sent.of(name), found, dead_text, window) for name, found in done.items()]
@@ -173,18 +138,18 @@ async def reconcile(
     return Reconciliation(rows, [(op, why, n) for (op, why), n in reasons.items()], chaos)
 
 
-def _ms(pair: tuple[float, float] | None) -> str:
-    return "-" if pair is None else f"{pair[0] * 1000:.0f}/{pair[1] * 1000:.0f}"
+def _s(pair: tuple[float, float] | None) -> str:
+    return "-" if pair is None else f"{pair[0]:.2f}/{pair[1]:.2f}"
 
 
 def table(result: Reconciliation) -> str:
     head = ("stream", "sent", "accepted", "processed", "duplicated", "lost", "dead", "refused",
-            "p50/p99 ms faults", "p50/p99 ms calm")  # fmt: skip
+            "p50/p99 s faults", "p50/p99 s calm")  # fmt: skip
     lines = [head]
     for r in result.rows:
         lines.append((r.stream, str(r.sent), str(r.accepted), str(r.processed),
                       str(r.duplicated), str(r.lost), str(r.dead), str(r.refused),
-                      _ms(r.p_during), _ms(r.p_outside)))  # fmt: skip
+                      _s(r.p_during), _s(r.p_outside)))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
@@ -200,9 +165,8 @@ def table(result: Reconciliation) -> str:
         for why, n in r.refusals.items():
             out.append(f"refused {r.stream}: {n} x {why}")
     for r in result.rows:
-        if r.lost_keys:
-            out.append(
-                f"LOST {r.stream}: {', '.join(r.lost_keys[:10])}"
-                + (" ..." if len(r.lost_keys) > 10 else "")
-            )
+        for label, keys in (("LOST", r.lost_keys), ("DUPLICATED", r.duplicated_keys)):
+            if keys:
+                more = " ..." if len(keys) > 10 else ""
+                out.append(f"{label} {r.stream}: {', '.join(keys[:10])}{more}")
     return "\n".join(out)

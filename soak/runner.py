@@ -6,44 +6,41 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import httpx
 from renove.conexoes.v1 import conversions_service_pb2 as cpb
 from renove.conexoes.v1 import conversions_service_pb2_grpc as cpb_grpc
-from renove.conexoes.v1 import crm_events_service_pb2_grpc as epb_grpc
-from renove.conexoes.v1 import whatsapp_service_pb2_grpc as wpb_grpc
 
-from bench.payloads import Signed, inbound_message, instagram_dm, leadgen
 from bench.procs import Cores
 from bench.profile import QUICK as BENCH_QUICK
 from bench.report import Report
 from bench.scenarios.context import Context
 from bench.scenarios.ingest import waha_target
 from bench.scenarios.results import connect_instagram, connect_meta
-from bench.stack import describe_machine, start_stack
+from bench.stack import describe_machine, free_port, start_stack
 from server.auth.caller import Role
+from soak import acks
+from soak.mail_sink import MailSink
 from soak.profile import Profile
 from soak.reconcile import Reconciliation, open_jobs, reconcile
-from soak.stack import SoakStack, grow
-from soak.traffic import (
-    Item,
-    Launch,
-    Sent,
-    Stream,
-    drive,
-    post_webhook,
-    publish_pipeline_event,
-    send_whatsapp,
+from soak.setup import (
+    connect_calendar,
+    connect_email,
+    instagram_customers,
+    mql_audience,
+    new_meetings,
 )
+from soak.stack import SoakStack, grow
+from soak.streams import World, audience_members, build, reader
+from soak.traffic import Sent, drive
 
-# How long after the load a sender keeps retrying: past the 120 s after which the server takes
-# over a request id whose first attempt died with its process or its database connection
-# (server/idempotency.py), so a client that retries like the CRM's does gets its answer.
-RETRY_AFTER_LOAD_S = 150.0
+# How long after the load a sender keeps retrying, as providers and the CRM do: an item that met
+# the last fault gets its answer (a request id whose first attempt died with its server is
+# taken over by the next repeat at once, server/idempotency.py).
+RETRY_AFTER_LOAD_S = 90.0
+INSTAGRAM_CUSTOMERS = 20
 
 
 async def _make_leads(ctx: Context, form_id: str, count: int, run: str) -> list[str]:
@@ -114,6 +111,8 @@ async def run_soak(
     cores = Cores.detect()
     machine = describe_machine()
     base = await start_stack(cores, data_dir)
+    sink = MailSink(base.smtp_certs, free_port())
+    sink.start()
     try:
         soak = await grow(base, server_module)
         async with (
@@ -125,63 +124,12 @@ async def run_soak(
             ctx = Context(
                 base, BENCH_QUICK, Report(profile.name, machine, cores.how), http, channel
             )
-            await ctx.connect_member()
-            page_id, form_id = await connect_meta(ctx)
-            account_id = await connect_instagram(ctx)
-            pixel = await _capi_pixel(ctx)
-            run = f"sk{uuid.uuid4().hex[:6]}"
-            rates = profile.rates
-            burst_share = profile.burst_seconds / profile.burst_every * 10
-            lead_count = int(rates["leadgen_in"] * profile.seconds * (1 + burst_share)) + 5
-            lead_ids = await _make_leads(ctx, form_id, lead_count, run)
-            soak.note(
-                f"run {run}: WhatsApp, Lead Ads and Instagram connected; {lead_count} leads waiting"
-            )
+            world = await _prepare(ctx, soak, profile, sink)
             sent = Sent()
-            target = waha_target(ctx)
-            ig_secret = base.server_env["CONEXOES_INSTAGRAM_APP_SECRET"]
-            meta_secret = base.server_env["CONEXOES_META_APP_SECRET"]
-            stub = wpb_grpc.WhatsAppServiceStub(channel)
-            member_md = base.md(Role.MEMBER)
-            events = epb_grpc.CrmEventsServiceStub(channel)
-            admin_md = base.md(Role.ADMIN)
             began = time.monotonic()
             retry_until = began + profile.seconds + RETRY_AFTER_LOAD_S
-            area = zlib.crc32(run.encode()) % 1000  # a Belo Horizonte mobile per run and item
-
-            def webhook(path: str, build: Callable[[int], Signed]) -> Launch:
-                async def launch(index: int, item: Item) -> None:
-                    await post_webhook(http, base.http_url + path, build(index), item, retry_until)
-
-                return launch
-
-            async def out(index: int, item: Item) -> None:
-                text = f"soakout:{run}:{index} Ola, segue a proposta"
-                to = f"+55319{area:03d}{index % 100_000:05d}"
-                await send_whatsapp(stub, member_md, to, text, item, retry_until)
-
-            now_ms = int(time.time() * 1000)
-            streams = [
-                Stream("whatsapp_in", rates["whatsapp_in"],
-                       webhook(f"/webhooks/waha/{base.tenant}",
-                               lambda i: inbound_message(target, run, i, now_ms)),
-                       lambda i: (f"bench:{run}:{i}", f"evt_{run}_{i:08d}")),
-                Stream("instagram_in", rates["instagram_in"],
-                       webhook("/webhooks/instagram",
-                               lambda i: instagram_dm(ig_secret, account_id, run, i, now_ms)),
-                       lambda i: (f"bench:{run}:{i}", f"aWdfbench{run}{i:09d}")),
-                Stream("leadgen_in", rates["leadgen_in"],
-                       webhook("/webhooks/meta-leads",
-                               lambda i: leadgen(meta_secret, page_id, form_id, lead_ids[i],
-                                                 int(time.time()))),
-                       lambda i: (lead_ids[i], lead_ids[i]), limit=len(lead_ids)),
-                Stream("whatsapp_out", rates["whatsapp_out"], out,
-                       lambda i: (f"soakout:{run}:{i}", "")),
-                Stream("capi_out", rates["capi_out"],
-                       lambda i, item: publish_pipeline_event(events, admin_md, i, item,
-                                                              retry_until),
-                       lambda i: (f"{run}-capi-{i}", f"{run}-capi-{i}")),
-            ]  # fmt: skip
+            streams = build(base, world, channel, http, profile.rates, retry_until)
+            load_over = lambda: time.monotonic() - began >= profile.seconds  # noqa: E731
             await asyncio.gather(
                 drive(
                     streams,
@@ -191,15 +139,53 @@ async def run_soak(
                     sent,
                     began,
                 ),
+                acks.follow(
+                    http,
+                    base.sandbox_url,
+                    f"{base.http_url}/webhooks/waha/{base.tenant}",
+                    world.target,
+                    f"soakout:{world.run}:",
+                    sent,
+                    load_over,
+                    retry_until,
+                ),
                 _faults(soak, profile, began, http),
             )
+            sent.items.extend(audience_members(sent))
             soak.note(f"load done: {len(sent.items)} items; waiting for the queue to drain")
             await _drain(soak, profile)
             lo, hi = profile.fault_window
             result = await reconcile(
-                base.dsn, http, base.sandbox_url, run, sent, (began + lo, began + hi), pixel
-            )
-            facts: dict[str, object] = {"machine": machine, "cores": cores.how, "run": run}
+                base.dsn, http, base.sandbox_url, sent, (began + lo, began + hi),
+                reader(world, sent, http, base.sandbox_url, sink.arrivals),
+            )  # fmt: skip
+            facts: dict[str, object] = {"machine": machine, "cores": cores.how, "run": world.run}
             return result, facts
     finally:
+        sink.stop()
         await base.close()
+
+
+async def _prepare(ctx: Context, soak: SoakStack, profile: Profile, sink: MailSink) -> World:
+    """Connects every provider the streams use and makes what their items refer to."""
+    base = ctx.stack
+    await ctx.connect_member()
+    page_id, form_id = await connect_meta(ctx)
+    account_id = await connect_instagram(ctx)
+    pixel = await _capi_pixel(ctx)
+    run = f"sk{uuid.uuid4().hex[:6]}"
+    audience = await mql_audience(ctx, run)
+    lead_ids = await _make_leads(ctx, form_id, profile.most("leadgen_in"), run)
+    await connect_email(ctx, sink)
+    calendar = await connect_calendar(ctx, profile.most("calendar_in"), run)
+    meetings = await new_meetings(ctx, profile.most("calendar_out"), f"soakcal:{run}")
+    ig_secret = base.server_env["CONEXOES_INSTAGRAM_APP_SECRET"]
+    customers = await instagram_customers(ctx, account_id, ig_secret, INSTAGRAM_CUSTOMERS, run)
+    soak.note(
+        f"run {run}: WhatsApp, Lead Ads, Instagram, CAPI, an audience, SMTP and Google Calendar"
+        " connected;"
+        f" {len(lead_ids)} leads, {len(calendar.push_events)} events and {len(meetings)}"
+        " meetings waiting"
+    )
+    return World(run, waha_target(ctx), page_id, form_id, lead_ids, account_id, pixel,
+                 audience, customers, calendar, meetings)  # fmt: skip

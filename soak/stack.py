@@ -41,7 +41,7 @@ class SoakStack:
         stack = self.base
         proc = await stack.reaper.spawn(name, self.server_module, env, core=stack.cores.server)
         stack.procs[name] = proc
-        await grpc_serving(address)
+        await _serving(proc, address)
         self.replicas[name] = address
         return proc
 
@@ -113,6 +113,20 @@ class SoakStack:
         if await child.wait() != 0:
             raise RuntimeError(f"pg_ctl restart failed ({child.returncode})")
         self.note("PostgreSQL back")
+
+
+async def _serving(proc: Proc, address: str) -> None:
+    """Until the replica serves; RuntimeError when it exits first (one that starts while
+    PostgreSQL restarts fails its migrations check and exits: the supervisor starts it again)."""
+    serving = asyncio.create_task(grpc_serving(address))
+    try:
+        while not serving.done():
+            if proc.returncode is not None:
+                raise RuntimeError(f"{proc.name} exited ({proc.returncode}): {proc.last_lines()}")
+            await asyncio.wait({serving}, timeout=0.2)
+        serving.result()
+    finally:
+        serving.cancel()
 
 
 async def grow(base: Stack, server_module: list[str]) -> SoakStack:

@@ -42,11 +42,12 @@ class Item:
     stream: str
     key: str  # what the reconciliation looks for in the database or the sandbox
     link: str  # what names the item's job (to find it among the dead letters)
-    started: float
+    started: float  # monotonic, for the fault windows
+    wall: float = field(default_factory=time.time)  # epoch, against the times things were done
     accepted: bool = False
     refused: str = ""  # a final non-retryable answer
     attempts: int = 0
-    latency: float | None = None
+    latency: float | None = None  # until accepted
 
 
 @dataclass

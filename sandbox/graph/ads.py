@@ -83,6 +83,9 @@ class Audience:
     description: str
     customer_file_source: str
     members: set[str] = field(default_factory=set)
+    # Each time a member was added (epoch seconds), by its first hash: Meta keeps a set, the
+    # control side shows whether a client uploaded the same person twice.
+    added: dict[str, list[float]] = field(default_factory=dict)
     sessions: dict[int, list[int]] = field(default_factory=dict)
     uploads: int = 0
     deleted: bool = False
@@ -286,7 +289,11 @@ class AdsWorld:
             if not hashed or not all(_SHA256.match(v) for v in hashed):
                 invalid += 1
                 continue
-            (audience.members.discard if remove else audience.members.add)(hashed[0])
+            if remove:
+                audience.members.discard(hashed[0])
+            else:
+                audience.members.add(hashed[0])
+                audience.added.setdefault(hashed[0], []).append(time.time())
         audience.uploads += 1
         out: JSON = {
             "audience_id": audience.id,

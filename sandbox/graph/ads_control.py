@@ -7,6 +7,7 @@ POST /_control/capi/tokens/revoke          a CAPI token is invalidated (190/458 
 POST /_control/capi/reject                 Meta rejects events with these event_ids
 GET  /_control/audiences                   every audience Meta holds (`?name=` filters)
 GET  /_control/audiences/{id}              an audience as Meta holds it: members, uploads
+                                           (`?additions=1`: each member's upload times)
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ async def audience(request: Request) -> Response:
     found = _state(request).ads.audiences.get(request.path_params["audience_id"])
     if found is None:
         raise errors.unknown_object(request.path_params["audience_id"])
-    return JSONResponse(_audience_json(found))
+    body = _audience_json(found)
+    if request.query_params.get("additions"):
+        body["additions"] = found.added
+    return JSONResponse(body)
 
 
 def _audience_json(found: Audience) -> JSON:

@@ -255,7 +255,8 @@ class InstagramState:
         if age > 7 * DAY or (age > DAY and not human):
             raise errors.outside_window()
         mid = "aWdfZAG1faW" + secrets.token_urlsafe(18)
-        self.sent.append({"account_id": account_id, "mid": mid, **body})
+        # `arrived` (epoch seconds) is the fake's own: when the send reached Instagram.
+        self.sent.append({"account_id": account_id, "mid": mid, **body, "arrived": time.time()})
         echo: JSON = {"mid": mid, "is_echo": True}
         if isinstance(text, str):
             echo["text"] = text

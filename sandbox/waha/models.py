@@ -10,6 +10,7 @@ import asyncio
 import base64
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,9 @@ class Message:
     # A media message: WAHA's `media` object (url, mimetype, filename) and the file's size.
     media: JSON | None = None
     media_size: int | None = None
+    # When the fake saw it (epoch seconds; control listing only, not WAHA's): the soak
+    # measures a send's time to reach the provider from it.
+    arrived: float = field(default_factory=time.time)
 
     def _ends(self) -> tuple[str, str]:
         # (from, to): ours go from the linked account to the chat, theirs the other way.

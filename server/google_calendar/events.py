@@ -179,17 +179,28 @@ async def create_event(
         if not conn.calendar_id:
             raise CalendarNotSelected("select a calendar first")
         meeting = await _own_meeting(session, caller, meeting_uuid)
-        if meeting.google_event_id:
+        event_id = event_id_for(meeting_uuid, request_id or str(meeting_uuid))
+        # The event this very request made, its answer lost with the server that made it
+        # (the repeat runs again): answered, not refused.
+        made_by_this_request = bool(request_id) and meeting.google_event_id == event_id
+        if meeting.google_event_id and not made_by_this_request:
             raise EventExists("this meeting already has a Google event")
         conn_id, calendar_id = conn.id, conn.calendar_id
         meet = (
             inp.add_google_meet if inp.add_google_meet is not None else bool(conn.criar_google_meet)
         )
-    event_id = event_id_for(meeting_uuid, request_id or str(meeting_uuid))
+    client = calendar_client(deps)
+    if made_by_this_request:
+        found = await call(
+            deps, tenant, conn_id, lambda token: client.get_event(token, calendar_id, event_id)
+        )
+        found, status, reason = await _await_meet(
+            deps, tenant, conn_id, calendar_id, found, bool(meet)
+        )
+        return EventResult(found, str(meeting_uuid), calendar_id, status, reason)
     body = _body(inp, event_id, meet or None)
     body["id"] = event_id
     body["extendedProperties"] = {"private": {"crm_meeting_id": str(meeting_uuid)}}
-    client = calendar_client(deps)
 
     async def insert(token: str) -> Mapping[str, Any]:
         try:

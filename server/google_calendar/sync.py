@@ -25,7 +25,14 @@ from db.models import GoogleConnection, Meeting
 from server.bootstrap import Deps
 from server.errors import DomainError
 from server.google_calendar.connection import calendar_client, tenant_service, with_token
-from server.google_calendar.sync_lease import SyncStart, claim, hand_back, lock_held, release
+from server.google_calendar.sync_lease import (
+    SyncStart,
+    claim,
+    hand_back,
+    lock_held,
+    lock_key,
+    release,
+)
 from server.outbox import record_change
 from server.providers.google_calendar import CalendarClient, EventsPage, SyncTokenGone
 from server.security.redaction import redact
@@ -128,22 +135,23 @@ async def sync_connection(deps: Deps, tenant: uuid.UUID, connection_id: uuid.UUI
     many meetings changed. A sync already running for the connection is asked to read again
     instead (0 here). Raises the provider's error after recording it."""
     mine = uuid.uuid4()
-    async with deps.db.unit_of_work(tenant_service(tenant)) as session:
-        start = await claim(session, connection_id, mine, deps.clock.now())
-    changed = 0
-    try:
-        while start is not None:
-            items, cursor = await _read(deps, tenant, connection_id, start)
-            done, start = await _apply(deps, tenant, connection_id, mine, start, items, cursor)
-            changed += done
-    except DomainError as exc:
-        await _record_failure(deps, tenant, connection_id, mine, exc)
-        raise
-    except Exception:
+    async with deps.db.session_lock(lock_key(connection_id)) as alone:
         async with deps.db.unit_of_work(tenant_service(tenant)) as session:
-            await release(session, connection_id, mine)
-        raise
-    return changed
+            start = await claim(session, connection_id, mine, deps.clock.now(), alone=alone)
+        changed = 0
+        try:
+            while start is not None:
+                items, cursor = await _read(deps, tenant, connection_id, start)
+                done, start = await _apply(deps, tenant, connection_id, mine, start, items, cursor)
+                changed += done
+        except DomainError as exc:
+            await _record_failure(deps, tenant, connection_id, mine, exc)
+            raise
+        except Exception:
+            async with deps.db.unit_of_work(tenant_service(tenant)) as session:
+                await release(session, connection_id, mine)
+            raise
+        return changed
 
 
 async def _read(

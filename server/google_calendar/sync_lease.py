@@ -5,17 +5,23 @@ given back in short transactions.
 A sync that finds the lease held marks the row `sync_pendente` and leaves; the holder, when
 it applies what it read, sees the mark and reads once more before letting go, so a change
 announced during a sync is never dropped. Taking the lease and marking are one UPDATE, and
-finishing locks the row, so the two cannot pass each other. A holder that died leaves a
-lease that runs out after LEASE.
+finishing locks the row, so the two cannot pass each other.
+
+Who holds the lease is decided by a PostgreSQL advisory lock (`lock_key`) each sync holds for
+as long as it runs (`Database.session_lock`): the sync that gets it takes the lease, whatever
+the row says; one that does not marks the row and leaves. A holder that died (its process
+killed, its connection cut) loses the lock with its session, so the next notification syncs
+at once instead of waiting for the row's lease to run out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, case, not_, or_, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import GoogleConnection
@@ -40,20 +46,31 @@ def _syncable() -> list[ColumnElement[bool]]:
     ]
 
 
+def lock_key(connection_id: uuid.UUID) -> int:
+    """The advisory lock a sync of the connection holds while it runs."""
+    digest = hashlib.blake2b(connection_id.bytes, digest_size=8, key=b"google-calendar-sync")
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
 async def claim(
-    session: AsyncSession, connection_id: uuid.UUID, mine: uuid.UUID, now: dt.datetime
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    mine: uuid.UUID,
+    now: dt.datetime,
+    *,
+    alone: bool,
 ) -> SyncStart | None:
-    """Takes the lease for `mine`; None when the connection cannot sync or another sync
-    holds it (which is then told to read again)."""
-    free = or_(GoogleConnection.sync_lease.is_(None), GoogleConnection.sync_lease_ate < now)
+    """Takes the lease for `mine` when `alone` (this sync holds the connection's advisory
+    lock: any other holder of the lease is dead); else marks the row for the running sync to
+    read again and returns None, as it does when the connection cannot sync."""
     row = (
         await session.execute(
             update(GoogleConnection)
             .where(GoogleConnection.id == connection_id, *_syncable())
             .values(
-                sync_lease=case((free, mine), else_=GoogleConnection.sync_lease),
-                sync_lease_ate=case((free, now + LEASE), else_=GoogleConnection.sync_lease_ate),
-                sync_pendente=not_(free),
+                sync_lease=mine if alone else GoogleConnection.sync_lease,
+                sync_lease_ate=now + LEASE if alone else GoogleConnection.sync_lease_ate,
+                sync_pendente=not alone,
             )
             .returning(
                 GoogleConnection.sync_lease,

@@ -197,6 +197,9 @@ async def send_job(deps: Deps, job: Job) -> None:
         raise
     now = deps.clock.now()
     async with deps.db.unit_of_work(tenant_service(tenant)) as tx:
+        # The connection's row first, then the message's: the order the echo of this very
+        # send takes them in (server/instagram/inbound.py), or the two deadlock.
+        await tx.get(InstagramConnection, conn.id, with_for_update=True)
         row = await tx.get(Message, message_id, with_for_update=True)
         if row is None:
             return

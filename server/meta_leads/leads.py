@@ -9,10 +9,18 @@ and a second run after a lost lease all find it and stop.
 A dead token (Graph 190) is no reason to lose a lead: the connection is marked, the admins
 alerted, and the job is *parked*: a copy waits in the queue at a far-future date, and the
 OAuth callback makes every parked lead due again when Meta is reconnected.
+
+Nor is an outage of Graph: the spec's policy ("Lead Ads Webhook Process": 3 attempts, 1 s
+linear) spends its attempts within seconds, and a minute of 5xx answers would dead-letter the
+lead. Meta itself retries an unanswered webhook for 36 hours; once we have answered it, the
+lead is ours to keep as long. So a lead whose last attempt met an outage is *deferred*: a copy
+with a fresh budget is due again after the spec's longest backoff (60 s), for up to 36 hours
+after its first deferral.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -49,13 +57,20 @@ from server.meta_leads.connection import (
 from server.meta_leads.contacts import ORIGIN, find_contact, map_fields, upsert_contact
 from server.outbox import record_change
 from server.outbox.payloads import contact_changed, opportunity_created
-from server.providers.errors import ProviderAuthError
+from server.providers.errors import ProviderAuthError, ProviderError, ProviderTimeout
 from server.providers.meta_graph import LeadData
 from server.resilience.alerts import raise_alert, resolve_alerts
 from server.resilience.jobs import Job, enqueue
 from server.resilience.operations import CAPI_EVENT, META_LEADGEN
 
 _log = logging.getLogger(__name__)
+# A lead whose attempts all met a Graph outage is tried again after this (the spec's maxDelay),
+# for as long as Meta would have retried its webhook.
+OUTAGE_DEFER = dt.timedelta(seconds=60)
+OUTAGE_PATIENCE = dt.timedelta(hours=36)
+# Graph's read of a lead ends before the attempt's own limit (the spec's 10 s): a hang is then
+# an outage this handler sees (and defers on the last attempt), not an attempt killed outside.
+GRAPH_READ_LIMIT_S = META_LEADGEN.policy.timeout_s * 0.8
 # Tag of a contact whose lead came again while its opportunity was still open.
 REPEAT_TAG = "lead-repetido"
 # Alert to the admins: a form's lead found nobody to distribute to.
@@ -94,11 +109,18 @@ async def handle_leadgen(deps: Deps, job: Job) -> None:
             return
         token = page_token(deps, page)
     try:
-        lead = await graph(deps).get_lead(leadgen_id, token)
+        lead = await _read_lead(deps, leadgen_id, token)
     except ProviderAuthError as exc:
         async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
             await mark_broken(session, job.tenant_id, exc)
             await _park(session, job)
+        return
+    except ProviderError as exc:
+        now = deps.clock.now()
+        if not (exc.outage and job.attempt >= job.max_attempts and _patient(payload, now)):
+            raise
+        async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
+            await _defer(session, job, now)
         return
     try:
         async with deps.db.unit_of_work(tenant_service(job.tenant_id)) as session:
@@ -204,6 +226,45 @@ def _when(value: object) -> dt.datetime | None:
         return dt.datetime.fromtimestamp(int(str(value)), dt.UTC)
     except ValueError:
         return None
+
+
+async def _read_lead(deps: Deps, leadgen_id: str, token: str) -> LeadData:
+    try:
+        async with asyncio.timeout(GRAPH_READ_LIMIT_S):
+            return await graph(deps).get_lead(leadgen_id, token)
+    except TimeoutError:
+        raise ProviderTimeout(
+            f"reading lead {leadgen_id} took longer than {GRAPH_READ_LIMIT_S:g}s",
+            provider="meta_graph",
+        ) from None
+
+
+def _patient(payload: Mapping[str, Any], now: dt.datetime) -> bool:
+    since = payload.get("adiado_desde")
+    if not isinstance(since, int | float) or isinstance(since, bool):
+        return True
+    return now - dt.datetime.fromtimestamp(since, dt.UTC) < OUTAGE_PATIENCE
+
+
+async def _defer(session: AsyncSession, job: Job, now: dt.datetime) -> None:
+    """A copy of the job, with a fresh attempt budget, due after OUTAGE_DEFER. The job itself
+    then completes (its breaker sees this last attempt as answered: the failures before it
+    were counted)."""
+    since = job.payload.get("adiado_desde") or now.timestamp()
+    await enqueue(
+        session,
+        tenant_id=job.tenant_id,
+        operation=META_LEADGEN,
+        payload={**job.payload, "adiado_desde": since},
+        idempotency_key=f"{job.idempotency_key.split(':adiado:')[0]}:adiado:{job.id}",
+        run_at=now + OUTAGE_DEFER,
+    )
+    _log.warning(
+        "lead %s deferred: Graph is failing (attempt %d of %d)",
+        job.payload.get("leadgen_id"),
+        job.attempt,
+        job.max_attempts,
+    )
 
 
 async def _park(session: AsyncSession, job: Job) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.caller import Caller, Role
 from server.google_calendar import sync
+from server.google_calendar.sync_lease import lock_key
 from server.outbox import record_change
 from server.protoconv import timestamp
 from tests.conftest import MigratedDatabase, Tenant
@@ -427,29 +428,27 @@ async def test_one_sync_at_a_time_and_a_change_during_a_sync_is_read(
 
     # Another replica's sync holds the connection: this one leaves and asks it to read again.
     other = uuid.uuid4()
-    await _as_owner(
-        owner_engine,
-        tenant.id,
-        "UPDATE conexoes_google SET sync_lease = :l, sync_lease_ate = now() + interval '1 minute'"
-        " WHERE id = :c",
-        l=other,
-        c=connection,
-    )
-    await stack.control(
-        f"calendars/joao.silva@gmail.com/events/{event_id}", {"summary": "Renomeada", "push": False}
-    )
-    assert await sync.sync_connection(deps, tenant.id, connection) == 0
-    held = await _lease(owner_engine, tenant, connection)
-    assert held.sync_lease == other and held.sync_pendente
-    assert (await _meeting_row(owner_engine, tenant, meeting)).titulo == "Demo"
+    async with deps.db.session_lock(lock_key(connection)) as held_there:
+        assert held_there
+        await _as_owner(
+            owner_engine,
+            tenant.id,
+            "UPDATE conexoes_google SET sync_lease = :l,"
+            " sync_lease_ate = now() + interval '5 minutes' WHERE id = :c",
+            l=other,
+            c=connection,
+        )
+        await stack.control(
+            f"calendars/joao.silva@gmail.com/events/{event_id}",
+            {"summary": "Renomeada", "push": False},
+        )
+        assert await sync.sync_connection(deps, tenant.id, connection) == 0
+        held = await _lease(owner_engine, tenant, connection)
+        assert held.sync_lease == other and held.sync_pendente
+        assert (await _meeting_row(owner_engine, tenant, meeting)).titulo == "Demo"
 
-    # That replica died: its lease runs out and the next sync takes over.
-    await _as_owner(
-        owner_engine,
-        tenant.id,
-        "UPDATE conexoes_google SET sync_lease_ate = now() - interval '1 second' WHERE id = :c",
-        c=connection,
-    )
+    # That replica died (its session, and the lock with it, gone) with its lease still running
+    # for minutes: the next sync takes over at once.
     assert await sync.sync_connection(deps, tenant.id, connection) == 1
     free = await _lease(owner_engine, tenant, connection)
     assert free.sync_lease is None and not free.sync_pendente and free.sync_status == "ok"

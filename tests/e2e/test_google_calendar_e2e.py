@@ -229,6 +229,18 @@ async def test_a_retried_create_makes_one_event(
         await _create(stack, caller, meeting)
     assert twice.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
+    # The server that made the event died before storing its answer: the repeat runs again
+    # and answers with that event instead of refusing the meeting's own.
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM idempotency_records WHERE request_id = :r"),
+            {"r": request.request_id},
+        )
+    rerun = await _stub(stack).CreateGoogleCalendarEvent(request, metadata=stack.md(caller))
+    assert rerun.event_id == first.event_id
+    items = (await stack.control_get(f"calendars/{VENDAS}/events"))["items"]
+    assert sum(1 for e in items if e["summary"] == "Demo") == 1
+
 
 async def test_bad_input_changes_nothing(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine

@@ -7,6 +7,7 @@ own tenant and its own sandbox account."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -236,3 +237,51 @@ async def test_a_revoked_token_on_the_send_path_marks_the_connection_and_alerts(
         )
     assert alerts and all(a.organizacao_id == tenant.id for a in alerts)
     assert not await _api_sends(stack, "Ainda ai?")
+
+
+async def _waiting_on_a_lock(owner_engine: AsyncEngine) -> bool:
+    async with owner_engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND application_name LIKE 'renove-conexoes%'"
+            )
+        )
+    return bool(waiting)
+
+
+async def test_a_send_result_and_its_echo_together_do_not_deadlock(
+    stack: InstagramStack,
+    make_tenant: MakeTenant,
+    make_caller: MakeCaller,
+    owner_engine: AsyncEngine,
+) -> None:
+    """The echo's processing locks the connection, then the message it adopts; the send job,
+    writing its result at the same moment, must take them in that order too."""
+    tenant = await make_tenant(members=0)
+    admin = make_caller(tenant, Role.ADMIN)
+    account = await _connect(stack, admin, "loja_trava")
+    dm = await stack.dm(account_id=account, text="Oi", timestamp_ms=int(time.time() * 1000))
+    await _conversation_of(stack, admin, dm["sender_id"])
+    async with owner_engine.connect() as echo:  # plays the echo's transaction
+        await echo.execute(text("BEGIN"))
+        await echo.execute(
+            text("SELECT set_config('app.current_tenant', :t, true)"), {"t": str(tenant.id)}
+        )
+        await echo.execute(
+            text("SELECT id FROM conexoes_instagram WHERE organizacao_id = :t FOR UPDATE"),
+            {"t": tenant.id},
+        )
+        sent = await _send(stack, admin, dm["sender_id"], "Ja te respondo")
+        async with asyncio.timeout(30):  # the job came back from Instagram and waits on us
+            while True:
+                if await _waiting_on_a_lock(owner_engine):
+                    break
+                await asyncio.sleep(0.02)
+        adopted = await echo.scalar(
+            text("SELECT id FROM conversas WHERE id = :id FOR UPDATE"), {"id": sent.id}
+        )
+        assert str(adopted) == sent.id  # the message's row was free: no deadlock
+        await echo.execute(text("COMMIT"))
+    assert (await job_done(owner_engine, tenant.id, sent.job_id)).status == "completed"
+    assert await _sent_counter(stack, admin) == 1

@@ -1,8 +1,11 @@
 """AIP-155 through the real server: replays, a reused id refused, slots per caller, keyed
-fingerprints, failures released, a running attempt not doubled, an abandoned one taken over."""
+fingerprints, failures released, a running attempt not doubled, a crashed one's taken over at
+once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
 from types import SimpleNamespace
@@ -24,6 +27,7 @@ from server.idempotency import (
     answer_in,
     caller_key,
     idempotent,
+    lock_key,
     rpc_name,
 )
 from server.interceptors.context import current_caller, reset_caller, set_caller
@@ -142,31 +146,85 @@ async def test_a_failed_call_is_not_replayed(server, make_tenant, make_caller, o
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_a_running_attempt_holds_the_slot_until_its_lease_ends(db, make_tenant, owner_engine):
+async def test_a_running_attempt_holds_the_slot_while_it_runs(db, make_tenant):
     tenant = await make_tenant()
     caller = Caller(role=Role.ADMIN, tenant_id=tenant.id, user_id=tenant.admin_id)
     store = IdempotencyStore(db, Keyring.parse(Keyring.generate_key_spec("k1")))
     request = pb.AcknowledgeAlertRequest(id=str(uuid.uuid4()), request_id="slow")
     slot = Slot(tenant.id, caller_key(caller), rpc_name(request), "slow")
-    assert await store.claim(caller, slot, request, pb.AcknowledgeAlertResponse) is None
-    with pytest.raises(RequestInProgress):
-        await store.claim(caller, slot, request, pb.AcknowledgeAlertResponse)
-    other = pb.AcknowledgeAlertRequest(id=str(uuid.uuid4()), request_id="slow")
-    with pytest.raises(RequestIdReused):
-        await store.claim(caller, slot, other, pb.AcknowledgeAlertResponse)
-
-    async with owner_engine.begin() as conn:  # the process holding it died long ago
-        await conn.execute(
-            text(
-                "UPDATE idempotency_records SET claimed_at = now() - interval '1 hour'"
-                " WHERE organizacao_id = :t"
-            ),
-            {"t": tenant.id},
-        )
-    assert await store.claim(caller, slot, request, pb.AcknowledgeAlertResponse) is None
     answer = pb.AcknowledgeAlertResponse(alert=pb.Alert(id=request.id))
-    await store.answer(caller, slot, answer)
-    assert await store.claim(caller, slot, request, pb.AcknowledgeAlertResponse) == answer
+    async with store.hold(caller, slot, request, pb.AcknowledgeAlertResponse) as prior:
+        assert prior is None
+        with pytest.raises(RequestInProgress):
+            async with store.hold(caller, slot, request, pb.AcknowledgeAlertResponse):
+                pass
+        other = pb.AcknowledgeAlertRequest(id=str(uuid.uuid4()), request_id="slow")
+        with pytest.raises(RequestIdReused):
+            async with store.hold(caller, slot, other, pb.AcknowledgeAlertResponse):
+                pass
+        await store.answer(caller, slot, answer)
+    async with store.hold(caller, slot, request, pb.AcknowledgeAlertResponse) as prior:
+        assert prior == answer
+
+
+async def _backend_holding(owner_engine, key: int) -> int:  # type: ignore[no-untyped-def]
+    """The backend holding advisory lock `key` (a bigint key shows as its two 32-bit halves)."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    async with owner_engine.begin() as conn:
+        pid = await conn.scalar(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+            ),
+            {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF},
+        )
+    assert pid is not None
+    return int(pid)
+
+
+async def test_a_crashed_holders_slot_is_taken_over_at_once(db, make_tenant, owner_engine):
+    """The process running the RPC dies (its session cut, as SIGKILL or a lost connection
+    cut it): a repeat is not told REQUEST_IN_PROGRESS for long; it runs the work itself."""
+    tenant = await make_tenant()
+    caller = Caller(role=Role.ADMIN, tenant_id=tenant.id, user_id=tenant.admin_id)
+    store = IdempotencyStore(db, Keyring.parse(Keyring.generate_key_spec("k1")))
+    request = pb.AcknowledgeAlertRequest(id=str(uuid.uuid4()), request_id="crash")
+    slot = Slot(tenant.id, caller_key(caller), rpc_name(request), "crash")
+    crashed = asyncio.Event()
+
+    async def doomed_attempt() -> None:
+        async with store.hold(caller, slot, request, pb.AcknowledgeAlertResponse) as prior:
+            assert prior is None
+            await crashed.wait()
+
+    attempt = asyncio.create_task(doomed_attempt())
+    async with asyncio.timeout(10):
+        while True:
+            async with owner_engine.begin() as conn:
+                rows = await conn.scalar(
+                    text("SELECT count(*) FROM idempotency_records WHERE request_id = 'crash'")
+                )
+            if rows:
+                break
+            await asyncio.sleep(0.02)
+    with pytest.raises(RequestInProgress):
+        async with store.hold(caller, slot, request, pb.AcknowledgeAlertResponse):
+            pass
+    holder = await _backend_holding(owner_engine, lock_key(slot))
+    async with owner_engine.begin() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                async with store.hold(caller, slot, request, pb.AcknowledgeAlertResponse) as prior:
+                    assert prior is None  # taken over: this repeat runs the work
+                    await store.answer(caller, slot, pb.AcknowledgeAlertResponse())
+                break
+            except RequestInProgress:  # the server has not noticed the session's end yet
+                await asyncio.sleep(0.02)
+    crashed.set()
+    with contextlib.suppress(Exception):
+        await attempt
 
 
 class _Servicer:

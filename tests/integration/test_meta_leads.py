@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.models import Alert, Contact, LeadAdsForm, MetaLeadReceived, MetaPage, Opportunity
 from sandbox.graph.seed import USER_ID
 from server.auth.caller import Caller, Role
+from server.meta_leads import leads
 from server.meta_leads.backfill import run_backfill
 from server.meta_leads.leads import NO_DISTRIBUTION_KIND, next_owner
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase, PgServer, Tenant
@@ -461,6 +463,94 @@ async def test_graph_5xx_is_retried(
     async with stack.server.deps.db.unit_of_work(admin) as session:
         opp = await session.scalar(select(Opportunity).where(Opportunity.contato_id == contact.id))
         assert opp is not None and opp.etapa_id == stage
+
+
+async def test_a_lead_whose_attempts_all_meet_a_graph_outage_is_deferred_not_lost(
+    stack: MetaStack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await _ready(stack, tenant, admin, owner_engine)
+    leadgen_id = await stack.submit({**LEAD, "email": "outage@example.com"}, send_webhook=False)
+    await stack.control(
+        "faults", {"pattern": f"/{leadgen_id}$", "kind": "server_error", "times": 3}
+    )
+    await stack.control(f"leads/{leadgen_id}/webhook")
+
+    async def jobs() -> list[Any] | None:
+        async with stack.server.deps.db.unit_of_work(admin) as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT idempotency_key, status, tentativas,"
+                        " proxima_tentativa - now() AS wait FROM eventos_pendentes"
+                        " WHERE payload->>'leadgen_id' = :id ORDER BY criado_em"
+                    ),
+                    {"id": leadgen_id},
+                )
+            ).all()
+        return list(rows) if len(rows) == 2 and rows[0].status == "completed" else None
+
+    first, deferred = await poll(jobs)
+    assert first.tentativas == 3  # every attempt met the outage; nothing dead-lettered
+    assert deferred.status == "pending" and deferred.wait.total_seconds() > 30
+    assert deferred.idempotency_key.startswith(f"meta_leadgen:{leadgen_id}:adiado:")
+    assert await _contact(stack, admin, "outage@example.com") is None
+
+    async with owner_engine.begin() as conn:  # a minute later, Graph answers again
+        await conn.execute(
+            text(
+                "UPDATE eventos_pendentes SET proxima_tentativa = now() WHERE idempotency_key = :k"
+            ),
+            {"k": deferred.idempotency_key},
+        )
+    contact = await _wait_contact(stack, admin, "outage@example.com")
+    async with stack.server.deps.db.unit_of_work(admin) as session:
+        opp = await session.scalar(select(Opportunity).where(Opportunity.contato_id == contact.id))
+        assert opp is not None
+
+
+async def test_a_lead_whose_graph_reads_hang_is_deferred_not_lost(
+    stack: MetaStack,
+    make_tenant: MakeTenant,
+    make_caller: MakeCaller,
+    owner_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Graph that hangs past the attempt's limit: each read ends as an outage the handler
+    sees (not an attempt killed from outside), so the lead is deferred as for a 5xx."""
+    monkeypatch.setattr(leads, "GRAPH_READ_LIMIT_S", 0.3)
+    tenant = await make_tenant()
+    admin = make_caller(tenant, Role.ADMIN)
+    await _ready(stack, tenant, admin, owner_engine)
+    leadgen_id = await stack.submit({**LEAD, "email": "hang@example.com"}, send_webhook=False)
+    await stack.control("latency", {"seconds": 2})
+    try:
+        await stack.control(f"leads/{leadgen_id}/webhook")
+
+        async def deferred() -> str | None:
+            async with stack.server.deps.db.unit_of_work(admin) as session:
+                key = await session.scalar(
+                    text(
+                        "SELECT idempotency_key FROM eventos_pendentes"
+                        " WHERE payload->>'leadgen_id' = :id AND status = 'pending'"
+                        " AND idempotency_key LIKE '%:adiado:%'"
+                    ),
+                    {"id": leadgen_id},
+                )
+            return str(key) if key else None
+
+        key = await poll(deferred, within=60)
+    finally:
+        await stack.control("latency", {"seconds": 0})
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE eventos_pendentes SET proxima_tentativa = now() WHERE idempotency_key = :k"
+            ),
+            {"k": key},
+        )
+    await _wait_contact(stack, admin, "hang@example.com")
 
 
 async def test_backfill_recovers_a_missed_lead(

@@ -11,7 +11,7 @@ from soak.traffic import Item
 
 
 def _item(key: str, *, accepted: bool = True, link: str = "", at: float = 5.0) -> Item:
-    item = Item("whatsapp_in", key, link or key, at, accepted=accepted)
+    item = Item("whatsapp_in", key, link or key, at, wall=1000.0 + at, accepted=accepted)
     item.latency = 0.05 if accepted else None
     item.refused = "" if accepted else "HTTP 400"
     return item
@@ -25,16 +25,22 @@ def test_every_accepted_item_is_processed_dead_or_lost_and_copies_are_duplicates
         _item("d"),
         _item("e", accepted=False),
         _item("f", at=50.0),
+        _item("g"),
     ]
-    done = Counter({"a": 1, "b": 3, "f": 1})
-    dead = ["whatsapp:evt_c {}"]
+    # When each copy was done (epoch seconds); NaN: a copy there but not done (an event
+    # created and never renamed).
+    done = {"a": [1007.0], "b": [1006.0, 1009.0, 1010.0], "f": [1051.5], "g": [float("nan")]}
+    dead = ["5f1c whatsapp:evt_c {}"]
 
     row = _row("whatsapp_in", items, done, dead, window=(0.0, 10.0))
 
-    assert (row.sent, row.accepted, row.refused) == (6, 5, 1)
-    assert (row.processed, row.duplicated, row.dead, row.lost) == (3, 2, 1, 1)
-    assert row.lost_keys == ["d"] and row.refusals == Counter({"HTTP 400": 1})
-    assert row.p_during == pytest.approx((0.05, 0.05)) and row.p_outside is not None
+    assert (row.sent, row.accepted, row.refused) == (7, 6, 1)
+    assert (row.processed, row.duplicated, row.dead, row.lost) == (3, 2, 1, 2)
+    assert row.lost_keys == ["d", "g"] and row.refusals == Counter({"HTTP 400": 1})
+    assert row.duplicated_keys == ["b x3"]
+    # Time to processed: from the first attempt to the first copy done.
+    assert row.p_during is not None and row.p_during[0] == pytest.approx(1.5, abs=0.5)
+    assert row.p_outside == pytest.approx((1.5, 1.5))
 
 
 def test_the_run_fails_on_a_loss_a_duplicate_or_a_stream_with_nothing_accepted() -> None:
@@ -45,3 +51,5 @@ def test_the_run_fails_on_a_loss_a_duplicate_or_a_stream_with_nothing_accepted()
     assert not Reconciliation([Row("y", sent=2, refused=2)], [], {}).ok
     text = table(Reconciliation([Row("y", sent=2, accepted=2, lost=1, lost_keys=["k"])], [], {}))
     assert "LOST y: k" in text
+    twice = Row("y", sent=1, accepted=1, processed=1, duplicated=1, duplicated_keys=["k x2"])
+    assert "DUPLICATED y: k x2" in table(Reconciliation([twice], [], {}))

@@ -1,43 +1,30 @@
 """Secrecy audit over what the suite produced: no token, secret or authorization code in a
-log line, an audit entry, an alert, an outbox (change-feed) event, a queued job or its error,
-or the stored headers of a webhook; and no raw e-mail or phone in what was logged as sent
-to Meta's Conversions API (Meta gets them hashed).
+response (every gRPC message and error the tests received, every body the sidecar's webhook,
+OAuth and JSON gateway routes answered), a log line, an audit entry, an alert, an outbox
+(change-feed) event, a queued job or its error, or the stored headers of a webhook; and no raw
+e-mail or phone in what was logged as sent to Meta's Conversions API (Meta gets them hashed).
 
 Runs last (this folder sorts after every other), over the session's database and the log
-records kept since collection (conftest.py). Run alone it still checks what its own session
-produced.
+records and responses kept since collection (conftest.py). Run alone it still checks what its
+own session produced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
-from collections.abc import Iterator
 
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.ingress_helpers import IG_SECRET, META_SECRET, VERIFY_TOKEN, WAHA_KEY
-from tests.support.grpc_server import TEST_JWT_SECRET
-from tests.zz_audit.conftest import LOG_LINES
+from tests.integration.ingress_helpers import META_SECRET
+from tests.zz_audit.conftest import LOG_LINES, RESPONSES
+from tests.zz_audit.detectors import findings
 
-KNOWN_SECRETS = {
-    "JWT signing secret": TEST_JWT_SECRET,
-    "WAHA webhook HMAC key": WAHA_KEY,
-    "Meta app secret": META_SECRET,
-    "Instagram app secret": IG_SECRET,
-    "Meta verify token": VERIFY_TOKEN,
-}
-# The shapes of the providers' credentials (as the sandbox mints them, after the providers).
-PATTERNS = {
-    "Meta access token": re.compile(r"\bEAA[A-Za-z0-9_\-]{20,}"),
-    "Instagram access token": re.compile(r"\bIG(?:AA|Q)[A-Za-z0-9_\-]{20,}"),
-    "Meta/Instagram authorization code": re.compile(r"\bAQB[A-Za-z0-9_\-]{24,}"),
-    "Google access token": re.compile(r"\bya29\.[A-Za-z0-9_\-.]{10,}"),
-    "Google refresh token": re.compile(r"\b1//0g[A-Za-z0-9_\-]{20,}"),
-    "Google authorization code": re.compile(r"\b4/0Ab[A-Za-z0-9_\-]{20,}"),
-    "bearer JWT": re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-}
 RAW_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+\.[A-Za-z.]{2,}")
 RAW_PHONE = re.compile(r"\+?55\s?\(?\d{2}\)?\s?9?\d{4}-?\d{4}")
 
@@ -49,16 +36,6 @@ SCANNED = {
     "eventos_pendentes": "payload, ultimo_erro, destino",
     "webhook_inbox": "headers, query",
 }
-
-
-def findings(source: str, blob: str) -> Iterator[str]:
-    for name, value in KNOWN_SECRETS.items():
-        if value in blob:
-            yield f"{source}: the {name}"
-    for name, pattern in PATTERNS.items():
-        found = pattern.search(blob)
-        if found:
-            yield f"{source}: a {name} ({found.group()[:12]}...)"
 
 
 async def _rows(engine: AsyncEngine, table: str, columns: str) -> list[str]:
@@ -95,6 +72,38 @@ async def test_no_secret_in_logs_audit_alerts_outbox_jobs_or_inbox(
         problems.extend(findings(f"log line {line[:100]!r}", line))
     print(f"secrecy scan: {scanned} rows, {len(LOG_LINES)} log lines")
     assert not problems, "\n".join(sorted(set(problems))[:40])
+
+
+def test_no_secret_in_any_response_the_suite_received() -> None:
+    print(f"secrecy scan: {RESPONSES.seen} responses ({RESPONSES.chars} characters)")
+    assert not RESPONSES.found, "\n".join(sorted(set(RESPONSES.found))[:40])
+
+
+async def test_the_response_capture_sees_grpc_and_gateway_answers(server) -> None:  # type: ignore[no-untyped-def]
+    """The capture itself: a gRPC answer and a gateway body are scanned, a provider's is not
+    (the sandbox mints tokens; answering them to us is its job)."""
+    before = RESPONSES.seen
+    health = health_pb2_grpc.HealthStub(server.channel)
+    await health.Check(health_pb2.HealthCheckRequest())
+    assert RESPONSES.seen == before + 1
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        await health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+    assert RESPONSES.seen == before + 2  # the error's details too
+
+    leaked = f"EAAB{uuid.uuid4().hex}{uuid.uuid4().hex}"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"token": leaked})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        await http.get("http://sandbox.test/graph/v21.0/oauth/access_token")
+        assert RESPONSES.seen == before + 2
+        await http.get("http://sidecar.test/api/v1/conexoes/meta/status")
+    assert RESPONSES.seen == before + 3
+    caught = [f for f in RESPONSES.found if leaked[:12] in f]
+    assert caught, RESPONSES.found[-3:]
+    for finding in caught:  # planted here, not the service's
+        RESPONSES.found.remove(finding)
 
 
 async def test_what_was_sent_to_meta_holds_no_raw_email_or_phone(
