@@ -6,6 +6,7 @@ and a crashed child is restarted, loudly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -82,7 +83,13 @@ async def dev(pg: Any, tmp_path: Path) -> AsyncIterator[Dev]:
         yield Dev(process, tmp_path, output)
     finally:
         if process.returncode is None:
+            # A test that failed before Ctrl-C: SIGKILL the supervisor and every child, so
+            # no server, sidecar or sandbox outlives the test.
+            family = psutil.Process(process.pid).children(recursive=True)
             process.kill()
+            for child in family:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             await process.wait()
         await reader
         await drop_database(owner_url)
