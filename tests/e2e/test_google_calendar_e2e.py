@@ -136,6 +136,18 @@ async def connected(stack: GoogleStack, owner_engine: AsyncEngine) -> tuple[Tena
     return tenant, caller
 
 
+@pytest.fixture
+async def on_vendas(stack: GoogleStack, connected: tuple[Tenant, Caller]) -> None:
+    """The module's connection writes to the Vendas calendar, with Meet links, as the first
+    test leaves it: a test run alone (or first) starts from the same place. Choosing the
+    calendar it already has changes nothing."""
+    _, caller = connected
+    await _stub(stack).SelectGoogleCalendar(
+        pb.SelectGoogleCalendarRequest(calendar_id=VENDAS, criar_google_meet=True),
+        metadata=stack.md(caller),
+    )
+
+
 async def test_connect_choose_create_move_cancel(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -207,6 +219,7 @@ async def test_connect_choose_create_move_cancel(
     assert (await _meeting_row(owner_engine, tenant, meeting)).google_event_id is None
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_a_retried_create_makes_one_event(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -242,6 +255,7 @@ async def test_a_retried_create_makes_one_event(
     assert sum(1 for e in items if e["summary"] == "Demo") == 1
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_bad_input_changes_nothing(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -263,6 +277,7 @@ async def test_bad_input_changes_nothing(
     assert len((await stack.control_get(f"calendars/{VENDAS}/events"))["items"]) == before
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_expired_sync_token_means_a_full_resync(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -285,6 +300,7 @@ async def test_expired_sync_token_means_a_full_resync(
     assert status.sync_status == "ok" and status.sync_falhas == 0
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_channel_renewal_opens_the_new_one_then_stops_the_old(
     stack: GoogleStack, connected: tuple[Tenant, Caller]
 ) -> None:
@@ -318,6 +334,7 @@ async def test_channel_renewal_opens_the_new_one_then_stops_the_old(
     assert live[0]["address"] == "https://crm.renove.test/webhooks/google-calendar"
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_an_expired_access_token_is_refreshed_on_use(
     stack: GoogleStack, connected: tuple[Tenant, Caller]
 ) -> None:
@@ -331,6 +348,7 @@ async def test_an_expired_access_token_is_refreshed_on_use(
     assert sum(g["refreshes"] for g in await stack.control_get("grants")) == refreshes + 1
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_another_member_sees_nothing_of_it(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -434,6 +452,7 @@ async def test_disconnect_stops_the_channel_then_revokes(
     assert changes == [(calendar, "active"), (calendar, "disconnected"), (calendar, "active")]
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_a_meeting_the_crm_schedules_becomes_an_event_through_the_queue(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -470,6 +489,7 @@ async def test_a_meeting_the_crm_schedules_becomes_an_event_through_the_queue(
     assert stored["_sendUpdates"] == "all" and stored["summary"] == "Reuniao com Joao"
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_the_fallback_sync_catches_changes_without_a_notification(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -545,6 +565,7 @@ async def test_an_app_in_testing_mode_warns_the_super_admins(
     assert kinds
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_listing_the_calendar_shows_crm_meetings(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
@@ -593,6 +614,7 @@ async def test_a_grant_revoked_at_google_shows_in_the_status(
     assert status.status == resources_pb2.CONNECTION_STATUS_REVOKED and status.ultimo_erro
 
 
+@pytest.mark.usefixtures("on_vendas")
 async def test_updating_from_the_crm_moves_the_event_and_the_meeting(
     stack: GoogleStack, connected: tuple[Tenant, Caller], owner_engine: AsyncEngine
 ) -> None:
