@@ -46,34 +46,12 @@ FEED_KINDS = frozenset(
 # recorded change to one outbound webhook endpoint.
 DELIVERY_TIPO = "webhook_saida"
 
+# The record itself is the SQL function `record_outbox_change` (migration 0024), which a larger
+# statement (a WhatsApp send's result, server/whatsapp/sent.py) also calls: one definition.
 _RECORD = text(
-    """
-WITH seq AS (
-  INSERT INTO outbox_sequencias AS s (organizacao_id, ultima_sequencia)
-  VALUES (:tenant, 1)
-  ON CONFLICT (organizacao_id) DO UPDATE SET ultima_sequencia = s.ultima_sequencia + 1
-  RETURNING s.ultima_sequencia
-), ev AS (
-  INSERT INTO outbox_eventos (id, organizacao_id, sequencia, tipo, usuario_id, payload)
-  SELECT :id, :tenant, seq.ultima_sequencia, :kind, :user, CAST(:payload AS jsonb) FROM seq
-  RETURNING sequencia, criado_em
-), hooks AS (
-  INSERT INTO eventos_pendentes (organizacao_id, tipo, operacao, destino, payload,
-                                 idempotency_key, max_tentativas, proxima_tentativa,
-                                 request_id, traceparent)
-  SELECT w.organizacao_id, :tipo, :operation, w.url,
-         jsonb_build_object('endpoint_id', w.id, 'event_id', CAST(:id AS text),
-                            'sequence', ev.sequencia),
-         'webhook:' || w.id || ':' || CAST(:id AS text), :attempts, now(),
-         :request_id, :traceparent
-    FROM webhooks_saida w, ev
-   WHERE :deliver AND w.ativo AND w.deletado_em IS NULL
-     AND (cardinality(w.eventos) = 0 OR :kind = ANY (w.eventos))
-  ON CONFLICT (organizacao_id, idempotency_key) DO NOTHING
-  RETURNING 1
-)
-SELECT ev.sequencia, ev.criado_em, (SELECT count(*) FROM hooks) AS deliveries FROM ev
-"""
+    "SELECT sequencia, criado_em, deliveries FROM record_outbox_change("
+    ":id, :tenant, :kind, :user, CAST(:payload AS jsonb), :tipo, :operation, :attempts,"
+    " :deliver, :request_id, :traceparent)"
 )
 
 

@@ -16,9 +16,9 @@
   leads with the same column and serves the same lookups, and each of a job's updates (claim,
   completion) had to write an entry in both.
 - `record_outbox_change`: the change feed's record (the tenant's next sequence, the outbox row,
-  the outbound webhook deliveries, which carry the recording call's request id and trace) as
-  server/outbox/record.py writes it, callable from a larger statement (a WhatsApp send's
-  result). SECURITY INVOKER: row-level security applies.
+  the outbound webhook deliveries, which carry the recording call's request id and trace):
+  the one definition, called by server/outbox/record.py and from a larger statement (a
+  WhatsApp send's result). SECURITY INVOKER: row-level security applies.
 
 Revision ID: 0024
 Revises: 0022
