@@ -3,6 +3,8 @@
     circuit open      -> back to pending at the breaker's next probe; no attempt spent
     success           -> completed
     retryable error   -> pending, proxima_tentativa = now + next_delay (Retry-After honoured)
+    database lost under a repeatable operation (operations.py)
+                      -> pending, as a retryable error
     final error / last attempt
                       -> failed (dead-lettered), with the dead-letter hook's consequences
 
@@ -21,10 +23,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from db.uow import Database
-from server.errors import CircuitOpen
+from server.errors import CircuitOpen, DomainError
 from server.interceptors.outages import is_database_outage
 from server.observability.jobs import attempt_scope
-from server.providers.errors import ProviderTimeout
+from server.providers.errors import ProviderError, ProviderTimeout
 from server.resilience import queue
 from server.resilience.backoff import RandomSource, next_delay
 from server.resilience.breaker import BreakerRegistry, CircuitBreaker, Permit
@@ -195,7 +197,7 @@ class AttemptRunner:
                 _log.warning("job %s finished after its lease was lost", job.id)
                 return None
             return "completed"
-        if is_retryable(error) and attempt < max_attempts:
+        if _retries(spec, error) and attempt < max_attempts:
             delay = next_delay(policy, attempt, self._rng, retry_after_of(error))
             async with self._db.autocommit() as conn:
                 await queue.retry_later(
@@ -312,3 +314,14 @@ def _as_job(
 
 def job_error(job: ClaimedJob) -> str:
     return f"no attempts left after {job.tentativas} (the last worker was lost mid-attempt)"
+
+
+def _retries(spec: HandlerSpec, error: BaseException) -> bool:
+    """Is another attempt the answer to `error`? A retryable failure, or the database lost
+    under a handler whose operation may run again (`Operation.repeatable`): its transaction
+    rolled back, so the next attempt starts from where this one did."""
+    if is_retryable(error):
+        return True
+    if isinstance(error, ProviderError | DomainError):
+        return False  # an answer, not an outage: its own `retryable` said no
+    return spec.operation.repeatable and is_database_outage(error)

@@ -27,11 +27,17 @@ class Operation:
     policy: the spec's retry row it follows (attempts, backoff, timeout).
     breaker: the provider breaker (a key of BREAKER_CONFIGS) the worker asks before each
         attempt, or None when the handler calls no provider.
+    repeatable: an attempt may run again after the database failed under it (a restart, a
+        failover): the handler's provider calls are reads, or the provider deduplicates
+        them (CAPI's event_id, an audience's member set, the Calendar event's own id).
+        False for sends that a provider cannot deduplicate (WAHA, Instagram, SMTP): one of
+        those may have left before the write failed, so it dead-letters for a person.
     """
 
     name: str
     policy: RetryPolicy
     breaker: str | None = None
+    repeatable: bool = False
 
     @property
     def max_attempts(self) -> int:
@@ -42,45 +48,49 @@ class Operation:
         return policy_for(self.policy.operation, tenant_retry_config)
 
 
-def _op(name: str, policy: str, breaker: str | None = None) -> Operation:
-    return Operation(name, POLICIES[policy], breaker)
+def _op(
+    name: str, policy: str, breaker: str | None = None, *, repeatable: bool = False
+) -> Operation:
+    return Operation(name, POLICIES[policy], breaker, repeatable)
 
 
 # WhatsApp (server/whatsapp/)
-WAHA_EVENT = _op("waha_event", "inbound_event")
+WAHA_EVENT = _op("waha_event", "inbound_event", repeatable=True)
 WHATSAPP_SEND = _op("whatsapp_send", "whatsapp_send", "waha")
 # Logout/delete in WAHA after a disconnect WAHA could not take at the time: a WAHA call that
 # must happen, retried like a send.
-WAHA_CLEANUP = _op("waha_cleanup", "whatsapp_send", "waha")
+WAHA_CLEANUP = _op("waha_cleanup", "whatsapp_send", "waha", repeatable=True)
 # A session WAHA reports FAILED: restart, then logout and start (server/whatsapp/recovery.py).
-WAHA_RECOVER = _op("waha_recover", "whatsapp_send", "waha")
+WAHA_RECOVER = _op("waha_recover", "whatsapp_send", "waha", repeatable=True)
 # Meta Lead Ads (server/meta_leads/): webhook deliveries, backfilled and parked leads alike.
-META_LEADGEN = _op("meta_leadgen", "lead_processing", "meta_graph")
+META_LEADGEN = _op("meta_leadgen", "lead_processing", "meta_graph", repeatable=True)
 # Disconnecting Meta revokes the app's permissions at Meta (best effort, retried like a
 # token call).
-META_REVOKE = _op("meta_revoke", "oauth_refresh", "meta_graph")
+META_REVOKE = _op("meta_revoke", "oauth_refresh", "meta_graph", repeatable=True)
 # Conversions API (server/conversions/): a CRM or Lead Ads event sent to the pixel.
-CAPI_EVENT = _op("capi_event", "capi_event", "meta_capi")
+CAPI_EVENT = _op("capi_event", "capi_event", "meta_capi", repeatable=True)
 # Custom Audiences (server/audiences/), all on the spec's audience row: members added to an
 # audience (events, sync now), an audience deleted at Meta, a contact's hashes removed from an
 # audience (deleted in the directory, consent withdrawn).
-AUDIENCE_SYNC = _op("audience_sync", "audience_sync", "meta_audiences")
-AUDIENCE_DELETE = _op("audience_delete", "audience_sync", "meta_audiences")
-AUDIENCE_REMOVE = _op("audience_remove", "audience_sync", "meta_audiences")
+AUDIENCE_SYNC = _op("audience_sync", "audience_sync", "meta_audiences", repeatable=True)
+AUDIENCE_DELETE = _op("audience_delete", "audience_sync", "meta_audiences", repeatable=True)
+AUDIENCE_REMOVE = _op("audience_remove", "audience_sync", "meta_audiences", repeatable=True)
 # Instagram Direct (server/instagram/): webhook deliveries and sends.
-INSTAGRAM_EVENT = _op("instagram_event", "inbound_event")
+INSTAGRAM_EVENT = _op("instagram_event", "inbound_event", repeatable=True)
 INSTAGRAM_SEND = _op("instagram_send", "instagram_send", "instagram")
 # Google Calendar (server/google_calendar/): push notifications (an incremental sync, which
 # calls Google) and the events of meetings the CRM schedules.
 GOOGLE_CALENDAR_NOTIFICATION = _op(
-    "google_calendar_notification", "inbound_event", "google_calendar"
+    "google_calendar_notification", "inbound_event", "google_calendar", repeatable=True
 )
-GOOGLE_CALENDAR_CREATE = _op("google_calendar_create", "calendar_create", "google_calendar")
+GOOGLE_CALENDAR_CREATE = _op(
+    "google_calendar_create", "calendar_create", "google_calendar", repeatable=True
+)
 # E-mail (server/email/): one message through SMTP or Gmail (the handler picks the breaker by
 # transport).
 EMAIL_SEND = _op("email_send", "email_send")
 # Signed outbound webhooks to a tenant's endpoint (no provider breaker: one URL per tenant).
-OUTBOUND_WEBHOOK = _op("outbound_webhook", "outbound_webhook")
+OUTBOUND_WEBHOOK = _op("outbound_webhook", "outbound_webhook", repeatable=True)
 
 OPERATIONS: Mapping[str, Operation] = MappingProxyType(
     {

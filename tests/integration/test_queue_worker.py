@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import text
 
 from server.errors import CircuitOpen
 from server.providers.errors import (
@@ -20,6 +21,7 @@ from server.providers.errors import (
 )
 from server.resilience.backoff import delay_bounds
 from server.resilience.breaker import BreakerConfig, BreakerRegistry
+from server.resilience.budget import tenant_service
 from server.resilience.jobs import Job, JobRegistry
 from server.resilience.operations import Operation
 from server.resilience.policies import POLICIES, policy_for
@@ -126,6 +128,33 @@ async def test_final_errors_are_not_retried(db, make_tenant, owner_engine, error
     row = await job_row(owner_engine, job_id)
     assert (row.status, row.tentativas, calls) == ("failed", 1, [1])
     assert type(error).__name__ in row.ultimo_erro
+
+
+@pytest.mark.parametrize(
+    ("repeatable", "status"), [(True, "pending"), (False, "failed")], ids=["repeatable", "send"]
+)
+async def test_the_database_lost_under_a_handler_retries_only_a_repeatable_operation(
+    db, make_tenant, owner_engine, repeatable, status
+):
+    tenant = await make_tenant()
+    clock = ahead_clock()
+    registry = JobRegistry()
+
+    async def loses_the_database(job: Job) -> None:
+        # The handler's own connection dies under it, as in a PostgreSQL restart.
+        async with db.unit_of_work(tenant_service(job.tenant_id)) as session:
+            await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    op = unique_op("db_lost")
+    registry.register(
+        Operation(op, POLICIES["capi_event"], repeatable=repeatable), loses_the_database
+    )
+    job_id = await add_job(db, tenant.id, op, max_attempts=5)
+    await make_worker(db, registry, clock).run_once()
+    row = await job_row(owner_engine, job_id)
+    # A send that may have left keeps its dead letter; anything else waits out the outage.
+    assert (row.status, row.tentativas) == (status, 1)
+    assert row.ultimo_erro
 
 
 async def test_retry_after_is_honoured(db, make_tenant, owner_engine):
