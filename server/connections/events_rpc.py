@@ -33,7 +33,6 @@ from server.connections.alerts_rpc import connection_type_of
 from server.errors import InvalidArgument, PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
 from server.events.bus import Predicate
-from server.events.heartbeats import with_heartbeats
 from server.interceptors.context import current_caller
 from server.outbox import read_one, replay_page
 from server.outbox.feed import REPLAY_PAGE
@@ -135,7 +134,8 @@ class EventRpcs:
             if caller.tenant_id is None:
                 raise InvalidArgument.field("after_sequence", "the change feed is per tenant")
             accepts = _recorded_only(accepts)
-        async with self.deps.bus.subscribe(accepts) as stream:
+        heartbeat = self.deps.settings.stream_heartbeat_seconds
+        async with self.deps.bus.watch(accepts, heartbeat=heartbeat) as stream:
             first: list[Event] = []
             if resume is not None:
                 # The first page, checked against retention with it: errors come before
@@ -153,7 +153,7 @@ class EventRpcs:
     async def _feed(
         self,
         caller: Caller,
-        stream: AsyncIterator[Event],
+        stream: AsyncIterator[Event | None],
         after: int,
         accepts: Predicate,
         first: list[Event],
@@ -207,12 +207,11 @@ class EventRpcs:
 
     async def _follow(
         self,
-        stream: AsyncIterator[Event],
+        stream: AsyncIterator[Event | None],
         gate: Callable[[Event], Awaitable[Event | None]] | None = None,
     ) -> AsyncIterator[pb.WatchEventsResponse]:
-        interval = self.deps.settings.stream_heartbeat_seconds
         try:
-            async for item in with_heartbeats(stream, interval):
+            async for item in stream:
                 if item is None:
                     yield pb.WatchEventsResponse(
                         heartbeat=resources_pb2.Heartbeat(sent_at=timestamp(self.deps.clock.now()))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -107,12 +109,23 @@ class SubscriberLagged(Exception):
 RouteKey = tuple[str, uuid.UUID | None]
 
 
+class _Signal(enum.Enum):
+    """What a subscriber's queue carries besides events."""
+
+    HEARTBEAT = "heartbeat"  # quiet for its interval: the stream sends a heartbeat
+    END = "end"  # the bus stopped, or the subscriber was cut off (`lagged`)
+
+
 @dataclass(eq=False)
 class _Subscriber:
     accepts: Predicate
-    queue: asyncio.Queue[Event | None]
+    queue: asyncio.Queue[Event | _Signal]
     key: RouteKey | None = None
     lagged: bool = False
+    # Seconds of quiet after which a heartbeat is queued (None: no heartbeats), and when
+    # the subscriber last had something queued (time.monotonic()).
+    heartbeat: float | None = None
+    last: float = 0.0
 
 
 class EventBus:
@@ -130,6 +143,9 @@ class EventBus:
         # Keyed subscribers by key; the unkeyed ones (they see every event) in `_unkeyed`.
         self._by_key: dict[RouteKey, set[_Subscriber]] = {}
         self._unkeyed: set[_Subscriber] = set()
+        # Subscribers that want heartbeats, and the one task that queues them for all.
+        self._beating: set[_Subscriber] = set()
+        self._ticker: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -144,12 +160,13 @@ class EventBus:
 
     async def stop(self) -> None:
         for sub in list(self._subscribers):
-            sub.queue.put_nowait(None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            _end(sub)
+        for task in (self._task, self._ticker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._ticker = None
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -163,47 +180,89 @@ class EventBus:
             key: (kind, tenant) when `accepts` only ever accepts events of that kind and
                 tenant: the subscriber is then not even asked about any other event.
         """
-        sub = _Subscriber(accepts, asyncio.Queue(self._queue_size), key)
+        async with self._registered(accepts, key, None) as sub:
+            yield self._events(sub)
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, accepts: Predicate, *, heartbeat: float, key: RouteKey | None = None
+    ) -> AsyncIterator[AsyncIterator[Event | None]]:
+        """`subscribe`, for a server stream: the stream also yields None whenever
+        `heartbeat` seconds pass without an event (within a quarter of it), its cue to send
+        a heartbeat that keeps idle proxies from closing it.
+
+        One task queues the heartbeats of every stream of the process, so a stream's read
+        is a plain queue read: no timer or task per read, which with 10,000 streams cost
+        more than the events themselves.
+        """
+        async with self._registered(accepts, key, heartbeat) as sub:
+            yield self._events_and_beats(sub)
+
+    @contextlib.asynccontextmanager
+    async def _registered(
+        self, accepts: Predicate, key: RouteKey | None, heartbeat: float | None
+    ) -> AsyncIterator[_Subscriber]:
+        sub = _Subscriber(accepts, asyncio.Queue(self._queue_size), key, heartbeat=heartbeat)
         self._subscribers.add(sub)
         group = self._unkeyed if key is None else self._by_key.setdefault(key, set())
         group.add(sub)
+        if heartbeat is not None:
+            sub.last = time.monotonic()
+            self._beating.add(sub)
+            if self._ticker is None or self._ticker.done():
+                self._ticker = asyncio.create_task(self._beat_forever(), name="event-bus-beat")
         try:
-            yield self._drain(sub)
+            yield sub
         finally:
             self._subscribers.discard(sub)
+            self._beating.discard(sub)
             group.discard(sub)
             if key is not None and not group:
                 self._by_key.pop(key, None)
 
-    async def _drain(self, sub: _Subscriber) -> AsyncIterator[Event]:
+    async def _events(self, sub: _Subscriber) -> AsyncIterator[Event]:
+        async for item in self._events_and_beats(sub):
+            if item is not None:
+                yield item
+
+    async def _events_and_beats(self, sub: _Subscriber) -> AsyncIterator[Event | None]:
         while True:
-            event = await sub.queue.get()
-            if event is None:
+            item = await sub.queue.get()
+            if item is _Signal.END:
                 if sub.lagged:
                     raise SubscriberLagged("event stream fell behind; re-subscribe")
                 return
-            yield event
+            yield None if item is _Signal.HEARTBEAT else item
 
     def deliver_local(self, event: Event) -> None:
         keyed = self._by_key.get((event.kind, event.tenant_id), ())
+        now = time.monotonic()
         for sub in [*self._unkeyed, *keyed]:
             if sub.lagged or not sub.accepts(event):
                 continue
             try:
                 sub.queue.put_nowait(event)
+                sub.last = now
             except asyncio.QueueFull:
                 sub.lagged = True
-                # Make room for the sentinel: the subscriber ends on its next read.
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    sub.queue.get_nowait()
-                sub.queue.put_nowait(None)
+                _end(sub)
+
+    async def _beat_forever(self) -> None:
+        """Queues a heartbeat for each stream quiet for its interval; runs while any wants."""
+        while self._beating:
+            await asyncio.sleep(min(sub.heartbeat or 0.0 for sub in self._beating) / 4)
+            now = time.monotonic()
+            for sub in list(self._beating):
+                interval = sub.heartbeat or 0.0
+                # A full queue is a stream already behind: its events keep it alive.
+                if not sub.lagged and now - sub.last >= interval and _put(sub, _Signal.HEARTBEAT):
+                    sub.last = now
 
     def _cut_off_all(self) -> None:
         for sub in list(self._subscribers):
             if not sub.lagged:
                 sub.lagged = True
-                with contextlib.suppress(asyncio.QueueFull):
-                    sub.queue.put_nowait(None)
+                _end(sub)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -239,3 +298,19 @@ class EventBus:
             # Events may have been missed while disconnected: every stream must resync.
             self._cut_off_all()
             await asyncio.sleep(self._reconnect_delay)
+
+
+def _put(sub: _Subscriber, item: Event | _Signal) -> bool:
+    try:
+        sub.queue.put_nowait(item)
+    except asyncio.QueueFull:
+        return False
+    return True
+
+
+def _end(sub: _Subscriber) -> None:
+    """Ends the subscriber's stream on its next read, making room if its queue is full."""
+    if not _put(sub, _Signal.END):
+        with contextlib.suppress(asyncio.QueueEmpty):
+            sub.queue.get_nowait()
+        sub.queue.put_nowait(_Signal.END)

@@ -21,7 +21,6 @@ from db.models import User, WhatsAppSession
 from server.auth.caller import Caller
 from server.errors import PermissionNotGranted, Unavailable
 from server.events import Event, SubscriberLagged
-from server.events.heartbeats import with_heartbeats
 from server.protoconv import parse_uuid
 from server.whatsapp.connection import EVENT_KIND, VERSION_KEY
 
@@ -105,13 +104,13 @@ async def watch(
         )
 
     heartbeat = deps.settings.stream_heartbeat_seconds
-    async with deps.bus.subscribe(accepts, key=(EVENT_KIND, tenant)) as events:
+    async with deps.bus.watch(accepts, key=(EVENT_KIND, tenant), heartbeat=heartbeat) as events:
         # Newest state sent per session: an event already covered by the snapshot (it was
         # published before we read) or overtaken by a later one is not sent again.
         versions: dict[str, datetime] = {}
         yield await _snapshot(deps, caller, user, versions)
         try:
-            async for event in with_heartbeats(events, heartbeat):
+            async for event in events:
                 if event is None:
                     yield Heartbeat(deps.clock.now())
                 elif not _is_stale(event, versions):
