@@ -34,7 +34,7 @@ from server.email.sending import record_status
 from server.errors import CircuitOpen, DomainError
 from server.providers.smtp import SmtpAuthFailed, SmtpClient
 from server.resilience.alerts import connection_broken
-from server.resilience.jobs import Job
+from server.resilience.jobs import Job, before_the_provider
 from server.security.redaction import redact
 
 if TYPE_CHECKING:
@@ -55,11 +55,12 @@ class _Sent:
 async def deliver(deps: Deps, smtp: SmtpClient, job: Job) -> None:
     caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
     email_id = uuid.UUID(str(job.payload["email_id"]))
-    async with deps.db.unit_of_work(caller) as tx:
-        email = await tx.get(SentEmail, email_id)
-        if email is None or email.status not in _UNSENT:
-            return  # sent already (a repeated job) or gone
-        connection = await row_of(tx, email.usuario_id)
+    with before_the_provider():
+        async with deps.db.unit_of_work(caller) as tx:
+            email = await tx.get(SentEmail, email_id)
+            if email is None or email.status not in _UNSENT:
+                return  # sent already (a repeated job) or gone
+            connection = await row_of(tx, email.usuario_id)
     try:
         usable = require_usable(connection)
         _same_sender(usable, email)

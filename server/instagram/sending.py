@@ -36,7 +36,7 @@ from server.instagram.window import decide
 from server.outbox import record_change
 from server.providers.errors import ProviderAuthError, ProviderError
 from server.providers.instagram import is_window_error
-from server.resilience.jobs import Job, enqueue
+from server.resilience.jobs import Job, before_the_provider, enqueue
 from server.resilience.operations import INSTAGRAM_SEND
 from server.security.redaction import redact
 
@@ -172,17 +172,18 @@ async def send_job(deps: Deps, job: Job) -> None:
     """Sends one stored message; sent, or failed for good with the reason on the row."""
     tenant = job.tenant_id
     message_id = uuid.UUID(str(job.payload["message_id"]))
-    async with deps.db.unit_of_work(tenant_service(tenant)) as tx:
-        message = await tx.get(Message, message_id)
-        if message is None or message.status not in _UNSENT:
-            return  # already sent (its echo may have said so first) or removed
-        conn = await own_connection(tx, message.usuario_id) if message.usuario_id else None
-        meta = dict(message.metadata_ or {})
-        inbound = (
-            await last_inbound(tx, message.usuario_id, message.contato_id)
-            if message.usuario_id and message.contato_id
-            else None
-        )
+    with before_the_provider():
+        async with deps.db.unit_of_work(tenant_service(tenant)) as tx:
+            message = await tx.get(Message, message_id)
+            if message is None or message.status not in _UNSENT:
+                return  # already sent (its echo may have said so first) or removed
+            conn = await own_connection(tx, message.usuario_id) if message.usuario_id else None
+            meta = dict(message.metadata_ or {})
+            inbound = (
+                await last_inbound(tx, message.usuario_id, message.contato_id)
+                if message.usuario_id and message.contato_id
+                else None
+            )
     try:
         conn = usable(conn)
         decision = decide(inbound, deps.clock.now(), human=bool(meta.get("human")))

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PendingEvent
+from server.interceptors.outages import as_unavailable
 from server.observability.jobs import enqueue_context
 from server.resilience import queue
 from server.resilience.operations import Operation
@@ -200,3 +202,18 @@ def job_values(
         "proxima_tentativa": run_at if run_at is not None else func.now(),
         **enqueue_context(),
     }
+
+
+@contextmanager
+def before_the_provider() -> Iterator[None]:
+    """Wraps the reads a send's handler makes before it calls its provider: the database
+    lost there (a restart, a failover) is a retryable failure (DATABASE_UNAVAILABLE), since
+    nothing has left yet. A send's operation is not `repeatable` as a whole, because the
+    same loss after the provider's answer may hide a message that already left."""
+    try:
+        yield
+    except Exception as exc:
+        unavailable = as_unavailable(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc

@@ -14,7 +14,7 @@ from db.models import Message, WhatsAppSession
 from server.auth.caller import Caller, Role
 from server.errors import DomainError
 from server.outbox import record_change
-from server.resilience.jobs import Job
+from server.resilience.jobs import Job, before_the_provider
 from server.security.redaction import redact
 from server.whatsapp import status as st
 from server.whatsapp.connection import CANAL, waha
@@ -29,25 +29,26 @@ async def send_message(deps: Deps, job: Job) -> None:
     """Send one stored outbound message through WAHA; mark it sent, or failed for good."""
     caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
     message_id = uuid.UUID(str(job.payload["message_id"]))
-    async with deps.db.unit_of_work(caller) as tx:
-        # The message and its sender's live session in one join (one round trip).
-        found = (
-            await tx.execute(
-                select(Message, WhatsAppSession)
-                .outerjoin(
-                    WhatsAppSession,
-                    and_(
-                        WhatsAppSession.usuario_id == Message.usuario_id,
-                        WhatsAppSession.deletado_em.is_(None),
-                    ),
+    with before_the_provider():
+        async with deps.db.unit_of_work(caller) as tx:
+            # The message and its sender's live session in one join (one round trip).
+            found = (
+                await tx.execute(
+                    select(Message, WhatsAppSession)
+                    .outerjoin(
+                        WhatsAppSession,
+                        and_(
+                            WhatsAppSession.usuario_id == Message.usuario_id,
+                            WhatsAppSession.deletado_em.is_(None),
+                        ),
+                    )
+                    .where(Message.id == message_id)
                 )
-                .where(Message.id == message_id)
-            )
-        ).first()
-        if found is None or found[0].status != "pending":
-            return  # already sent (a retried job) or removed
-        pending, session = found
-        meta = dict(pending.metadata_ or {})
+            ).first()
+            if found is None or found[0].status != "pending":
+                return  # already sent (a retried job) or removed
+            pending, session = found
+            meta = dict(pending.metadata_ or {})
     try:
         if session is None or session.status != st.CONNECTED:
             raise SessionNotConnected("the sender's WhatsApp session is not connected")

@@ -22,7 +22,7 @@ from server.providers.errors import (
 from server.resilience.backoff import delay_bounds
 from server.resilience.breaker import BreakerConfig, BreakerRegistry
 from server.resilience.budget import tenant_service
-from server.resilience.jobs import Job, JobRegistry
+from server.resilience.jobs import Job, JobRegistry, before_the_provider
 from server.resilience.operations import Operation
 from server.resilience.policies import POLICIES, policy_for
 from server.resilience.worker import Worker
@@ -155,6 +155,27 @@ async def test_the_database_lost_under_a_handler_retries_only_a_repeatable_opera
     # A send that may have left keeps its dead letter; anything else waits out the outage.
     assert (row.status, row.tentativas) == (status, 1)
     assert row.ultimo_erro
+
+
+async def test_a_send_that_loses_the_database_before_its_provider_call_is_retried(
+    db, make_tenant, owner_engine
+):
+    tenant = await make_tenant()
+    clock = ahead_clock()
+    registry = JobRegistry()
+
+    async def send(job: Job) -> None:
+        with before_the_provider():  # nothing has left yet: safe to run again
+            async with db.unit_of_work(tenant_service(job.tenant_id)) as session:
+                await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    op = unique_op("send_db_lost")
+    registry.register(Operation(op, POLICIES["whatsapp_send"]), send)
+    job_id = await add_job(db, tenant.id, op, max_attempts=3)
+    await make_worker(db, registry, clock).run_once()
+    row = await job_row(owner_engine, job_id)
+    assert (row.status, row.tentativas) == ("pending", 1)
+    assert row.ultimo_erro.startswith("DatabaseUnavailable")
 
 
 async def test_retry_after_is_honoured(db, make_tenant, owner_engine):
