@@ -30,7 +30,7 @@ async def _main(args: argparse.Namespace) -> tuple[Reconciliation, dict[str, obj
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="a short run (2 to 4 minutes)")
     parser.add_argument(
         "--inject",
         choices=sorted(SERVERS),
