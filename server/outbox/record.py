@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.events import Event, publish
+from server.events import CHANNEL, Event, publish
+from server.events.bus import MAX_PAYLOAD
 from server.observability.jobs import enqueue_context
 
 # What the change feed carries (EventKind names): changes the CRM core must learn. Live-only
@@ -53,6 +55,27 @@ _RECORD = text(
     ":id, :tenant, :kind, :user, CAST(:payload AS jsonb), :tipo, :operation, :attempts,"
     " :deliver, :request_id, :traceparent)"
 )
+
+# The same record and its announcement in one statement, for a plain unit of work (an asyncpg
+# connection): the NOTIFY payload is the one `Event.encode` gives a recorded change, its data
+# left out (`partial`) when the whole would not fit a NOTIFY.
+_RECORD_AND_ANNOUNCE = f"""
+WITH r AS (
+  SELECT * FROM record_outbox_change($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+), e AS (
+  SELECT r.sequencia, r.criado_em,
+         json_build_object('id', $1::text, 'kind', $3::text, 'tenant', $2::text,
+                           'user', $4::text, 'at', r.criado_em, 'data', $5::json,
+                           'seq', r.sequencia)::text AS body
+    FROM r
+)
+SELECT e.sequencia,
+       pg_notify($12, CASE WHEN octet_length(e.body) <= {MAX_PAYLOAD} THEN e.body
+         ELSE json_build_object('id', $1::text, 'kind', $3::text, 'tenant', $2::text,
+                                'user', $4::text, 'at', e.criado_em, 'data', '{{}}'::json,
+                                'seq', e.sequencia, 'partial', true)::text END)
+  FROM e
+"""
 
 
 @dataclass(frozen=True)
@@ -127,3 +150,37 @@ async def record_change(
         ),
     )
     return RecordedChange(event_id, int(row.sequencia), row.criado_em, int(row.deliveries))
+
+
+async def record_change_plain(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    user_id: uuid.UUID | None = None,
+    deliver: bool = True,
+) -> int:
+    """`record_change` in a plain unit of work (`Database.plain_unit_of_work`), record and
+    announcement in one round trip. Returns the change's sequence."""
+    from server.resilience.operations import OUTBOUND_WEBHOOK
+
+    if kind not in FEED_KINDS:
+        raise ValueError(f"{kind!r} is not a change-feed kind")
+    context = enqueue_context()
+    sequence: int = await conn.fetchval(
+        _RECORD_AND_ANNOUNCE,
+        uuid.uuid4(),
+        tenant_id,
+        kind,
+        user_id,
+        json.dumps(_plain(payload)),
+        DELIVERY_TIPO,
+        OUTBOUND_WEBHOOK.name,
+        OUTBOUND_WEBHOOK.max_attempts,
+        deliver,
+        context["request_id"],
+        context["traceparent"],
+        CHANNEL,
+    )
+    return sequence

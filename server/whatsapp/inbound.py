@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -44,41 +45,115 @@ def message_event_data(message: Message) -> dict[str, Any]:
     return views.message_event_data(message, _PREVIEW)
 
 
-async def store_message(
-    tx: AsyncSession, row: WhatsAppSession, payload: Mapping[str, Any], *, via_any: bool
-) -> Message | None:
-    """Stores one WAMessage; returns the new row, or None (duplicate, ours, not a person)."""
+@dataclass(frozen=True)
+class Incoming:
+    """What a person's WAMessage stores, read from the payload (docs/providers.md, WAHA)."""
+
+    from_me: bool
+    external_id: str
+    peer: str  # the chat: the other party
+    phone: str | None  # E.164, when the chat names a phone number
+    lid: str | None  # the hidden id, when WhatsApp shows the sender only by one
+    name: str | None  # the sender's push name (not ours)
+    sent_at: dt.datetime
+    ack: int | None
+    body: str
+    tipo: str
+    metadata: dict[str, Any]
+
+    @property
+    def direcao(self) -> str:
+        return "outbound" if self.from_me else "inbound"
+
+    @property
+    def kind(self) -> str:
+        """The change the new row is on the feed as."""
+        return "MESSAGE_STATUS" if self.from_me else "MESSAGE_RECEIVED"
+
+    def row(self, **ids: Any) -> Message:
+        """The message row (ids, contact and times given by the caller)."""
+        return Message(
+            canal=CANAL,
+            direcao=self.direcao,
+            external_id=self.external_id,
+            conteudo=self.body,
+            tipo=self.tipo,
+            status="sent" if self.from_me else "received",
+            ack=self.ack,
+            enviado_em=self.sent_at,
+            metadata_=self.metadata,
+            **ids,
+        )
+
+
+def incoming(payload: Mapping[str, Any], *, via_any: bool) -> Incoming | None:
+    """The message to store, or None: sent through our API (the send job stored it), or not
+    a person's (groups and broadcasts are not CRM contacts)."""
     from_me = payload.get("fromMe") is True
     if from_me and (not via_any or payload.get("source") == "api"):
-        return None  # sent through our API: the send job already stored it
+        return None
     external_id = _text(payload.get("id"))
     peer = _text(payload.get("to") if from_me else payload.get("from"))
     phone = phone_of_chat(peer)
     lid = hidden_id(peer)
     if not external_id or (phone is None and lid is None):
-        return None  # groups and broadcasts are not CRM contacts
+        return None
     data = payload.get("_data")
     notify_name = data.get("notifyName") if isinstance(data, Mapping) else None
-    name = notify_name if isinstance(notify_name, str) and not from_me else None
-    if lid is not None:
-        # A sender WhatsApp shows only by a hidden id: kept on a contact of that id.
-        contato_id = await contact_for_sender(
-            tx, row.organizacao_id, lid, revealed_phone(payload), name=name, owner=row.usuario_id
-        )
-    else:
-        assert phone is not None
-        contato_id = await contact_for_phone(
-            tx, row.organizacao_id, phone, name=name, owner=row.usuario_id
-        )
     seconds = payload.get("timestamp")
-    # The message timestamp is in seconds (the envelope's is in ms).
-    sent_at = (
-        dt.datetime.fromtimestamp(seconds, dt.UTC)
-        if isinstance(seconds, int | float)
-        else dt.datetime.now(dt.UTC)
-    )
     ack = payload.get("ack")
     media = media_of(payload)
+    return Incoming(
+        from_me=from_me,
+        external_id=external_id,
+        peer=peer,
+        phone=phone,
+        lid=lid,
+        name=notify_name if isinstance(notify_name, str) and not from_me else None,
+        # The message timestamp is in seconds (the envelope's is in ms).
+        sent_at=(
+            dt.datetime.fromtimestamp(seconds, dt.UTC)
+            if isinstance(seconds, int | float)
+            else dt.datetime.now(dt.UTC)
+        ),
+        ack=ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
+        body=_text(payload.get("body")),
+        tipo="text" if media is None else media["kind"],
+        metadata={
+            "chat_id": peer,
+            "from": _text(payload.get("from")),
+            "to": _text(payload.get("to")),
+            "type": "chat" if not payload.get("hasMedia") else "media",
+            "source": _text(payload.get("source")) or ("app" if from_me else ""),
+            "reply_to": payload.get("replyTo"),
+            **({"media": media} if media is not None else {}),
+        },
+    )
+
+
+async def store_message(
+    tx: AsyncSession, row: WhatsAppSession, payload: Mapping[str, Any], *, via_any: bool
+) -> Message | None:
+    """Stores one WAMessage; returns the new row, or None (duplicate, ours, not a person)."""
+    msg = incoming(payload, via_any=via_any)
+    if msg is None:
+        return None
+    if msg.lid is not None:
+        # A sender WhatsApp shows only by a hidden id: kept on a contact of that id.
+        contato_id = await contact_for_sender(
+            tx,
+            row.organizacao_id,
+            msg.lid,
+            revealed_phone(payload),
+            name=msg.name,
+            owner=row.usuario_id,
+        )
+    else:
+        assert msg.phone is not None
+        contato_id = await contact_for_phone(
+            tx, row.organizacao_id, msg.phone, name=msg.name, owner=row.usuario_id
+        )
+    from_me, sent_at = msg.from_me, msg.sent_at
     # The new row itself comes back (RETURNING the entity): no second read of what was written.
     message = await tx.scalar(
         insert(Message)
@@ -87,22 +162,14 @@ async def store_message(
             canal=CANAL,
             contato_id=contato_id,
             usuario_id=row.usuario_id,
-            direcao="outbound" if from_me else "inbound",
-            external_id=external_id,
-            conteudo=_text(payload.get("body")),
-            tipo="text" if media is None else media["kind"],
+            direcao=msg.direcao,
+            external_id=msg.external_id,
+            conteudo=msg.body,
+            tipo=msg.tipo,
             status="sent" if from_me else "received",
-            ack=ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
+            ack=msg.ack,
             enviado_em=sent_at,
-            metadata_={
-                "chat_id": peer,
-                "from": _text(payload.get("from")),
-                "to": _text(payload.get("to")),
-                "type": "chat" if not payload.get("hasMedia") else "media",
-                "source": _text(payload.get("source")) or ("app" if from_me else ""),
-                "reply_to": payload.get("replyTo"),
-                **({"media": media} if media is not None else {}),
-            },
+            metadata_=msg.metadata,
         )
         .on_conflict_do_nothing(
             index_elements=["organizacao_id", "canal", "external_id"],
@@ -118,9 +185,8 @@ async def store_message(
         row.total_mensagens_recebidas = (row.total_mensagens_recebidas or 0) + 1
     if row.ultima_mensagem_em is None or sent_at > row.ultima_mensagem_em:
         row.ultima_mensagem_em = sent_at
-    kind = "MESSAGE_STATUS" if from_me else "MESSAGE_RECEIVED"
     await record_change(
-        tx, row.organizacao_id, kind, message_event_data(message), user_id=row.usuario_id
+        tx, row.organizacao_id, msg.kind, message_event_data(message), user_id=row.usuario_id
     )
     return message
 

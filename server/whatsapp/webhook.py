@@ -3,18 +3,16 @@
 The ingress verified the HMAC, resolved the tenant from the session name and stored the raw
 request in `webhook_inbox`; this reads it back in the tenant's unit of work, checks the
 envelope's metadata against our record, and applies it. The inbox row is marked processed
-in the same transaction, so a job run twice changes nothing the second time.
+in the same transaction, so a job run twice changes nothing the second time. A person's
+message takes the plain path of received.py; the rest, and that path's exceptions, come here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,8 +25,10 @@ from server.resilience.alerts import raise_alert, resolve_alerts
 from server.resilience.jobs import Job
 from server.whatsapp import status as st
 from server.whatsapp.cleanup import enqueue_cleanup
+from server.whatsapp.envelope import Envelope, metadata_mismatch
 from server.whatsapp.inbound import apply_ack, store_message
 from server.whatsapp.lifecycle import Outcome, announce, apply_status
+from server.whatsapp.received import store_received
 from server.whatsapp.recovery import RELINKING, RESTARTING, UNLINKED, on_failed
 
 if TYPE_CHECKING:
@@ -37,53 +37,9 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """The WAHA webhook envelope (docs/providers.md, WAHA)."""
-
-    event: str
-    session: str
-    id: str | None = None
-    timestamp_ms: int | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    me: WahaMe | None = None
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, body: bytes) -> Envelope | None:
-        try:
-            raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
-            return None
-        meta, payload, ts = raw.get("metadata"), raw.get("payload"), raw.get("timestamp")
-        return cls(
-            event=raw["event"],
-            session=str(raw.get("session") or ""),
-            id=raw.get("id") if isinstance(raw.get("id"), str) else None,
-            timestamp_ms=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
-            metadata=meta if isinstance(meta, dict) else {},
-            me=WahaMe.parse(raw.get("me")),
-            payload=payload if isinstance(payload, dict) else {},
-        )
-
-    def at(self, fallback: dt.datetime) -> dt.datetime:
-        if self.timestamp_ms is None:
-            return fallback
-        return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, dt.UTC)
-
-
-def metadata_mismatch(envelope: Envelope, row: WhatsAppSession) -> str | None:
-    """Which routing id in the envelope's metadata contradicts our record, if any."""
-    for key, ours in (("organizacao_id", row.organizacao_id), ("usuario_id", row.usuario_id)):
-        theirs = envelope.metadata.get(key)
-        if theirs is not None and str(theirs) != str(ours):
-            return key
-    return None
-
-
 async def handle(deps: Deps, job: Job) -> None:
+    if await store_received(deps, job):  # a person's message: the plain path (received.py)
+        return
     caller = Caller(role=Role.SERVICE, tenant_id=job.tenant_id)
     inbox_id = uuid.UUID(str(job.payload["inbox_id"]))
     async with deps.db.unit_of_work(caller) as tx:
@@ -100,7 +56,9 @@ async def handle(deps: Deps, job: Job) -> None:
         if row is None:
             await _reject(tx, caller, inbox_id, "unknown_session", envelope)
             return
-        mismatch = metadata_mismatch(envelope, row)
+        mismatch = metadata_mismatch(
+            envelope, {"organizacao_id": row.organizacao_id, "usuario_id": row.usuario_id}
+        )
         if mismatch is not None:
             await _reject(tx, caller, inbox_id, f"metadata_{mismatch}_mismatch", envelope)
             return
