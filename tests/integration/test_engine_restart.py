@@ -44,6 +44,9 @@ async def own_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         yield server
     finally:
         await asyncio.to_thread(server.stop)
+        # The handle stops only the postmaster it started; the tests' restarts replaced it.
+        if (server.pgdata / "postmaster.pid").exists():
+            await pg_ctl(server, "stop")
 
 
 @pytest.fixture
