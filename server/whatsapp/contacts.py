@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 from sqlalchemy import exists, false, select, true
@@ -62,19 +63,7 @@ async def contact_for_phone(
     created: uuid.UUID | None = found.id if found.created else None
     if created is not None:
         await record_change(
-            tx,
-            tenant,
-            "CONTACT_CHANGED",
-            contact_changed(
-                None,
-                created=True,
-                origem="whatsapp",
-                contato_id=created,
-                nome=name or phone,
-                telefone=phone,
-                owner_id=owner,
-            ),
-            user_id=owner,
+            tx, tenant, "CONTACT_CHANGED", _created(created, phone, name, owner), user_id=owner
         )
         return created
     existing_id: uuid.UUID = found.id
@@ -119,15 +108,22 @@ async def contact_for_phone_plain(
             conn,
             tenant,
             "CONTACT_CHANGED",
-            contact_changed(
-                None,
-                created=True,
-                origem="whatsapp",
-                contato_id=contato_id,
-                nome=name or phone,
-                telefone=phone,
-                owner_id=owner,
-            ),
+            _created(contato_id, phone, name, owner),
             user_id=owner,
         )
     return contato_id
+
+
+def _created(
+    contato_id: uuid.UUID, phone: str, name: str | None, owner: uuid.UUID | None
+) -> dict[str, Any]:
+    """The CONTACT_CHANGED payload of a contact both versions above just created."""
+    return contact_changed(
+        None,
+        created=True,
+        origem="whatsapp",
+        contato_id=contato_id,
+        nome=name or phone,
+        telefone=phone,
+        owner_id=owner,
+    )
