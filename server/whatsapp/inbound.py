@@ -70,20 +70,23 @@ class Incoming:
         """The change the new row is on the feed as."""
         return "MESSAGE_STATUS" if self.from_me else "MESSAGE_RECEIVED"
 
+    def columns(self) -> dict[str, Any]:
+        """The message row's own columns (ids, contact and times are the caller's)."""
+        return {
+            "canal": CANAL,
+            "direcao": self.direcao,
+            "external_id": self.external_id,
+            "conteudo": self.body,
+            "tipo": self.tipo,
+            "status": "sent" if self.from_me else "received",
+            "ack": self.ack,
+            "enviado_em": self.sent_at,
+            "metadata_": self.metadata,
+        }
+
     def row(self, **ids: Any) -> Message:
-        """The message row (ids, contact and times given by the caller)."""
-        return Message(
-            canal=CANAL,
-            direcao=self.direcao,
-            external_id=self.external_id,
-            conteudo=self.body,
-            tipo=self.tipo,
-            status="sent" if self.from_me else "received",
-            ack=self.ack,
-            enviado_em=self.sent_at,
-            metadata_=self.metadata,
-            **ids,
-        )
+        """The message row, not stored (ids, contact and times given by the caller)."""
+        return Message(**self.columns(), **ids)
 
 
 def incoming(payload: Mapping[str, Any], *, via_any: bool) -> Incoming | None:
@@ -159,17 +162,9 @@ async def store_message(
         insert(Message)
         .values(
             organizacao_id=row.organizacao_id,
-            canal=CANAL,
             contato_id=contato_id,
             usuario_id=row.usuario_id,
-            direcao=msg.direcao,
-            external_id=msg.external_id,
-            conteudo=msg.body,
-            tipo=msg.tipo,
-            status="sent" if from_me else "received",
-            ack=msg.ack,
-            enviado_em=sent_at,
-            metadata_=msg.metadata,
+            **msg.columns(),
         )
         .on_conflict_do_nothing(
             index_elements=["organizacao_id", "canal", "external_id"],
