@@ -104,24 +104,31 @@ def _check(
     return AuthResult(success=ok, handled=False)
 
 
+def sink_controller(handler: object, certs: Certificates, port: int) -> Controller:
+    """An aiosmtpd server on 127.0.0.1:`port` as the service meets a real one: STARTTLS
+    required (the test CA's certificate), AUTH PLAIN/LOGIN with USER and PASSWORD after it;
+    `handler` takes the messages. The bench's sink and the soak's use it."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.cert_file, certs.key_file)
+    return Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=_check,
+        auth_require_tls=True,
+        auth_exclude_mechanism=["CRAM-MD5"],
+        decode_data=False,
+        ready_timeout=10,
+    )
+
+
 class SmtpSink:
     def __init__(self, certs: Certificates, port: int) -> None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certs.cert_file, certs.key_file)
         self._counter = _Counter()
         self.host, self.port = "localhost", port
-        self._controller = Controller(
-            self._counter,
-            hostname="127.0.0.1",
-            port=port,
-            tls_context=context,
-            require_starttls=True,
-            authenticator=_check,
-            auth_require_tls=True,
-            auth_exclude_mechanism=["CRAM-MD5"],
-            decode_data=False,
-            ready_timeout=10,
-        )
+        self._controller = sink_controller(self._counter, certs, port)
 
     @property
     def accepted(self) -> int:

@@ -5,18 +5,16 @@ e-mail the service sent once, twice or never."""
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections import defaultdict
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPProtocol
 from aiosmtpd.smtp import Envelope, Session
 
-from bench.smtp_sink import PASSWORD, USER, Certificates, _check
+from bench.smtp_sink import PASSWORD, USER, Certificates, sink_controller
 
 __all__ = ["PASSWORD", "USER", "MailSink"]
 
@@ -44,22 +42,9 @@ class MailSink:
     """Runs in a thread of the soak's process (aiosmtpd's Controller), on the load core."""
 
     def __init__(self, certs: Certificates, port: int) -> None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certs.cert_file, certs.key_file)
         self._recorder = _Recorder()
         self.host, self.port = "localhost", port
-        self._controller = Controller(
-            self._recorder,
-            hostname="127.0.0.1",
-            port=port,
-            tls_context=context,
-            require_starttls=True,
-            authenticator=_check,
-            auth_require_tls=True,
-            auth_exclude_mechanism=["CRAM-MD5"],
-            decode_data=False,
-            ready_timeout=10,
-        )
+        self._controller = sink_controller(self._recorder, certs, port)
 
     def arrivals(self) -> dict[str, list[float]]:
         """Subject -> arrival times (epoch seconds), one per message received."""
