@@ -268,8 +268,10 @@ def _fresh(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("faults").reset()
 
 
-async def _call(server: FaultServer, provider: str = "meta_graph") -> Any:
-    client = httpx.AsyncClient(base_url=server.url, timeout=0.2)
+async def _call(server: FaultServer, provider: str = "meta_graph", read_s: float = 10.0) -> Any:
+    # Generous unless the test is about the timeout: a loaded machine must not turn a scripted
+    # error into a timeout.
+    client = httpx.AsyncClient(base_url=server.url, timeout=read_s)
     async with client, translate_errors(provider):
         response = await client.post("/call", params={"access_token": "SECRET-TOKEN"})
         return raise_for_provider_response(provider, response).json()
@@ -278,7 +280,7 @@ async def _call(server: FaultServer, provider: str = "meta_graph") -> Any:
 async def test_read_timeout_becomes_provider_timeout(faults: FaultServer) -> None:
     faults.script([Reply.slow(0.6)], path="/call")
     with pytest.raises(ProviderTimeout) as info:
-        await _call(faults)
+        await _call(faults, read_s=0.2)
     assert isinstance(info.value.__cause__, httpx.TimeoutException)
     assert info.value.retryable and info.value.outage
     assert "SECRET-TOKEN" not in str(info.value)

@@ -242,9 +242,11 @@ def _fresh(request: pytest.FixtureRequest) -> None:
 
 
 def _sender(
-    server: FaultServer, path: str = "/api/sendText", timeout: float = 0.2
+    server: FaultServer, path: str = "/api/sendText", timeout: float = 10.0
 ) -> Callable[[], Awaitable[Any]]:
-    """One WhatsApp send as a provider client would make it."""
+    """One WhatsApp send as a provider client would make it. The default timeout is generous:
+    on a loaded machine a scripted error can take longer than a short one to arrive and would be
+    misread as a timeout; only the timeout test passes a short one."""
 
     async def send() -> Any:
         client = httpx.AsyncClient(base_url=server.url, timeout=timeout)
