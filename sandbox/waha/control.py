@@ -221,7 +221,7 @@ async def list_seen(request: Request) -> Response:
 async def list_messages(request: Request) -> Response:
     query = request.query_params
     rows = [
-        {"session": m.session, "message": m.to_json(), "arrived": m.arrived}
+        {"session": m.session, "message": m.to_json(), "arrived": m.arrived, "repeats": m.repeats}
         for m in _state(request).messages
         if query.get("session", m.session) == m.session
         and query.get("source", m.source) == m.source

@@ -110,6 +110,8 @@ class Message:
     # When the fake saw it (epoch seconds; control listing only, not WAHA's): the soak
     # measures a send's time to reach the provider from it.
     arrived: float = field(default_factory=time.time)
+    # sendText calls that came again with this message's pre-generated id (control listing).
+    repeats: int = 0
 
     def _ends(self) -> tuple[str, str]:
         # (from, to): ours go from the linked account to the chat, theirs the other way.

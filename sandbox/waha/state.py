@@ -60,6 +60,8 @@ class WahaState:
     clock: Callable[[], float]
     sessions: dict[str, Session] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
+    # Our sent messages by (session, chat, message id): a repeated pre-generated id finds its own.
+    _sent_by_key: dict[tuple[str, str, str], Message] = field(default_factory=dict)
     # Media files of received messages: (session, file name) -> (mimetype, bytes).
     files: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     # sendSeen calls (session, chatId, messageIds), for the control endpoint.
@@ -158,9 +160,16 @@ class WahaState:
     def send_text(
         self, session: Session, chat_id: str, text: str, reply_to: str | None, key: str | None
     ) -> Message:
+        # WhatsApp knows a message by its chat, sender and id: a send that comes again with a
+        # pre-generated id already sent is that same message, not a second one.
+        earlier = self._sent_by_key.get((session.name, chat_id, key)) if key else None
+        if earlier is not None:
+            earlier.repeats += 1
+            return earlier
         message = self._new_message(
             session, chat_id, from_me=True, source="api", body=text, key=key, reply_to=reply_to
         )
+        self._sent_by_key[(session.name, chat_id, message.key)] = message
         self.dispatcher.emit(session, "message.any", message.to_json())
         return message
 
@@ -294,6 +303,7 @@ class WahaState:
             self._cancel_lifecycle(session)
         self.sessions.clear()
         self.messages.clear()
+        self._sent_by_key.clear()
         self.seen.clear()
         self.files.clear()
         self.contacts.clear()

@@ -254,11 +254,21 @@ class WahaClient:
     # -- messages (docs/providers.md, WAHA) --------------------------------------------------------
 
     async def send_text(
-        self, session: str, chat_id: str, text: str, *, reply_to: str | None = None
+        self,
+        session: str,
+        chat_id: str,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        message_key: str | None = None,
     ) -> WahaSentMessage:
+        """`message_key` is sendText's pre-generated `id`: the same key sent again is the same
+        message to WhatsApp (server/whatsapp/message_ids.py)."""
         body: dict[str, Any] = {"session": session, "chatId": chat_id, "text": text}
         if reply_to:
             body["reply_to"] = reply_to
+        if message_key:
+            body["id"] = message_key
         raw = self._json(await self._call("POST", "/api/sendText", body=body))
         if not isinstance(raw, Mapping):
             raise ProviderRejected("sendText answer is not an object", provider=PROVIDER)

@@ -29,9 +29,10 @@ class Operation:
         attempt, or None when the handler calls no provider.
     repeatable: an attempt may run again after the database failed under it (a restart, a
         failover): the handler's provider calls are reads, or the provider deduplicates
-        them (CAPI's event_id, an audience's member set, the Calendar event's own id).
-        False for sends that a provider cannot deduplicate (WAHA, Instagram, SMTP): one of
-        those may have left before the write failed, so it dead-letters for a person.
+        them (CAPI's event_id, an audience's member set, the Calendar event's own id, a
+        WhatsApp message's pre-generated id). False for sends that a provider cannot
+        deduplicate (Instagram, SMTP): one of those may have left before the write failed,
+        so it dead-letters for a person.
     """
 
     name: str
@@ -56,7 +57,8 @@ def _op(
 
 # WhatsApp (server/whatsapp/)
 WAHA_EVENT = _op("waha_event", "inbound_event", repeatable=True)
-WHATSAPP_SEND = _op("whatsapp_send", "whatsapp_send", "waha")
+# Every attempt sends the message under the same WhatsApp id (server/whatsapp/message_ids.py).
+WHATSAPP_SEND = _op("whatsapp_send", "whatsapp_send", "waha", repeatable=True)
 # Logout/delete in WAHA after a disconnect WAHA could not take at the time: a WAHA call that
 # must happen, retried like a send.
 WAHA_CLEANUP = _op("waha_cleanup", "whatsapp_send", "waha", repeatable=True)

@@ -25,6 +25,7 @@ from server.whatsapp import status as st
 from server.whatsapp.connection import CANAL, own_row
 from server.whatsapp.contacts import contact_for_phone
 from server.whatsapp.errors import ContactNotFound, SessionNotConnected
+from server.whatsapp.message_ids import serialized_id, wa_message_key
 from server.whatsapp.views import chat_id_of, chat_of_phone, phone_of_chat
 
 if TYPE_CHECKING:
@@ -93,7 +94,10 @@ async def send(
         if session is None or session.status != st.CONNECTED:
             raise SessionNotConnected("connect WhatsApp before sending messages")
         contato_id, chat = await _recipient(tx, tenant, user, request)
+        message_id = uuid.uuid4()
         message = Message(
+            id=message_id,
+            external_id=serialized_id(chat, wa_message_key(message_id)),
             organizacao_id=tenant,
             canal=CANAL,
             contato_id=contato_id,

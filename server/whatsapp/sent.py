@@ -1,13 +1,13 @@
 """What a WhatsApp send leaves behind once WAHA took the message, in one statement.
 
 The sender's session counts the message (`total_mensagens_enviadas`, `ultima_mensagem_em`),
-the message row takes WAHA's id and ack and becomes `sent`, and its MESSAGE_STATUS change is
-recorded on the change feed (`record_outbox_change`, migration 0024: the tenant's next
-sequence, the outbox row, outbound webhook deliveries with the job's request id) and
-announced on the event bus with the payload `server.events.Event.encode` gives a recorded
-change. Each UPDATE locks its row as
-it writes it (read-modify-write under the row lock, as a SELECT ... FOR UPDATE would); a
-message or session that is gone leaves everything unchanged.
+the message row takes WAHA's id (keeping the one it was stored with when WAHA answers none)
+and ack and becomes `sent`, and its MESSAGE_STATUS change is recorded on the change feed
+(`record_outbox_change`, migration 0024: the tenant's next sequence, the outbox row, outbound
+webhook deliveries with the job's request id) and announced on the event bus with the payload
+`server.events.Event.encode` gives a recorded change. Each UPDATE locks its row as it writes it
+(read-modify-write under the row lock, as a SELECT ... FOR UPDATE would); a message or session
+that is gone leaves everything unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ WITH counted AS (
   RETURNING s.id
 ), sent AS (
   UPDATE conversas m
-     SET external_id = $4,
+     SET external_id = COALESCE($4, m.external_id),
          status = CASE WHEN m.status = 'pending' THEN 'sent' ELSE m.status END,
          ack = CASE WHEN $5::int IS NOT NULL AND (m.ack IS NULL OR $5::int > m.ack)
                     THEN $5::int ELSE m.ack END,

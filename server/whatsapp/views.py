@@ -126,7 +126,8 @@ def message_proto(row: Message) -> pb.WhatsAppMessage:
     meta = row.metadata_ or {}
     out = pb.WhatsAppMessage(
         id=str(row.id),
-        provider_message_id=row.external_id or "",
+        # Ours carry their WhatsApp id from the start; the contract shows it once sent.
+        provider_message_id="" if row.status == "pending" else row.external_id or "",
         contato_id=str(row.contato_id) if row.contato_id else "",
         chat_id=str(meta.get("chat_id") or ""),
         direcao=(

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -23,6 +24,7 @@ from server.whatsapp.connection import session_name
 from server.whatsapp.health import check_sessions
 from tests.conftest import MakeCaller, MakeTenant, MigratedDatabase
 from tests.support.databases import isolated_database_fixture, isolated_owner_engine_fixture
+from tests.support.jobs import rows
 from tests.support.whatsapp_stack import Stack, poll, wait_waha_status, whatsapp_stack
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -580,3 +582,122 @@ async def test_waha_refusing_the_platform_key_is_the_platforms_misconfiguration(
     assert alerts and all(a.audience == "super_admin" and a.organizacao_id is None for a in alerts)
     # With the key fixed, the member connects.
     await stack.connect(member, "5511988880021")
+
+
+async def _sent_once(
+    stack: Stack, owner_engine: AsyncEngine, member: Caller, phone: str, body: str
+) -> tuple[str, str]:
+    """Sends `body` to `phone` and waits until it is recorded sent; (message id, WAHA id)."""
+    sent = await stack.stub().SendWhatsAppMessage(
+        pb.SendWhatsAppMessageRequest(to=phone, text=body, request_id=str(uuid.uuid4())),
+        metadata=stack.md(member),
+    )
+
+    async def recorded() -> Any:
+        (row,) = await rows(
+            owner_engine, "SELECT * FROM conversas WHERE id = :id", id=sent.message.id
+        )
+        return row if row.status == "sent" else None
+
+    return sent.message.id, (await poll(recorded)).external_id
+
+
+async def _lose_the_result(owner_engine: AsyncEngine, message_id: str, *, due_in_s: float) -> None:
+    """What a worker killed after WAHA took the message and before its result committed
+    leaves: the message still pending and its job claimable again (here after `due_in_s`)."""
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE conversas SET status = 'pending', ack = NULL, enviado_em = NULL"
+                " WHERE id = :id"
+            ),
+            {"id": message_id},
+        )
+        await conn.execute(
+            text(
+                "UPDATE eventos_pendentes SET status = 'pending', tentativas = 1,"
+                " proxima_tentativa = now() + make_interval(secs => :due)"
+                " WHERE idempotency_key = :key"
+            ),
+            {"key": f"whatsapp_send:{message_id}", "due": due_in_s},
+        )
+
+
+async def _waha_copies(stack: Stack, name: str, body: str) -> list[dict[str, Any]]:
+    rows = await stack.control_get("messages", session=name, source="api")
+    return [row for row in rows if row["message"]["body"] == body]
+
+
+async def test_a_send_repeated_after_a_lost_worker_is_one_message(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880021")
+    message_id, wa_id = await _sent_once(
+        stack, owner_engine, member, "+5511977770021", "Proposta enviada"
+    )
+
+    await _lose_the_result(owner_engine, message_id, due_in_s=0)
+
+    async def sent_again() -> list[dict[str, Any]] | None:
+        copies = await _waha_copies(stack, name, "Proposta enviada")
+        return copies if copies and copies[0]["repeats"] == 1 else None
+
+    # The retried job sent the same WhatsApp id: WAHA holds one message, not two.
+    (copy,) = await poll(sent_again)
+    assert copy["message"]["id"] == wa_id
+
+    async def recorded_again() -> Any:
+        (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
+        return row if row.status == "sent" else None
+
+    row = await poll(recorded_again)
+    assert row.external_id == wa_id and row.enviado_em is not None
+
+
+async def test_an_ack_that_beats_the_send_result_is_applied_and_not_sent_again(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880022")
+    message_id, wa_id = await _sent_once(
+        stack, owner_engine, member, "+5511977770022", "Contrato anexo"
+    )
+    await _lose_the_result(owner_engine, message_id, due_in_s=3600)
+    before = (await stack.status(member)).total_mensagens_enviadas
+
+    # WhatsApp reports delivery while the send's retry waits: the row already carries its
+    # WhatsApp id, so the ack lands at once instead of waiting for a result that never comes.
+    await stack.control(f"sessions/{name}/ack", {"id": wa_id, "ack": 2})
+
+    async def delivered() -> Any:
+        (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
+        return row if row.status == "delivered" else None
+
+    await poll(delivered)
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE eventos_pendentes SET proxima_tentativa = now()"
+                " WHERE idempotency_key = :key"
+            ),
+            {"key": f"whatsapp_send:{message_id}"},
+        )
+
+    async def job_done() -> Any:
+        (job,) = await rows(
+            owner_engine,
+            "SELECT status FROM eventos_pendentes WHERE idempotency_key = :key",
+            key=f"whatsapp_send:{message_id}",
+        )
+        return job if job.status == "completed" else None
+
+    await poll(job_done)
+    (copy,) = await _waha_copies(stack, name, "Contrato anexo")
+    assert copy["repeats"] == 0  # the ack proved WAHA had it: nothing was sent again
+    (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
+    assert (row.status, row.ack, row.external_id) == ("delivered", 2, wa_id)
+    assert row.enviado_em is not None
+    assert (await stack.status(member)).total_mensagens_enviadas == before + 1

@@ -423,6 +423,16 @@ async def test_full_lifecycle(sandbox: Sandbox) -> None:
         lambda h: h.envelope["event"] == "message.any" and h.envelope["payload"]["id"] == out["id"]
     )
 
+    # A pre-generated id is the message's id; sent again, it is that same message.
+    keyed = {"session": name, "chatId": "5511988887777@c.us", "text": "Proposta", "id": "3EB0AB12"}
+    first, again = [(await api.post("/api/sendText", json=keyed)).json() for _ in range(2)]
+    assert first == again and first["id"] == "true_5511988887777@c.us_3EB0AB12"
+    recorded = (await api.get("/_control/messages", params={"source": "api"})).json()
+    assert [(r["message"]["body"], r["repeats"]) for r in recorded] == [
+        ("Oi Maria!", 0),
+        ("Proposta", 1),
+    ]
+
     acked = await api.post(f"/_control/sessions/{name}/ack", json={"id": out["id"], "ack": 3})
     assert acked.status_code == 200
     (ack_hook,) = await receiver.wait_for(lambda h: h.envelope["event"] == "message.ack")
