@@ -49,6 +49,9 @@ class Reconciliation:
     rows: list[Row]
     dead_letters: list[tuple[str, str, int]]  # (operation, reason, count)
     chaos: dict[str, Any]
+    # WhatsApp sends that reached WAHA again under their message id (a retry after a lost
+    # worker or a lost answer): WhatsApp keeps one message, so they are not duplicates.
+    waha_repeats: int = 0
 
     @property
     def ok(self) -> bool:
@@ -135,7 +138,10 @@ async def reconcile(
     rows = [_row(name, sent.of(name), found, dead_text, window) for name, found in done.items()]
     reasons = Counter((r["operacao"], (r["ultimo_erro"] or "")[:90]) for r in letters)
     chaos = (await http.get(f"{sandbox_url}/_control/chaos")).json()
-    return Reconciliation(rows, [(op, why, n) for (op, why), n in reasons.items()], chaos)
+    sends = await http.get(f"{sandbox_url}/waha/_control/messages", params={"source": "api"})
+    repeats = sum(int(row.get("repeats") or 0) for row in sends.raise_for_status().json())
+    dead = [(op, why, n) for (op, why), n in reasons.items()]
+    return Reconciliation(rows, dead, chaos, repeats)
 
 
 def _s(pair: tuple[float, float] | None) -> str:
@@ -161,6 +167,11 @@ def table(result: Reconciliation) -> str:
     out.append(
         f"sandbox chaos: {c.get('calls')} calls, {c.get('failed')} failed, {c.get('hung')} hung"
     )
+    if result.waha_repeats:
+        out.append(
+            f"WhatsApp sends repeated under their message id (one message each at WhatsApp):"
+            f" {result.waha_repeats}"
+        )
     for r in result.rows:
         for why, n in r.refusals.items():
             out.append(f"refused {r.stream}: {n} x {why}")

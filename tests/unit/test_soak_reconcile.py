@@ -53,3 +53,9 @@ def test_the_run_fails_on_a_loss_a_duplicate_or_a_stream_with_nothing_accepted()
     assert "LOST y: k" in text
     twice = Row("y", sent=1, accepted=1, processed=1, duplicated=1, duplicated_keys=["k x2"])
     assert "DUPLICATED y: k x2" in table(Reconciliation([twice], [], {}))
+
+
+def test_whatsapp_sends_repeated_under_their_id_are_reported_not_duplicated() -> None:
+    result = Reconciliation([Row("whatsapp_out", sent=1, accepted=1, processed=1)], [], {}, 2)
+    assert result.ok
+    assert "repeated under their message id (one message each at WhatsApp): 2" in table(result)
