@@ -117,7 +117,14 @@ class Database:
         """
         async with self._pooled() as pooled:
             driver: asyncpg.Connection = pooled.driver_connection
-            await driver.execute(begin_statement(caller_settings(caller)))
+            try:
+                await driver.execute(begin_statement(caller_settings(caller)))
+            except asyncpg.PostgresError:
+                raise  # answered by the server: the connection is sound
+            except BaseException:
+                # Lost, or its protocol left mid-exchange: never pool it again.
+                await greenlet_spawn(pooled.invalidate)
+                raise
             try:
                 yield driver
             except BaseException:

@@ -27,6 +27,15 @@ _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
 RETRY_AFTER_S = 5.0
 
 
+def _broken_protocol(error: BaseException) -> bool:
+    # asyncpg's "cannot switch to state N; another operation (M) is in progress": the
+    # connection's protocol was left mid-exchange (seen once under a PostgreSQL restart). The
+    # statement never ran; the connection is discarded and the work can be tried again.
+    return isinstance(error, asyncpg.exceptions.InternalClientError) and str(error).startswith(
+        "cannot switch to state"
+    )
+
+
 def is_database_outage(error: BaseException) -> bool:
     """True when `error` (or anything it wraps) says the database cannot be reached."""
     seen: set[int] = set()
@@ -36,7 +45,7 @@ def is_database_outage(error: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, _OUTAGE_TYPES):
+        if isinstance(current, _OUTAGE_TYPES) or _broken_protocol(current):
             return True
         if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
             return True

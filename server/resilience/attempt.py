@@ -211,6 +211,9 @@ class AttemptRunner:
                     now=self._now(),
                 )
             return "retry"
+        if not isinstance(error, DomainError | ProviderError):
+            # Not an answer anyone classified: keep its traceback (redacted like every log).
+            _log.error("job %s (%s) failed unexpectedly", job.id, job.operation, exc_info=error)
         await self._dead_letter(job, spec, attempt, max_attempts, queue.short_error(error))
         return "dead_letter"
 

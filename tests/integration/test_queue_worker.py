@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import uuid
 from collections import defaultdict
 from dataclasses import replace
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -155,6 +157,47 @@ async def test_the_database_lost_under_a_handler_retries_only_a_repeatable_opera
     # A send that may have left keeps its dead letter; anything else waits out the outage.
     assert (row.status, row.tentativas) == (status, 1)
     assert row.ultimo_erro
+
+
+async def test_a_connection_left_mid_exchange_is_an_outage_a_repeatable_job_waits_out(
+    db, make_tenant, owner_engine
+):
+    tenant = await make_tenant()
+    registry = JobRegistry()
+
+    async def meets_a_broken_connection(job: Job) -> None:
+        # What asyncpg raised once under a PostgreSQL restart (the statement never ran).
+        raise asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        )
+
+    op = unique_op("broken_protocol")
+    registry.register(
+        Operation(op, POLICIES["inbound_event"], repeatable=True), meets_a_broken_connection
+    )
+    job_id = await add_job(db, tenant.id, op, max_attempts=3)
+    await make_worker(db, registry, ahead_clock()).run_once()
+    row = await job_row(owner_engine, job_id)
+    assert (row.status, row.tentativas) == ("pending", 1)
+
+
+async def test_an_unexpected_error_is_dead_lettered_with_its_traceback_logged(
+    db, make_tenant, owner_engine, caplog
+):
+    tenant = await make_tenant()
+    registry = JobRegistry()
+
+    async def has_a_bug(job: Job) -> None:
+        raise KeyError("campo_que_nao_existe")
+
+    op = unique_op("bug")
+    registry.register(Operation(op, POLICIES["inbound_event"], repeatable=True), has_a_bug)
+    job_id = await add_job(db, tenant.id, op, max_attempts=3)
+    with caplog.at_level(logging.ERROR, logger="server.resilience.attempt"):
+        await make_worker(db, registry, ahead_clock()).run_once()
+    assert (await job_row(owner_engine, job_id)).status == "failed"
+    (logged,) = [r for r in caplog.records if str(job_id) in r.getMessage()]
+    assert logged.exc_info is not None and isinstance(logged.exc_info[1], KeyError)
 
 
 async def test_a_send_that_loses_the_database_before_its_provider_call_is_retried(
