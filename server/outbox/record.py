@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,27 +54,6 @@ _RECORD = text(
     ":id, :tenant, :kind, :user, CAST(:payload AS jsonb), :tipo, :operation, :attempts,"
     " :deliver, :request_id, :traceparent)"
 )
-
-# The same record and its announcement in one statement, for a plain unit of work (an asyncpg
-# connection): the NOTIFY payload is the one `Event.encode` gives a recorded change, its data
-# left out (`partial`) when the whole would not fit a NOTIFY.
-_RECORD_AND_ANNOUNCE = f"""
-WITH r AS (
-  SELECT * FROM record_outbox_change($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
-), e AS (
-  SELECT r.sequencia, r.criado_em,
-         json_build_object('id', $1::text, 'kind', $3::text, 'tenant', $2::text,
-                           'user', $4::text, 'at', r.criado_em, 'data', $5::json,
-                           'seq', r.sequencia)::text AS body
-    FROM r
-)
-SELECT e.sequencia,
-       pg_notify($12, CASE WHEN octet_length(e.body) <= {MAX_PAYLOAD} THEN e.body
-         ELSE json_build_object('id', $1::text, 'kind', $3::text, 'tenant', $2::text,
-                                'user', $4::text, 'at', e.criado_em, 'data', '{{}}'::json,
-                                'seq', e.sequencia, 'partial', true)::text END)
-  FROM e
-"""
 
 
 @dataclass(frozen=True)
@@ -152,35 +130,27 @@ async def record_change(
     return RecordedChange(event_id, int(row.sequencia), row.criado_em, int(row.deliveries))
 
 
-async def record_change_plain(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    kind: str,
-    payload: Mapping[str, Any],
-    *,
-    user_id: uuid.UUID | None = None,
-    deliver: bool = True,
-) -> int:
-    """`record_change` in a plain unit of work (`Database.plain_unit_of_work`), record and
-    announcement in one round trip. Returns the change's sequence."""
+def announced_change(kind: str, payload: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The arguments, after tenant and user, that the SQL function
+    `record_and_announce_change` (migration 0026) and the functions calling it take to record
+    a change and announce it on the bus: (id, kind, payload, delivery tipo, delivery
+    operation, its attempts, request id, traceparent, channel, NOTIFY limit). The payload is
+    the JSON text consumers read (`_plain`); the deliveries carry the current request id and
+    trace."""
     from server.resilience.operations import OUTBOUND_WEBHOOK
 
     if kind not in FEED_KINDS:
         raise ValueError(f"{kind!r} is not a change-feed kind")
     context = enqueue_context()
-    sequence: int = await conn.fetchval(
-        _RECORD_AND_ANNOUNCE,
+    return (
         uuid.uuid4(),
-        tenant_id,
         kind,
-        user_id,
         json.dumps(_plain(payload)),
         DELIVERY_TIPO,
         OUTBOUND_WEBHOOK.name,
         OUTBOUND_WEBHOOK.max_attempts,
-        deliver,
         context["request_id"],
         context["traceparent"],
         CHANNEL,
+        MAX_PAYLOAD,
     )
-    return sequence

@@ -206,8 +206,8 @@ async def test_app_role_owns_nothing_and_cannot_bypass(db: Database) -> None:
 
 
 async def test_as_caller_functions_run_with_the_callers_rights(db: Database) -> None:
-    """The one-round-trip reads (migration 0025) set the caller's settings and read under RLS:
-    never SECURITY DEFINER, not owned by the app role, executable by it."""
+    """The one-round-trip calls (migrations 0025, 0026) set the caller's settings and work
+    under RLS: never SECURITY DEFINER, not owned by the app role, executable by it."""
     async with db.system() as session:
         rows = (
             await session.execute(
@@ -222,6 +222,8 @@ async def test_as_caller_functions_run_with_the_callers_rights(db: Database) -> 
         "as_caller_whatsapp_status",
         "as_caller_member_grants",
         "as_caller_accept_webhook",
+        "as_caller_whatsapp_inbox",
+        "as_caller_whatsapp_store_message",
     }
     for name, secdef, owner, executable in rows:
         assert not secdef and owner not in ("conexoes_app", "conexoes_definer"), name

@@ -701,3 +701,94 @@ async def test_an_ack_that_beats_the_send_result_is_applied_and_not_sent_again(
     assert (row.status, row.ack, row.external_id) == ("delivered", 2, wa_id)
     assert row.enviado_em is not None
     assert (await stack.status(member)).total_mensagens_enviadas == before + 1
+
+
+async def test_a_message_job_run_again_stores_and_records_nothing_twice(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880023")
+    await stack.control(
+        f"sessions/{name}/inbound",
+        {"from": "5511977770023", "body": "Tem desconto?", "pushName": "Ana"},
+    )
+    stored = "SELECT * FROM conversas WHERE organizacao_id = :t AND conteudo = 'Tem desconto?'"
+
+    async def arrived() -> Any:
+        found = await rows(owner_engine, stored, t=tenant.id)
+        return found or None
+
+    (message,) = await poll(arrived)
+    (job,) = await rows(
+        owner_engine,
+        "SELECT j.id, j.payload->>'inbox_id' AS inbox FROM eventos_pendentes j"
+        " JOIN webhook_inbox w ON w.id = (j.payload->>'inbox_id')::uuid"
+        # WAHA sends `message` and `message.any` for it: two jobs, one message stored.
+        " WHERE j.organizacao_id = :t AND j.operacao = 'waha_event'"
+        " AND j.payload->>'event' = 'message'"
+        " AND position('Tem desconto?' in convert_from(w.body, 'UTF8')) > 0",
+        t=tenant.id,
+    )
+    # Run the job again as if its worker had died before its completion was seen, with the
+    # inbox row unmarked too: the message's WAHA id is already stored.
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE webhook_inbox SET processed_at = NULL WHERE id = :id"), {"id": job.inbox}
+        )
+        await conn.execute(
+            text(
+                "UPDATE eventos_pendentes SET status = 'pending', proxima_tentativa = now()"
+                " WHERE id = :id"
+            ),
+            {"id": job.id},
+        )
+
+    async def ran_again() -> Any:
+        (inbox,) = await rows(
+            owner_engine, "SELECT processed_at FROM webhook_inbox WHERE id = :id", id=job.inbox
+        )
+        (again,) = await rows(
+            owner_engine, "SELECT status FROM eventos_pendentes WHERE id = :id", id=job.id
+        )
+        return True if inbox.processed_at and again.status == "completed" else None
+
+    await poll(ran_again)
+    assert [m.id for m in await rows(owner_engine, stored, t=tenant.id)] == [message.id]
+    changes = await rows(
+        owner_engine,
+        "SELECT tipo FROM outbox_eventos WHERE organizacao_id = :t"
+        " AND tipo IN ('MESSAGE_RECEIVED', 'CONTACT_CHANGED') ORDER BY sequencia",
+        t=tenant.id,
+    )
+    assert [c.tipo for c in changes] == ["CONTACT_CHANGED", "MESSAGE_RECEIVED"]
+    assert (await stack.status(member)).total_mensagens_recebidas == 1
+
+
+async def test_a_known_senders_message_event_names_the_contact_it_met(
+    stack: Stack, make_tenant: MakeTenant, make_caller: MakeCaller, owner_engine: AsyncEngine
+) -> None:
+    tenant = await make_tenant(members=1)
+    member = make_caller(tenant, Role.MEMBER)
+    name = await stack.connect(member, "5511988880024")
+    for body in ("Primeira", "Segunda"):
+        await stack.control(
+            f"sessions/{name}/inbound", {"from": "5511977770024", "body": body, "pushName": "Bia"}
+        )
+
+    async def both() -> Any:
+        found = await rows(
+            owner_engine,
+            "SELECT payload FROM outbox_eventos WHERE organizacao_id = :t"
+            " AND tipo = 'MESSAGE_RECEIVED' ORDER BY sequencia",
+            t=tenant.id,
+        )
+        return found if len(found) == 2 else None
+
+    events = [row.payload for row in await poll(both)]
+    (contact,) = await rows(
+        owner_engine, "SELECT id FROM contatos WHERE organizacao_id = :t", t=tenant.id
+    )
+    # The second found the contact the first made: its event names that one.
+    for event in events:
+        assert event["contato_id"] == event["message"]["contato_id"] == str(contact.id)
