@@ -79,7 +79,9 @@ async def store_received(deps: Deps, job: Job) -> bool:
     stored = await deps.db.fetchrow_as(
         caller, _STORE, inbox_id, deps.clock.now(), found["sessao_id"], *message, *lease
     )
-    if completion is not None and stored is not None:
+    if stored is None or stored["stored"] is None:
+        return False  # the inbox row or session went away since the read: nothing written
+    if completion is not None:
         completion.written = stored["completed"]
     return True
 

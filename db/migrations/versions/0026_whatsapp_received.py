@@ -11,7 +11,8 @@ applies as in a unit of work.
 
 - `as_caller_whatsapp_inbox`: the inbox row's body and state and the live session it names.
   The envelope is parsed in Python between this read and the store.
-- `as_caller_whatsapp_store_message`: with the inbox row locked, and only while it is not
+- `as_caller_whatsapp_store_message`: with the inbox row and its session locked (in the
+  order the other writers of a session's messages take them), and only while the row is not
   yet processed: the contact found or made (its CONTACT_CHANGED recorded when made), the
   message (nothing on a repeat of its WAHA id), the session's counters and the message's
   change recorded and announced when it is new, the inbox row marked, and the job completed
@@ -107,9 +108,19 @@ DECLARE
   v_contato uuid;
   v_payload text := p_payload;
 BEGIN{_SET_CALLER}
+  -- The inbox row and its session locked first, as every writer of a session's messages
+  -- does (the general path, a send's result): the session before the tenant's change-feed
+  -- counter, which a new contact's change takes.
   SELECT w.processed_at, true INTO v_done, v_found
-    FROM webhook_inbox w WHERE w.id = p_inbox FOR UPDATE;
-  IF v_found AND v_done IS NULL THEN
+    FROM webhook_inbox w
+    JOIN sessoes_whatsapp s ON s.id = p_session
+   WHERE w.id = p_inbox
+     FOR UPDATE;
+  IF v_found IS NULL THEN
+    RETURN NEXT;  -- gone since the read: (NULL, NULL), the general path takes the event
+    RETURN;
+  END IF;
+  IF v_done IS NULL THEN
     IF p_id IS NOT NULL THEN
       -- The contact: made with p_contato (its change recorded) or the live one it meets,
       -- read by a statement of its own, which sees one committed after the insert began.
