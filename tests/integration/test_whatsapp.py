@@ -599,7 +599,7 @@ async def _sent_once(
         )
         return row if row.status == "sent" else None
 
-    return sent.message.id, (await poll(recorded)).external_id
+    return sent.message.id, (await poll(recorded, within=30)).external_id
 
 
 async def _lose_the_result(owner_engine: AsyncEngine, message_id: str, *, due_in_s: float) -> None:
@@ -645,14 +645,14 @@ async def test_a_send_repeated_after_a_lost_worker_is_one_message(
         return copies if copies and copies[0]["repeats"] == 1 else None
 
     # The retried job sent the same WhatsApp id: WAHA holds one message, not two.
-    (copy,) = await poll(sent_again)
+    (copy,) = await poll(sent_again, within=30)
     assert copy["message"]["id"] == wa_id
 
     async def recorded_again() -> Any:
         (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
         return row if row.status == "sent" else None
 
-    row = await poll(recorded_again)
+    row = await poll(recorded_again, within=30)
     assert row.external_id == wa_id and row.enviado_em is not None
 
 
@@ -676,7 +676,7 @@ async def test_an_ack_that_beats_the_send_result_is_applied_and_not_sent_again(
         (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
         return row if row.status == "delivered" else None
 
-    await poll(delivered)
+    await poll(delivered, within=30)
     async with owner_engine.begin() as conn:
         await conn.execute(
             text(
@@ -694,7 +694,7 @@ async def test_an_ack_that_beats_the_send_result_is_applied_and_not_sent_again(
         )
         return job if job.status == "completed" else None
 
-    await poll(job_done)
+    await poll(job_done, within=30)
     (copy,) = await _waha_copies(stack, name, "Contrato anexo")
     assert copy["repeats"] == 0  # the ack proved WAHA had it: nothing was sent again
     (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
@@ -719,7 +719,7 @@ async def test_a_message_job_run_again_stores_and_records_nothing_twice(
         found = await rows(owner_engine, stored, t=tenant.id)
         return found or None
 
-    (message,) = await poll(arrived)
+    (message,) = await poll(arrived, within=30)
     (job,) = await rows(
         owner_engine,
         "SELECT j.id, j.payload->>'inbox_id' AS inbox FROM eventos_pendentes j"
@@ -753,7 +753,7 @@ async def test_a_message_job_run_again_stores_and_records_nothing_twice(
         )
         return True if inbox.processed_at and again.status == "completed" else None
 
-    await poll(ran_again)
+    await poll(ran_again, within=30)
     assert [m.id for m in await rows(owner_engine, stored, t=tenant.id)] == [message.id]
     changes = await rows(
         owner_engine,
@@ -785,7 +785,7 @@ async def test_a_known_senders_message_event_names_the_contact_it_met(
         )
         return found if len(found) == 2 else None
 
-    events = [row.payload for row in await poll(both)]
+    events = [row.payload for row in await poll(both, within=30)]
     (contact,) = await rows(
         owner_engine, "SELECT id FROM contatos WHERE organizacao_id = :t", t=tenant.id
     )
