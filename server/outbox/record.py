@@ -47,8 +47,9 @@ FEED_KINDS = frozenset(
 # recorded change to one outbound webhook endpoint.
 DELIVERY_TIPO = "webhook_saida"
 
-# The record itself is the SQL function `record_outbox_change` (migration 0024), which a larger
-# statement (a WhatsApp send's result, server/whatsapp/sent.py) also calls: one definition.
+# The record itself is the SQL function `record_outbox_change` (migration 0024), which
+# `record_and_announce_change` (migration 0026: a WhatsApp send's result and a received
+# message, server/whatsapp/) also calls: one definition.
 _RECORD = text(
     "SELECT sequencia, criado_em, deliveries FROM record_outbox_change("
     ":id, :tenant, :kind, :user, CAST(:payload AS jsonb), :tipo, :operation, :attempts,"

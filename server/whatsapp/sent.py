@@ -3,9 +3,10 @@
 The sender's session counts the message (`total_mensagens_enviadas`, `ultima_mensagem_em`),
 the message row takes WAHA's id (keeping the one it was stored with when WAHA answers none)
 and ack and becomes `sent`, and its MESSAGE_STATUS change is recorded on the change feed
-(`record_outbox_change`, migration 0024: the tenant's next sequence, the outbox row, outbound
-webhook deliveries with the job's request id) and announced on the event bus with the payload
-`server.events.Event.encode` gives a recorded change. Each UPDATE locks its row as it writes it
+and announced on the event bus by `record_and_announce_change` (migration 0026: the tenant's
+next sequence, the outbox row, outbound webhook deliveries with the job's request id, and the
+NOTIFY payload `server.events.Event` decodes), the one definition received.py's store uses
+too. Each UPDATE locks its row as it writes it
 (read-modify-write under the row lock, as a SELECT ... FOR UPDATE would); a message or session
 that is gone leaves everything unchanged.
 """
@@ -18,6 +19,7 @@ import uuid
 import asyncpg
 
 from server.events import CHANNEL
+from server.events.bus import MAX_PAYLOAD
 from server.observability.jobs import enqueue_context
 from server.outbox.record import DELIVERY_TIPO
 from server.resilience.operations import OUTBOUND_WEBHOOK
@@ -40,24 +42,13 @@ WITH counted AS (
     FROM counted
    WHERE m.id = $1
   RETURNING m.id, m.organizacao_id, m.usuario_id, COALESCE(m.status, '') AS status
-), recorded AS (
-  SELECT sent.*, r.sequencia, r.criado_em AS gravado_em
-    FROM sent,
-         LATERAL record_outbox_change(
-           $6, sent.organizacao_id, 'MESSAGE_STATUS', sent.usuario_id,
-           jsonb_build_object('canal', $7::text, 'id', CAST(sent.id AS text),
-                              'status', sent.status),
-           $8, $9, $10, true, $12, $13) AS r
 )
-SELECT recorded.sequencia,
-       pg_notify($11, json_build_object(
-         'id', CAST($6 AS text), 'kind', 'MESSAGE_STATUS',
-         'tenant', CAST(recorded.organizacao_id AS text),
-         'user', CAST(recorded.usuario_id AS text), 'at', recorded.gravado_em,
-         'data', json_build_object('canal', $7::text, 'id', CAST(recorded.id AS text),
-                                   'status', recorded.status),
-         'seq', recorded.sequencia)::text)
-  FROM recorded
+SELECT record_and_announce_change(
+         $6, sent.organizacao_id, 'MESSAGE_STATUS', sent.usuario_id,
+         json_build_object('canal', $7::text, 'id', CAST(sent.id AS text),
+                           'status', sent.status)::text,
+         $8, $9, $10, true, $12, $13, $11, $14)
+  FROM sent
 """
 
 
@@ -88,5 +79,6 @@ async def record_sent(
         CHANNEL,
         context["request_id"],
         context["traceparent"],
+        MAX_PAYLOAD,
     )
     return sequence
