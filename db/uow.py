@@ -72,6 +72,20 @@ def _no_span(verb: str) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
+@asynccontextmanager
+async def _discarded_unless_answered(pooled: PoolProxiedConnection) -> AsyncIterator[None]:
+    """A statement failing with the server's answer leaves its connection sound; any other
+    failure (cancelled or lost mid-statement, a protocol left mid-exchange) means the
+    connection is never pooled again."""
+    try:
+        yield
+    except asyncpg.PostgresError:
+        raise
+    except BaseException:
+        await greenlet_spawn(pooled.invalidate)
+        raise
+
+
 class Database:
     """The application's database: the app-role engine, its sessions and raw connections."""
 
@@ -117,14 +131,8 @@ class Database:
         """
         async with self._pooled() as pooled:
             driver: asyncpg.Connection = pooled.driver_connection
-            try:
+            async with _discarded_unless_answered(pooled):
                 await driver.execute(begin_statement(caller_settings(caller)))
-            except asyncpg.PostgresError:
-                raise  # answered by the server: the connection is sound
-            except BaseException:
-                # Lost, or its protocol left mid-exchange: never pool it again.
-                await greenlet_spawn(pooled.invalidate)
-                raise
             try:
                 yield driver
             except BaseException:
@@ -137,11 +145,11 @@ class Database:
             await driver.execute("COMMIT")
 
     async def fetchrow_as(self, caller: Identity, query: str, *args: Any) -> asyncpg.Record | None:
-        """One read in one round trip, as `caller`.
+        """One call in one round trip, as `caller`.
 
-        `query` calls one of the `as_caller_*` functions (migration 0025) whose first three
-        parameters ($1, $2, $3) are the caller's tenant, user and role: the function sets them
-        transaction-locally before it reads, and the call, sent outside any explicit
+        `query` calls one of the `as_caller_*` functions (migrations 0025, 0026) whose first
+        three parameters ($1, $2, $3) are the caller's tenant, user and role: the function sets
+        them transaction-locally before it reads or writes, and the call, sent outside any explicit
         transaction, is its own transaction (no BEGIN, no COMMIT, settings gone at its end).
         Row-level security applies as in `unit_of_work`; the remaining parameters follow.
         """
@@ -156,16 +164,8 @@ class Database:
         functions, given `caller_args`) or need none (the `app_*` SECURITY DEFINER functions,
         e.g. webhook routing). A connection left mid-statement is never pooled again.
         """
-        async with self._pooled() as pooled:
-            driver: asyncpg.Connection = pooled.driver_connection
-            try:
-                yield driver
-            except asyncpg.PostgresError:
-                raise
-            except BaseException:
-                # Cancelled or lost mid-statement: never pool it again.
-                await greenlet_spawn(pooled.invalidate)
-                raise
+        async with self._pooled() as pooled, _discarded_unless_answered(pooled):
+            yield pooled.driver_connection
 
     @asynccontextmanager
     async def _pooled(self) -> AsyncIterator[PoolProxiedConnection]:
