@@ -3,16 +3,16 @@ round trips: the common case of the "waha_event" job (webhook.py), without an OR
 
 Each call is its own transaction (the `as_caller_whatsapp_*` functions, migration 0026): the
 inbox row and the session it names are read; the envelope is parsed here; then, with the
-inbox row locked and only while it is unprocessed, the contact (found or made), the message,
-the session's counters, the changes (recorded and announced), the inbox mark and the job's
-completion commit together. A repeated job finds the row processed and only completes. The
-rows and events are the ones the general path writes (inbound.py reads the payload and builds
-the event data for both).
+inbox row and its session locked and only while the row is unprocessed, the contact (found
+or made), the message, the session's counters, the changes (recorded and announced), the
+inbox mark and the job's completion commit together. A repeated job finds the row processed
+and only completes. The rows and events are the ones the general path writes (inbound.py
+reads the payload and builds the event data for both).
 
 Anything else returns False before anything is written, and webhook.py's general path takes
-the event: an inbox row or session gone, an envelope that does not parse, names another
-session or carries metadata contradicting our record, and a sender WhatsApp shows only by a
-hidden id (hidden_senders.py).
+the event: an inbox row or session gone (at the read, or by the store), an envelope that
+does not parse, names another session or carries metadata contradicting our record, and a
+sender WhatsApp shows only by a hidden id (hidden_senders.py).
 """
 
 from __future__ import annotations
