@@ -584,6 +584,16 @@ async def test_waha_refusing_the_platform_key_is_the_platforms_misconfiguration(
     await stack.connect(member, "5511988880021")
 
 
+async def _message_row(owner_engine: AsyncEngine, message_id: str) -> Any:
+    (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
+    return row
+
+
+def _send_key(message_id: str) -> str:
+    """The idempotency key of a message's send job (server/whatsapp/messages.py)."""
+    return f"whatsapp_send:{message_id}"
+
+
 async def _sent_once(
     stack: Stack, owner_engine: AsyncEngine, member: Caller, phone: str, body: str
 ) -> tuple[str, str]:
@@ -594,9 +604,7 @@ async def _sent_once(
     )
 
     async def recorded() -> Any:
-        (row,) = await rows(
-            owner_engine, "SELECT * FROM conversas WHERE id = :id", id=sent.message.id
-        )
+        row = await _message_row(owner_engine, sent.message.id)
         return row if row.status == "sent" else None
 
     return sent.message.id, (await poll(recorded, within=30)).external_id
@@ -619,7 +627,7 @@ async def _lose_the_result(owner_engine: AsyncEngine, message_id: str, *, due_in
                 " proxima_tentativa = now() + make_interval(secs => :due)"
                 " WHERE idempotency_key = :key"
             ),
-            {"key": f"whatsapp_send:{message_id}", "due": due_in_s},
+            {"key": _send_key(message_id), "due": due_in_s},
         )
 
 
@@ -649,7 +657,7 @@ async def test_a_send_repeated_after_a_lost_worker_is_one_message(
     assert copy["message"]["id"] == wa_id
 
     async def recorded_again() -> Any:
-        (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
+        row = await _message_row(owner_engine, message_id)
         return row if row.status == "sent" else None
 
     row = await poll(recorded_again, within=30)
@@ -673,7 +681,7 @@ async def test_an_ack_that_beats_the_send_result_is_applied_and_not_sent_again(
     await stack.control(f"sessions/{name}/ack", {"id": wa_id, "ack": 2})
 
     async def delivered() -> Any:
-        (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
+        row = await _message_row(owner_engine, message_id)
         return row if row.status == "delivered" else None
 
     await poll(delivered, within=30)
@@ -683,21 +691,21 @@ async def test_an_ack_that_beats_the_send_result_is_applied_and_not_sent_again(
                 "UPDATE eventos_pendentes SET proxima_tentativa = now()"
                 " WHERE idempotency_key = :key"
             ),
-            {"key": f"whatsapp_send:{message_id}"},
+            {"key": _send_key(message_id)},
         )
 
     async def job_done() -> Any:
         (job,) = await rows(
             owner_engine,
             "SELECT status FROM eventos_pendentes WHERE idempotency_key = :key",
-            key=f"whatsapp_send:{message_id}",
+            key=_send_key(message_id),
         )
         return job if job.status == "completed" else None
 
     await poll(job_done, within=30)
     (copy,) = await _waha_copies(stack, name, "Contrato anexo")
     assert copy["repeats"] == 0  # the ack proved WAHA had it: nothing was sent again
-    (row,) = await rows(owner_engine, "SELECT * FROM conversas WHERE id = :id", id=message_id)
+    row = await _message_row(owner_engine, message_id)
     assert (row.status, row.ack, row.external_id) == ("delivered", 2, wa_id)
     assert row.enviado_em is not None
     assert (await stack.status(member)).total_mensagens_enviadas == before + 1
